@@ -1,0 +1,1 @@
+//! vigil-queue (being built).

@@ -1,0 +1,1 @@
+//! vigil-workers (being built).
