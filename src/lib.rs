@@ -1,1 +1,23 @@
-//! vigil: the composition root.
+//! # vigil: the composition root
+//!
+//! The only crate that reads configuration, builds pools and clients, chooses the runtime and
+//! wires the member crates together. Nothing imports it.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap).
+//! - [`config`]: layered settings (defaults, `config.toml`, `VIGIL_*` variables, `*_file` secrets).
+//! - [`telemetry`]: the tracing subscriber (pretty or JSON).
+//! - [`commands`]: one module per command group; `commands::dispatch` runs one.
+//!
+//! The member crates, and which way their dependencies point:
+//! ```text
+//!   vigil (src/) ──► vigil-api ─────┐
+//!        │                          ├──► vigil-queue ──► vigil-jobs
+//!        └────────► vigil-workers ──┤    vigil-store ──► vigil-jobs
+//!                                   └──► vigil-rules
+//! ```
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod telemetry;

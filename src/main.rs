@@ -1,1 +1,10 @@
-fn main() {}
+//! The `vigil` binary: parse the command line and hand over to [`vigil::commands`].
+//!
+//! Run `vigil --help` for the subcommands; README.md has the quickstart.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = vigil::cli::Cli::parse();
+    vigil::commands::dispatch(cli)
+}

@@ -1,1 +1,23 @@
-//! vigil-store (being built).
+//! # vigil-store: SQL storage shared by the API and the workers
+//!
+//! One [`Db`] handle over SQLite (the zero-setup default) or PostgreSQL (production), chosen
+//! by the URL. Queries are written once and run on both engines through sqlx's `Any` driver,
+//! so they stick to the common dialect:
+//! - placeholders are `$1, $2, ...` (both engines accept them);
+//! - timestamps are `BIGINT` milliseconds since the Unix epoch (see [`time`]);
+//! - JSON is stored as `TEXT` (raw, exactly as received);
+//! - booleans are `BOOLEAN` on PostgreSQL and integers on SQLite; bind Rust `bool`.
+//!
+//! Where the engines truly differ (advisory locks, triggers) the code branches on
+//! [`Db::kind`]. Schema lives in `migrations/sqlite` and `migrations/postgres` at the
+//! repository root: one file per change, the same meaning on both engines.
+//!
+//! # Layout
+//! - [`db`]: connecting, creating the SQLite file, running migrations.
+//! - [`time`]: millisecond timestamps <-> `chrono`.
+//! - one module per table group, each owning its queries (added by each feature).
+
+pub mod db;
+pub mod time;
+
+pub use db::{Db, DbKind, StoreError};

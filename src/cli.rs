@@ -1,0 +1,137 @@
+//! The command line: one binary, `vigil`, with a subcommand per job an operator does.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// vigil: a background worker system for security operations.
+///
+/// Configuration comes from built-in defaults, then the config file, then environment
+/// variables named VIGIL_SECTION__KEY (for example VIGIL_DATABASE__URL).
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, propagate_version = true)]
+pub struct Cli {
+    /// Path of the TOML config file [default: config.toml, which may be missing].
+    #[arg(long, short, global = true, env = "VIGIL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything: the HTTP API, the workers of every queue and the schedules.
+    Run,
+    /// Run only the workers and the schedules (scale these apart from the API).
+    Worker,
+    /// Run only the HTTP API.
+    Api,
+    /// Apply pending database migrations, then exit. Safe to run twice.
+    Migrate,
+    /// Print the effective configuration (secrets redacted) and exit non-zero if it is invalid.
+    CheckConfig,
+    /// Manage API users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Okta tools: key generation and backfills.
+    #[command(subcommand)]
+    Okta(OktaCommand),
+    /// Detection rules: list them, try them on a file of events.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Measure the job engine against a Redis server and print JSON lines.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. The password is read from a prompt, or from stdin when it is not a terminal.
+    Add {
+        /// Login name.
+        name: String,
+        /// What the user may do: `admin` (everything) or `analyst` (read only).
+        #[arg(long, value_parser = ["admin", "analyst"])]
+        role: String,
+    },
+    /// List users.
+    List,
+    /// Disable a user: their tokens stop working and they can no longer sign in.
+    Disable {
+        /// Login name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OktaCommand {
+    /// Write a new key pair for private_key_jwt and print the public JWK to register in Okta.
+    Keygen(OktaKeygenArgs),
+    /// Fetch a bounded window of events now (same store and dedup as polling).
+    Backfill(OktaBackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OktaKeygenArgs {
+    /// Where to write the private key (PEM). Refuses to overwrite.
+    #[arg(long, default_value = "okta-private-key.pem")]
+    pub out: PathBuf,
+    /// Key type.
+    #[arg(long, default_value = "RS256", value_parser = ["RS256", "ES256"])]
+    pub alg: String,
+    /// Key id (`kid`) to put in the JWK; a random one when omitted.
+    #[arg(long)]
+    pub kid: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OktaBackfillArgs {
+    /// Fetch the last N minutes.
+    #[arg(long, conflicts_with = "since")]
+    pub minutes: Option<u32>,
+    /// Start of the window (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the window (RFC 3339); now when omitted.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Print the active detection rules.
+    List,
+    /// Evaluate the rules on the events in FILE (a JSON array or JSON lines), in file order,
+    /// with fresh state and no side effects; prints one JSON line per event.
+    Test {
+        /// File of Okta events.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain: prints OK with the count, or the first bad record and why.
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Redis to measure against (use a scratch database: the bench deletes its own keys).
+    #[arg(long, default_value = "redis://127.0.0.1:6379/15")]
+    pub redis: String,
+    /// Number of jobs.
+    #[arg(long, short, default_value_t = 100_000)]
+    pub n: u64,
+    /// Worker concurrency while draining.
+    #[arg(long, short, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Also run the latency mode: a paced stream at this many jobs per second.
+    #[arg(long)]
+    pub rate: Option<u64>,
+}

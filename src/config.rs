@@ -1,0 +1,375 @@
+//! Configuration: typed settings, loaded in three layers.
+//!
+//! 1. defaults in code (every section's `Default`),
+//! 2. the TOML file (`--config PATH`, default `config.toml`; a missing default file is fine),
+//! 3. environment variables `VIGIL_SECTION__KEY` (e.g. `VIGIL_DATABASE__URL`).
+//!
+//! Any key ending in `_file` names a file whose content becomes the key without the suffix
+//! (`smtp.password_file = "/run/secrets/smtp"` sets `smtp.password`), so secrets need not
+//! sit in the file or the environment. Each member crate owns its section's struct; this
+//! module composes them and turns serde errors into messages that name the key, where the
+//! value came from (file or variable) and what was expected.
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The prefix of every environment variable vigil reads.
+pub const ENV_PREFIX: &str = "VIGIL_";
+
+/// Every setting of vigil, one field per config section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+}
+
+/// `[log]`: how vigil writes its logs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,vigil_queue=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info,sqlx=warn".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// `[database]`: where vigil keeps users, events, alerts, emails and the audit trail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (created with its folder when missing) or `postgres://...`.
+    /// A password in the URL is never printed; prefer `database.url_file` in production.
+    pub url: String,
+    /// Connection pool size (SQLite is capped at 4: one writer at a time).
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/vigil.db".to_owned(),
+            max_connections: 10,
+        }
+    }
+}
+
+/// A configuration error, worded for the operator who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// The loaded settings plus what the operator should hear about them.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// Non-fatal problems (unknown `VIGIL_*` variables), to log once telemetry is up.
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Loads the three layers. `explicit` says whether the operator named the file (then it
+    /// must exist) or it is the default path (then it may be missing).
+    pub fn load(path: &Path, explicit: bool) -> Result<Loaded, ConfigError> {
+        Self::load_from(path, explicit, std::env::vars().collect())
+    }
+
+    /// Like [`Settings::load`], with the environment given (tests pass their own).
+    pub fn load_from(
+        path: &Path,
+        explicit: bool,
+        env: Vec<(String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        if explicit && !path.exists() {
+            return Err(ConfigError(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "VIGIL_CONFIG")
+            .collect();
+        let (known_env, warnings) = split_unknown_env(&env);
+
+        let file_keys = Arc::new(Mutex::new(Vec::new()));
+        let file = StripFileKeys {
+            inner: Toml::file(path),
+            found: file_keys.clone(),
+        };
+        let vars = StripFileKeys {
+            inner: EnvVars(known_env),
+            found: file_keys.clone(),
+        };
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(file)
+            .merge(vars);
+        let secrets = read_secret_files(&lock(&file_keys))?;
+        if !secrets.is_empty() {
+            figment = figment.merge(Serialized::globals(secrets));
+        }
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError(describe(&e, path)))?;
+        Ok(Loaded { settings, warnings })
+    }
+}
+
+/// The `VIGIL_*` variables as a figment provider. Values parse like TOML scalars (`7` is a
+/// number, `true` a boolean), keys nest on `__` (`VIGIL_SMTP__PORT` is `smtp.port`).
+struct EnvVars(Vec<(String, String)>);
+
+impl Provider for EnvVars {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable(s)")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, value) in &self.0 {
+            let path = env_key_path(key);
+            let parsed: Value = value.parse().unwrap_or_else(|_| Value::from(value.clone()));
+            if let Some(nested) = figment::util::nest(&path, parsed).into_dict() {
+                dict = merge_dicts(dict, nested);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// `VIGIL_SMTP__PORT` -> `smtp.port`.
+fn env_key_path(var: &str) -> String {
+    var[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".")
+}
+
+/// Separates `VIGIL_*` variables that name a real key from those that don't (typos), by
+/// asking serde: each variable alone is layered over the defaults and extracted.
+fn split_unknown_env(env: &[(String, String)]) -> (Vec<(String, String)>, Vec<String>) {
+    let mut known = Vec::new();
+    let mut warnings = Vec::new();
+    for (key, value) in env {
+        let key_path = env_key_path(key);
+        let base_key = key_path.strip_suffix("_file").unwrap_or(&key_path).to_owned();
+        let probe = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Serialized::global(&base_key, value.as_str()));
+        match probe.extract::<Settings>() {
+            Err(e) if e.clone().into_iter().any(|e| matches!(e.kind, figment::error::Kind::UnknownField(..))) => {
+                warnings.push(format!(
+                    "ignoring environment variable {key}: `{base_key}` is not a vigil setting"
+                ));
+            }
+            _ => known.push((key.clone(), value.clone())),
+        }
+    }
+    (known, warnings)
+}
+
+/// A provider wrapper that removes every `*_file` key (recording where it points) so the
+/// typed settings never see them; the loader reads those files and merges their contents.
+struct StripFileKeys<P> {
+    inner: P,
+    found: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<P: Provider> Provider for StripFileKeys<P> {
+    fn metadata(&self) -> Metadata {
+        self.inner.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let source = self.inner.metadata().name.to_string();
+        let mut data = self.inner.data()?;
+        for dict in data.values_mut() {
+            strip(dict, "", &source, &mut lock(&self.found));
+        }
+        Ok(data)
+    }
+}
+
+fn strip(dict: &mut Dict, prefix: &str, source: &str, found: &mut Vec<(String, String, String)>) {
+    let file_keys: Vec<String> = dict.keys().filter(|k| k.ends_with("_file")).cloned().collect();
+    for key in file_keys {
+        if let Some(Value::String(_, path)) = dict.remove(&key) {
+            let target = format!("{prefix}{}", key.trim_end_matches("_file"));
+            found.push((target, path, source.to_owned()));
+        }
+    }
+    for (key, value) in dict.iter_mut() {
+        if let Value::Dict(_, inner) = value {
+            strip(inner, &format!("{prefix}{key}."), source, found);
+        }
+    }
+}
+
+/// Reads each `*_file` secret; the content (trailing newline trimmed) becomes the key's value.
+fn read_secret_files(keys: &[(String, String, String)]) -> Result<Dict, ConfigError> {
+    let mut out = Dict::new();
+    for (target, path, source) in keys {
+        let content = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read `{target}_file` = {path} (from {source}): {e}"
+            ))
+        })?;
+        let value = content.trim_end_matches(['\r', '\n']).to_owned();
+        let nested = figment::util::nest(target, Value::from(value));
+        if let Some(dict) = nested.into_dict() {
+            out = merge_dicts(out, dict);
+        }
+    }
+    Ok(out)
+}
+
+fn merge_dicts(mut a: Dict, b: Dict) -> Dict {
+    for (k, v) in b {
+        match (a.remove(&k), v) {
+            (Some(Value::Dict(tag, x)), Value::Dict(_, y)) => {
+                a.insert(k, Value::Dict(tag, merge_dicts(x, y)));
+            }
+            (_, v) => {
+                a.insert(k, v);
+            }
+        }
+    }
+    a
+}
+
+/// Words a figment error as: which key, from where, what was expected.
+fn describe(err: &figment::Error, path: &Path) -> String {
+    err.clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = match e.metadata.as_ref().map(|m| m.name.to_string()) {
+                Some(name) if name.contains("environment") => format!(
+                    "environment variable {ENV_PREFIX}{}",
+                    e.path.join("__").to_ascii_uppercase()
+                ),
+                Some(name) if name.contains("TOML") => format!("file {}", path.display()),
+                Some(name) => name,
+                None => "defaults".to_owned(),
+            };
+            let what = match &e.kind {
+                figment::error::Kind::UnknownField(field, expected) => format!(
+                    "unknown key `{field}`; expected one of: {}",
+                    expected.join(", ")
+                ),
+                other => other.to_string(),
+            };
+            if key.is_empty() {
+                format!("invalid configuration in {source}: {what}")
+            } else {
+                format!("invalid value for `{key}` in {source}: {what}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The directory config-relative paths are resolved against (the config file's folder).
+pub fn config_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "c.toml", "[database]\nurl = \"sqlite://file.db\"\nmax_connections = 3\n");
+        let loaded = Settings::load_from(&cfg, true, env(&[("VIGIL_DATABASE__MAX_CONNECTIONS", "7")])).unwrap();
+        assert_eq!(loaded.settings.database.url, "sqlite://file.db");
+        assert_eq!(loaded.settings.database.max_connections, 7);
+        assert_eq!(loaded.settings.log.level, "info");
+    }
+
+    #[test]
+    fn a_bad_file_value_names_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "c.toml", "[database]\nmax_connections = \"many\"\n");
+        let err = Settings::load_from(&cfg, true, vec![]).unwrap_err().to_string();
+        assert!(err.contains("database.max_connections"), "{err}");
+        assert!(err.contains("c.toml"), "{err}");
+        assert!(err.contains("u32"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_env_value_names_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing_default = dir.path().join("none.toml");
+        let err = Settings::load_from(&missing_default, false, env(&[("VIGIL_LOG__FORMAT", "xml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VIGIL_LOG__FORMAT"), "{err}");
+        assert!(err.contains("pretty") && err.contains("json"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_fail_in_files_and_warn_in_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "c.toml", "[database]\nulr = \"x\"\n");
+        let err = Settings::load_from(&cfg, true, vec![]).unwrap_err().to_string();
+        assert!(err.contains("ulr"), "{err}");
+        let ok = write(dir.path(), "ok.toml", "");
+        let loaded = Settings::load_from(&ok, true, env(&[("VIGIL_DATABSE__URL", "x")])).unwrap();
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("VIGIL_DATABSE__URL"));
+    }
+
+    #[test]
+    fn file_keys_read_secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = write(dir.path(), "url", "postgres://u:pw@h/db\n");
+        let cfg = write(dir.path(), "c.toml", &format!("[database]\nurl_file = \"{}\"\n", secret.display()));
+        let loaded = Settings::load_from(&cfg, true, vec![]).unwrap();
+        assert_eq!(loaded.settings.database.url, "postgres://u:pw@h/db");
+        let missing = write(dir.path(), "m.toml", "[database]\nurl_file = \"/nonexistent/x\"\n");
+        let err = Settings::load_from(&missing, true, vec![]).unwrap_err().to_string();
+        assert!(err.contains("database.url_file"), "{err}");
+    }
+
+    #[test]
+    fn an_explicit_missing_file_is_an_error() {
+        let err = Settings::load_from(Path::new("/nonexistent/vigil.toml"), true, vec![]).unwrap_err();
+        assert!(err.to_string().contains("does not exist"));
+    }
+}
