@@ -1,1 +1,12 @@
-//! vigil-testkit (being built).
+//! # vigil-testkit: what vigil's tests stand on (never shipped)
+//!
+//! Tests talk to real services. This crate gives each test its own isolated piece of them:
+//! - [`db`]: a fresh, migrated database per test — a temp SQLite file, or a uniquely named
+//!   PostgreSQL database on 127.0.0.1:5432 that is dropped when the test ends.
+//! - [`redis`]: a unique key prefix on the shared Redis, or a private `redis-server` on a
+//!   free port for tests that stop, restart or stall Redis.
+//!
+//! Other modules (fake Okta, SMTP server) are added by their features.
+
+pub mod db;
+pub mod redis;

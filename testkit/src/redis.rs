@@ -1,0 +1,124 @@
+//! Redis for tests: a unique key prefix on the shared server, or a private server.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The shared Redis (`VIGIL_TEST_REDIS_URL`, default `redis://127.0.0.1:6379/0`).
+pub fn shared_url() -> String {
+    std::env::var("VIGIL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// A key prefix no other test (or rerun) uses: `vigil-test:<name>:<uuid>`.
+pub fn unique_prefix(name: &str) -> String {
+    format!("vigil-test:{name}:{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A private `redis-server` on a free port, for tests that stop, restart or stall Redis.
+/// Killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    aof: bool,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server; with `aof`, writes are persisted (`appendfsync always`) so a restart
+    /// keeps every acknowledged write.
+    pub fn start(aof: bool) -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            aof,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--save")
+            .arg("")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--maxmemory-policy")
+            .arg("noeviction")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.aof {
+            cmd.arg("--appendonly")
+                .arg("yes")
+                .arg("--appendfsync")
+                .arg("always");
+        } else {
+            cmd.arg("--appendonly").arg("no");
+        }
+        self.child = Some(cmd.spawn().expect("redis-server must be installed"));
+        self.wait_until(true);
+    }
+
+    /// Kills the server (SIGKILL) and waits until the port is closed.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.wait_until(false);
+    }
+
+    /// Starts it again on the same port (and, with AOF, the same data).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// The data folder (AOF files live here).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn wait_until(&self, up: bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let open = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if open == up {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server on port {} did not become {}",
+            self.port,
+            if up { "ready" } else { "stopped" }
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
