@@ -160,7 +160,9 @@ impl Provider for EnvVars {
 
 /// `VIGIL_SMTP__PORT` -> `smtp.port`.
 fn env_key_path(var: &str) -> String {
-    var[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".")
+    var[ENV_PREFIX.len()..]
+        .to_ascii_lowercase()
+        .replace("__", ".")
 }
 
 /// Separates `VIGIL_*` variables that name a real key from those that don't (typos), by
@@ -170,11 +172,18 @@ fn split_unknown_env(env: &[(String, String)]) -> (Vec<(String, String)>, Vec<St
     let mut warnings = Vec::new();
     for (key, value) in env {
         let key_path = env_key_path(key);
-        let base_key = key_path.strip_suffix("_file").unwrap_or(&key_path).to_owned();
+        let base_key = key_path
+            .strip_suffix("_file")
+            .unwrap_or(&key_path)
+            .to_owned();
         let probe = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Serialized::global(&base_key, value.as_str()));
         match probe.extract::<Settings>() {
-            Err(e) if e.clone().into_iter().any(|e| matches!(e.kind, figment::error::Kind::UnknownField(..))) => {
+            Err(e)
+                if e.clone()
+                    .into_iter()
+                    .any(|e| matches!(e.kind, figment::error::Kind::UnknownField(..))) =>
+            {
                 warnings.push(format!(
                     "ignoring environment variable {key}: `{base_key}` is not a vigil setting"
                 ));
@@ -212,7 +221,11 @@ impl<P: Provider> Provider for StripFileKeys<P> {
 }
 
 fn strip(dict: &mut Dict, prefix: &str, source: &str, found: &mut Vec<(String, String, String)>) {
-    let file_keys: Vec<String> = dict.keys().filter(|k| k.ends_with("_file")).cloned().collect();
+    let file_keys: Vec<String> = dict
+        .keys()
+        .filter(|k| k.ends_with("_file"))
+        .cloned()
+        .collect();
     for key in file_keys {
         if let Some(Value::String(_, path)) = dict.remove(&key) {
             let target = format!("{prefix}{}", key.trim_end_matches("_file"));
@@ -309,14 +322,23 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = write(dir.path(), "c.toml", "[database]\nurl = \"sqlite://file.db\"\nmax_connections = 3\n");
-        let loaded = Settings::load_from(&cfg, true, env(&[("VIGIL_DATABASE__MAX_CONNECTIONS", "7")])).unwrap();
+        let cfg = write(
+            dir.path(),
+            "c.toml",
+            "[database]\nurl = \"sqlite://file.db\"\nmax_connections = 3\n",
+        );
+        let loaded =
+            Settings::load_from(&cfg, true, env(&[("VIGIL_DATABASE__MAX_CONNECTIONS", "7")]))
+                .unwrap();
         assert_eq!(loaded.settings.database.url, "sqlite://file.db");
         assert_eq!(loaded.settings.database.max_connections, 7);
         assert_eq!(loaded.settings.log.level, "info");
@@ -325,8 +347,14 @@ mod tests {
     #[test]
     fn a_bad_file_value_names_key_and_file() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = write(dir.path(), "c.toml", "[database]\nmax_connections = \"many\"\n");
-        let err = Settings::load_from(&cfg, true, vec![]).unwrap_err().to_string();
+        let cfg = write(
+            dir.path(),
+            "c.toml",
+            "[database]\nmax_connections = \"many\"\n",
+        );
+        let err = Settings::load_from(&cfg, true, vec![])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("database.max_connections"), "{err}");
         assert!(err.contains("c.toml"), "{err}");
         assert!(err.contains("u32"), "{err}");
@@ -336,9 +364,13 @@ mod tests {
     fn a_bad_env_value_names_the_variable() {
         let dir = tempfile::tempdir().unwrap();
         let missing_default = dir.path().join("none.toml");
-        let err = Settings::load_from(&missing_default, false, env(&[("VIGIL_LOG__FORMAT", "xml")]))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load_from(
+            &missing_default,
+            false,
+            env(&[("VIGIL_LOG__FORMAT", "xml")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("VIGIL_LOG__FORMAT"), "{err}");
         assert!(err.contains("pretty") && err.contains("json"), "{err}");
     }
@@ -347,7 +379,9 @@ mod tests {
     fn unknown_keys_fail_in_files_and_warn_in_env() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write(dir.path(), "c.toml", "[database]\nulr = \"x\"\n");
-        let err = Settings::load_from(&cfg, true, vec![]).unwrap_err().to_string();
+        let err = Settings::load_from(&cfg, true, vec![])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ulr"), "{err}");
         let ok = write(dir.path(), "ok.toml", "");
         let loaded = Settings::load_from(&ok, true, env(&[("VIGIL_DATABSE__URL", "x")])).unwrap();
@@ -359,17 +393,28 @@ mod tests {
     fn file_keys_read_secrets_from_files() {
         let dir = tempfile::tempdir().unwrap();
         let secret = write(dir.path(), "url", "postgres://u:pw@h/db\n");
-        let cfg = write(dir.path(), "c.toml", &format!("[database]\nurl_file = \"{}\"\n", secret.display()));
+        let cfg = write(
+            dir.path(),
+            "c.toml",
+            &format!("[database]\nurl_file = \"{}\"\n", secret.display()),
+        );
         let loaded = Settings::load_from(&cfg, true, vec![]).unwrap();
         assert_eq!(loaded.settings.database.url, "postgres://u:pw@h/db");
-        let missing = write(dir.path(), "m.toml", "[database]\nurl_file = \"/nonexistent/x\"\n");
-        let err = Settings::load_from(&missing, true, vec![]).unwrap_err().to_string();
+        let missing = write(
+            dir.path(),
+            "m.toml",
+            "[database]\nurl_file = \"/nonexistent/x\"\n",
+        );
+        let err = Settings::load_from(&missing, true, vec![])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("database.url_file"), "{err}");
     }
 
     #[test]
     fn an_explicit_missing_file_is_an_error() {
-        let err = Settings::load_from(Path::new("/nonexistent/vigil.toml"), true, vec![]).unwrap_err();
+        let err =
+            Settings::load_from(Path::new("/nonexistent/vigil.toml"), true, vec![]).unwrap_err();
         assert!(err.to_string().contains("does not exist"));
     }
 }

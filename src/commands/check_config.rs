@@ -45,7 +45,11 @@ fn render(value: &serde_json::Value, table: &str, out: &mut String) {
         }
     }
     for (key, v) in tables {
-        let name = if table.is_empty() { key.clone() } else { format!("{table}.{key}") };
+        let name = if table.is_empty() {
+            key.clone()
+        } else {
+            format!("{table}.{key}")
+        };
         render(v, &name, out);
     }
 }

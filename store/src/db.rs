@@ -171,9 +171,18 @@ mod tests {
 
     #[test]
     fn urls_pick_the_engine_and_hide_passwords() {
-        assert_eq!("sqlite://data/vigil.db".parse::<DbKind>().unwrap(), DbKind::Sqlite);
-        assert_eq!("postgres://u:p@h/db".parse::<DbKind>().unwrap(), DbKind::Postgres);
-        let err = "mysql://root:hunter2@h/db".parse::<DbKind>().unwrap_err().to_string();
+        assert_eq!(
+            "sqlite://data/vigil.db".parse::<DbKind>().unwrap(),
+            DbKind::Sqlite
+        );
+        assert_eq!(
+            "postgres://u:p@h/db".parse::<DbKind>().unwrap(),
+            DbKind::Postgres
+        );
+        let err = "mysql://root:hunter2@h/db"
+            .parse::<DbKind>()
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert_eq!(redact_url("postgres://u:p@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");

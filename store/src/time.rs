@@ -24,7 +24,8 @@ mod tests {
 
     #[test]
     fn millis_round_trip() {
-        let t = Utc.with_ymd_and_hms(2024, 4, 2, 19, 17, 37).unwrap() + chrono::Duration::milliseconds(621);
+        let t = Utc.with_ymd_and_hms(2024, 4, 2, 19, 17, 37).unwrap()
+            + chrono::Duration::milliseconds(621);
         assert_eq!(from_millis(to_millis(t)), t);
     }
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: starts Redis/PostgreSQL if needed, installs the
+# test tools, then runs every test of every crate (unit, integration, process-level, API).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vigil-target}"
+source scripts/services.sh
+ensure_redis
+ensure_postgres
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest" >&2
+  cargo install cargo-nextest --locked
+fi
+
+# The `chaos` feature adds a hidden `vigil chaos-worker` used by the kill -9 tests.
+cargo nextest run --workspace --features vigil/chaos --no-fail-fast "$@"
+
+# Property-based API checks against the running binary's OpenAPI document.
+if [ -x api/tests/schemathesis.sh ]; then
+  api/tests/schemathesis.sh
+fi
