@@ -1,1 +1,46 @@
-//! vigil-queue (being built).
+//! # vigil-queue: the Redis job engine
+//!
+//! Every job transition (enqueue, lease, complete, fail, reap, cancel, retry, prune) is one
+//! Lua script of vigil's own, so a job is always in exactly one status, its per-status index
+//! and its queue structures agree, and counts/lists are exact under any concurrency.
+//!
+//! # Layout
+//! - [`settings`]: `[redis]`, `[engine]`, `[queues.*]`, `[schedules.*]` config sections.
+//! - [`engine`]: [`Engine`], the one interface producers, workers, the API and the
+//!   dashboard use.
+//! - [`model`]: request/answer types ([`NewJob`], [`JobFilter`], [`JobPage`], ...).
+//! - [`lease`]: the worker side: leased jobs, fencing tokens, retry backoff.
+//! - [`backend`]: the apalis-core `Backend` that apalis workers run on.
+//! - [`schedule`]: cron parsing and the list of schedules with their next run.
+//! - [`keys`]: the Redis key layout; [`scripts`]: the Lua transitions.
+//! - [`bench`]: the engine benchmark behind `vigil bench`.
+//!
+//! # Guarantees
+//! At-least-once delivery under a per-job lease; attempts are counted when an attempt starts
+//! (so a job that kills its worker still reaches `max_attempts` and goes dead); a worker whose
+//! lease was taken over cannot complete or fail the job (fencing token = worker id + attempt).
+
+pub mod backend;
+pub mod bench;
+pub mod engine;
+pub mod error;
+pub mod keys;
+pub mod lease;
+pub mod model;
+pub mod schedule;
+mod scripts;
+pub mod settings;
+
+pub use backend::{AckLayer, AckService, VigilBackend};
+pub use engine::Engine;
+pub use error::EngineError;
+pub use lease::{FailOutcome, LeaseBatch, LeasedJob, backoff_ceiling, new_worker_id, retry_delay};
+pub use model::{
+    ActorHealth, Enqueued, JobFilter, JobPage, NewJob, QueueStats, ScheduleInfo, ScheduleRun,
+};
+pub use schedule::{ScheduleError, next_tick, schedules};
+pub use settings::{
+    EngineSettings, QueueSettings, QueuesSettings, RedisSettings, ScheduleSettings,
+    SchedulesSettings,
+};
+pub use vigil_jobs::{JobRecord, JobStatus, Queue, QueueCounts};
