@@ -26,6 +26,10 @@ pub const ENV_PREFIX: &str = "VIGIL_";
 pub struct Settings {
     pub log: LogSettings,
     pub database: DatabaseSettings,
+    pub redis: vigil_queue::RedisSettings,
+    pub engine: vigil_queue::EngineSettings,
+    pub queues: vigil_queue::QueuesSettings,
+    pub schedules: vigil_queue::SchedulesSettings,
 }
 
 /// `[log]`: how vigil writes its logs.

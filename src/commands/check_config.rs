@@ -12,6 +12,7 @@ pub fn run(loaded: &Loaded) -> ExitCode {
     }
     let mut settings = loaded.settings.clone();
     settings.database.url = vigil_store::db::redact_url(&settings.database.url);
+    settings.redis.url = vigil_store::db::redact_url(&settings.redis.url);
     match toml_string(&settings) {
         Ok(text) => {
             println!("# effective vigil configuration (secrets redacted)\n{text}");
