@@ -19,5 +19,6 @@
 
 pub mod db;
 pub mod time;
+pub mod users;
 
 pub use db::{Db, DbKind, StoreError};
