@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use apalis_core::backend::{Backend, BackendConfig, finalize::Durable};
+use apalis_core::backend::{Backend, BackendConfig, finalize::Ephemeral};
 use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::worker::context::WorkerContext;
@@ -428,7 +428,9 @@ impl Backend for VigilBackend {
 impl BackendConfig for VigilBackend {
     type Args = LeasedJob;
     type Id = String;
-    type Kind = Durable;
+    // apalis' `Durable` kind means "decode a wire format first"; vigil's backend already
+    // yields typed jobs (durability is in the Lua transitions), so no finalizing wrapper.
+    type Kind = Ephemeral;
     type Config = Queue;
     type Layer = AckLayer;
 
@@ -472,20 +474,19 @@ pub struct AckService<S> {
     ack_tx: mpsc::UnboundedSender<AckMsg>,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxError = apalis_core::error::BoxDynError;
 
 impl<S> tower_service::Service<Task<LeasedJob>> for AckService<S>
 where
-    S: tower_service::Service<Task<LeasedJob>>,
+    S: tower_service::Service<Task<LeasedJob>, Error = BoxError>,
     S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
 {
     type Response = ();
     type Error = BoxError;
     type Future = Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, task: Task<LeasedJob>) -> Self::Future {
@@ -504,7 +505,7 @@ where
         let run = async move {
             let began = Instant::now();
             tracing::debug!("attempt started");
-            let result = fut.await.map(|_| ()).map_err(Into::into);
+            let result = fut.await.map(|_| ());
             let elapsed = began.elapsed();
             let outcome = report(&shared, &ack_tx, &job, result).await;
             shared.finish(&job.id);

@@ -58,10 +58,20 @@ pub fn new_worker_id(name: &str) -> String {
     format!("{name}@{host}-{}-{}", std::process::id(), new_ulid())
 }
 
-/// A new ULID (time-sortable id).
+/// A new ULID: time-sortable, and increasing within this process even inside one
+/// millisecond (so "newest first" is exact for jobs enqueued by one producer).
 pub fn new_ulid() -> String {
+    static LAST: std::sync::Mutex<(u64, u128)> = std::sync::Mutex::new((0, 0));
     let ms = Utc::now().timestamp_millis().max(0) as u64;
-    ulid::Ulid::from_parts(ms, rand::random::<u128>()).to_string()
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let (ms, random) = if ms <= last.0 {
+        (last.0, last.1.wrapping_add(1) & ((1u128 << 80) - 1))
+    } else {
+        // Leave headroom so increments within the millisecond never overflow.
+        (ms, rand::random::<u128>() & ((1u128 << 79) - 1))
+    };
+    *last = (ms, random);
+    ulid::Ulid::from_parts(ms, random).to_string()
 }
 
 /// The longest wait before retry `n` (the wait after failed attempt `n`):

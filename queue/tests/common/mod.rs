@@ -1,0 +1,135 @@
+//! Shared test helpers: an engine on a unique key prefix, a worker running the real
+//! apalis path over `VigilBackend`, polling helpers and key cleanup.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis_core::task::data::Data;
+use apalis_core::worker::builder::WorkerBuilder;
+use vigil_queue::backend::{PermanentFailure, WorkerControl};
+use vigil_queue::{
+    Engine, EngineSettings, LeasedJob, Queue, QueueCounts, QueuesSettings, RedisSettings,
+    VigilBackend, new_worker_id,
+};
+
+pub type BoxError = apalis_core::error::BoxDynError;
+
+pub struct TestEngine {
+    pub engine: Engine,
+    url: String,
+}
+
+impl TestEngine {
+    pub async fn new(name: &str) -> TestEngine {
+        Self::with(name, &vigil_testkit::redis::shared_url(), |_, _| {}).await
+    }
+
+    pub async fn with(
+        name: &str,
+        url: &str,
+        tune: impl FnOnce(&mut EngineSettings, &mut QueuesSettings),
+    ) -> TestEngine {
+        let mut engine = EngineSettings {
+            poll_interval_ms: 200,
+            ..EngineSettings::default()
+        };
+        let mut queues = QueuesSettings::default();
+        tune(&mut engine, &mut queues);
+        let redis = RedisSettings {
+            url: url.to_owned(),
+            prefix: vigil_testkit::redis::unique_prefix(name),
+            response_timeout_ms: 2_000,
+        };
+        let engine = Engine::connect(&redis, engine, queues)
+            .await
+            .expect("engine connects");
+        TestEngine {
+            engine,
+            url: url.to_owned(),
+        }
+    }
+}
+
+impl Drop for TestEngine {
+    fn drop(&mut self) {
+        // Delete this test's keys (best effort, synchronous client).
+        let pattern = format!("{}:*", self.engine.prefix());
+        if let Ok(client) = redis::Client::open(self.url.as_str())
+            && let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(2))
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut c)
+                .unwrap_or_default();
+            for chunk in keys.chunks(1000) {
+                let _: Result<(), _> = redis::cmd("UNLINK").arg(chunk).query(&mut c);
+            }
+        }
+    }
+}
+
+/// Runs an apalis worker over vigil's backend with `handler`; returns its control and task.
+pub fn worker<F, Fut>(
+    engine: &Engine,
+    queue: Queue,
+    concurrency: usize,
+    handler: F,
+) -> (WorkerControl, tokio::task::JoinHandle<()>)
+where
+    F: Fn(LeasedJob) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    let id = new_worker_id("test");
+    let (backend, control) =
+        VigilBackend::start(engine.clone(), queue, id.clone(), concurrency, None);
+    let handler = TestHandler(Arc::new(move |job| Box::pin(handler(job))));
+    let worker = WorkerBuilder::new(id)
+        .backend(backend)
+        .data(handler)
+        .build(run_handler);
+    let task = tokio::spawn(async move {
+        let _ = worker.run().await;
+    });
+    (control, task)
+}
+
+type HandlerFn = dyn Fn(LeasedJob) -> HandlerFuture + Send + Sync;
+
+/// A named wrapper: a `dyn` type directly inside `Data<..>` trips rustc's higher-ranked
+/// lifetime check when the worker future is spawned.
+#[derive(Clone)]
+struct TestHandler(Arc<HandlerFn>);
+
+type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+fn run_handler(job: LeasedJob, h: Data<TestHandler>) -> HandlerFuture {
+    let f: &TestHandler = &h;
+    (f.0)(job)
+}
+
+/// A permanent failure for handlers.
+pub fn permanent(msg: &str) -> BoxError {
+    Box::new(PermanentFailure(msg.to_owned()))
+}
+
+/// Polls `check` until it returns true or `limit` passes; panics with `what` on timeout.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn counts(engine: &Engine, q: Queue) -> QueueCounts {
+    engine.counts(q).await.expect("counts")
+}
