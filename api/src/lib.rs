@@ -1,1 +1,131 @@
-//! vigil-api (being built).
+//! # vigil-api: the HTTP API (poem + poem-openapi)
+//!
+//! Through this API, OpenAPI clients enqueue work and read vigil's state. [`app`] builds the
+//! whole endpoint from an [`ApiState`] (testable in-process with `poem::test::TestClient`);
+//! [`serve`] binds `http.listen` and serves it until the shutdown future resolves.
+//!
+//! # Routes
+//! - `/docs` Swagger UI, `/openapi.json` the spec; `/health`, `/ready`, `/metrics`.
+//! - `/api/v1/auth/token`, `/api/v1/auth/refresh`.
+//! - `/api/v1/jobs/{okta_fetch|email|audit|alert_escalation}` (POST: enqueue),
+//!   `/api/v1/jobs`, `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/retry`, `/api/v1/jobs/{id}/cancel`.
+//! - `/api/v1/queues`, `/api/v1/queues/{queue}/pause`, `/api/v1/queues/{queue}/resume`.
+//! - `/api/v1/schedules`.
+//!
+//! # Layout
+//! - [`settings`]: `[http]`, `[auth]`, `[rate_limit]` config sections.
+//! - [`state`]: [`ApiState`] (engine, database, settings, metrics registry, keys, limiter).
+//! - [`context`]: the pipeline around every route (request id, body limit, rate limit,
+//!   error shape, security headers, metrics, logging).
+//! - [`auth`]: tokens (vigil's and an external OIDC issuer's), passwords, roles.
+//! - [`ratelimit`]: budgets shared across instances through one Redis Lua script.
+//! - [`error`]: the one error shape. [`audit`]: the one door to the audit trail.
+//! - [`metrics`]: HTTP metrics. [`routes`]: one module per resource (see its doc to add one).
+
+pub mod audit;
+pub mod auth;
+pub mod context;
+pub mod error;
+pub mod metrics;
+pub mod ratelimit;
+pub mod routes;
+pub mod settings;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use poem::endpoint::BoxEndpoint;
+use poem::http::Method;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::Cors;
+use poem::{EndpointExt, Response, Route, Server};
+
+pub use error::{ApiError, ApiResult, ErrorBody};
+pub use settings::{AuthSettings, HttpSettings, JwtAlgorithm, OidcSettings, RateLimitSettings};
+pub use state::{ApiSettings, ApiState, SetupError};
+
+/// The whole API as one endpoint.
+pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
+    let http = &state.settings().http;
+    let service = routes::service(&http.public_url);
+    let spec = service.spec_endpoint();
+    let docs = service.swagger_ui();
+    let route = Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", service);
+    let inner: BoxEndpoint<'static, Response> = if http.cors_origins.is_empty() {
+        route.map_to_response().boxed()
+    } else {
+        let cors = Cors::new()
+            .allow_origins(http.cors_origins.iter().map(String::as_str))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                "authorization",
+                "content-type",
+                "idempotency-key",
+                "x-request-id",
+            ])
+            .expose_headers([
+                "x-request-id",
+                "retry-after",
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ]);
+        route.with(cors).map_to_response().boxed()
+    };
+    context::Pipeline::new(inner, state).boxed()
+}
+
+/// A bound listener, before serving.
+pub struct Listening {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl Listening {
+    /// The bound address (the real port when `:0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves [`app`] until `shutdown` resolves, then lets in-flight requests finish (10 s).
+    pub async fn run(
+        self,
+        state: ApiState,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        Server::new_with_acceptor(self.acceptor)
+            .name("vigil-api")
+            .idle_timeout(Duration::from_secs(60))
+            .run_with_graceful_shutdown(app(state), shutdown, Some(Duration::from_secs(10)))
+            .await
+    }
+}
+
+/// Binds `addr` (`HOST:PORT`; port 0 picks one) and logs `listening on http://HOST:PORT`.
+pub async fn bind(addr: &str) -> std::io::Result<Listening> {
+    let acceptor = TcpListener::bind(addr.to_owned()).into_acceptor().await?;
+    let bound = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| std::io::Error::other("the listener has no socket address"))?;
+    tracing::info!(port = bound.port(), "listening on http://{bound}");
+    Ok(Listening {
+        acceptor,
+        addr: bound,
+    })
+}
+
+/// Binds `http.listen` and serves the API until `shutdown` resolves.
+pub async fn serve(
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let listening = bind(&state.settings().http.listen).await?;
+    listening.run(state, shutdown).await
+}

@@ -1,0 +1,66 @@
+//! The one door to the audit trail: every state-changing call (enqueue, retry, cancel,
+//! pause/resume, sign-in, failed sign-in, refresh, and the CLI's user changes) goes through
+//! [`record`], which enqueues a [`vigil_jobs::AuditJob`] on the `audit` queue; the audit
+//! writer (workers) appends it to the hash-chained trail.
+//!
+//! Action names: `job.enqueue`, `job.retry`, `job.cancel`, `queue.pause`, `queue.resume`,
+//! `auth.login`, `auth.login_failed`, `auth.refresh`, `user.add`, `user.disable`.
+//!
+//! An audit record that cannot be enqueued (Redis down) is logged at error level with the
+//! whole record, and the call it describes still answers: the action has already happened.
+
+use chrono::Utc;
+use vigil_jobs::{AuditActor, AuditJob, Queue};
+use vigil_queue::{Engine, NewJob};
+
+/// One audited action.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    pub actor: AuditActor,
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target_id: &'a str,
+    pub details: serde_json::Value,
+    pub request_id: Option<&'a str>,
+    /// The job the action was about, when there is one.
+    pub job_id: Option<&'a str>,
+}
+
+/// Records one audited action through the `audit` queue. Returns the audit job's id.
+pub async fn record(engine: &Engine, entry: Entry<'_>) -> Option<String> {
+    let event_id = uuid::Uuid::new_v4().simple().to_string();
+    let job = AuditJob {
+        event_id: event_id.clone(),
+        occurred_at: Utc::now(),
+        actor: entry.actor,
+        action: entry.action.to_owned(),
+        target_type: entry.target_type.to_owned(),
+        target_id: entry.target_id.to_owned(),
+        details: entry.details,
+        request_id: entry.request_id.map(str::to_owned),
+        job_id: entry.job_id.map(str::to_owned),
+    };
+    let payload = match serde_json::to_value(&job) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, action = %job.action, "audit record not serializable");
+            return None;
+        }
+    };
+    let mut new = NewJob::new(Queue::Audit, payload);
+    new.idempotency_key = Some(format!("audit:{event_id}"));
+    match engine.enqueue(new).await {
+        Ok(done) => Some(done.job.id),
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                action = %job.action,
+                actor = %job.actor.label(),
+                target_type = %job.target_type,
+                target_id = %job.target_id,
+                "audit record could not be enqueued"
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! `/health` (liveness), `/ready` (readiness) and `/metrics` (Prometheus text). No token
+//! needed: probes and scrapers call them (they are exempt from rate limits by default).
+
+use std::future::Future;
+use std::time::Duration;
+
+use poem::web::Data;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use prometheus::{Encoder, TextEncoder};
+
+use crate::error::{ApiError, ApiResult};
+use crate::routes::Tags;
+use crate::state::ApiState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The health routes.
+pub struct HealthApi;
+
+/// Liveness.
+#[derive(Debug, Clone, Object)]
+pub struct HealthView {
+    /// Always `ok` when the process answers.
+    pub status: String,
+}
+
+/// One readiness check.
+#[derive(Debug, Clone, Object)]
+pub struct CheckView {
+    /// `redis`, `database` or `actors`.
+    pub name: String,
+    pub ok: bool,
+    /// What is wrong, when not ok.
+    pub detail: Option<String>,
+}
+
+/// Ready.
+#[derive(Debug, Clone, Object)]
+pub struct ReadyView {
+    /// Always `ready`.
+    pub status: String,
+    pub checks: Vec<CheckView>,
+}
+
+/// Not ready: the error shape plus every check.
+#[derive(Debug, Clone, Object)]
+pub struct NotReadyView {
+    /// Always `not_ready`.
+    pub error: String,
+    /// Names what is not ready.
+    pub message: String,
+    pub request_id: String,
+    pub checks: Vec<CheckView>,
+}
+
+/// The readiness answer.
+#[derive(Debug, ApiResponse)]
+pub enum ReadyResponse {
+    /// Redis, the database and every reported actor are healthy.
+    #[oai(status = 200)]
+    Ready(Json<ReadyView>),
+    /// Something is not ready; `checks` says what.
+    #[oai(status = 503)]
+    NotReady(Json<NotReadyView>),
+}
+
+async fn check<E: std::fmt::Display>(
+    name: &str,
+    fut: impl Future<Output = Result<(), E>>,
+) -> CheckView {
+    let detail = match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+    };
+    CheckView {
+        name: name.to_owned(),
+        ok: detail.is_none(),
+        detail,
+    }
+}
+
+async fn actors(state: &ApiState) -> Result<(), String> {
+    let actors = state.engine().actors().await.map_err(|e| e.to_string())?;
+    if actors.is_empty() {
+        return Err("no worker instance reports its actors".to_owned());
+    }
+    let bad: Vec<String> = actors
+        .iter()
+        .filter(|a| !a.healthy)
+        .map(|a| match &a.last_error {
+            Some(e) => format!("{}/{} ({e})", a.instance, a.name),
+            None => format!("{}/{}", a.instance, a.name),
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unhealthy actors: {}", bad.join(", ")))
+    }
+}
+
+#[OpenApi(tag = "Tags::Health")]
+impl HealthApi {
+    /// Liveness: the process answers (no dependency is checked).
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self) -> Json<HealthView> {
+        Json(HealthView {
+            status: "ok".to_owned(),
+        })
+    }
+
+    /// Readiness: Redis answers, the database answers, and every worker instance reports
+    /// healthy actors (at least one instance must report).
+    #[oai(path = "/ready", method = "get", operation_id = "ready")]
+    async fn ready(&self, state: Data<&ApiState>) -> ReadyResponse {
+        let (redis, database, actors) = tokio::join!(
+            check("redis", state.engine().ping()),
+            check("database", state.db().ping()),
+            check("actors", actors(&state)),
+        );
+        let checks = vec![redis, database, actors];
+        let failing: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail.as_deref().unwrap_or("failing")))
+            .collect();
+        if failing.is_empty() {
+            ReadyResponse::Ready(Json(ReadyView {
+                status: "ready".to_owned(),
+                checks,
+            }))
+        } else {
+            ReadyResponse::NotReady(Json(NotReadyView {
+                error: "not_ready".to_owned(),
+                message: format!("not ready: {}", failing.join("; ")),
+                request_id: String::new(),
+                checks,
+            }))
+        }
+    }
+
+    /// Prometheus metrics (text exposition format): the engine's and workers' metrics plus
+    /// `vigil_http_requests_total` and `vigil_http_request_duration_seconds`.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&ApiState>) -> ApiResult<PlainText<String>> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&state.registry().gather(), &mut out)
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok(PlainText(String::from_utf8_lossy(&out).into_owned()))
+    }
+}

@@ -1,0 +1,343 @@
+//! `/api/v1/jobs`: enqueue on each queue (one typed body per queue), read, list, retry and
+//! cancel jobs.
+//!
+//! Enqueue is `POST /api/v1/jobs/{queue}` with the queue spelled out in the path
+//! (`/api/v1/jobs/okta_fetch`, `/email`, `/audit`, `/alert_escalation`), so each queue has its
+//! own documented body schema. Job ids are ULIDs and never collide with the queue names.
+
+use chrono::{Duration, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use vigil_jobs::Queue;
+use vigil_queue::{JobFilter, NewJob};
+
+use crate::audit::{self, Entry};
+use crate::auth::{BearerAuth, Principal};
+use crate::context::RequestId;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::Tags;
+use crate::routes::models::{JobLinks, JobView, QueueName, StatusName};
+use crate::routes::payloads::{
+    EnqueueAlertEscalation, EnqueueAudit, EnqueueEmail, EnqueueOktaFetch,
+};
+use crate::state::ApiState;
+
+/// The jobs routes.
+pub struct JobsApi;
+
+/// An accepted job.
+#[derive(Debug, Clone, Object)]
+pub struct EnqueuedView {
+    pub id: String,
+    pub queue: QueueName,
+    pub status: StatusName,
+    /// True when the `Idempotency-Key` was already used: this is the first job, nothing new
+    /// was enqueued.
+    pub duplicate: bool,
+    pub run_at: chrono::DateTime<Utc>,
+    pub links: JobLinks,
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, ApiResponse)]
+pub enum EnqueueResponse {
+    /// Accepted: the job is queued (or was, for a repeated `Idempotency-Key`).
+    #[oai(status = 202)]
+    Accepted(Json<EnqueuedView>),
+}
+
+/// A page of jobs.
+#[derive(Debug, Clone, Object)]
+pub struct JobList {
+    /// Jobs matching the filter, on every page.
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+    /// The next page's URL, if any.
+    pub next: Option<String>,
+    /// The previous page's URL, if any.
+    pub previous: Option<String>,
+}
+
+/// The longest accepted `Idempotency-Key`.
+const MAX_KEY: usize = 200;
+
+async fn enqueue(
+    state: &ApiState,
+    who: &Principal,
+    request_id: &str,
+    queue: Queue,
+    (payload, run_at, delay): (
+        serde_json::Value,
+        Option<chrono::DateTime<Utc>>,
+        Option<u64>,
+    ),
+    key: Option<String>,
+) -> ApiResult<EnqueueResponse> {
+    who.require_admin()?;
+    if run_at.is_some() && delay.is_some() {
+        return Err(ApiError::unprocessable(
+            "run_at: give run_at or delay_seconds, not both",
+        ));
+    }
+    if let Some(k) = &key
+        && (k.is_empty() || k.len() > MAX_KEY || k.chars().any(|c| c.is_control()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY} printable characters"
+        )));
+    }
+    let run_at = run_at.or_else(|| delay.map(|d| Utc::now() + Duration::seconds(d as i64)));
+    let done = state
+        .engine()
+        .enqueue(NewJob {
+            queue,
+            payload,
+            run_at,
+            idempotency_key: key,
+        })
+        .await?;
+    let job = done.job;
+    if !done.duplicate {
+        audit::record(
+            state.engine(),
+            Entry {
+                actor: who.actor(),
+                action: "job.enqueue",
+                target_type: "job",
+                target_id: &job.id,
+                details: serde_json::json!({"queue": queue.as_str(), "run_at": job.run_at}),
+                request_id: Some(request_id),
+                job_id: Some(&job.id),
+            },
+        )
+        .await;
+    }
+    Ok(EnqueueResponse::Accepted(Json(EnqueuedView {
+        links: JobLinks::for_id(&job.id),
+        id: job.id,
+        queue: job.queue.into(),
+        status: job.status.into(),
+        duplicate: done.duplicate,
+        run_at: job.run_at,
+    })))
+}
+
+async fn act(
+    state: &ApiState,
+    who: &Principal,
+    request_id: &str,
+    id: &str,
+    action: &'static str,
+) -> ApiResult<Json<JobView>> {
+    who.require_admin()?;
+    let job = match action {
+        "job.retry" => state.engine().retry(id).await?,
+        _ => state.engine().cancel(id).await?,
+    };
+    audit::record(
+        state.engine(),
+        Entry {
+            actor: who.actor(),
+            action,
+            target_type: "job",
+            target_id: &job.id,
+            details: serde_json::json!({"queue": job.queue.as_str(), "status": job.status.as_str()}),
+            request_id: Some(request_id),
+            job_id: Some(&job.id),
+        },
+    )
+    .await;
+    Ok(Json(job.into()))
+}
+
+#[OpenApi(tag = "Tags::Jobs")]
+impl JobsApi {
+    /// Enqueue an `okta_fetch` job (admin).
+    #[oai(
+        path = "/api/v1/jobs/okta_fetch",
+        method = "post",
+        operation_id = "enqueue_okta_fetch"
+    )]
+    async fn enqueue_okta_fetch(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        body: Json<EnqueueOktaFetch>,
+        /// Within the idempotency window, a repeated key returns the first job.
+        #[oai(name = "Idempotency-Key")]
+        key: Header<Option<String>>,
+    ) -> ApiResult<EnqueueResponse> {
+        enqueue(
+            &state,
+            &auth.0,
+            &rid.0.0,
+            Queue::OktaFetch,
+            body.parts(),
+            key.0,
+        )
+        .await
+    }
+
+    /// Enqueue an `email` job (admin).
+    #[oai(
+        path = "/api/v1/jobs/email",
+        method = "post",
+        operation_id = "enqueue_email"
+    )]
+    async fn enqueue_email(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        body: Json<EnqueueEmail>,
+        /// Within the idempotency window, a repeated key returns the first job.
+        #[oai(name = "Idempotency-Key")]
+        key: Header<Option<String>>,
+    ) -> ApiResult<EnqueueResponse> {
+        enqueue(&state, &auth.0, &rid.0.0, Queue::Email, body.parts(), key.0).await
+    }
+
+    /// Enqueue an `audit` job (admin).
+    #[oai(
+        path = "/api/v1/jobs/audit",
+        method = "post",
+        operation_id = "enqueue_audit"
+    )]
+    async fn enqueue_audit(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        body: Json<EnqueueAudit>,
+        /// Within the idempotency window, a repeated key returns the first job.
+        #[oai(name = "Idempotency-Key")]
+        key: Header<Option<String>>,
+    ) -> ApiResult<EnqueueResponse> {
+        enqueue(&state, &auth.0, &rid.0.0, Queue::Audit, body.parts(), key.0).await
+    }
+
+    /// Enqueue an `alert_escalation` job (admin).
+    #[oai(
+        path = "/api/v1/jobs/alert_escalation",
+        method = "post",
+        operation_id = "enqueue_alert_escalation"
+    )]
+    async fn enqueue_alert_escalation(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        body: Json<EnqueueAlertEscalation>,
+        /// Within the idempotency window, a repeated key returns the first job.
+        #[oai(name = "Idempotency-Key")]
+        key: Header<Option<String>>,
+    ) -> ApiResult<EnqueueResponse> {
+        enqueue(
+            &state,
+            &auth.0,
+            &rid.0.0,
+            Queue::AlertEscalation,
+            body.parts(),
+            key.0,
+        )
+        .await
+    }
+
+    /// List jobs, newest first, filtered by queue and status.
+    #[oai(path = "/api/v1/jobs", method = "get", operation_id = "list_jobs")]
+    async fn list(
+        &self,
+        _auth: BearerAuth,
+        state: Data<&ApiState>,
+        queue: Query<Option<QueueName>>,
+        status: Query<Option<StatusName>>,
+        /// 1-based page number (default 1).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Jobs per page, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        page_size: Query<Option<u32>>,
+    ) -> ApiResult<Json<JobList>> {
+        let filter = JobFilter {
+            queue: queue.0.map(Into::into),
+            status: status.0.map(Into::into),
+            page: page.0.unwrap_or(1),
+            page_size: page_size.0.unwrap_or(50),
+        };
+        let found = state.engine().list(&filter).await?;
+        let url = |p: u32| {
+            let mut q = vec![
+                format!("page={p}"),
+                format!("page_size={}", filter.page_size),
+            ];
+            if let Some(queue) = filter.queue {
+                q.push(format!("queue={queue}"));
+            }
+            if let Some(status) = filter.status {
+                q.push(format!("status={status}"));
+            }
+            format!("/api/v1/jobs?{}", q.join("&"))
+        };
+        let shown = u64::from(filter.page) * u64::from(filter.page_size);
+        Ok(Json(JobList {
+            total: found.total,
+            page: filter.page,
+            page_size: filter.page_size,
+            next: (shown < found.total).then(|| url(filter.page + 1)),
+            previous: (filter.page > 1).then(|| url(filter.page - 1)),
+            jobs: found.jobs.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Read one job.
+    #[oai(path = "/api/v1/jobs/:id", method = "get", operation_id = "get_job")]
+    async fn get(
+        &self,
+        _auth: BearerAuth,
+        state: Data<&ApiState>,
+        #[oai(validator(max_length = 100))] id: Path<String>,
+    ) -> ApiResult<Json<JobView>> {
+        match state.engine().get(&id.0).await? {
+            Some(job) => Ok(Json(job.into())),
+            None => Err(ApiError::not_found(format!("job {} not found", id.0))),
+        }
+    }
+
+    /// Retry a dead or failed job now, with a fresh set of attempts (admin).
+    #[oai(
+        path = "/api/v1/jobs/:id/retry",
+        method = "post",
+        operation_id = "retry_job"
+    )]
+    async fn retry(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        #[oai(validator(max_length = 100))] id: Path<String>,
+    ) -> ApiResult<Json<JobView>> {
+        act(&state, &auth.0, &rid.0.0, &id.0, "job.retry").await
+    }
+
+    /// Cancel a pending, scheduled or failed job (admin).
+    #[oai(
+        path = "/api/v1/jobs/:id/cancel",
+        method = "post",
+        operation_id = "cancel_job"
+    )]
+    async fn cancel(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        #[oai(validator(max_length = 100))] id: Path<String>,
+    ) -> ApiResult<Json<JobView>> {
+        act(&state, &auth.0, &rid.0.0, &id.0, "job.cancel").await
+    }
+}

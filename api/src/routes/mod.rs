@@ -1,0 +1,75 @@
+//! The route groups, one module per resource, and the OpenAPI service that joins them.
+//!
+//! # Adding a route group (events, alerts, emails, audit logs, ...)
+//! 1. Create `routes/<resource>.rs` with `pub struct <Resource>Api;` and one
+//!    `#[OpenApi(tag = "Tags::<Resource>")] impl <Resource>Api { ... }`. Use full paths
+//!    (`/api/v1/<resource>/...`): the path segment after `/api/v1/` is the rate-limit group.
+//! 2. Every operation takes `auth: BearerAuth` (401 without a valid token) and, if it changes
+//!    state, calls `auth.0.require_admin()?` first (403 for analysts), then records the change
+//!    with `crate::audit::record` (action `<resource>.<verb>`).
+//! 3. Return `ApiResult<...>` (`crate::error`): errors get the one JSON error shape. State is
+//!    `state: Data<&ApiState>`, the request id `rid: Data<&RequestId>`.
+//! 4. Request bodies are `#[derive(Object)] #[oai(deny_unknown_fields)]`.
+//! 5. Add a variant to [`Tags`] and the struct to the tuple in [`service`]; add `pub mod`.
+//! 6. Test it in `api/tests/` with `common::TestApp` (in-process, real Redis and SQLite).
+
+pub mod auth;
+pub mod health;
+pub mod jobs;
+pub mod models;
+pub mod payloads;
+pub mod queues;
+pub mod schedules;
+
+use poem_openapi::{OpenApiService, Tags as TagsDerive};
+
+use crate::context::REQUEST_ID;
+
+/// Groups of operations in the docs.
+#[derive(TagsDerive)]
+pub enum Tags {
+    /// Liveness, readiness and metrics.
+    Health,
+    /// Sign in and renew tokens.
+    Auth,
+    /// Enqueue, read, list, retry and cancel jobs.
+    Jobs,
+    /// Queue counts, pause and resume.
+    Queues,
+    /// Cron schedules with their next and last runs.
+    Schedules,
+}
+
+/// Every route group as one documented service.
+pub type Apis = (
+    health::HealthApi,
+    auth::AuthApi,
+    jobs::JobsApi,
+    queues::QueuesApi,
+    schedules::SchedulesApi,
+);
+
+/// The OpenAPI service of every route group.
+pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
+    let apis = (
+        health::HealthApi,
+        auth::AuthApi,
+        jobs::JobsApi,
+        queues::QueuesApi,
+        schedules::SchedulesApi,
+    );
+    let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Enqueue jobs and read the state of vigil, the security-operations worker system. \
+             Authenticate with `POST /api/v1/auth/token`, then send `Authorization: Bearer \
+             <access_token>`. Errors are `{\"error\", \"message\", \"request_id\"}`.",
+        )
+        .extra_response_header::<String, _>(
+            poem_openapi::ExtraHeader::new(REQUEST_ID.to_ascii_uppercase())
+                .description("The request id (echoed when a sane one was sent)."),
+        );
+    if !public_url.is_empty() {
+        service = service.server(public_url);
+    }
+    service
+}

@@ -1,0 +1,190 @@
+//! Documented mirrors of vigil-jobs / vigil-queue types (poem-openapi `Enum`s and `Object`s)
+//! and their conversions, shared by the route groups.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use vigil_jobs::{JobRecord, JobStatus, Queue, QueueCounts};
+
+/// A job queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum QueueName {
+    OktaFetch,
+    Email,
+    Audit,
+    AlertEscalation,
+}
+
+impl From<QueueName> for Queue {
+    fn from(q: QueueName) -> Queue {
+        match q {
+            QueueName::OktaFetch => Queue::OktaFetch,
+            QueueName::Email => Queue::Email,
+            QueueName::Audit => Queue::Audit,
+            QueueName::AlertEscalation => Queue::AlertEscalation,
+        }
+    }
+}
+
+impl From<Queue> for QueueName {
+    fn from(q: Queue) -> QueueName {
+        match q {
+            Queue::OktaFetch => QueueName::OktaFetch,
+            Queue::Email => QueueName::Email,
+            Queue::Audit => QueueName::Audit,
+            Queue::AlertEscalation => QueueName::AlertEscalation,
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum StatusName {
+    Pending,
+    Scheduled,
+    Running,
+    Done,
+    Failed,
+    Dead,
+    Cancelled,
+}
+
+impl From<StatusName> for JobStatus {
+    fn from(s: StatusName) -> JobStatus {
+        match s {
+            StatusName::Pending => JobStatus::Pending,
+            StatusName::Scheduled => JobStatus::Scheduled,
+            StatusName::Running => JobStatus::Running,
+            StatusName::Done => JobStatus::Done,
+            StatusName::Failed => JobStatus::Failed,
+            StatusName::Dead => JobStatus::Dead,
+            StatusName::Cancelled => JobStatus::Cancelled,
+        }
+    }
+}
+
+impl From<JobStatus> for StatusName {
+    fn from(s: JobStatus) -> StatusName {
+        match s {
+            JobStatus::Pending => StatusName::Pending,
+            JobStatus::Scheduled => StatusName::Scheduled,
+            JobStatus::Running => StatusName::Running,
+            JobStatus::Done => StatusName::Done,
+            JobStatus::Failed => StatusName::Failed,
+            JobStatus::Dead => StatusName::Dead,
+            JobStatus::Cancelled => StatusName::Cancelled,
+        }
+    }
+}
+
+/// Links to act on a job.
+#[derive(Debug, Clone, Object)]
+pub struct JobLinks {
+    /// This job.
+    #[oai(rename = "self")]
+    pub self_: String,
+    /// `POST` here to retry (dead or failed jobs).
+    pub retry: String,
+    /// `POST` here to cancel (pending, scheduled or failed jobs).
+    pub cancel: String,
+}
+
+impl JobLinks {
+    pub fn for_id(id: &str) -> Self {
+        Self {
+            self_: format!("/api/v1/jobs/{id}"),
+            retry: format!("/api/v1/jobs/{id}/retry"),
+            cancel: format!("/api/v1/jobs/{id}/cancel"),
+        }
+    }
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone, Object)]
+pub struct AttemptErrorView {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+/// A job and its state.
+#[derive(Debug, Clone, Object)]
+pub struct JobView {
+    /// ULID.
+    pub id: String,
+    pub queue: QueueName,
+    pub status: StatusName,
+    /// The payload as enqueued.
+    pub payload: serde_json::Value,
+    /// Attempts started so far.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// The latest failed attempt's error.
+    pub last_error: Option<String>,
+    /// Every failed attempt, oldest first.
+    pub errors: Vec<AttemptErrorView>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When the job is (or was) due.
+    pub run_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub links: JobLinks,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(j: JobRecord) -> Self {
+        JobView {
+            last_error: j.last_error().map(str::to_owned),
+            links: JobLinks::for_id(&j.id),
+            id: j.id,
+            queue: j.queue.into(),
+            status: j.status.into(),
+            payload: j.payload,
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            errors: j
+                .errors
+                .into_iter()
+                .map(|e| AttemptErrorView {
+                    attempt: e.attempt,
+                    at: e.at,
+                    error: e.error,
+                })
+                .collect(),
+            idempotency_key: j.idempotency_key,
+            created_at: j.created_at,
+            run_at: j.run_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+/// Jobs of one queue per status.
+#[derive(Debug, Clone, Object)]
+pub struct CountsView {
+    pub pending: u64,
+    pub scheduled: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub dead: u64,
+    pub cancelled: u64,
+}
+
+impl From<QueueCounts> for CountsView {
+    fn from(c: QueueCounts) -> Self {
+        CountsView {
+            pending: c.pending,
+            scheduled: c.scheduled,
+            running: c.running,
+            done: c.done,
+            failed: c.failed,
+            dead: c.dead,
+            cancelled: c.cancelled,
+        }
+    }
+}

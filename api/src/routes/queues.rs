@@ -1,0 +1,128 @@
+//! `/api/v1/queues`: every queue's counts, pause flag and throughput; pause and resume.
+
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use crate::audit::{self, Entry};
+use crate::auth::BearerAuth;
+use crate::context::RequestId;
+use crate::error::ApiResult;
+use crate::routes::Tags;
+use crate::routes::models::{CountsView, QueueName};
+use crate::state::ApiState;
+
+/// The queues routes.
+pub struct QueuesApi;
+
+/// One queue at a glance.
+#[derive(Debug, Clone, Object)]
+pub struct QueueView {
+    pub queue: QueueName,
+    pub counts: CountsView,
+    /// A paused queue keeps accepting jobs but no instance starts them.
+    pub paused: bool,
+    /// Jobs that succeeded in the last 60 seconds.
+    pub processed_last_minute: u64,
+    /// Attempts that failed in the last 60 seconds.
+    pub failed_last_minute: u64,
+}
+
+/// A queue's pause flag after pause/resume.
+#[derive(Debug, Clone, Object)]
+pub struct PauseView {
+    pub queue: QueueName,
+    pub paused: bool,
+}
+
+#[OpenApi(tag = "Tags::Queues")]
+impl QueuesApi {
+    /// Every queue: jobs per status, paused flag, last-minute throughput.
+    #[oai(path = "/api/v1/queues", method = "get", operation_id = "list_queues")]
+    async fn list(
+        &self,
+        _auth: BearerAuth,
+        state: Data<&ApiState>,
+    ) -> ApiResult<Json<Vec<QueueView>>> {
+        let stats = state.engine().stats().await?;
+        Ok(Json(
+            stats
+                .into_iter()
+                .map(|s| QueueView {
+                    queue: s.queue.into(),
+                    counts: s.counts.into(),
+                    paused: s.paused,
+                    processed_last_minute: s.processed_last_minute,
+                    failed_last_minute: s.failed_last_minute,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Pause a queue: every instance stops starting its jobs; running jobs finish (admin).
+    #[oai(
+        path = "/api/v1/queues/:queue/pause",
+        method = "post",
+        operation_id = "pause_queue"
+    )]
+    async fn pause(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        queue: Path<QueueName>,
+    ) -> ApiResult<Json<PauseView>> {
+        set_paused(&state, &auth, &rid.0.0, queue.0, true).await
+    }
+
+    /// Resume a paused queue (admin).
+    #[oai(
+        path = "/api/v1/queues/:queue/resume",
+        method = "post",
+        operation_id = "resume_queue"
+    )]
+    async fn resume(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        queue: Path<QueueName>,
+    ) -> ApiResult<Json<PauseView>> {
+        set_paused(&state, &auth, &rid.0.0, queue.0, false).await
+    }
+}
+
+async fn set_paused(
+    state: &ApiState,
+    auth: &BearerAuth,
+    request_id: &str,
+    queue: QueueName,
+    paused: bool,
+) -> ApiResult<Json<PauseView>> {
+    auth.0.require_admin()?;
+    let q: vigil_jobs::Queue = queue.into();
+    if paused {
+        state.engine().pause(q).await?;
+    } else {
+        state.engine().resume(q).await?;
+    }
+    audit::record(
+        state.engine(),
+        Entry {
+            actor: auth.0.actor(),
+            action: if paused {
+                "queue.pause"
+            } else {
+                "queue.resume"
+            },
+            target_type: "queue",
+            target_id: q.as_str(),
+            details: serde_json::json!({}),
+            request_id: Some(request_id),
+            job_id: None,
+        },
+    )
+    .await;
+    Ok(Json(PauseView { queue, paused }))
+}

@@ -1,0 +1,72 @@
+//! `/api/v1/schedules`: the configured cron schedules with their next and last runs.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use crate::auth::BearerAuth;
+use crate::error::ApiResult;
+use crate::routes::Tags;
+use crate::routes::models::QueueName;
+use crate::state::ApiState;
+
+/// The schedules routes.
+pub struct SchedulesApi;
+
+/// The last firing of a schedule.
+#[derive(Debug, Clone, Object)]
+pub struct ScheduleRunView {
+    pub tick: DateTime<Utc>,
+    /// The job enqueued for this tick.
+    pub job_id: Option<String>,
+    /// Why no job was enqueued.
+    pub error: Option<String>,
+}
+
+/// A schedule.
+#[derive(Debug, Clone, Object)]
+pub struct ScheduleView {
+    pub name: String,
+    /// Six fields, seconds first, UTC.
+    pub cron: String,
+    pub queue: QueueName,
+    pub enabled: bool,
+    /// None when disabled.
+    pub next_run: Option<DateTime<Utc>>,
+    pub last_run: Option<ScheduleRunView>,
+}
+
+#[OpenApi(tag = "Tags::Schedules")]
+impl SchedulesApi {
+    /// Every schedule: cron expression, queue, next run, last run and its job.
+    #[oai(
+        path = "/api/v1/schedules",
+        method = "get",
+        operation_id = "list_schedules"
+    )]
+    async fn list(
+        &self,
+        _auth: BearerAuth,
+        state: Data<&ApiState>,
+    ) -> ApiResult<Json<Vec<ScheduleView>>> {
+        let runs = state.engine().schedule_runs().await?;
+        let list = vigil_queue::schedules(state.schedules(), &runs, Utc::now());
+        Ok(Json(
+            list.into_iter()
+                .map(|s| ScheduleView {
+                    name: s.name,
+                    cron: s.cron,
+                    queue: s.queue.into(),
+                    enabled: s.enabled,
+                    next_run: s.next_run,
+                    last_run: s.last_run.map(|r| ScheduleRunView {
+                        tick: r.tick,
+                        job_id: r.job_id,
+                        error: r.error,
+                    }),
+                })
+                .collect(),
+        ))
+    }
+}

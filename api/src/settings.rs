@@ -1,0 +1,189 @@
+//! The API's config sections: `[http]`, `[auth]` (with `[auth.oidc]`) and `[rate_limit]`.
+//! Each has defaults, so an empty config file serves the API on 127.0.0.1:8080 with HS256
+//! tokens once `auth.jwt_secret` (or `auth.jwt_secret_file`) is set.
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// `[http]`: the listener and request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `HOST:PORT` to listen on; port 0 picks a free port (logged).
+    pub listen: String,
+    /// Request bodies larger than this get 413.
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS; empty means CORS is off (no CORS headers at all).
+    pub cors_origins: Vec<String>,
+    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// The public base URL, used in the OpenAPI `servers` list; empty for relative.
+    pub public_url: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            max_body_bytes: 1024 * 1024,
+            cors_origins: Vec::new(),
+            trust_forwarded_for: false,
+            public_url: String::new(),
+        }
+    }
+}
+
+/// The signing algorithm of vigil's own tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `auth.jwt_secret`.
+    HS256,
+    /// RSA with `auth.private_key` / `auth.public_key` (PEM).
+    RS256,
+    /// ECDSA P-256 with `auth.private_key` / `auth.public_key` (PEM, PKCS#8).
+    ES256,
+}
+
+/// `[auth]`: tokens and who may sign in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Pinned algorithm; tokens signed otherwise are rejected.
+    pub algorithm: JwtAlgorithm,
+    /// HS256 secret (at least 32 bytes). Prefer `jwt_secret_file`.
+    #[serde(serialize_with = "redacted")]
+    pub jwt_secret: Option<SecretString>,
+    /// RS256/ES256 private key, PEM. Prefer `private_key_file`.
+    #[serde(serialize_with = "redacted")]
+    pub private_key: Option<SecretString>,
+    /// RS256/ES256 public key, PEM (`public_key_file`).
+    pub public_key: Option<String>,
+    /// The `kid` header of issued tokens; a token with another `kid` is rejected.
+    pub key_id: String,
+    /// `iss` of issued tokens (checked on every token).
+    pub issuer: String,
+    /// `aud` of issued tokens (checked on every token).
+    pub audience: String,
+    /// Lifetime of an access token.
+    pub access_token_minutes: u64,
+    /// Lifetime of a refresh token.
+    pub refresh_token_hours: u64,
+    /// Allowed clock skew when checking `exp`/`nbf`.
+    pub leeway_seconds: u64,
+    /// How long a user's role/disabled flag is cached between database reads.
+    pub user_cache_seconds: u64,
+    /// Optionally also accept tokens of an external OpenID Connect issuer.
+    pub oidc: Option<OidcSettings>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::HS256,
+            jwt_secret: None,
+            private_key: None,
+            public_key: None,
+            key_id: "vigil-1".to_owned(),
+            issuer: "vigil".to_owned(),
+            audience: "vigil-api".to_owned(),
+            access_token_minutes: 60,
+            refresh_token_hours: 24,
+            leeway_seconds: 30,
+            user_cache_seconds: 5,
+            oidc: None,
+        }
+    }
+}
+
+/// Secrets serialize as `[redacted]` (so `vigil check-config` never prints them).
+fn redacted<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// `[auth.oidc]`: an external issuer (e.g. the company's Okta) whose access tokens are
+/// accepted, verified against its JWKS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcSettings {
+    /// Exact `iss` of the external tokens.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Where the signing keys are published.
+    pub jwks_url: String,
+    /// Accepted algorithms (RS256 and/or ES256).
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// The claim naming the user (`sub`, `email`, ...).
+    pub username_claim: String,
+    /// The claim holding the role or groups (a string or an array of strings).
+    pub role_claim: String,
+    /// Values of `role_claim` that make an admin.
+    pub admin_values: Vec<String>,
+    /// Values of `role_claim` that make an analyst; a token with neither is refused.
+    pub analyst_values: Vec<String>,
+    /// Keys are refetched at most this often, and when a token names an unknown `kid`.
+    pub jwks_cache_seconds: u64,
+}
+
+impl Default for OidcSettings {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: String::new(),
+            jwks_url: String::new(),
+            algorithms: vec![JwtAlgorithm::RS256],
+            username_claim: "sub".to_owned(),
+            role_claim: "groups".to_owned(),
+            admin_values: vec!["vigil-admins".to_owned()],
+            analyst_values: vec!["vigil-analysts".to_owned()],
+            jwks_cache_seconds: 3600,
+        }
+    }
+}
+
+/// Requests per minute for one route group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimit {
+    /// Per client IP, for requests without a valid token.
+    pub anonymous_per_minute: u64,
+    /// Per user, for requests with a valid token.
+    pub authenticated_per_minute: u64,
+}
+
+/// `[rate_limit]`: request budgets, shared by every API instance through Redis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Per client IP, for requests without a valid token.
+    pub anonymous_per_minute: u64,
+    /// Per user, for requests with a valid token.
+    pub authenticated_per_minute: u64,
+    /// Own budgets for route groups: the path segment after `/api/v1/` (`auth`, `jobs`,
+    /// `queues`, `schedules`, `events`, `alerts`, ...). Other groups share the default budget.
+    pub groups: BTreeMap<String, GroupLimit>,
+    /// Paths never limited (probes and scrapers).
+    pub exempt_paths: Vec<String>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            anonymous_per_minute: 20,
+            authenticated_per_minute: 100,
+            groups: BTreeMap::new(),
+            exempt_paths: vec![
+                "/health".to_owned(),
+                "/ready".to_owned(),
+                "/metrics".to_owned(),
+            ],
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! [`ApiState`]: everything a request handler needs, built once per process and shared
+//! (cheap to clone). Handlers reach it through `poem::web::Data<&ApiState>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use vigil_queue::{Engine, SchedulesSettings};
+use vigil_store::Db;
+
+use crate::auth::Authenticator;
+use crate::auth::jwt::{KeyError, TokenKeys};
+use crate::auth::oidc::OidcVerifier;
+use crate::metrics::HttpMetrics;
+use crate::ratelimit::RateLimiter;
+use crate::settings::{AuthSettings, HttpSettings, RateLimitSettings};
+
+/// The API's config sections together.
+#[derive(Debug, Clone, Default)]
+pub struct ApiSettings {
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Why the API could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("auth.oidc: {0}")]
+    Oidc(String),
+    #[error("cannot register the HTTP metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+struct Inner {
+    engine: Engine,
+    db: Db,
+    settings: ApiSettings,
+    schedules: SchedulesSettings,
+    registry: Registry,
+    auth: Authenticator,
+    limiter: RateLimiter,
+    metrics: HttpMetrics,
+}
+
+/// The shared state of the API.
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("engine", &self.0.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// Builds the state: loads the token keys, registers the HTTP metrics in `registry`
+    /// (the process's shared registry, also served at `/metrics`).
+    pub fn new(
+        engine: Engine,
+        db: Db,
+        settings: ApiSettings,
+        schedules: SchedulesSettings,
+        registry: Registry,
+    ) -> Result<ApiState, SetupError> {
+        let keys = TokenKeys::from_settings(&settings.auth)?;
+        let oidc = match &settings.auth.oidc {
+            Some(o) => Some(OidcVerifier::new(o.clone()).map_err(SetupError::Oidc)?),
+            None => None,
+        };
+        let auth = Authenticator::new(
+            keys,
+            oidc,
+            db.clone(),
+            settings.auth.leeway_seconds,
+            Duration::from_secs(settings.auth.user_cache_seconds),
+        );
+        let metrics = HttpMetrics::register(&registry)?;
+        let limiter =
+            RateLimiter::new(engine.redis(), engine.prefix(), settings.rate_limit.clone());
+        Ok(ApiState(Arc::new(Inner {
+            engine,
+            db,
+            settings,
+            schedules,
+            registry,
+            auth,
+            limiter,
+            metrics,
+        })))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+    pub fn settings(&self) -> &ApiSettings {
+        &self.0.settings
+    }
+    pub fn schedules(&self) -> &SchedulesSettings {
+        &self.0.schedules
+    }
+    pub fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+    pub fn auth(&self) -> &Authenticator {
+        &self.0.auth
+    }
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.0.limiter
+    }
+    pub fn metrics(&self) -> &HttpMetrics {
+        &self.0.metrics
+    }
+}
