@@ -1,0 +1,59 @@
+//! Periodic engine upkeep every worker instance runs: the reaper (expired leases back to
+//! the queue, or dead at max attempts), the pruner (finished jobs past the retention), the
+//! depth gauges (from the ledger) and the health report to Redis.
+
+use std::time::Duration;
+
+use vigil_jobs::Queue;
+
+use super::supervisor::Shared;
+
+/// How long a health report stays valid in Redis.
+pub const HEALTH_TTL: Duration = Duration::from_secs(15);
+
+/// Runs until the runtime shuts down.
+pub(crate) async fn run(shared: Shared) {
+    let reap_every =
+        Duration::from_millis(shared.engine.engine_settings().reaper_interval_ms.max(100));
+    let mut reap = tokio::time::interval(reap_every);
+    let mut prune = tokio::time::interval(Duration::from_secs(60));
+    let mut gauges = tokio::time::interval(Duration::from_secs(5));
+    let mut report = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        if shared.stopping() {
+            break;
+        }
+        tokio::select! {
+            _ = reap.tick() => {
+                for q in Queue::ALL {
+                    match shared.engine.reap(q).await {
+                        Ok((0, 0)) => {}
+                        Ok((requeued, dead)) => tracing::warn!(queue = %q, requeued, dead,
+                            "expired leases reaped (a worker died or stalled)"),
+                        Err(e) => tracing::warn!(queue = %q, error = %e, "reaper: Redis unavailable; will retry"),
+                    }
+                }
+            }
+            _ = prune.tick() => {
+                match shared.engine.prune().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(pruned = n, "finished jobs past the retention deleted"),
+                    Err(e) => tracing::warn!(error = %e, "pruner: Redis unavailable; will retry"),
+                }
+            }
+            _ = gauges.tick() => {
+                for q in Queue::ALL {
+                    if let Ok(c) = shared.engine.counts(q).await {
+                        shared.metrics.set_depth(q, &c);
+                    }
+                }
+            }
+            _ = report.tick() => {
+                let actors = shared.health.snapshot();
+                if let Err(e) = shared.engine.report_actors(&shared.instance, &actors, HEALTH_TTL).await {
+                    tracing::debug!(error = %e, "could not publish actor health");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The job runtime: actix actors supervising apalis workers over vigil's Redis engine.
+//!
+//! ```text
+//!  RootSupervisor ──┬─ QueueActor(okta_fetch) ── apalis worker ── VigilBackend (lease/ack)
+//!   (actix)         ├─ QueueActor(email)       ...  one per queue that has a handler
+//!                   └─ ...
+//!  Scheduler (cron ticks, claimed once across instances)
+//!  maintenance task: reaper, pruner, depth gauges, health report to Redis
+//! ```
+//!
+//! Handlers are payload-agnostic: a [`Handler`] gets a [`JobContext`] and the JSON payload
+//! and returns `Result<(), JobError>`. Retryable errors are rescheduled in Redis with
+//! exponential backoff and full jitter (never slept in a worker slot); permanent errors and
+//! the last attempt make the job dead. Each attempt runs inside a tracing span carrying
+//! `job_id`, `queue` and `attempt`.
+//!
+//! Must be started inside an actix `System` running on a multi-threaded tokio runtime.
+
+pub mod health;
+pub mod maintenance;
+pub mod metrics;
+pub mod scheduler;
+pub mod supervisor;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, Addr, Message};
+use apalis_core::error::BoxDynError;
+use apalis_core::task::data::Data;
+use chrono::Utc;
+use futures::future::BoxFuture;
+use prometheus::Registry;
+use vigil_jobs::Queue;
+use vigil_queue::backend::PermanentFailure;
+use vigil_queue::{ActorHealth, Engine, LeasedJob, ScheduleInfo, SchedulesSettings};
+
+use crate::error::JobError;
+pub use health::HealthBoard;
+pub use metrics::Metrics;
+use supervisor::{RootSupervisor, Shared};
+
+/// What a handler knows about the job it runs.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub job_id: String,
+    pub queue: Queue,
+    /// This attempt (1-based).
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+/// A queue's handler: payload-agnostic, decodes its own payload.
+pub type Handler = Arc<
+    dyn Fn(JobContext, serde_json::Value) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync,
+>;
+
+/// The handler as apalis worker data (a named type: a bare `dyn` inside `Data<..>` trips
+/// rustc's higher-ranked lifetime check when the worker is spawned).
+#[derive(Clone)]
+pub(crate) struct HandlerData {
+    pub handler: Handler,
+}
+
+/// The apalis task function: runs the queue's handler and maps its error for the engine.
+pub(crate) fn run_job(
+    job: LeasedJob,
+    data: Data<HandlerData>,
+) -> BoxFuture<'static, Result<(), BoxDynError>> {
+    let data: &HandlerData = &data;
+    let ctx = JobContext {
+        job_id: job.id.clone(),
+        queue: job.queue,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+    };
+    let fut = (data.handler)(ctx, job.payload);
+    Box::pin(async move {
+        match fut.await {
+            Ok(()) => Ok(()),
+            Err(JobError::Permanent(msg)) => Err(Box::new(PermanentFailure(msg)) as BoxDynError),
+            Err(JobError::Retryable(msg)) => Err(msg.into()),
+        }
+    })
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Schedule(#[from] vigil_queue::ScheduleError),
+}
+
+/// Entry point: `Runtime::builder(engine, schedules, &registry).handler(..).start()`.
+pub struct Runtime;
+
+impl Runtime {
+    pub fn builder(
+        engine: Engine,
+        schedules: SchedulesSettings,
+        registry: &Registry,
+    ) -> RuntimeBuilder {
+        RuntimeBuilder {
+            engine,
+            schedules,
+            registry: registry.clone(),
+            handlers: Vec::new(),
+            name: "worker".to_owned(),
+            run_schedules: true,
+        }
+    }
+}
+
+/// Collects handlers, then starts the actors.
+pub struct RuntimeBuilder {
+    engine: Engine,
+    schedules: SchedulesSettings,
+    registry: Registry,
+    handlers: Vec<(Queue, Handler)>,
+    name: String,
+    run_schedules: bool,
+}
+
+impl RuntimeBuilder {
+    /// Runs `queue` with `handler` (a queue without a handler is not consumed here).
+    pub fn handler(mut self, queue: Queue, handler: Handler) -> Self {
+        self.handlers.retain(|(q, _)| *q != queue);
+        self.handlers.push((queue, handler));
+        self
+    }
+
+    /// A name for this instance's worker ids and health (default `worker`).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// Whether this instance runs the scheduler (default true; ticks are claimed once anyway).
+    pub fn schedules(mut self, on: bool) -> Self {
+        self.run_schedules = on;
+        self
+    }
+
+    /// Registers the metrics and starts the supervisor, queue actors, scheduler and upkeep.
+    pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
+        vigil_queue::schedule::validate(&self.schedules)?;
+        let metrics = Metrics::register(&self.registry)?;
+        let engine = self
+            .engine
+            .clone()
+            .with_enqueue_hook(metrics.enqueue_hook());
+        let instance = vigil_queue::new_worker_id(&self.name);
+        let health = HealthBoard::new(&instance);
+        let shared = Shared {
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            instance: instance.clone(),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            workers: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let queues: Vec<Queue> = self.handlers.iter().map(|(q, _)| *q).collect();
+        let supervisor = RootSupervisor::new(shared.clone(), self.handlers).start();
+        let scheduler = self.run_schedules.then(|| {
+            scheduler::Scheduler::new(engine.clone(), self.schedules.clone(), health.clone())
+                .start()
+        });
+        let upkeep = tokio::spawn(maintenance::run(shared.clone()));
+        tracing::info!(%instance, ?queues, "job runtime started");
+        Ok(RuntimeHandle {
+            shared,
+            schedules: self.schedules,
+            supervisor,
+            scheduler,
+            upkeep,
+        })
+    }
+}
+
+/// The running runtime.
+pub struct RuntimeHandle {
+    shared: Shared,
+    schedules: SchedulesSettings,
+    supervisor: Addr<RootSupervisor>,
+    scheduler: Option<Addr<scheduler::Scheduler>>,
+    upkeep: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RuntimeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeHandle")
+            .field("instance", &self.shared.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeHandle {
+    /// This instance's id (unique per process start).
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
+    }
+
+    /// The engine the runtime uses (counts enqueues in the metrics).
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// This instance's actors.
+    pub fn health(&self) -> Vec<ActorHealth> {
+        self.shared.health.snapshot()
+    }
+
+    /// Every schedule with its next run and last run.
+    pub async fn schedules(&self) -> Vec<ScheduleInfo> {
+        let runs = self.shared.engine.schedule_runs().await.unwrap_or_default();
+        vigil_queue::schedules(&self.schedules, &runs, Utc::now())
+    }
+
+    /// Test hook: aborts a queue's worker as a crash would (its actor restarts it).
+    #[doc(hidden)]
+    pub fn crash_worker(&self, queue: Queue) -> bool {
+        supervisor::crash_worker(&self.shared, queue)
+    }
+
+    /// Graceful stop: stop leasing everywhere, let running jobs finish until
+    /// `shutdown_deadline_seconds`, give the rest back to their queue, then return.
+    pub async fn shutdown(self) {
+        let deadline = Duration::from_secs(
+            self.shared
+                .engine
+                .engine_settings()
+                .shutdown_deadline_seconds,
+        );
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        if let Some(s) = &self.scheduler {
+            s.do_send(StopActor);
+        }
+        let workers: Vec<(Queue, supervisor::RunningWorker)> = self
+            .shared
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (_, w) in &workers {
+            w.control.stop_leasing();
+        }
+        let running: usize = workers.iter().map(|(_, w)| w.control.inflight()).sum();
+        tracing::info!(
+            running,
+            ?deadline,
+            "shutting down: leasing stopped, waiting for running jobs"
+        );
+        let until = tokio::time::Instant::now() + deadline;
+        for (queue, w) in workers {
+            let supervisor::RunningWorker { control, mut task } = w;
+            match tokio::time::timeout_at(until, &mut task).await {
+                Ok(_) => {}
+                Err(_) => {
+                    task.abort();
+                    let released = control.release_all().await;
+                    tracing::warn!(%queue, released, "shutdown deadline passed; unfinished jobs returned to the queue");
+                }
+            }
+            // Jobs leased but never handed to the worker.
+            let released = control.release_all().await;
+            if released > 0 {
+                tracing::info!(%queue, released, "unstarted jobs returned to the queue");
+            }
+        }
+        self.upkeep.abort();
+        self.supervisor.do_send(StopActor);
+        if let Err(e) = self
+            .shared
+            .engine
+            .forget_instance(&self.shared.instance)
+            .await
+        {
+            tracing::debug!(error = %e, "could not remove the health report");
+        }
+        tracing::info!("job runtime stopped");
+    }
+}
+
+/// Stops an actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopActor;
+
+impl actix::Handler<StopActor> for RootSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: StopActor, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl actix::Handler<StopActor> for scheduler::Scheduler {
+    type Result = ();
+    fn handle(&mut self, _: StopActor, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,133 @@
+//! The scheduler actor: fires each enabled schedule on its cron ticks. Every instance runs
+//! one; a tick enqueues exactly once across instances because it must first be claimed in
+//! Redis (`claim_tick`), and the job also carries the idempotency key
+//! `schedule:<name>:<tick ms>`. Ticks missed while no instance ran are not caught up.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use vigil_queue::{Engine, NewJob, ScheduleRun, ScheduleSettings, SchedulesSettings, next_tick};
+
+use super::health::HealthBoard;
+
+/// Fires schedules.
+pub struct Scheduler {
+    engine: Engine,
+    schedules: SchedulesSettings,
+    health: HealthBoard,
+}
+
+impl Scheduler {
+    pub fn new(engine: Engine, schedules: SchedulesSettings, health: HealthBoard) -> Self {
+        Self {
+            engine,
+            schedules,
+            health,
+        }
+    }
+
+    fn plan(&self, name: String, after: DateTime<Utc>, ctx: &mut Context<Self>) {
+        let Some(s) = self.schedules.0.get(&name) else {
+            return;
+        };
+        let tick = match next_tick(&name, &s.cron, after) {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(schedule = %name, error = %e, "schedule disabled: invalid cron expression");
+                self.health.set("scheduler", false, Some(e.to_string()));
+                return;
+            }
+        };
+        let delay = (tick - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        ctx.run_later(delay, move |act, ctx| {
+            let engine = act.engine.clone();
+            let settings = act.schedules.0.get(&name).cloned();
+            let health = act.health.clone();
+            let name2 = name.clone();
+            let fire = async move {
+                if let Some(s) = settings {
+                    fire(&engine, &name2, &s, tick, &health).await;
+                }
+            };
+            ctx.spawn(
+                fire.into_actor(act)
+                    .map(move |_, act, ctx| act.plan(name, tick, ctx)),
+            );
+        });
+    }
+}
+
+/// Claims `tick` and enqueues the schedule's job if this instance won the claim.
+async fn fire(
+    engine: &Engine,
+    name: &str,
+    s: &ScheduleSettings,
+    tick: DateTime<Utc>,
+    health: &HealthBoard,
+) {
+    match engine.claim_tick(name, tick).await {
+        Ok(false) => {
+            tracing::debug!(schedule = name, %tick, "tick claimed by another instance");
+            return;
+        }
+        Ok(true) => {}
+        Err(e) => {
+            tracing::warn!(schedule = name, %tick, error = %e, "could not claim the tick; skipped");
+            health.set("scheduler", false, Some(e.to_string()));
+            return;
+        }
+    }
+    let job = NewJob {
+        queue: s.queue,
+        payload: s.payload.clone(),
+        run_at: None,
+        idempotency_key: Some(format!("schedule:{name}:{}", tick.timestamp_millis())),
+    };
+    let run = match engine.enqueue(job).await {
+        Ok(done) => {
+            tracing::info!(schedule = name, %tick, job_id = %done.job.id, queue = %s.queue, "schedule fired");
+            health.set("scheduler", true, None);
+            ScheduleRun {
+                schedule: name.to_owned(),
+                tick,
+                job_id: Some(done.job.id),
+                error: None,
+            }
+        }
+        Err(e) => {
+            tracing::error!(schedule = name, %tick, error = %e, "schedule could not enqueue its job");
+            health.set("scheduler", false, Some(e.to_string()));
+            ScheduleRun {
+                schedule: name.to_owned(),
+                tick,
+                job_id: None,
+                error: Some(e.to_string()),
+            }
+        }
+    };
+    if let Err(e) = engine.record_schedule_run(&run).await {
+        tracing::warn!(schedule = name, error = %e, "could not record the schedule run");
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.health.set("scheduler", true, None);
+        let now = Utc::now();
+        let names: Vec<String> = self
+            .schedules
+            .0
+            .iter()
+            .filter(|(_, s)| s.enabled)
+            .map(|(n, _)| n.clone())
+            .collect();
+        tracing::info!(schedules = ?names, "scheduler started");
+        for name in names {
+            self.plan(name, now, ctx);
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The actor runtime against a real Redis: handlers run through supervised queue actors, a
+//! crashed worker is restarted and counted, health reaches Redis, schedules fire once per
+//! tick across two instances, and shutdown returns unfinished jobs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use prometheus::Registry;
+use serde_json::json;
+use vigil_jobs::{JobStatus, Queue};
+use vigil_queue::{
+    Engine, EngineSettings, JobFilter, NewJob, QueuesSettings, RedisSettings, ScheduleSettings,
+    SchedulesSettings,
+};
+use vigil_workers::JobError;
+use vigil_workers::runtime::{Handler, Runtime};
+
+fn system<F: std::future::Future<Output = ()>>(f: F) {
+    actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+    .block_on(f);
+}
+
+async fn engine(prefix: &str, tune: impl FnOnce(&mut EngineSettings)) -> Engine {
+    let mut settings = EngineSettings {
+        poll_interval_ms: 200,
+        reaper_interval_ms: 500,
+        shutdown_deadline_seconds: 2,
+        ..EngineSettings::default()
+    };
+    tune(&mut settings);
+    Engine::connect(
+        &RedisSettings {
+            url: vigil_testkit::redis::shared_url(),
+            prefix: prefix.to_owned(),
+            response_timeout_ms: 2_000,
+        },
+        settings,
+        QueuesSettings::default(),
+    )
+    .await
+    .expect("engine")
+}
+
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn counting_handler(ran: Arc<AtomicU64>, sleep_ms: u64) -> Handler {
+    Arc::new(move |_ctx, payload| {
+        let ran = ran.clone();
+        async move {
+            if payload["fail"].as_bool() == Some(true) {
+                return Err(JobError::permanent("asked to fail"));
+            }
+            tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+            ran.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        .boxed()
+    })
+}
+
+fn no_schedules() -> SchedulesSettings {
+    SchedulesSettings(BTreeMap::new())
+}
+
+#[test]
+fn queue_actors_run_handlers_and_a_crashed_worker_is_restarted_and_counted() {
+    system(async {
+        let prefix = vigil_testkit::redis::unique_prefix("runtime");
+        let e = engine(&prefix, |_| {}).await;
+        let ran = Arc::new(AtomicU64::new(0));
+        let registry = Registry::new();
+        let rt = Runtime::builder(e.clone(), no_schedules(), &registry)
+            .handler(Queue::Audit, counting_handler(ran.clone(), 1))
+            .start()
+            .expect("runtime starts");
+        let jobs: Vec<NewJob> = (0..50)
+            .map(|i| NewJob::new(Queue::Audit, json!({ "i": i })))
+            .collect();
+        rt.engine().enqueue_raw(jobs).await.unwrap();
+        rt.engine()
+            .enqueue_raw(vec![NewJob::new(Queue::Audit, json!({"fail": true}))])
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(20), "50 done, 1 dead", || async {
+            let c = e.counts(Queue::Audit).await.unwrap();
+            c.done == 50 && c.dead == 1
+        })
+        .await;
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(
+            text.contains("vigil_jobs_succeeded_total{queue=\"audit\"} 50"),
+            "{text}"
+        );
+        assert!(text.contains("vigil_jobs_dead_total{queue=\"audit\"} 1"));
+        assert!(text.contains("vigil_jobs_enqueued_total{queue=\"audit\"} 51"));
+
+        // Crash the worker: its actor restarts it, counts the restart, and work goes on.
+        assert!(rt.crash_worker(Queue::Audit));
+        eventually(Duration::from_secs(10), "restart counted", || async {
+            rt.health()
+                .iter()
+                .any(|a| a.name == "queue:audit" && a.restarts == 1)
+        })
+        .await;
+        rt.engine()
+            .enqueue_raw(
+                (0..20)
+                    .map(|i| NewJob::new(Queue::Audit, json!({ "j": i })))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        eventually(
+            Duration::from_secs(20),
+            "jobs after the restart done",
+            || async { e.counts(Queue::Audit).await.unwrap().done == 70 },
+        )
+        .await;
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(
+            text.contains("vigil_actor_restarts_total{actor=\"queue:audit\"} 1"),
+            "{text}"
+        );
+        // Health reaches Redis for a separate API process.
+        eventually(Duration::from_secs(10), "health in Redis", || async {
+            e.actors()
+                .await
+                .unwrap()
+                .iter()
+                .any(|a| a.name == "queue:audit" && a.instance == rt.instance())
+        })
+        .await;
+        rt.shutdown().await;
+        assert!(
+            e.actors().await.unwrap().is_empty(),
+            "a clean stop removes the report"
+        );
+        cleanup(&e).await;
+    });
+}
+
+#[test]
+fn shutdown_lets_running_jobs_finish_and_returns_the_rest() {
+    system(async {
+        let prefix = vigil_testkit::redis::unique_prefix("shutdown");
+        let e = engine(&prefix, |s| s.shutdown_deadline_seconds = 1).await;
+        let ran = Arc::new(AtomicU64::new(0));
+        let rt = Runtime::builder(e.clone(), no_schedules(), &Registry::new())
+            .handler(Queue::Email, counting_handler(ran.clone(), 300))
+            .start()
+            .unwrap();
+        // Email concurrency is 4: 4 run, 6 wait.
+        rt.engine()
+            .enqueue_raw(
+                (0..10)
+                    .map(|i| NewJob::new(Queue::Email, json!({ "i": i })))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(10), "some running", || async {
+            e.counts(Queue::Email).await.unwrap().running > 0
+        })
+        .await;
+        rt.shutdown().await;
+        let c = e.counts(Queue::Email).await.unwrap();
+        assert_eq!(c.running, 0, "nothing left running");
+        assert_eq!(c.done + c.pending, 10, "nothing lost: {c:?}");
+        assert!(c.done >= 1, "running jobs finished within the deadline");
+        assert_eq!(c.done, ran.load(Ordering::SeqCst));
+        cleanup(&e).await;
+    });
+}
+
+#[test]
+fn a_schedule_fires_once_per_tick_across_two_instances() {
+    system(async {
+        let prefix = vigil_testkit::redis::unique_prefix("cron");
+        let mut map = BTreeMap::new();
+        map.insert(
+            "escalate".to_owned(),
+            ScheduleSettings {
+                cron: "* * * * * *".to_owned(),
+                queue: Queue::AlertEscalation,
+                enabled: true,
+                payload: json!({}),
+            },
+        );
+        let schedules = SchedulesSettings(map);
+        let a = engine(&prefix, |_| {}).await;
+        let b = engine(&prefix, |_| {}).await;
+        // Two instances, no handlers: jobs stay pending, so they can be counted.
+        let ra = Runtime::builder(a.clone(), schedules.clone(), &Registry::new())
+            .start()
+            .unwrap();
+        let rb = Runtime::builder(b.clone(), schedules.clone(), &Registry::new())
+            .start()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        ra.shutdown().await;
+        rb.shutdown().await;
+        let page = a
+            .list(&JobFilter {
+                queue: Some(Queue::AlertEscalation),
+                status: Some(JobStatus::Pending),
+                page: 1,
+                page_size: 100,
+            })
+            .await
+            .unwrap();
+        let keys: HashSet<String> = page
+            .jobs
+            .iter()
+            .filter_map(|j| j.idempotency_key.clone())
+            .collect();
+        assert!(
+            page.jobs.len() >= 2,
+            "the schedule fired: {}",
+            page.jobs.len()
+        );
+        assert_eq!(keys.len(), page.jobs.len(), "no tick produced two jobs");
+        let runs = a.schedule_runs().await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert!(runs[0].job_id.is_some());
+        cleanup(&a).await;
+    });
+}
+
+async fn cleanup(e: &Engine) {
+    let mut c = e.redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", e.prefix()))
+        .query_async(&mut c)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut c).await;
+    }
+}
