@@ -9,6 +9,7 @@
 //!    routing errors included), security headers, `X-Request-Id`, `X-RateLimit-*`, the HTTP
 //!    metrics and one log line.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use poem::http::header::{self, HeaderName, HeaderValue};
@@ -45,12 +46,35 @@ fn sane_request_id(value: &str) -> bool {
 pub struct Pipeline<E> {
     inner: E,
     state: ApiState,
+    /// operationId -> OpenAPI path template (`/api/v1/jobs/{id}`), the metrics' route label.
+    templates: HashMap<String, String>,
 }
 
 impl<E> Pipeline<E> {
-    pub fn new(inner: E, state: ApiState) -> Self {
-        Self { inner, state }
+    /// `spec` is the OpenAPI document (JSON), read for the route templates.
+    pub fn new(inner: E, state: ApiState, spec: &str) -> Self {
+        Self {
+            inner,
+            state,
+            templates: route_templates(spec),
+        }
     }
+}
+
+/// Maps every operationId of an OpenAPI document to its path template.
+fn route_templates(spec: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+    if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+        for (path, ops) in paths {
+            for op in ops.as_object().into_iter().flat_map(|o| o.values()) {
+                if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                    out.insert(id.to_owned(), path.clone());
+                }
+            }
+        }
+    }
+    out
 }
 
 impl<E: Endpoint> Endpoint for Pipeline<E> {
@@ -74,8 +98,9 @@ impl<E: Endpoint> Endpoint for Pipeline<E> {
             req.set_data(self.state.clone());
             let (mut resp, limit) = self.handle(req, &path).await;
             let route = resp
-                .data::<poem::PathPattern>()
-                .map(|p| p.0.to_string())
+                .data::<poem_openapi::OperationId>()
+                .and_then(|op| self.templates.get(op.0).cloned())
+                .or_else(|| resp.data::<poem::PathPattern>().map(|p| p.0.to_string()))
                 .unwrap_or_else(|| "unmatched".to_owned());
             if !resp.status().is_success() && !resp.status().is_redirection() {
                 resp = reshape_error(resp, &request_id).await;

@@ -50,6 +50,7 @@ pub use state::{ApiSettings, ApiState, SetupError};
 pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
     let http = &state.settings().http;
     let service = routes::service(&http.public_url);
+    let spec_json = service.spec();
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let route = Route::new()
@@ -77,7 +78,7 @@ pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
             ]);
         route.with(cors).map_to_response().boxed()
     };
-    context::Pipeline::new(inner, state).boxed()
+    context::Pipeline::new(inner, state, &spec_json).boxed()
 }
 
 /// A bound listener, before serving.

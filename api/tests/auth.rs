@@ -37,7 +37,13 @@ fn keys(f: impl FnOnce(&mut vigil_api::AuthSettings)) -> TokenKeys {
 async fn sign_in_refresh_and_failed_sign_ins() {
     let app = TestApp::new().await;
     app.add_user("alice", UserRole::Analyst).await;
-    let a = app.post("/api/v1/auth/token", None, json!({"username": "alice", "password": PASSWORD})).await;
+    let a = app
+        .post(
+            "/api/v1/auth/token",
+            None,
+            json!({"username": "alice", "password": PASSWORD}),
+        )
+        .await;
     a.expect(200);
     assert_eq!(a.body["token_type"], "Bearer");
     assert_eq!(a.body["expires_in"], 3600);
@@ -50,24 +56,68 @@ async fn sign_in_refresh_and_failed_sign_ins() {
     // A refresh token is never an access token, and vice versa.
     let a = app.get("/api/v1/queues", Some(&refresh)).await;
     a.expect(401);
-    assert!(a.body["message"].as_str().unwrap().contains("refresh"), "{}", a.text);
-    app.post("/api/v1/auth/refresh", None, json!({"refresh_token": access})).await.expect(401);
-    let a = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+    assert!(
+        a.body["message"].as_str().unwrap().contains("refresh"),
+        "{}",
+        a.text
+    );
+    app.post(
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": access}),
+    )
+    .await
+    .expect(401);
+    let a = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh}),
+        )
+        .await;
     a.expect(200);
-    app.get("/api/v1/queues", Some(a.body["access_token"].as_str().unwrap())).await.expect(200);
+    app.get(
+        "/api/v1/queues",
+        Some(a.body["access_token"].as_str().unwrap()),
+    )
+    .await
+    .expect(200);
 
     // Wrong password, unknown user: the same 401.
-    for body in [json!({"username": "alice", "password": "nope"}), json!({"username": "mallory", "password": PASSWORD})] {
+    for body in [
+        json!({"username": "alice", "password": "nope"}),
+        json!({"username": "mallory", "password": PASSWORD}),
+    ] {
         let a = app.post("/api/v1/auth/token", None, body).await;
         a.expect(401);
         assert_eq!(a.body["message"], "invalid username or password");
     }
     // Malformed bodies: 400.
-    app.post("/api/v1/auth/token", None, json!({"username": "alice"})).await.expect(400);
-    app.post("/api/v1/auth/token", None, json!({"username": "alice", "password": "x", "otp": 1})).await.expect(400);
+    app.post("/api/v1/auth/token", None, json!({"username": "alice"}))
+        .await
+        .expect(400);
+    app.post(
+        "/api/v1/auth/token",
+        None,
+        json!({"username": "alice", "password": "x", "otp": 1}),
+    )
+    .await
+    .expect(400);
 
-    let audit = app.engine.list(&vigil_queue::JobFilter { queue: Some(vigil_jobs::Queue::Audit), page_size: 100, ..Default::default() }).await.unwrap();
-    let actions: Vec<&str> = audit.jobs.iter().filter_map(|j| j.payload["action"].as_str()).collect();
+    let audit = app
+        .engine
+        .list(&vigil_queue::JobFilter {
+            queue: Some(vigil_jobs::Queue::Audit),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit
+        .jobs
+        .iter()
+        .filter_map(|j| j.payload["action"].as_str())
+        .collect();
     for expected in ["auth.login", "auth.refresh", "auth.login_failed"] {
         assert!(actions.contains(&expected), "{expected} in {actions:?}");
     }
@@ -77,15 +127,33 @@ async fn sign_in_refresh_and_failed_sign_ins() {
 async fn disabled_users_lose_access_at_once() {
     let app = TestApp::new().await;
     let token = app.login("bob", UserRole::Admin).await;
-    let a = app.post("/api/v1/auth/token", None, json!({"username": "bob", "password": PASSWORD})).await;
+    let a = app
+        .post(
+            "/api/v1/auth/token",
+            None,
+            json!({"username": "bob", "password": PASSWORD}),
+        )
+        .await;
     let refresh = a.body["refresh_token"].as_str().unwrap().to_owned();
     app.get("/api/v1/queues", Some(&token)).await.expect(200);
     users::disable(&app.db.db, "bob").await.unwrap();
     let a = app.get("/api/v1/queues", Some(&token)).await;
     a.expect(401);
     assert!(a.body["message"].as_str().unwrap().contains("disabled"));
-    app.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await.expect(401);
-    app.post("/api/v1/auth/token", None, json!({"username": "bob", "password": PASSWORD})).await.expect(401);
+    app.post(
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": refresh}),
+    )
+    .await
+    .expect(401);
+    app.post(
+        "/api/v1/auth/token",
+        None,
+        json!({"username": "bob", "password": PASSWORD}),
+    )
+    .await
+    .expect(401);
 }
 
 #[tokio::test]
@@ -94,7 +162,14 @@ async fn the_role_is_the_users_current_one_not_the_tokens() {
     app.add_user("carol", UserRole::Analyst).await;
     // A validly signed token claiming admin for an analyst still cannot mutate.
     let forged = app.state.auth().keys().sign(&claims("carol")).unwrap();
-    app.call(Method::POST, "/api/v1/queues/email/pause", Some(&forged), None).await.expect(403);
+    app.call(
+        Method::POST,
+        "/api/v1/queues/email/pause",
+        Some(&forged),
+        None,
+    )
+    .await
+    .expect(403);
 }
 
 #[tokio::test]
@@ -114,7 +189,10 @@ async fn jwt_attacks_are_rejected() {
     let mut c = claims("admin");
     c.exp += 86_400 * 365;
     let tampered = B64.encode(serde_json::to_vec(&c).unwrap());
-    attacks.push(("tampered", format!("{}.{}.{}", parts[0], tampered, parts[2])));
+    attacks.push((
+        "tampered",
+        format!("{}.{}.{}", parts[0], tampered, parts[2]),
+    ));
     // Expired, not yet valid (beyond the 30 s leeway).
     let mut c = claims("admin");
     c.exp = now_secs() - 120;
@@ -133,8 +211,18 @@ async fn jwt_attacks_are_rejected() {
     c.iss = "evil".into();
     attacks.push(("wrong iss", app.state.auth().keys().sign(&c).unwrap()));
     // Unknown kid, and a different secret.
-    attacks.push(("unknown kid", keys(|s| s.key_id = "other".into()).sign(&claims("admin")).unwrap()));
-    attacks.push(("other secret", keys(|s| s.jwt_secret = Some(SecretString::from("x".repeat(40)))).sign(&claims("admin")).unwrap()));
+    attacks.push((
+        "unknown kid",
+        keys(|s| s.key_id = "other".into())
+            .sign(&claims("admin"))
+            .unwrap(),
+    ));
+    attacks.push((
+        "other secret",
+        keys(|s| s.jwt_secret = Some(SecretString::from("x".repeat(40))))
+            .sign(&claims("admin"))
+            .unwrap(),
+    ));
 
     for (name, token) in attacks {
         let a = app.get("/api/v1/queues", Some(&token)).await;
@@ -153,10 +241,19 @@ async fn rs256_pins_its_algorithm_against_key_confusion() {
     // HS256 "signed" with the RS256 public key (the classic confusion attack).
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("vigil-1".into());
-    let forged = jsonwebtoken::encode(&h, &claims("admin"), &EncodingKey::from_secret(key("rsa_public.pem").as_bytes())).unwrap();
+    let forged = jsonwebtoken::encode(
+        &h,
+        &claims("admin"),
+        &EncodingKey::from_secret(key("rsa_public.pem").as_bytes()),
+    )
+    .unwrap();
     let a = app.get("/api/v1/queues", Some(&forged)).await;
     a.expect(401);
-    assert!(a.body["message"].as_str().unwrap().contains("algorithm"), "{}", a.text);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("algorithm"),
+        "{}",
+        a.text
+    );
     // An HS256 token with the old shared secret is not accepted either.
     let hs = keys(|_| {}).sign(&claims("admin")).unwrap();
     app.get("/api/v1/queues", Some(&hs)).await.expect(401);
@@ -166,7 +263,10 @@ async fn rs256_pins_its_algorithm_against_key_confusion() {
 async fn es256_tokens_work() {
     let app = TestApp::with(es256).await;
     let token = app.login("admin", UserRole::Admin).await;
-    assert_eq!(jsonwebtoken::decode_header(&token).unwrap().alg, Algorithm::ES256);
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().alg,
+        Algorithm::ES256
+    );
     app.get("/api/v1/schedules", Some(&token)).await.expect(200);
 }
 
@@ -174,25 +274,40 @@ async fn es256_tokens_work() {
 async fn bad_key_settings_are_refused_at_start() {
     let mut s = common::settings().auth;
     s.jwt_secret = Some(SecretString::from("short"));
-    assert!(TokenKeys::from_settings(&s).unwrap_err().to_string().contains("32 bytes"));
+    assert!(
+        TokenKeys::from_settings(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("32 bytes")
+    );
     s.jwt_secret = None;
     assert!(TokenKeys::from_settings(&s).is_err());
     s.algorithm = vigil_api::JwtAlgorithm::RS256;
     s.private_key = Some(SecretString::from("not a pem"));
     s.public_key = Some("nope".into());
     let err = TokenKeys::from_settings(&s).unwrap_err().to_string();
-    assert!(!err.contains("not a pem"), "the key never appears in errors: {err}");
+    assert!(
+        !err.contains("not a pem"),
+        "the key never appears in errors: {err}"
+    );
     let _ = SECRET;
 }
 
 /// A tiny JWKS server (the external issuer) on a free port.
 async fn jwks_server(jwks: serde_json::Value) -> (String, tokio::task::JoinHandle<()>) {
-    use poem::{EndpointExt, Route, Server, get, handler, listener::{Acceptor, Listener, TcpListener}, web::{Data, Json}};
+    use poem::{
+        EndpointExt, Route, Server, get, handler,
+        listener::{Acceptor, Listener, TcpListener},
+        web::{Data, Json},
+    };
     #[handler]
     fn keys(Data(jwks): Data<&serde_json::Value>) -> Json<serde_json::Value> {
         Json(jwks.clone())
     }
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
     let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
     let app = Route::new().at("/keys", get(keys)).data(jwks);
     let task = tokio::spawn(async move {
@@ -222,20 +337,71 @@ async fn oidc_tokens_are_verified_against_the_jwks_and_mapped_to_roles() {
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some(kid.into());
         let now = now_secs();
-        jsonwebtoken::encode(&h, &json!({"iss": iss, "aud": "api://vigil", "sub": "00u1", "email": "dana@example.com",
-            "groups": groups, "iat": now, "exp": now + 600}), &signer).unwrap()
+        jsonwebtoken::encode(
+            &h,
+            &json!({"iss": iss, "aud": "api://vigil", "sub": "00u1", "email": "dana@example.com",
+            "groups": groups, "iat": now, "exp": now + 600}),
+            &signer,
+        )
+        .unwrap()
     };
     let issuer = "https://example.okta.com/oauth2/default";
     let admin = sign("okta-key-1", json!(["Everyone", "vigil-admins"]), issuer);
-    app.call(Method::POST, "/api/v1/queues/audit/pause", Some(&admin), None).await.expect(200);
+    app.call(
+        Method::POST,
+        "/api/v1/queues/audit/pause",
+        Some(&admin),
+        None,
+    )
+    .await
+    .expect(200);
     let analyst = sign("okta-key-1", json!(["vigil-analysts"]), issuer);
     app.get("/api/v1/queues", Some(&analyst)).await.expect(200);
-    app.call(Method::POST, "/api/v1/queues/audit/resume", Some(&analyst), None).await.expect(403);
+    app.call(
+        Method::POST,
+        "/api/v1/queues/audit/resume",
+        Some(&analyst),
+        None,
+    )
+    .await
+    .expect(403);
     // No vigil group, unknown kid, wrong issuer: 401.
-    app.get("/api/v1/queues", Some(&sign("okta-key-1", json!(["Everyone"]), issuer))).await.expect(401);
-    app.get("/api/v1/queues", Some(&sign("rotated-away", json!(["vigil-admins"]), issuer))).await.expect(401);
-    app.get("/api/v1/queues", Some(&sign("okta-key-1", json!(["vigil-admins"]), "https://evil.example"))).await.expect(401);
-    let audit = app.engine.list(&vigil_queue::JobFilter { queue: Some(vigil_jobs::Queue::Audit), ..Default::default() }).await.unwrap();
-    assert!(audit.jobs.iter().any(|j| j.payload["action"] == "queue.pause" && j.payload["actor"]["id"] == "oidc:dana@example.com"));
+    app.get(
+        "/api/v1/queues",
+        Some(&sign("okta-key-1", json!(["Everyone"]), issuer)),
+    )
+    .await
+    .expect(401);
+    app.get(
+        "/api/v1/queues",
+        Some(&sign("rotated-away", json!(["vigil-admins"]), issuer)),
+    )
+    .await
+    .expect(401);
+    app.get(
+        "/api/v1/queues",
+        Some(&sign(
+            "okta-key-1",
+            json!(["vigil-admins"]),
+            "https://evil.example",
+        )),
+    )
+    .await
+    .expect(401);
+    let audit = app
+        .engine
+        .list(&vigil_queue::JobFilter {
+            queue: Some(vigil_jobs::Queue::Audit),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .jobs
+            .iter()
+            .any(|j| j.payload["action"] == "queue.pause"
+                && j.payload["actor"]["id"] == "oidc:dana@example.com")
+    );
     server.abort();
 }

@@ -17,19 +17,34 @@ async fn enqueue_on_each_queue_returns_202_with_links_and_is_audited() {
     let admin = app.admin().await;
     let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let bodies = [
-        ("okta_fetch", json!({"payload": {"since": since, "limit": 10}})),
+        (
+            "okta_fetch",
+            json!({"payload": {"since": since, "limit": 10}}),
+        ),
         ("email", email()),
-        ("audit", json!({"payload": {"event_id": "e-1", "occurred_at": "2026-11-22T10:00:00Z",
-            "actor": {"kind": "system"}, "action": "test.event", "target_type": "x", "target_id": "1"}})),
-        ("alert_escalation", json!({"payload": {"alert_id": 7}, "delay_seconds": 3600})),
+        (
+            "audit",
+            json!({"payload": {"event_id": "e-1", "occurred_at": "2026-11-22T10:00:00Z",
+            "actor": {"kind": "system"}, "action": "test.event", "target_type": "x", "target_id": "1"}}),
+        ),
+        (
+            "alert_escalation",
+            json!({"payload": {"alert_id": 7}, "delay_seconds": 3600}),
+        ),
     ];
     for (queue, body) in bodies {
-        let a = app.post(&format!("/api/v1/jobs/{queue}"), Some(&admin), body).await;
+        let a = app
+            .post(&format!("/api/v1/jobs/{queue}"), Some(&admin), body)
+            .await;
         a.expect(202);
         assert_eq!(a.body["queue"], queue);
         let id = a.body["id"].as_str().unwrap();
         assert_eq!(a.body["links"]["self"], format!("/api/v1/jobs/{id}"));
-        let expected = if queue == "alert_escalation" { "scheduled" } else { "pending" };
+        let expected = if queue == "alert_escalation" {
+            "scheduled"
+        } else {
+            "pending"
+        };
         assert_eq!(a.body["status"], expected, "{queue}");
         let got = app.get(&format!("/api/v1/jobs/{id}"), Some(&admin)).await;
         got.expect(200);
@@ -37,11 +52,30 @@ async fn enqueue_on_each_queue_returns_202_with_links_and_is_audited() {
         assert_eq!(got.body["status"], expected);
     }
     // Each enqueue (and the sign-in) left an audit job naming the admin.
-    let audit = app.engine.list(&vigil_queue::JobFilter { queue: Some(vigil_jobs::Queue::Audit), ..Default::default() }).await.unwrap();
-    let actions: Vec<String> = audit.jobs.iter().filter_map(|j| j.payload["action"].as_str().map(str::to_owned)).collect();
-    assert_eq!(actions.iter().filter(|a| *a == "job.enqueue").count(), 4, "{actions:?}");
+    let audit = app
+        .engine
+        .list(&vigil_queue::JobFilter {
+            queue: Some(vigil_jobs::Queue::Audit),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<String> = audit
+        .jobs
+        .iter()
+        .filter_map(|j| j.payload["action"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "job.enqueue").count(),
+        4,
+        "{actions:?}"
+    );
     assert!(actions.contains(&"auth.login".to_owned()), "{actions:?}");
-    let enq = audit.jobs.iter().find(|j| j.payload["action"] == "job.enqueue").unwrap();
+    let enq = audit
+        .jobs
+        .iter()
+        .find(|j| j.payload["action"] == "job.enqueue")
+        .unwrap();
     assert_eq!(enq.payload["actor"], json!({"kind": "user", "id": "admin"}));
     assert!(enq.payload["request_id"].is_string());
 }
@@ -56,28 +90,58 @@ async fn enqueue_validates_bodies() {
     let a = app.post("/api/v1/jobs/email", Some(&admin), body).await;
     a.expect(400);
     assert_eq!(a.code(), "bad_request");
-    assert!(a.body["message"].as_str().unwrap().contains("bcc"), "{}", a.text);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("bcc"),
+        "{}",
+        a.text
+    );
     let mut body = email();
     body["priority"] = json!(1);
-    app.post("/api/v1/jobs/email", Some(&admin), body).await.expect(400);
+    app.post("/api/v1/jobs/email", Some(&admin), body)
+        .await
+        .expect(400);
     // Broken JSON: 400, never 500.
-    let resp = app.client.post("/api/v1/jobs/email").header("Authorization", format!("Bearer {admin}"))
-        .content_type("application/json").body("{\"payload\": ").send().await;
+    let resp = app
+        .client
+        .post("/api/v1/jobs/email")
+        .header("Authorization", format!("Bearer {admin}"))
+        .content_type("application/json")
+        .body("{\"payload\": ")
+        .send()
+        .await;
     let a = TestApp::answer(resp).await;
     a.expect(400);
     assert_eq!(a.code(), "bad_request");
     // A rule of vigil-jobs: 422 naming the field.
-    let a = app.post("/api/v1/jobs/email", Some(&admin), json!({"payload": {"to": ["not-an-address"], "subject": "x", "body": {"text": "y"}}})).await;
+    let a = app
+        .post(
+            "/api/v1/jobs/email",
+            Some(&admin),
+            json!({"payload": {"to": ["not-an-address"], "subject": "x", "body": {"text": "y"}}}),
+        )
+        .await;
     a.expect(422);
     assert_eq!(a.code(), "validation_failed");
-    assert!(a.body["message"].as_str().unwrap().contains("to[0]"), "{}", a.text);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("to[0]"),
+        "{}",
+        a.text
+    );
     // run_at and delay_seconds together: 422.
     let mut body = email();
     body["run_at"] = json!("2030-01-01T00:00:00Z");
     body["delay_seconds"] = json!(5);
-    app.post("/api/v1/jobs/email", Some(&admin), body).await.expect(422);
+    app.post("/api/v1/jobs/email", Some(&admin), body)
+        .await
+        .expect(422);
     // Missing required field: 400.
-    app.post("/api/v1/jobs/email", Some(&admin), json!({"payload": {"subject": "x"}})).await.expect(400);
+    app.post(
+        "/api/v1/jobs/email",
+        Some(&admin),
+        json!({"payload": {"subject": "x"}}),
+    )
+    .await
+    .expect(400);
 }
 
 #[tokio::test]
@@ -85,8 +149,14 @@ async fn idempotency_key_returns_the_first_job() {
     let app = TestApp::new().await;
     let admin = app.admin().await;
     let send = || async {
-        let resp = app.client.post("/api/v1/jobs/email").header("Authorization", format!("Bearer {admin}"))
-            .header("Idempotency-Key", "weekly-report-47").body_json(&email()).send().await;
+        let resp = app
+            .client
+            .post("/api/v1/jobs/email")
+            .header("Authorization", format!("Bearer {admin}"))
+            .header("Idempotency-Key", "weekly-report-47")
+            .body_json(&email())
+            .send()
+            .await;
         TestApp::answer(resp).await
     };
     let first = send().await;
@@ -103,23 +173,49 @@ async fn list_filters_and_pages() {
     let app = TestApp::new().await;
     let admin = app.admin().await;
     for _ in 0..3 {
-        app.post("/api/v1/jobs/email", Some(&admin), email()).await.expect(202);
+        app.post("/api/v1/jobs/email", Some(&admin), email())
+            .await
+            .expect(202);
     }
-    app.post("/api/v1/jobs/alert_escalation", Some(&admin), json!({"payload": {}})).await.expect(202);
+    app.post(
+        "/api/v1/jobs/alert_escalation",
+        Some(&admin),
+        json!({"payload": {}}),
+    )
+    .await
+    .expect(202);
     let analyst = app.analyst().await;
-    let a = app.get("/api/v1/jobs?queue=email&page_size=2", Some(&analyst)).await;
+    let a = app
+        .get("/api/v1/jobs?queue=email&page_size=2", Some(&analyst))
+        .await;
     a.expect(200);
     assert_eq!(a.body["total"], 3);
     assert_eq!(a.body["jobs"].as_array().unwrap().len(), 2);
     assert!(a.body["next"].as_str().unwrap().contains("page=2"));
     assert!(a.body["previous"].is_null());
-    let a = app.get("/api/v1/jobs?queue=email&page_size=2&page=2", Some(&analyst)).await;
+    let a = app
+        .get(
+            "/api/v1/jobs?queue=email&page_size=2&page=2",
+            Some(&analyst),
+        )
+        .await;
     assert_eq!(a.body["jobs"].as_array().unwrap().len(), 1);
     assert!(a.body["next"].is_null());
-    let a = app.get("/api/v1/jobs?queue=alert_escalation&status=pending", Some(&analyst)).await;
+    let a = app
+        .get(
+            "/api/v1/jobs?queue=alert_escalation&status=pending",
+            Some(&analyst),
+        )
+        .await;
     assert_eq!(a.body["total"], 1);
     // Bad parameters: 400 with the error shape.
-    for bad in ["/api/v1/jobs?queue=emails", "/api/v1/jobs?status=complete", "/api/v1/jobs?page=0", "/api/v1/jobs?page_size=501", "/api/v1/jobs?page=x"] {
+    for bad in [
+        "/api/v1/jobs?queue=emails",
+        "/api/v1/jobs?status=complete",
+        "/api/v1/jobs?page=0",
+        "/api/v1/jobs?page_size=501",
+        "/api/v1/jobs?page=x",
+    ] {
         let a = app.get(bad, Some(&analyst)).await;
         a.expect(400);
         assert_eq!(a.code(), "bad_request", "{bad}");
@@ -133,22 +229,59 @@ async fn retry_and_cancel_follow_the_job_state() {
     let a = app.post("/api/v1/jobs/email", Some(&admin), email()).await;
     let id = a.body["id"].as_str().unwrap().to_owned();
     // A pending job cannot be retried: 409.
-    let a = app.call(Method::POST, &format!("/api/v1/jobs/{id}/retry"), Some(&admin), None).await;
+    let a = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/jobs/{id}/retry"),
+            Some(&admin),
+            None,
+        )
+        .await;
     a.expect(409);
     assert_eq!(a.code(), "conflict");
     // It can be cancelled, once.
-    let a = app.call(Method::POST, &format!("/api/v1/jobs/{id}/cancel"), Some(&admin), None).await;
+    let a = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/jobs/{id}/cancel"),
+            Some(&admin),
+            None,
+        )
+        .await;
     a.expect(200);
     assert_eq!(a.body["status"], "cancelled");
-    app.call(Method::POST, &format!("/api/v1/jobs/{id}/cancel"), Some(&admin), None).await.expect(409);
+    app.call(
+        Method::POST,
+        &format!("/api/v1/jobs/{id}/cancel"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .expect(409);
     // Unknown jobs: 404 on every job route.
-    for (m, p) in [(Method::GET, "/api/v1/jobs/01JUNKNOWN"), (Method::POST, "/api/v1/jobs/01JUNKNOWN/retry"), (Method::POST, "/api/v1/jobs/01JUNKNOWN/cancel")] {
+    for (m, p) in [
+        (Method::GET, "/api/v1/jobs/01JUNKNOWN"),
+        (Method::POST, "/api/v1/jobs/01JUNKNOWN/retry"),
+        (Method::POST, "/api/v1/jobs/01JUNKNOWN/cancel"),
+    ] {
         let a = app.call(m, p, Some(&admin), None).await;
         a.expect(404);
         assert_eq!(a.code(), "not_found");
     }
-    let audit = app.engine.list(&vigil_queue::JobFilter { queue: Some(vigil_jobs::Queue::Audit), ..Default::default() }).await.unwrap();
-    assert!(audit.jobs.iter().any(|j| j.payload["action"] == "job.cancel" && j.payload["target_id"] == id.as_str()));
+    let audit = app
+        .engine
+        .list(&vigil_queue::JobFilter {
+            queue: Some(vigil_jobs::Queue::Audit),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .jobs
+            .iter()
+            .any(|j| j.payload["action"] == "job.cancel" && j.payload["target_id"] == id.as_str())
+    );
 }
 
 #[tokio::test]
@@ -156,7 +289,14 @@ async fn queues_list_pause_and_resume() {
     let app = TestApp::new().await;
     let admin = app.admin().await;
     let analyst = app.analyst().await;
-    let a = app.call(Method::POST, "/api/v1/queues/email/pause", Some(&admin), None).await;
+    let a = app
+        .call(
+            Method::POST,
+            "/api/v1/queues/email/pause",
+            Some(&admin),
+            None,
+        )
+        .await;
     a.expect(200);
     assert_eq!(a.body, json!({"queue": "email", "paused": true}));
     let a = app.get("/api/v1/queues", Some(&analyst)).await;
@@ -166,9 +306,28 @@ async fn queues_list_pause_and_resume() {
     let email = queues.iter().find(|q| q["queue"] == "email").unwrap();
     assert_eq!(email["paused"], true);
     assert!(email["counts"]["pending"].is_u64());
-    app.call(Method::POST, "/api/v1/queues/email/resume", Some(&admin), None).await.expect(200);
-    assert!(!app.engine.is_paused(vigil_jobs::Queue::Email).await.unwrap());
-    app.call(Method::POST, "/api/v1/queues/nope/pause", Some(&admin), None).await.expect(400);
+    app.call(
+        Method::POST,
+        "/api/v1/queues/email/resume",
+        Some(&admin),
+        None,
+    )
+    .await
+    .expect(200);
+    assert!(
+        !app.engine
+            .is_paused(vigil_jobs::Queue::Email)
+            .await
+            .unwrap()
+    );
+    app.call(
+        Method::POST,
+        "/api/v1/queues/nope/pause",
+        Some(&admin),
+        None,
+    )
+    .await
+    .expect(400);
 }
 
 #[tokio::test]
@@ -189,11 +348,19 @@ async fn schedules_list_next_runs() {
 async fn every_route_needs_a_token_and_mutations_need_admin() {
     let app = TestApp::new().await;
     let analyst = app.analyst().await;
-    let reads = ["/api/v1/jobs", "/api/v1/jobs/01JX", "/api/v1/queues", "/api/v1/schedules"];
+    let reads = [
+        "/api/v1/jobs",
+        "/api/v1/jobs/01JX",
+        "/api/v1/queues",
+        "/api/v1/schedules",
+    ];
     let writes: Vec<(&str, serde_json::Value)> = vec![
         ("/api/v1/jobs/okta_fetch", json!({"payload": {}})),
         ("/api/v1/jobs/email", email()),
-        ("/api/v1/jobs/audit", json!({"payload": {"event_id": "e", "occurred_at": "2026-11-22T10:00:00Z", "actor": {"kind": "system"}, "action": "a", "target_type": "t", "target_id": "1"}})),
+        (
+            "/api/v1/jobs/audit",
+            json!({"payload": {"event_id": "e", "occurred_at": "2026-11-22T10:00:00Z", "actor": {"kind": "system"}, "action": "a", "target_type": "t", "target_id": "1"}}),
+        ),
         ("/api/v1/jobs/alert_escalation", json!({"payload": {}})),
         ("/api/v1/jobs/01JX/retry", json!({})),
         ("/api/v1/jobs/01JX/cancel", json!({})),

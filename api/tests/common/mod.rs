@@ -2,10 +2,10 @@
 //! a unique key prefix, HS256 tokens (or RS256/ES256 from `tests/keys/`).
 #![allow(dead_code)]
 
+use poem::Response;
 use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderMap, Method, StatusCode};
 use poem::test::TestClient;
-use poem::Response;
 use prometheus::Registry;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -72,8 +72,18 @@ impl Answer {
     /// The error code of an error body (and checks the shape).
     #[track_caller]
     pub fn code(&self) -> &str {
-        assert!(self.body["message"].is_string(), "error shape: {}", self.text);
-        assert!(self.body["request_id"].as_str().is_some_and(|s| !s.is_empty()), "error shape: {}", self.text);
+        assert!(
+            self.body["message"].is_string(),
+            "error shape: {}",
+            self.text
+        );
+        assert!(
+            self.body["request_id"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "error shape: {}",
+            self.text
+        );
         self.body["error"].as_str().expect("error code")
     }
 
@@ -137,7 +147,12 @@ impl TestApp {
     pub async fn login(&self, name: &str, role: UserRole) -> String {
         self.add_user(name, role).await;
         let a = self
-            .call(Method::POST, "/api/v1/auth/token", None, Some(serde_json::json!({"username": name, "password": PASSWORD})))
+            .call(
+                Method::POST,
+                "/api/v1/auth/token",
+                None,
+                Some(serde_json::json!({"username": name, "password": PASSWORD})),
+            )
             .await;
         a.expect(200);
         a.body["access_token"].as_str().unwrap().to_owned()
@@ -151,7 +166,13 @@ impl TestApp {
         self.login("analyst", UserRole::Analyst).await
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut req = self.client.request(method, path);
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
@@ -167,7 +188,12 @@ impl TestApp {
         let headers = resp.0.headers().clone();
         let text = resp.0.into_body().into_string().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, body, text }
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {

@@ -1,0 +1,326 @@
+// vigil dashboard: a dependency-free page over the JSON API. It signs in with the token API,
+// polls every 2 seconds (server-side pagination keeps each poll small), and renders with
+// textContent only, so nothing from a job payload or an event is ever parsed as HTML.
+"use strict";
+
+const POLL_MS = 2000;
+const PAGE_SIZE = 20;
+const store = window.sessionStorage;
+const state = { page: 1, total: 0, selectedJob: null, timer: null, role: null };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+function when(ts) {
+  if (!ts) return "—";
+  const d = new Date(ts);
+  return isNaN(d) ? String(ts) : d.toLocaleString();
+}
+
+function list(body, ...keys) {
+  if (Array.isArray(body)) return body;
+  for (const k of keys) if (body && Array.isArray(body[k])) return body[k];
+  return [];
+}
+
+// ---- API access -----------------------------------------------------------------------
+
+async function refreshTokens() {
+  const refresh = store.getItem("vigil.refresh");
+  if (!refresh) return false;
+  const res = await fetch("/api/v1/auth/refresh", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh_token: refresh }),
+  });
+  if (!res.ok) return false;
+  saveTokens(await res.json());
+  return true;
+}
+
+async function api(path, options = {}, retried = false) {
+  const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
+  const token = store.getItem("vigil.access");
+  if (token) headers.Authorization = "Bearer " + token;
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, {
+    method: options.method || "GET",
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  if (res.status === 401 && !retried && (await refreshTokens())) {
+    return api(path, options, true);
+  }
+  if (res.status === 401) {
+    signOut("Your session ended. Sign in again.");
+    throw new Error("signed out");
+  }
+  const text = await res.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { body = text; }
+  if (!res.ok) {
+    const err = new Error((body && body.message) || res.statusText || "request failed");
+    err.status = res.status;
+    throw err;
+  }
+  return body;
+}
+
+function saveTokens(pair) {
+  store.setItem("vigil.access", pair.access_token);
+  if (pair.refresh_token) store.setItem("vigil.refresh", pair.refresh_token);
+  if (pair.role) store.setItem("vigil.role", pair.role);
+}
+
+// ---- sign in / out --------------------------------------------------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  $("sign-in-error").textContent = "";
+  const username = $("username").value;
+  const password = $("password").value;
+  try {
+    const res = await fetch("/api/v1/auth/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ username, password }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(body.message || "sign-in failed");
+    saveTokens(body);
+    store.setItem("vigil.user", username);
+    $("password").value = "";
+    showApp();
+  } catch (e) {
+    $("sign-in-error").textContent = e.message;
+  }
+}
+
+function signOut(message) {
+  ["vigil.access", "vigil.refresh", "vigil.role", "vigil.user"].forEach((k) => store.removeItem(k));
+  if (state.timer) clearInterval(state.timer);
+  state.timer = null;
+  $("app").hidden = true;
+  $("who").hidden = true;
+  $("sign-in").hidden = false;
+  $("sign-in-error").textContent = message || "";
+}
+
+function showApp() {
+  state.role = store.getItem("vigil.role") || "analyst";
+  document.body.classList.toggle("admin", state.role === "admin");
+  $("who-name").textContent = (store.getItem("vigil.user") || "") + " (" + state.role + ")";
+  $("who").hidden = false;
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  refreshAll();
+  if (state.timer) clearInterval(state.timer);
+  state.timer = setInterval(refreshAll, POLL_MS);
+}
+
+const isAdmin = () => state.role === "admin";
+
+function actionButton(label, aria, onClick) {
+  const b = el("button", label, "secondary");
+  b.type = "button";
+  b.setAttribute("aria-label", aria);
+  b.addEventListener("click", async (ev) => {
+    ev.stopPropagation();
+    b.disabled = true;
+    try { await onClick(); await refreshAll(); }
+    catch (e) { if (e.message !== "signed out") alert(e.message); }
+    finally { b.disabled = false; }
+  });
+  return b;
+}
+
+// ---- panels ---------------------------------------------------------------------------
+
+async function refreshQueues() {
+  const queues = list(await api("/api/v1/queues"), "queues", "results");
+  const body = $("queues-body");
+  body.replaceChildren();
+  for (const q of queues) {
+    const tr = el("tr");
+    tr.dataset.queue = q.queue;
+    tr.append(el("th", q.queue));
+    tr.firstChild.scope = "row";
+    for (const k of ["pending", "scheduled", "running", "done", "failed", "dead"]) {
+      const td = el("td", q.counts[k]);
+      td.dataset.count = k;
+      tr.append(td);
+    }
+    tr.append(el("td", q.processed_last_minute));
+    tr.append(el("td", q.paused ? "paused" : "running", q.paused ? "bad" : "ok"));
+    const act = el("td", null, "admin-only");
+    if (isAdmin()) {
+      const verb = q.paused ? "resume" : "pause";
+      act.append(actionButton(verb === "pause" ? "Pause" : "Resume", `${verb} queue ${q.queue}`,
+        () => api(`/api/v1/queues/${q.queue}/${verb}`, { method: "POST" })));
+    }
+    tr.append(act);
+    body.append(tr);
+  }
+}
+
+async function refreshJobs() {
+  const params = new URLSearchParams({ page: state.page, page_size: PAGE_SIZE });
+  if ($("filter-queue").value) params.set("queue", $("filter-queue").value);
+  if ($("filter-status").value) params.set("status", $("filter-status").value);
+  const page = await api("/api/v1/jobs?" + params);
+  const jobs = list(page, "jobs", "results");
+  state.total = page.total || 0;
+  const body = $("jobs-body");
+  body.replaceChildren();
+  for (const j of jobs) {
+    const tr = el("tr", null, "clickable");
+    tr.dataset.job = j.id;
+    tr.tabIndex = 0;
+    tr.setAttribute("aria-label", `job ${j.id}, ${j.status}`);
+    tr.append(el("td", j.id), el("td", j.queue), el("td", j.status, "status-" + j.status));
+    tr.append(el("td", `${j.attempts}/${j.max_attempts}`), el("td", when(j.created_at)));
+    tr.append(el("td", j.last_error || "", "err"));
+    const act = el("td", null, "admin-only");
+    if (isAdmin() && (j.status === "dead" || j.status === "failed")) {
+      act.append(actionButton("Retry", `retry job ${j.id}`, () => api(`/api/v1/jobs/${j.id}/retry`, { method: "POST" })));
+    }
+    if (isAdmin() && ["pending", "scheduled", "failed"].includes(j.status)) {
+      act.append(actionButton("Cancel", `cancel job ${j.id}`, () => api(`/api/v1/jobs/${j.id}/cancel`, { method: "POST" })));
+    }
+    tr.append(act);
+    const open = () => showJob(j.id);
+    tr.addEventListener("click", open);
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
+    body.append(tr);
+  }
+  const pages = Math.max(1, Math.ceil(state.total / PAGE_SIZE));
+  $("jobs-page").textContent = `page ${state.page} of ${pages} (${state.total} jobs)`;
+  $("jobs-prev").disabled = state.page <= 1;
+  $("jobs-next").disabled = state.page >= pages;
+  if (state.selectedJob) await showJob(state.selectedJob, true);
+}
+
+async function showJob(id, quiet) {
+  let j;
+  try { j = await api(`/api/v1/jobs/${encodeURIComponent(id)}`); }
+  catch (e) { if (!quiet) alert(e.message); return; }
+  state.selectedJob = id;
+  $("job-detail").hidden = false;
+  $("job-detail-id").textContent = j.id;
+  const dl = $("job-detail-fields");
+  dl.replaceChildren();
+  const fields = [["Queue", j.queue], ["Status", j.status], ["Attempts", `${j.attempts} of ${j.max_attempts}`],
+    ["Created", when(j.created_at)], ["Runs at", when(j.run_at)], ["Started", when(j.started_at)],
+    ["Finished", when(j.finished_at)], ["Idempotency key", j.idempotency_key || "—"]];
+  for (const [k, v] of fields) dl.append(el("dt", k), el("dd", v));
+  $("job-detail-payload").textContent = JSON.stringify(j.payload, null, 2);
+  const errs = $("job-detail-errors");
+  errs.replaceChildren();
+  for (const e of j.errors || []) errs.append(el("li", `attempt ${e.attempt} at ${when(e.at)}: ${e.error}`));
+  if (!(j.errors || []).length) errs.append(el("li", "none"));
+}
+
+async function refreshSchedules() {
+  const schedules = list(await api("/api/v1/schedules"), "schedules", "results");
+  const body = $("schedules-body");
+  body.replaceChildren();
+  for (const s of schedules) {
+    const tr = el("tr");
+    const last = s.last_run;
+    tr.append(el("td", s.name), el("td", s.cron), el("td", s.queue),
+      el("td", s.enabled ? when(s.next_run) : "disabled"), el("td", last ? when(last.tick) : "—"),
+      el("td", last ? (last.error ? "failed: " + last.error : "enqueued " + (last.job_id || "")) : "—",
+        last && last.error ? "bad" : ""));
+    body.append(tr);
+  }
+}
+
+async function refreshActors() {
+  let body;
+  try { body = await api("/ready"); }
+  catch (e) { body = { checks: [{ name: "ready", ok: false, detail: e.message }] }; }
+  const ul = $("actors-list");
+  ul.replaceChildren();
+  for (const c of list(body, "checks")) {
+    const li = el("li");
+    li.append(el("span", c.ok ? "● healthy " : "● unhealthy ", c.ok ? "ok" : "bad"), el("strong", c.name));
+    if (c.detail) li.append(el("span", " — " + c.detail));
+    ul.append(li);
+  }
+}
+
+async function refreshAlerts() {
+  let page;
+  try { page = await api("/api/v1/alerts?page=1&page_size=20"); }
+  catch (e) { $("alerts-note").textContent = e.status === 404 ? "Alerts are not available on this server." : e.message; return; }
+  $("alerts-note").textContent = "";
+  const alerts = list(page, "results", "alerts");
+  // Open ones first, then acknowledged, then resolved.
+  const rank = { open: 0, acknowledged: 1, resolved: 2 };
+  alerts.sort((a, b) => (rank[a.status] ?? 3) - (rank[b.status] ?? 3));
+  const body = $("alerts-body");
+  body.replaceChildren();
+  for (const a of alerts) {
+    const tr = el("tr");
+    tr.dataset.alert = a.id;
+    tr.append(el("td", a.id), el("td", a.title || a.rule_id), el("td", a.severity, "sev-" + a.severity),
+      el("td", a.status), el("td", a.count), el("td", when(a.last_seen)));
+    const act = el("td", null, "admin-only");
+    if (isAdmin() && a.status === "open") {
+      act.append(actionButton("Acknowledge", `acknowledge alert ${a.id}`,
+        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "acknowledge" } })));
+    }
+    if (isAdmin() && a.status !== "resolved") {
+      act.append(actionButton("Resolve", `resolve alert ${a.id}`,
+        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "resolve" } })));
+    }
+    tr.append(act);
+    body.append(tr);
+  }
+}
+
+async function refreshAudit() {
+  let page;
+  try { page = await api("/api/v1/audit-logs?page=1&page_size=10"); }
+  catch (e) { $("audit-note").textContent = e.status === 404 ? "The audit trail is not available on this server." : e.message; return; }
+  $("audit-note").textContent = "";
+  const body = $("audit-body");
+  body.replaceChildren();
+  for (const r of list(page, "results", "records")) {
+    const tr = el("tr");
+    tr.append(el("td", r.seq ?? r.sequence ?? r.id), el("td", when(r.occurred_at || r.time || r.at)),
+      el("td", r.actor), el("td", r.action), el("td", `${r.target_type || ""} ${r.target_id || ""}`));
+    body.append(tr);
+  }
+}
+
+let refreshing = false;
+async function refreshAll() {
+  if (refreshing || $("app").hidden) return;
+  refreshing = true;
+  try {
+    await Promise.all([refreshQueues(), refreshJobs(), refreshSchedules(), refreshActors(), refreshAlerts(), refreshAudit()]);
+    $("live").textContent = "live · updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    if (e.message !== "signed out") $("live").textContent = "update failed: " + e.message;
+  } finally {
+    refreshing = false;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", () => signOut());
+  $("jobs-prev").addEventListener("click", () => { state.page = Math.max(1, state.page - 1); refreshJobs(); });
+  $("jobs-next").addEventListener("click", () => { state.page += 1; refreshJobs(); });
+  $("filter-queue").addEventListener("change", () => { state.page = 1; refreshJobs(); });
+  $("filter-status").addEventListener("change", () => { state.page = 1; refreshJobs(); });
+  $("job-detail-close").addEventListener("click", () => { state.selectedJob = null; $("job-detail").hidden = true; });
+  if (store.getItem("vigil.access")) showApp();
+});

@@ -1,0 +1,239 @@
+//! The pipeline around every route: error shape, request ids, security headers, body limit,
+//! CORS, docs and spec, health, readiness and metrics.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::TestApp;
+use poem::http::Method;
+use serde_json::json;
+use vigil_queue::ActorHealth;
+
+#[tokio::test]
+async fn every_error_has_the_one_shape_and_a_request_id() {
+    let app = TestApp::new().await;
+    let token = app.admin().await;
+    for (method, path) in [
+        (Method::GET, "/nope"),
+        (Method::GET, "/api/v1/nothing"),
+        (Method::DELETE, "/api/v1/queues"),
+        (Method::GET, "/api/v1/queues"),
+    ] {
+        let a = app.call(method.clone(), path, None, None).await;
+        assert!(a.status.is_client_error(), "{method} {path}: {}", a.status);
+        let code = a.code().to_owned();
+        assert_eq!(a.header("x-request-id"), a.body["request_id"].as_str());
+        assert_eq!(
+            a.header("content-type"),
+            Some("application/json; charset=utf-8"),
+            "{path}"
+        );
+        assert!(
+            ["not_found", "method_not_allowed", "unauthorized"].contains(&code.as_str()),
+            "{code}"
+        );
+    }
+    // A sane incoming request id is echoed; an insane one is replaced.
+    let resp = app
+        .client
+        .get("/api/v1/jobs/01JUNKNOWN")
+        .header("Authorization", format!("Bearer {token}"))
+        .header("X-Request-Id", "trace-abc-123")
+        .send()
+        .await;
+    let a = TestApp::answer(resp).await;
+    a.expect(404);
+    assert_eq!(a.body["request_id"], "trace-abc-123");
+    assert_eq!(a.header("x-request-id"), Some("trace-abc-123"));
+    let resp = app
+        .client
+        .get("/health")
+        .header("X-Request-Id", "bad id <script>")
+        .send()
+        .await;
+    let a = TestApp::answer(resp).await;
+    let id = a.header("x-request-id").unwrap();
+    assert!(!id.contains("script") && id.len() >= 16, "{id}");
+}
+
+#[tokio::test]
+async fn security_headers_on_every_response() {
+    let app = TestApp::new().await;
+    for path in ["/health", "/nope", "/openapi.json", "/docs"] {
+        let a = app.get(path, None).await;
+        assert_eq!(
+            a.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(a.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(a.header("referrer-policy"), Some("no-referrer"), "{path}");
+        let csp = a.header("content-security-policy").unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        if path == "/docs" {
+            assert!(
+                csp.contains("script-src 'unsafe-inline'"),
+                "Swagger UI runs: {csp}"
+            );
+        } else {
+            assert_eq!(a.header("cache-control"), Some("no-store"), "{path}");
+        }
+        // CORS is off unless configured.
+        assert!(a.header("access-control-allow-origin").is_none());
+    }
+}
+
+#[tokio::test]
+async fn cors_only_for_configured_origins() {
+    let app = TestApp::with(|s| s.http.cors_origins = vec!["https://soc.example.com".into()]).await;
+    let resp = app
+        .client
+        .request(Method::OPTIONS, "/api/v1/queues")
+        .header("Origin", "https://soc.example.com")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await;
+    let a = TestApp::answer(resp).await;
+    assert_eq!(
+        a.header("access-control-allow-origin"),
+        Some("https://soc.example.com")
+    );
+    let resp = app
+        .client
+        .get("/health")
+        .header("Origin", "https://evil.example")
+        .send()
+        .await;
+    let a = TestApp::answer(resp).await;
+    assert_ne!(
+        a.header("access-control-allow-origin"),
+        Some("https://evil.example")
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413() {
+    let app = TestApp::new().await;
+    let token = app.admin().await;
+    let big = "x".repeat(70 * 1024);
+    let a = app
+        .post(
+            "/api/v1/jobs/email",
+            Some(&token),
+            json!({"payload": {"to": ["a@b.c"], "subject": "s", "body": {"text": big}}}),
+        )
+        .await;
+    a.expect(413);
+    assert_eq!(a.code(), "payload_too_large");
+    // Chunked (no Content-Length) is limited too.
+    let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes_of(70 * 1024))]);
+    let resp = app
+        .client
+        .post("/api/v1/auth/token")
+        .content_type("application/json")
+        .body(poem::Body::from_bytes_stream(stream))
+        .send()
+        .await;
+    TestApp::answer(resp).await.expect(413);
+}
+
+fn bytes_of(n: usize) -> Vec<u8> {
+    vec![b' '; n]
+}
+
+#[tokio::test]
+async fn docs_and_spec_are_served() {
+    let app = TestApp::new().await;
+    let a = app.get("/openapi.json", None).await;
+    a.expect(200);
+    let paths = a.body["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/jobs/email",
+        "/api/v1/jobs/{id}",
+        "/api/v1/jobs",
+        "/api/v1/queues/{queue}/pause",
+        "/api/v1/schedules",
+        "/api/v1/auth/token",
+        "/ready",
+    ] {
+        assert!(paths.contains_key(p), "{p} in spec");
+    }
+    assert!(
+        a.body["components"]["securitySchemes"]["BearerAuth"].is_object(),
+        "{}",
+        a.body["components"]["securitySchemes"]
+    );
+    let docs = app.get("/docs", None).await;
+    docs.expect(200);
+    assert!(docs.text.contains("swagger"), "Swagger UI");
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let app = TestApp::new().await;
+    app.get("/health", None).await.expect(200);
+    // No worker instance reports: not ready, and the body says why.
+    let a = app.get("/ready", None).await;
+    a.expect(503);
+    assert_eq!(a.code(), "not_ready");
+    assert!(
+        a.body["message"].as_str().unwrap().contains("actors"),
+        "{}",
+        a.text
+    );
+    let checks = a.body["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "redis" && c["ok"] == true)
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "database" && c["ok"] == true)
+    );
+    let actor = |healthy: bool| ActorHealth {
+        instance: "w1".into(),
+        name: "queue:email".into(),
+        healthy,
+        restarts: 0,
+        last_error: (!healthy).then(|| "SMTP pool lost".into()),
+        updated_at: Utc::now(),
+    };
+    app.engine
+        .report_actors("w1", &[actor(true)], Duration::from_secs(30))
+        .await
+        .unwrap();
+    app.get("/ready", None).await.expect(200);
+    app.engine
+        .report_actors("w1", &[actor(false)], Duration::from_secs(30))
+        .await
+        .unwrap();
+    let a = app.get("/ready", None).await;
+    a.expect(503);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("queue:email"),
+        "{}",
+        a.text
+    );
+
+    let token = app.admin().await;
+    app.get("/api/v1/jobs/01JUNKNOWN", Some(&token))
+        .await
+        .expect(404);
+    let m = app.get("/metrics", None).await;
+    m.expect(200);
+    assert!(
+        m.text.contains(
+            "vigil_http_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",status=\"404\"} 1"
+        ),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text
+            .contains("vigil_http_request_duration_seconds_bucket")
+    );
+}

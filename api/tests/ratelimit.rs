@@ -1,0 +1,79 @@
+//! Rate limits shared by API instances through Redis.
+
+mod common;
+
+use common::TestApp;
+use serde_json::json;
+use vigil_testkit::db::TestDb;
+
+#[tokio::test]
+async fn two_instances_share_the_anonymous_budget() {
+    let limits = |s: &mut vigil_api::ApiSettings| {
+        s.rate_limit.anonymous_per_minute = 5;
+        s.rate_limit.authenticated_per_minute = 8;
+    };
+    let a = TestApp::with(limits).await;
+    let b = TestApp::on(a.prefix.clone(), TestDb::sqlite().await, limits).await;
+    // 5 anonymous requests across both instances pass, with the budget counting down.
+    for i in 0..5u64 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let r = app.get("/api/v1/schedules", None).await;
+        r.expect(401);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("5"));
+        assert_eq!(
+            r.header("x-ratelimit-remaining"),
+            Some((4 - i).to_string().as_str())
+        );
+        assert!(r.header("x-ratelimit-reset").is_some());
+    }
+    for app in [&a, &b] {
+        let r = app.get("/api/v1/schedules", None).await;
+        r.expect(429);
+        assert_eq!(r.code(), "rate_limited");
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    }
+    // Probes are exempt.
+    a.get("/health", None).await.expect(200);
+}
+
+#[tokio::test]
+async fn users_are_counted_apart_from_anonymous_callers_and_groups_can_have_their_own_budget() {
+    let app = TestApp::with(|s| {
+        s.rate_limit.anonymous_per_minute = 3;
+        s.rate_limit.authenticated_per_minute = 4;
+        s.rate_limit.groups.insert(
+            "auth".into(),
+            vigil_api::settings::GroupLimit {
+                anonymous_per_minute: 2,
+                authenticated_per_minute: 2,
+            },
+        );
+    })
+    .await;
+    app.add_user("eve", vigil_store::users::UserRole::Analyst)
+        .await;
+    // The auth group has its own budget of 2.
+    let login = || {
+        app.post(
+            "/api/v1/auth/token",
+            None,
+            json!({"username": "eve", "password": common::PASSWORD}),
+        )
+    };
+    let first = login().await;
+    first.expect(200);
+    let token = first.body["access_token"].as_str().unwrap().to_owned();
+    login().await.expect(200);
+    login().await.expect(429);
+    // The user's own budget (4) is untouched by anonymous use.
+    for _ in 0..4 {
+        let r = app.get("/api/v1/queues", Some(&token)).await;
+        r.expect(200);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("4"));
+    }
+    app.get("/api/v1/queues", Some(&token)).await.expect(429);
+    // Anonymous callers still have their default budget.
+    app.get("/api/v1/queues", None).await.expect(401);
+}
