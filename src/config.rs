@@ -30,6 +30,9 @@ pub struct Settings {
     pub engine: vigil_queue::EngineSettings,
     pub queues: vigil_queue::QueuesSettings,
     pub schedules: vigil_queue::SchedulesSettings,
+    pub http: vigil_api::HttpSettings,
+    pub auth: vigil_api::AuthSettings,
+    pub rate_limit: vigil_api::RateLimitSettings,
 }
 
 /// `[log]`: how vigil writes its logs.

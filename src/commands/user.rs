@@ -1,9 +1,147 @@
-//! `vigil user` (being built).
+//! `vigil user add|list|disable`: manage the API's users from the command line.
+//!
+//! `add` reads the password from a hidden prompt on a terminal, else one line of stdin (so
+//! `printf '%s\n' "$PW" | vigil user add alice --role admin` works in scripts), and stores
+//! only its argon2id hash. Adding and disabling users are audited like API mutations (through
+//! the `audit` queue; if Redis is down the change is still made and the miss is logged).
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, bail};
+use vigil_api::audit::{self, Entry};
+use vigil_api::auth::password;
+use vigil_jobs::AuditActor;
+use vigil_store::users::{self, UserRole};
 
 use crate::cli::UserCommand;
 use crate::config::Settings;
 
+/// Passwords shorter than this are refused.
+const MIN_PASSWORD: usize = 12;
+
 /// Runs a `vigil user` subcommand.
-pub async fn run(_settings: &Settings, cmd: &UserCommand) -> anyhow::Result<()> {
-    anyhow::bail!("vigil user: {cmd:?} is not available yet")
+pub async fn run(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<()> {
+    let db = super::migrate::connect_db(settings).await?;
+    db.migrate().await.context("while applying migrations")?;
+    let outcome = match cmd {
+        UserCommand::Add { name, role } => add(settings, &db, name, role).await,
+        UserCommand::List => list(&db).await,
+        UserCommand::Disable { name } => disable(settings, &db, name).await,
+    };
+    db.close().await;
+    outcome
+}
+
+async fn add(
+    settings: &Settings,
+    db: &vigil_store::Db,
+    name: &str,
+    role: &str,
+) -> anyhow::Result<()> {
+    let role: UserRole = role.parse()?;
+    users::validate_username(name)?;
+    let password = read_password(name)?;
+    if password.chars().count() < MIN_PASSWORD {
+        bail!("the password must have at least {MIN_PASSWORD} characters");
+    }
+    let hash = tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .context("while hashing the password")??;
+    let user = users::create(db, name, &hash, role).await?;
+    audit_cli(
+        settings,
+        "user.add",
+        name,
+        serde_json::json!({"role": role.as_str()}),
+    )
+    .await;
+    println!("added user {} ({})", user.username, user.role);
+    Ok(())
+}
+
+async fn list(db: &vigil_store::Db) -> anyhow::Result<()> {
+    let all = users::list(db).await?;
+    if all.is_empty() {
+        println!("no users; add one with: vigil user add NAME --role admin");
+        return Ok(());
+    }
+    let width = all
+        .iter()
+        .map(|u| u.username.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!(
+        "{:<width$}  {:<8}  {:<8}  CREATED",
+        "USERNAME", "ROLE", "STATUS"
+    );
+    for u in all {
+        println!(
+            "{:<width$}  {:<8}  {:<8}  {}",
+            u.username,
+            u.role.as_str(),
+            if u.disabled { "disabled" } else { "active" },
+            u.created_at.format("%Y-%m-%d %H:%M UTC"),
+        );
+    }
+    Ok(())
+}
+
+async fn disable(settings: &Settings, db: &vigil_store::Db, name: &str) -> anyhow::Result<()> {
+    if !users::disable(db, name).await? {
+        bail!("no user named `{name}`");
+    }
+    audit_cli(settings, "user.disable", name, serde_json::json!({})).await;
+    println!("disabled user {name}: their tokens stop working within auth.user_cache_seconds");
+    Ok(())
+}
+
+/// The password: a hidden prompt on a terminal, else the first line of stdin.
+fn read_password(name: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {name}: "))?;
+        let again = rpassword::prompt_password("Repeat the password: ")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("while reading the password from stdin")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+/// Audits a CLI change as the operating-system user (`cli:<login>`).
+async fn audit_cli(settings: &Settings, action: &str, target: &str, details: serde_json::Value) {
+    let engine = match vigil_queue::Engine::connect(
+        &settings.redis,
+        settings.engine.clone(),
+        settings.queues.clone(),
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, action, target, "audit record not written: Redis is unavailable");
+            return;
+        }
+    };
+    let login = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    audit::record(
+        &engine,
+        Entry {
+            actor: AuditActor::User(format!("cli:{login}")),
+            action,
+            target_type: "user",
+            target_id: target,
+            details,
+            request_id: None,
+            job_id: None,
+        },
+    )
+    .await;
 }
