@@ -27,6 +27,7 @@ pub struct HealthView {
 
 /// One readiness check.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CheckView {
     /// `redis`, `database` or `actors`.
     pub name: String,

@@ -50,6 +50,7 @@ pub enum EnqueueResponse {
 
 /// A page of jobs.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobList {
     /// Jobs matching the filter, on every page.
     pub total: u64,

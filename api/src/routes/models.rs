@@ -111,6 +111,7 @@ pub struct AttemptErrorView {
 
 /// A job and its state.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobView {
     /// ULID.
     pub id: String,

@@ -16,6 +16,7 @@ pub struct SchedulesApi;
 
 /// The last firing of a schedule.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ScheduleRunView {
     pub tick: DateTime<Utc>,
     /// The job enqueued for this tick.
@@ -26,6 +27,7 @@ pub struct ScheduleRunView {
 
 /// A schedule.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ScheduleView {
     pub name: String,
     /// Six fields, seconds first, UTC.
