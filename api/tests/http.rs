@@ -237,3 +237,21 @@ async fn health_ready_and_metrics() {
             .contains("vigil_http_request_duration_seconds_bucket")
     );
 }
+
+#[tokio::test]
+async fn serves_over_tcp_on_port_0_and_stops_on_shutdown() {
+    let app = TestApp::new().await;
+    let listening = vigil_api::bind("127.0.0.1:0").await.unwrap();
+    let addr = listening.local_addr();
+    assert_ne!(addr.port(), 0);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(listening.run(app.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let resp = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -40,6 +40,8 @@ pub struct ExternalIdentity {
 impl OidcVerifier {
     /// A verifier for `settings` (no request is made until the first token).
     pub fn new(settings: OidcSettings) -> Result<OidcVerifier, String> {
+        // vigil uses rustls with ring; install it unless the process already chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
