@@ -204,3 +204,22 @@ impl TestApp {
         self.call(Method::POST, path, token, Some(body)).await
     }
 }
+
+impl Drop for TestApp {
+    /// Deletes this test's keys from the shared Redis.
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.prefix);
+        let Ok(client) = redis::Client::open(vigil_testkit::redis::shared_url()) else {
+            return;
+        };
+        if let Ok(mut conn) = client.get_connection() {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        }
+    }
+}
