@@ -54,7 +54,8 @@ pub enum AttemptOutcome {
 /// Told about every attempt (the runtime's metrics implement it).
 pub trait JobObserver: Send + Sync {
     fn started(&self, job: &LeasedJob);
-    fn finished(&self, job: &LeasedJob, outcome: AttemptOutcome, elapsed: Duration);
+    /// `elapsed` is the handler's time; `held` is start to outcome recorded in Redis.
+    fn finished(&self, job: &LeasedJob, outcome: AttemptOutcome, elapsed: Duration, held: Duration);
 }
 
 /// State shared by a worker's backend, leaser, renewer, acker and ack layer.
@@ -510,7 +511,7 @@ where
             let outcome = report(&shared, &ack_tx, &job, result).await;
             shared.finish(&job.id);
             if let Some(o) = &shared.observer {
-                o.finished(&job, outcome, elapsed);
+                o.finished(&job, outcome, elapsed, began.elapsed());
             }
             Ok(())
         };

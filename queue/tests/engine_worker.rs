@@ -24,7 +24,10 @@ async fn a_100k_backlog_drains_completely() {
     const N: usize = 100_000;
     let began = Instant::now();
     for chunk in (0..N).collect::<Vec<_>>().chunks(10_000) {
-        let jobs: Vec<NewJob> = chunk.iter().map(|i| NewJob::new(Q, json!({ "i": i }))).collect();
+        let jobs: Vec<NewJob> = chunk
+            .iter()
+            .map(|i| NewJob::new(Q, json!({ "i": i })))
+            .collect();
         e.enqueue_raw(jobs).await.unwrap();
     }
     let enqueued = began.elapsed();
@@ -65,15 +68,26 @@ async fn a_100k_backlog_drains_completely() {
 /// the wake-up can start the job within the test's limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_is_woken_by_an_enqueue() {
-    let t = TestEngine::with("wake", &vigil_testkit::redis::shared_url(), |e, _| e.poll_interval_ms = 60_000).await;
+    let t = TestEngine::with("wake", &vigil_testkit::redis::shared_url(), |e, _| {
+        e.poll_interval_ms = 60_000
+    })
+    .await;
     let e = &t.engine;
     let (control, _task) = worker(e, Q, 4, |_job| async { Ok(()) });
     tokio::time::sleep(Duration::from_millis(500)).await; // the worker is now asleep on its wake-up key
     for round in 0..3 {
-        let id = e.enqueue_raw(vec![NewJob::new(Q, json!({ "round": round }))]).await.unwrap()[0].job.id.clone();
-        eventually(Duration::from_secs(10), "woken worker ran the job", || async {
-            e.get(&id).await.unwrap().map(|j| j.status) == Some(JobStatus::Done)
-        })
+        let id = e
+            .enqueue_raw(vec![NewJob::new(Q, json!({ "round": round }))])
+            .await
+            .unwrap()[0]
+            .job
+            .id
+            .clone();
+        eventually(
+            Duration::from_secs(10),
+            "woken worker ran the job",
+            || async { e.get(&id).await.unwrap().map(|j| j.status) == Some(JobStatus::Done) },
+        )
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -94,7 +108,9 @@ async fn handler_errors_retry_then_die_and_permanent_errors_die_at_once() {
     let e = &t.engine;
     let (control, _task) = worker(e, Q, 4, |job| async move {
         match job.payload["kind"].as_str() {
-            Some("flaky") if job.attempt < 3 => Err(format!("flaky attempt {}", job.attempt).into()),
+            Some("flaky") if job.attempt < 3 => {
+                Err(format!("flaky attempt {}", job.attempt).into())
+            }
             Some("flaky") => Ok(()),
             Some("always") => Err("always fails".into()),
             _ => Err(permanent("bad input")),
@@ -117,11 +133,22 @@ async fn handler_errors_retry_then_die_and_permanent_errors_die_at_once() {
     })
     .await;
     let flaky = e.get(&ids[0]).await.unwrap().unwrap();
-    assert_eq!((flaky.status, flaky.attempts, flaky.errors.len()), (JobStatus::Done, 3, 2));
+    assert_eq!(
+        (flaky.status, flaky.attempts, flaky.errors.len()),
+        (JobStatus::Done, 3, 2)
+    );
     let always = e.get(&ids[1]).await.unwrap().unwrap();
-    assert_eq!((always.status, always.attempts), (JobStatus::Dead, 3), "max_attempts honoured");
+    assert_eq!(
+        (always.status, always.attempts),
+        (JobStatus::Dead, 3),
+        "max_attempts honoured"
+    );
     let bad = e.get(&ids[2]).await.unwrap().unwrap();
-    assert_eq!((bad.status, bad.attempts), (JobStatus::Dead, 1), "permanent: dead at once");
+    assert_eq!(
+        (bad.status, bad.attempts),
+        (JobStatus::Dead, 1),
+        "permanent: dead at once"
+    );
     control.stop_leasing();
 }
 
@@ -143,17 +170,40 @@ async fn a_redis_restart_neither_kills_workers_nor_loses_acknowledged_jobs() {
     });
     let mut acknowledged = Vec::new();
     for i in 0..200 {
-        acknowledged.push(e.enqueue_raw(vec![NewJob::new(Q, json!({ "i": i }))]).await.unwrap()[0].job.id.clone());
+        acknowledged.push(
+            e.enqueue_raw(vec![NewJob::new(Q, json!({ "i": i }))])
+                .await
+                .unwrap()[0]
+                .job
+                .id
+                .clone(),
+        );
     }
     server.stop();
-    let err = e.enqueue_raw(vec![NewJob::new(Q, json!({"lost": true}))]).await.unwrap_err();
-    assert!(matches!(err, EngineError::Unavailable(_)), "an enqueue during an outage fails loudly: {err}");
+    let err = e
+        .enqueue_raw(vec![NewJob::new(Q, json!({"lost": true}))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Unavailable(_)),
+        "an enqueue during an outage fails loudly: {err}"
+    );
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     server.restart();
     // The shared connection reconnects by itself.
-    eventually(Duration::from_secs(20), "engine reconnected", || async { e.ping().await.is_ok() }).await;
+    eventually(Duration::from_secs(20), "engine reconnected", || async {
+        e.ping().await.is_ok()
+    })
+    .await;
     for i in 200..400 {
-        acknowledged.push(e.enqueue_raw(vec![NewJob::new(Q, json!({ "i": i }))]).await.unwrap()[0].job.id.clone());
+        acknowledged.push(
+            e.enqueue_raw(vec![NewJob::new(Q, json!({ "i": i }))])
+                .await
+                .unwrap()[0]
+                .job
+                .id
+                .clone(),
+        );
     }
     // Jobs that were running when Redis died come back through the reaper.
     let reaper = {
@@ -165,9 +215,11 @@ async fn a_redis_restart_neither_kills_workers_nor_loses_acknowledged_jobs() {
             }
         })
     };
-    eventually(Duration::from_secs(60), "every acknowledged job done", || async {
-        counts(e, Q).await.done == acknowledged.len() as u64
-    })
+    eventually(
+        Duration::from_secs(60),
+        "every acknowledged job done",
+        || async { counts(e, Q).await.done == acknowledged.len() as u64 },
+    )
     .await;
     reaper.abort();
     for id in &acknowledged {
@@ -185,8 +237,13 @@ async fn stopped_workers_give_unfinished_jobs_back() {
         tokio::time::sleep(Duration::from_secs(30)).await;
         Ok(())
     });
-    e.enqueue_raw((0..5).map(|i| NewJob::new(Q, json!({ "i": i }))).collect()).await.unwrap();
-    eventually(Duration::from_secs(5), "two running", || async { counts(e, Q).await.running == 2 }).await;
+    e.enqueue_raw((0..5).map(|i| NewJob::new(Q, json!({ "i": i }))).collect())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "two running", || async {
+        counts(e, Q).await.running == 2
+    })
+    .await;
     control.stop_leasing();
     task.abort(); // the deadline passed: running attempts are abandoned
     assert_eq!(control.release_all().await, 2);

@@ -1,8 +1,192 @@
-//! `vigil bench` (being built).
+//! `vigil bench`: measures the job engine against a Redis server, through the same path
+//! `vigil worker` runs (supervised queue actor, apalis worker with timeout, concurrency and
+//! panic layers, leases, renewals, batched acks, reaper), and prints JSON lines:
+//!
+//! 1. `{"system":"vigil","n":..,"enqueue_jobs_per_s":..,"process_jobs_per_s":..,"p50_ms":..,"p99_ms":..}`
+//!    where process = drain of an N-job backlog at concurrency C, and p50/p99 = per-job time
+//!    from start to outcome recorded in Redis;
+//! 2. the baseline: raw pipelined LPUSH ops/s on the same single connection, and the ratios;
+//! 3. with `--rate R`: a paced stream of R jobs/s, enqueue-to-start p50/p99.
+//!
+//! Keys live under a fresh `vigil-bench:<id>` prefix, deleted at the end.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::FutureExt;
+use serde_json::json;
+use vigil_queue::backend::{AttemptOutcome, JobObserver};
+use vigil_queue::{
+    Engine, EngineSettings, LeasedJob, Queue, QueuesSettings, RedisSettings, SchedulesSettings,
+    bench,
+};
+use vigil_workers::runtime::{Handler, Runtime};
 
 use crate::cli::BenchArgs;
 
+const Q: Queue = Queue::Audit;
+
+/// Collects per-job timings.
+#[derive(Default)]
+struct Timings {
+    held: Mutex<Vec<Duration>>,
+    pickup: Mutex<Vec<Duration>>,
+    done: AtomicU64,
+}
+
+impl JobObserver for Timings {
+    fn started(&self, job: &LeasedJob) {
+        if let Some(t) = job.payload["t"].as_i64() {
+            let us = (bench::now_us() - t).max(0) as u64;
+            self.pickup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Duration::from_micros(us));
+        }
+    }
+
+    fn finished(
+        &self,
+        _job: &LeasedJob,
+        outcome: AttemptOutcome,
+        _elapsed: Duration,
+        held: Duration,
+    ) {
+        if outcome == AttemptOutcome::Succeeded {
+            self.held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(held);
+            self.done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn noop() -> Handler {
+    Arc::new(|_ctx, _payload| async { Ok(()) }.boxed())
+}
+
+async fn engine(args: &BenchArgs, prefix: &str) -> anyhow::Result<Engine> {
+    let mut queues = QueuesSettings::default();
+    queues.get_mut(Q).concurrency = args.concurrency.max(1);
+    queues.get_mut(Q).timeout_seconds = 60;
+    let redis = RedisSettings {
+        url: args.redis.clone(),
+        prefix: prefix.to_owned(),
+        response_timeout_ms: 5_000,
+    };
+    Engine::connect(&redis, EngineSettings::default(), queues)
+        .await
+        .context("while connecting to Redis")
+}
+
 /// Runs the benchmark.
-pub async fn run(_args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("vigil bench is not available yet")
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let prefix = format!("vigil-bench:{}", vigil_queue::lease::new_ulid());
+    let engine = engine(args, &prefix).await?;
+    let outcome = measure(args, &engine).await;
+    let cleaned = bench::cleanup(&engine).await;
+    if let Err(e) = cleaned {
+        eprintln!("vigil bench: could not delete keys under {prefix}: {e}");
+    }
+    outcome
+}
+
+async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
+    let n = args.n.max(1) as usize;
+    let baseline = bench::baseline_lpush(engine, n).await?;
+    let enqueue = bench::enqueue_noop(engine, Q, n).await?;
+
+    let timings = Arc::new(Timings::default());
+    let rt = Runtime::builder(
+        engine.clone(),
+        SchedulesSettings(BTreeMap::new()),
+        &prometheus::Registry::new(),
+    )
+    .name("bench")
+    .schedules(false)
+    .observer(timings.clone())
+    .handler(Q, noop())
+    .start()?;
+    let began = Instant::now();
+    let limit = Duration::from_secs(600);
+    while timings.done.load(Ordering::Relaxed) < n as u64 {
+        anyhow::ensure!(began.elapsed() < limit, "drain did not finish in {limit:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let drain = began.elapsed();
+    let process = n as f64 / drain.as_secs_f64();
+    let mut held = std::mem::take(&mut *timings.held.lock().unwrap_or_else(|e| e.into_inner()));
+    let line = json!({
+        "system": "vigil",
+        "n": n,
+        "enqueue_jobs_per_s": process_round(enqueue),
+        "process_jobs_per_s": process_round(process),
+        "p50_ms": round3(bench::percentile_ms(&mut held, 50.0)),
+        "p99_ms": round3(bench::percentile_ms(&mut held, 99.0)),
+    });
+    println!("{line}");
+    println!(
+        "{}",
+        json!({
+            "baseline": "redis LPUSH, pipelined, same single connection",
+            "n": n,
+            "concurrency": args.concurrency,
+            "lpush_ops_per_s": process_round(baseline),
+            "enqueue_vs_lpush": round3(enqueue / baseline),
+            "process_vs_lpush": round3(process / baseline),
+            "p50_p99_meaning": "per job, from start to outcome recorded in Redis",
+        })
+    );
+
+    if let Some(rate) = args.rate.filter(|r| *r > 0) {
+        timings
+            .pickup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let count = (rate * 5).max(200);
+        let before = timings.done.load(Ordering::Relaxed);
+        let every = Duration::from_secs_f64(1.0 / rate as f64);
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for _ in 0..count {
+            ticker.tick().await;
+            engine.enqueue_raw(vec![bench::noop_job(Q)]).await?;
+        }
+        let waited = Instant::now();
+        while timings.done.load(Ordering::Relaxed) < before + count {
+            anyhow::ensure!(
+                waited.elapsed() < Duration::from_secs(60),
+                "latency run did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut pickup =
+            std::mem::take(&mut *timings.pickup.lock().unwrap_or_else(|e| e.into_inner()));
+        println!(
+            "{}",
+            json!({
+                "system": "vigil",
+                "mode": "latency",
+                "rate_jobs_per_s": rate,
+                "n": count,
+                "enqueue_to_start_p50_ms": round3(bench::percentile_ms(&mut pickup, 50.0)),
+                "enqueue_to_start_p99_ms": round3(bench::percentile_ms(&mut pickup, 99.0)),
+            })
+        );
+    }
+    rt.shutdown().await;
+    Ok(())
+}
+
+fn process_round(v: f64) -> f64 {
+    v.round()
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }

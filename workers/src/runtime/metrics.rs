@@ -123,7 +123,13 @@ impl JobObserver for Metrics {
         self.started.with_label_values(&[job.queue.as_str()]).inc();
     }
 
-    fn finished(&self, job: &LeasedJob, outcome: AttemptOutcome, elapsed: Duration) {
+    fn finished(
+        &self,
+        job: &LeasedJob,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+        _held: Duration,
+    ) {
         let q = [job.queue.as_str()];
         self.duration
             .with_label_values(&q)

@@ -34,7 +34,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use prometheus::Registry;
 use vigil_jobs::Queue;
-use vigil_queue::backend::PermanentFailure;
+use vigil_queue::backend::{JobObserver, PermanentFailure};
 use vigil_queue::{ActorHealth, Engine, LeasedJob, ScheduleInfo, SchedulesSettings};
 
 use crate::error::JobError;
@@ -111,6 +111,7 @@ impl Runtime {
             handlers: Vec::new(),
             name: "worker".to_owned(),
             run_schedules: true,
+            observer: None,
         }
     }
 }
@@ -123,6 +124,7 @@ pub struct RuntimeBuilder {
     handlers: Vec<(Queue, Handler)>,
     name: String,
     run_schedules: bool,
+    observer: Option<Arc<dyn JobObserver>>,
 }
 
 impl RuntimeBuilder {
@@ -145,6 +147,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Another observer of every attempt, next to the metrics (the bench measures with it).
+    #[doc(hidden)]
+    pub fn observer(mut self, observer: Arc<dyn JobObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Registers the metrics and starts the supervisor, queue actors, scheduler and upkeep.
     pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
         vigil_queue::schedule::validate(&self.schedules)?;
@@ -162,6 +171,7 @@ impl RuntimeBuilder {
             instance: instance.clone(),
             shutting_down: Arc::new(AtomicBool::new(false)),
             workers: Arc::new(Mutex::new(HashMap::new())),
+            extra_observer: self.observer,
         };
         let queues: Vec<Queue> = self.handlers.iter().map(|(q, _)| *q).collect();
         let supervisor = RootSupervisor::new(shared.clone(), self.handlers).start();

@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     pub instance: String,
     pub shutting_down: Arc<AtomicBool>,
     pub workers: Arc<Mutex<HashMap<Queue, RunningWorker>>>,
+    pub extra_observer: Option<Arc<dyn JobObserver>>,
 }
 
 impl Shared {
@@ -116,7 +117,13 @@ impl QueueActor {
         }
         let settings = self.shared.engine.queue_settings(self.queue).clone();
         let worker_id = new_worker_id(&format!("{}-{}", self.shared.instance, self.queue));
-        let observer: Arc<dyn JobObserver> = Arc::new(self.shared.metrics.clone());
+        let observer: Arc<dyn JobObserver> = match &self.shared.extra_observer {
+            Some(extra) => Arc::new(Observers(vec![
+                Arc::new(self.shared.metrics.clone()),
+                extra.clone(),
+            ])),
+            None => Arc::new(self.shared.metrics.clone()),
+        };
         let (backend, control) = VigilBackend::start(
             self.shared.engine.clone(),
             self.queue,
@@ -217,6 +224,27 @@ pub(crate) fn crash_worker(shared: &Shared, queue: Queue) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// Several observers as one.
+struct Observers(Vec<Arc<dyn JobObserver>>);
+
+impl JobObserver for Observers {
+    fn started(&self, job: &vigil_queue::LeasedJob) {
+        self.0.iter().for_each(|o| o.started(job));
+    }
+
+    fn finished(
+        &self,
+        job: &vigil_queue::LeasedJob,
+        outcome: vigil_queue::backend::AttemptOutcome,
+        elapsed: Duration,
+        held: Duration,
+    ) {
+        self.0
+            .iter()
+            .for_each(|o| o.finished(job, outcome, elapsed, held));
     }
 }
 
