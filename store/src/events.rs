@@ -1,0 +1,402 @@
+//! Okta System Log events: stored once by `uuid`, read back for the API and detection.
+//!
+//! Each event keeps its raw JSON exactly as Okta sent it, plus the columns the API filters
+//! on (type, actor, outcome, IP, time). Inserts are batched multi-row statements with
+//! `ON CONFLICT(uuid) DO NOTHING ... RETURNING`, so a page fetched twice (a retry, a restart,
+//! an overlap) is stored once and the caller learns which events were new. Events that cannot
+//! be read go to `okta_malformed_events` instead of blocking the stream.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
+
+use crate::time::{from_millis, now_millis, to_millis};
+use crate::{Db, StoreError};
+
+/// Rows per INSERT statement: 15 parameters each stays far below both engines' limits.
+const INSERT_CHUNK: usize = 500;
+
+/// The largest page [`list`] returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// An event about to be stored: extracted columns plus the raw JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub uuid: String,
+    pub published: DateTime<Utc>,
+    pub event_type: String,
+    pub severity: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_alternate_id: Option<String>,
+    pub actor_display_name: Option<String>,
+    pub client_ip: Option<String>,
+    pub country: Option<String>,
+    pub outcome_result: Option<String>,
+    pub outcome_reason: Option<String>,
+    pub display_message: Option<String>,
+    pub transaction_id: Option<String>,
+    /// The event exactly as received.
+    pub raw: String,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub uuid: String,
+    pub published: DateTime<Utc>,
+    pub event_type: String,
+    pub severity: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_alternate_id: Option<String>,
+    pub actor_display_name: Option<String>,
+    pub client_ip: Option<String>,
+    pub country: Option<String>,
+    pub outcome_result: Option<String>,
+    pub outcome_reason: Option<String>,
+    pub display_message: Option<String>,
+    pub transaction_id: Option<String>,
+    pub raw: String,
+    pub ingested_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    fn from_new(e: &NewEvent, id: i64, ingested_at: i64) -> StoredEvent {
+        StoredEvent {
+            id,
+            uuid: e.uuid.clone(),
+            published: e.published,
+            event_type: e.event_type.clone(),
+            severity: e.severity.clone(),
+            actor_id: e.actor_id.clone(),
+            actor_alternate_id: e.actor_alternate_id.clone(),
+            actor_display_name: e.actor_display_name.clone(),
+            client_ip: e.client_ip.clone(),
+            country: e.country.clone(),
+            outcome_result: e.outcome_result.clone(),
+            outcome_reason: e.outcome_reason.clone(),
+            display_message: e.display_message.clone(),
+            transaction_id: e.transaction_id.clone(),
+            raw: e.raw.clone(),
+            ingested_at: from_millis(ingested_at),
+        }
+    }
+}
+
+/// An event that could not be read, kept for a human to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedEvent {
+    /// The event's uuid when one could be read.
+    pub uuid: Option<String>,
+    /// What was wrong, e.g. "missing uuid".
+    pub reason: String,
+    /// The event's JSON text as received.
+    pub raw: String,
+}
+
+const COLUMNS: &str = "id, uuid, published, event_type, severity, actor_id, actor_alternate_id, \
+    actor_display_name, client_ip, country, outcome_result, outcome_reason, display_message, \
+    transaction_id, raw, ingested_at";
+
+fn event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        uuid: row.try_get("uuid")?,
+        published: from_millis(row.try_get("published")?),
+        event_type: row.try_get("event_type")?,
+        severity: row.try_get("severity")?,
+        actor_id: row.try_get("actor_id")?,
+        actor_alternate_id: row.try_get("actor_alternate_id")?,
+        actor_display_name: row.try_get("actor_display_name")?,
+        client_ip: row.try_get("client_ip")?,
+        country: row.try_get("country")?,
+        outcome_result: row.try_get("outcome_result")?,
+        outcome_reason: row.try_get("outcome_reason")?,
+        display_message: row.try_get("display_message")?,
+        transaction_id: row.try_get("transaction_id")?,
+        raw: row.try_get("raw")?,
+        ingested_at: from_millis(row.try_get("ingested_at")?),
+    })
+}
+
+/// Stores `events` in one transaction; returns the ones that were new, in input order.
+pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut tx = db.pool().begin().await?;
+    let new = insert_batch_in(&mut tx, events).await?;
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Stores `events` on `conn` (inside the caller's transaction); returns the new ones, in
+/// input order. A uuid already stored, or repeated within `events`, is skipped.
+pub async fn insert_batch_in(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let ingested_at = now_millis();
+    let mut ids: HashMap<String, i64> = HashMap::with_capacity(events.len());
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let sql = insert_sql(chunk.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(e.uuid.as_str())
+                .bind(to_millis(e.published))
+                .bind(e.event_type.as_str())
+                .bind(e.severity.as_deref())
+                .bind(e.actor_id.as_deref())
+                .bind(e.actor_alternate_id.as_deref())
+                .bind(e.actor_display_name.as_deref())
+                .bind(e.client_ip.as_deref())
+                .bind(e.country.as_deref())
+                .bind(e.outcome_result.as_deref())
+                .bind(e.outcome_reason.as_deref())
+                .bind(e.display_message.as_deref())
+                .bind(e.transaction_id.as_deref())
+                .bind(e.raw.as_str())
+                .bind(ingested_at);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let id: i64 = row.try_get("id")?;
+            let uuid: String = row.try_get("uuid")?;
+            ids.insert(uuid, id);
+        }
+    }
+    let mut new = Vec::with_capacity(ids.len());
+    for e in events {
+        // `remove` also drops a uuid repeated later in the same batch.
+        if let Some(id) = ids.remove(&e.uuid) {
+            new.push(StoredEvent::from_new(e, id, ingested_at));
+        }
+    }
+    Ok(new)
+}
+
+fn insert_sql(rows: usize) -> String {
+    const PER_ROW: usize = 15;
+    let mut sql = String::with_capacity(200 + rows * 80);
+    sql.push_str(
+        "INSERT INTO events (uuid, published, event_type, severity, actor_id, \
+         actor_alternate_id, actor_display_name, client_ip, country, outcome_result, \
+         outcome_reason, display_message, transaction_id, raw, ingested_at) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..PER_ROW {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(r * PER_ROW + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (uuid) DO NOTHING RETURNING id, uuid");
+    sql
+}
+
+/// Records events that could not be read (inside the caller's transaction).
+pub async fn record_malformed_in(
+    conn: &mut AnyConnection,
+    malformed: &[MalformedEvent],
+) -> Result<(), StoreError> {
+    let now = now_millis();
+    for m in malformed {
+        sqlx::query(
+            "INSERT INTO okta_malformed_events (uuid, reason, raw, received_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(m.uuid.as_deref())
+        .bind(m.reason.as_str())
+        .bind(m.raw.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// How many malformed events were recorded.
+pub async fn malformed_count(db: &Db) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM okta_malformed_events")
+        .fetch_one(db.pool())
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
+/// How many events are stored.
+pub async fn count(db: &Db) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM events")
+        .fetch_one(db.pool())
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
+/// The newest `published` stored, if any.
+pub async fn newest_published(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let row = sqlx::query("SELECT MAX(published) AS p FROM events")
+        .fetch_one(db.pool())
+        .await?;
+    let p: Option<i64> = row.try_get("p")?;
+    Ok(p.map(from_millis))
+}
+
+/// One event by uuid, with its raw JSON.
+pub async fn get(db: &Db, uuid: &str) -> Result<Option<StoredEvent>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE uuid = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(uuid)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(event_from_row).transpose()
+}
+
+/// Filters and pagination of [`list`]. Every filter is optional; all given ones must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Exact `eventType`, e.g. `user.session.start`.
+    pub event_type: Option<String>,
+    /// Matches the actor's `alternateId` (login) or `id`.
+    pub actor: Option<String>,
+    /// Exact `outcome.result`, e.g. `FAILURE`.
+    pub outcome: Option<String>,
+    /// Exact `client.ipAddress`.
+    pub ip: Option<String>,
+    /// `published >= since`.
+    pub since: Option<DateTime<Utc>>,
+    /// `published < until`.
+    pub until: Option<DateTime<Utc>>,
+    /// Page size (1..=[`MAX_PAGE`]).
+    pub limit: u32,
+    /// Rows to skip (page pagination); ignored when `cursor` is set.
+    pub offset: u64,
+    /// Continue after this cursor (from [`EventPage::next_cursor`]).
+    pub cursor: Option<String>,
+}
+
+/// One page of [`list`], newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// Pass back as [`EventQuery::cursor`] for the next (older) page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+fn parse_cursor(c: &str) -> Result<(i64, i64), StoreError> {
+    let bad = || StoreError::Invalid("cursor is not one this server issued".to_owned());
+    let (p, id) = c.split_once('_').ok_or_else(bad)?;
+    Ok((p.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
+}
+
+/// Events matching `q`, newest `published` first (ties by id, newest first).
+pub async fn list(db: &Db, q: &EventQuery) -> Result<EventPage, StoreError> {
+    let limit = q.limit.clamp(1, MAX_PAGE);
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE 1 = 1");
+    let mut n = 0;
+    let mut ph = || {
+        n += 1;
+        format!("${n}")
+    };
+    enum Arg<'a> {
+        S(&'a str),
+        I(i64),
+    }
+    let mut args: Vec<Arg<'_>> = Vec::new();
+    if let Some(t) = &q.event_type {
+        sql.push_str(&format!(" AND event_type = {}", ph()));
+        args.push(Arg::S(t));
+    }
+    if let Some(a) = &q.actor {
+        sql.push_str(&format!(
+            " AND (actor_alternate_id = {} OR actor_id = {})",
+            ph(),
+            ph()
+        ));
+        args.push(Arg::S(a));
+        args.push(Arg::S(a));
+    }
+    if let Some(o) = &q.outcome {
+        sql.push_str(&format!(" AND outcome_result = {}", ph()));
+        args.push(Arg::S(o));
+    }
+    if let Some(ip) = &q.ip {
+        sql.push_str(&format!(" AND client_ip = {}", ph()));
+        args.push(Arg::S(ip));
+    }
+    if let Some(s) = q.since {
+        sql.push_str(&format!(" AND published >= {}", ph()));
+        args.push(Arg::I(to_millis(s)));
+    }
+    if let Some(u) = q.until {
+        sql.push_str(&format!(" AND published < {}", ph()));
+        args.push(Arg::I(to_millis(u)));
+    }
+    if let Some(c) = &q.cursor {
+        let (p, id) = parse_cursor(c)?;
+        sql.push_str(&format!(
+            " AND (published < {} OR (published = {} AND id < {}))",
+            ph(),
+            ph(),
+            ph()
+        ));
+        args.extend([Arg::I(p), Arg::I(p), Arg::I(id)]);
+    }
+    sql.push_str(&format!(
+        " ORDER BY published DESC, id DESC LIMIT {}",
+        ph()
+    ));
+    args.push(Arg::I(i64::from(limit) + 1));
+    if q.cursor.is_none() && q.offset > 0 {
+        sql.push_str(&format!(" OFFSET {}", ph()));
+        args.push(Arg::I(i64::try_from(q.offset).unwrap_or(i64::MAX)));
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for a in args {
+        query = match a {
+            Arg::S(s) => query.bind(s),
+            Arg::I(i) => query.bind(i),
+        };
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    let mut events = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if events.len() > limit as usize {
+        events.truncate(limit as usize);
+        events
+            .last()
+            .map(|e| format!("{}_{}", to_millis(e.published), e.id))
+    } else {
+        None
+    };
+    Ok(EventPage {
+        events,
+        next_cursor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_sql_numbers_every_placeholder() {
+        let sql = insert_sql(2);
+        assert!(sql.contains("($1,$2,"));
+        assert!(sql.contains(",$30)"));
+        assert!(!sql.contains("$31"));
+    }
+
+    #[test]
+    fn cursors_parse_or_are_refused() {
+        assert_eq!(parse_cursor("1700000000000_42").unwrap(), (1700000000000, 42));
+        assert!(parse_cursor("x").is_err());
+        assert!(parse_cursor("1_x").is_err());
+    }
+}
