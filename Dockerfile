@@ -18,7 +18,7 @@ USER vigil
 WORKDIR /var/lib/vigil
 ENV VIGIL_CONFIG=/etc/vigil/config.toml \
     VIGIL_LOG__FORMAT=json \
-    VIGIL_HTTP__BIND=0.0.0.0:8080
+    VIGIL_HTTP__LISTEN=0.0.0.0:8080
 EXPOSE 8080
 ENTRYPOINT ["vigil"]
 CMD ["run"]

@@ -13,8 +13,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# The `chaos` feature adds a hidden `vigil chaos-worker` used by the kill -9 tests.
-cargo nextest run --workspace --features vigil/chaos --no-fail-fast "$@"
+
+cargo nextest run --workspace --no-fail-fast "$@"
 
 # Property-based API checks against the running binary's OpenAPI document.
 if [ -x api/tests/schemathesis.sh ]; then

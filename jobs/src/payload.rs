@@ -146,10 +146,7 @@ impl Validate for EmailJob {
                 let text = body.text.as_deref().unwrap_or("").trim();
                 let html = body.html.as_deref().unwrap_or("").trim();
                 if text.is_empty() && html.is_empty() {
-                    Err(ValidationError::new(
-                        "body",
-                        "needs text, html, or both",
-                    ))
+                    Err(ValidationError::new("body", "needs text, html, or both"))
                 } else {
                     Ok(())
                 }
@@ -319,16 +316,43 @@ mod tests {
     fn email_needs_recipients_subject_and_one_kind_of_content() {
         assert!(email(json!({"to": ["a@b.c"], "subject": "hi", "body": {"text": "x"}})).is_ok());
         assert!(email(json!({"to": ["a@b.c"], "subject": "hi", "template": "generic"})).is_ok());
-        assert_eq!(email(json!({"to": [], "subject": "hi", "body": {"text": "x"}})).unwrap_err().field, "to");
-        assert_eq!(email(json!({"to": ["a@b.c", "nope"], "subject": "hi", "body": {"text": "x"}})).unwrap_err().field, "to[1]");
-        assert_eq!(email(json!({"to": ["a@b.c"], "subject": "a\nBcc: x@y.z", "body": {"text": "x"}})).unwrap_err().field, "subject");
-        assert_eq!(email(json!({"to": ["a@b.c"], "subject": "hi"})).unwrap_err().field, "body");
-        assert_eq!(email(json!({"to": ["a@b.c"], "subject": "hi", "body": {}})).unwrap_err().field, "body");
+        assert_eq!(
+            email(json!({"to": [], "subject": "hi", "body": {"text": "x"}}))
+                .unwrap_err()
+                .field,
+            "to"
+        );
+        assert_eq!(
+            email(json!({"to": ["a@b.c", "nope"], "subject": "hi", "body": {"text": "x"}}))
+                .unwrap_err()
+                .field,
+            "to[1]"
+        );
+        assert_eq!(
+            email(json!({"to": ["a@b.c"], "subject": "a\nBcc: x@y.z", "body": {"text": "x"}}))
+                .unwrap_err()
+                .field,
+            "subject"
+        );
+        assert_eq!(
+            email(json!({"to": ["a@b.c"], "subject": "hi"}))
+                .unwrap_err()
+                .field,
+            "body"
+        );
+        assert_eq!(
+            email(json!({"to": ["a@b.c"], "subject": "hi", "body": {}}))
+                .unwrap_err()
+                .field,
+            "body"
+        );
     }
 
     #[test]
     fn unknown_fields_are_rejected_with_their_name() {
-        let err = email(json!({"to": ["a@b.c"], "subject": "hi", "body": {"text": "x"}, "bcc": []})).unwrap_err();
+        let err =
+            email(json!({"to": ["a@b.c"], "subject": "hi", "body": {"text": "x"}, "bcc": []}))
+                .unwrap_err();
         assert!(err.message.contains("bcc"), "{err}");
     }
 
@@ -336,13 +360,24 @@ mod tests {
     fn okta_fetch_windows() {
         assert!(JobPayload::parse(Queue::OktaFetch, json!({})).is_ok());
         let since = Utc::now() - Duration::hours(1);
-        assert!(JobPayload::parse(Queue::OktaFetch, json!({"since": since, "limit": 1000})).is_ok());
-        let err = JobPayload::parse(Queue::OktaFetch, json!({"since": since, "until": since - Duration::minutes(1)})).unwrap_err();
+        assert!(
+            JobPayload::parse(Queue::OktaFetch, json!({"since": since, "limit": 1000})).is_ok()
+        );
+        let err = JobPayload::parse(
+            Queue::OktaFetch,
+            json!({"since": since, "until": since - Duration::minutes(1)}),
+        )
+        .unwrap_err();
         assert_eq!(err.field, "until");
         let err = JobPayload::parse(Queue::OktaFetch, json!({"limit": 5})).unwrap_err();
         assert_eq!(err.field, "since");
         let old = Utc::now() - Duration::days(91);
-        assert_eq!(JobPayload::parse(Queue::OktaFetch, json!({"since": old})).unwrap_err().field, "since");
+        assert_eq!(
+            JobPayload::parse(Queue::OktaFetch, json!({"since": old}))
+                .unwrap_err()
+                .field,
+            "since"
+        );
     }
 
     #[test]
@@ -353,13 +388,19 @@ mod tests {
         assert_eq!(parsed.queue(), Queue::Audit);
         let mut bad = ok;
         bad["action"] = json!("Job Enqueue");
-        assert_eq!(JobPayload::parse(Queue::Audit, bad).unwrap_err().field, "action");
+        assert_eq!(
+            JobPayload::parse(Queue::Audit, bad).unwrap_err().field,
+            "action"
+        );
     }
 
     #[test]
     fn payload_json_round_trips() {
         let p = JobPayload::parse(Queue::AlertEscalation, json!({"alert_id": 7})).unwrap();
-        assert_eq!(JobPayload::parse(Queue::AlertEscalation, p.to_json()).unwrap(), p);
+        assert_eq!(
+            JobPayload::parse(Queue::AlertEscalation, p.to_json()).unwrap(),
+            p
+        );
         assert!(JobPayload::parse(Queue::AlertEscalation, json!({"alert_id": 0})).is_err());
     }
 }

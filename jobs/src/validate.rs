@@ -72,7 +72,9 @@ mod tests {
         for ok in ["a@b.c", "soc+alerts@example.com", "ops@localhost"] {
             assert!(is_email_address(ok), "{ok}");
         }
-        for bad in ["", "a", "a@", "@b.c", "a b@c.d", "a@b..c", "a@-b.c", "x@y.z\n", "<a@b.c>"] {
+        for bad in [
+            "", "a", "a@", "@b.c", "a b@c.d", "a@b..c", "a@-b.c", "x@y.z\n", "<a@b.c>",
+        ] {
             assert!(!is_email_address(bad), "{bad:?}");
         }
     }

@@ -292,7 +292,7 @@ async fn leaser(shared: Arc<Shared>, tx: mpsc::UnboundedSender<LeasedJob>) {
                 shared.slots.add_permits(n);
                 errors += 1;
                 let msg = e.to_string();
-                if errors == 1 || errors % 20 == 0 {
+                if errors == 1 || errors.is_multiple_of(20) {
                     tracing::warn!(queue = %shared.queue, error = %msg, attempt = errors,
                         "leasing failed; retrying with backoff");
                 }
@@ -365,7 +365,7 @@ async fn acker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<AckMsg>) {
                 Ok(r) => break Ok(r),
                 Err(e) => {
                     step += 1;
-                    if step == 1 || step % 20 == 0 {
+                    if step == 1 || step.is_multiple_of(20) {
                         tracing::warn!(queue = %shared.queue, error = %e, "recording completions failed; retrying");
                     }
                     if step > 60 {

@@ -81,7 +81,7 @@ pub fn now_us() -> i64 {
 
 fn chunk_sizes(n: usize) -> Vec<usize> {
     let mut out = vec![BATCH; n / BATCH];
-    if n % BATCH > 0 {
+    if !n.is_multiple_of(BATCH) {
         out.push(n % BATCH);
     }
     out

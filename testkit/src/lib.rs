@@ -10,3 +10,4 @@
 
 pub mod db;
 pub mod redis;
+pub mod webdriver;
