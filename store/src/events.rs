@@ -290,7 +290,10 @@ pub struct EventPage {
 fn parse_cursor(c: &str) -> Result<(i64, i64), StoreError> {
     let bad = || StoreError::Invalid("cursor is not one this server issued".to_owned());
     let (p, id) = c.split_once('_').ok_or_else(bad)?;
-    Ok((p.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
+    Ok((
+        p.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    ))
 }
 
 /// Events matching `q`, newest `published` first (ties by id, newest first).
@@ -346,10 +349,7 @@ pub async fn list(db: &Db, q: &EventQuery) -> Result<EventPage, StoreError> {
         ));
         args.extend([Arg::I(p), Arg::I(p), Arg::I(id)]);
     }
-    sql.push_str(&format!(
-        " ORDER BY published DESC, id DESC LIMIT {}",
-        ph()
-    ));
+    sql.push_str(&format!(" ORDER BY published DESC, id DESC LIMIT {}", ph()));
     args.push(Arg::I(i64::from(limit) + 1));
     if q.cursor.is_none() && q.offset > 0 {
         sql.push_str(&format!(" OFFSET {}", ph()));
@@ -395,7 +395,10 @@ mod tests {
 
     #[test]
     fn cursors_parse_or_are_refused() {
-        assert_eq!(parse_cursor("1700000000000_42").unwrap(), (1700000000000, 42));
+        assert_eq!(
+            parse_cursor("1700000000000_42").unwrap(),
+            (1700000000000, 42)
+        );
         assert!(parse_cursor("x").is_err());
         assert!(parse_cursor("1_x").is_err());
     }

@@ -41,7 +41,13 @@ async fn batches_are_stored_once_and_report_what_was_new() {
         let mut again: Vec<_> = (1100..1300)
             .map(|i| event(i, "user.session.start", "alice", "SUCCESS", "1.2.3.4"))
             .collect();
-        again.push(event(1250, "user.session.start", "alice", "SUCCESS", "1.2.3.4"));
+        again.push(event(
+            1250,
+            "user.session.start",
+            "alice",
+            "SUCCESS",
+            "1.2.3.4",
+        ));
         let new = events::insert_batch(&t.db, &again).await.unwrap();
         assert_eq!(new.len(), 100, "{kind:?}");
         assert_eq!(events::count(&t.db).await.unwrap(), 1300, "{kind:?}");
@@ -85,7 +91,10 @@ async fn filters_and_pagination_newest_first() {
         let page = events::list(&t.db, &q(&|_| {})).await.unwrap();
         assert_eq!(page.events.len(), 30, "{kind:?}");
         assert!(page.next_cursor.is_none());
-        assert_eq!(page.events[0].uuid, batch[29].uuid, "{kind:?}: newest first");
+        assert_eq!(
+            page.events[0].uuid, batch[29].uuid,
+            "{kind:?}: newest first"
+        );
 
         let bob = events::list(&t.db, &q(&|q| q.actor = Some("bob@example.com".into())))
             .await
