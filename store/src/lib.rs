@@ -17,7 +17,9 @@
 //! - [`time`]: millisecond timestamps <-> `chrono`.
 //! - one module per table group, each owning its queries (added by each feature).
 
+pub mod audit;
 pub mod db;
+pub mod emails;
 pub mod events;
 pub mod okta_cursor;
 pub mod time;
