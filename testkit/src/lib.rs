@@ -9,5 +9,6 @@
 //! Other modules (fake Okta, SMTP server) are added by their features.
 
 pub mod db;
+pub mod fake_okta;
 pub mod redis;
 pub mod webdriver;

@@ -1,0 +1,103 @@
+//! Reading one Okta `LogEvent` tolerantly into the columns vigil stores.
+//!
+//! Only `uuid`, `published` and `eventType` are required; everything else is optional and
+//! may have any JSON type (real events carry the string `"null"`, JSON inside strings,
+//! numbers where strings are documented). The raw text is kept byte for byte, so unknown
+//! fields survive. An event missing a required field becomes a [`MalformedEvent`].
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use vigil_store::events::{MalformedEvent, NewEvent};
+
+/// Reads one event of a page. `Err` carries the malformed record to keep.
+pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
+    let text = raw.get();
+    let malformed = |uuid: Option<String>, reason: &str| MalformedEvent {
+        uuid,
+        reason: reason.to_owned(),
+        raw: text.to_owned(),
+    };
+    let v: Value = serde_json::from_str(text).map_err(|_| malformed(None, "not JSON"))?;
+    if !v.is_object() {
+        return Err(malformed(None, "not a JSON object"));
+    }
+    let uuid = match v.get("uuid").and_then(Value::as_str) {
+        Some(u) if !u.trim().is_empty() && u.len() <= 200 => u.to_owned(),
+        _ => return Err(malformed(None, "missing uuid")),
+    };
+    let published = match v
+        .get("published")
+        .and_then(Value::as_str)
+        .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
+    {
+        Some(p) => p.with_timezone(&Utc),
+        None => return Err(malformed(Some(uuid), "missing or invalid published")),
+    };
+    let event_type = match text_at(&v, "/eventType") {
+        Some(t) => t,
+        None => return Err(malformed(Some(uuid), "missing eventType")),
+    };
+    Ok(NewEvent {
+        uuid,
+        published,
+        event_type,
+        severity: text_at(&v, "/severity"),
+        actor_id: text_at(&v, "/actor/id"),
+        actor_alternate_id: text_at(&v, "/actor/alternateId"),
+        actor_display_name: text_at(&v, "/actor/displayName"),
+        client_ip: text_at(&v, "/client/ipAddress"),
+        country: text_at(&v, "/client/geographicalContext/country"),
+        outcome_result: text_at(&v, "/outcome/result"),
+        outcome_reason: text_at(&v, "/outcome/reason"),
+        display_message: text_at(&v, "/displayMessage"),
+        transaction_id: text_at(&v, "/transaction/id"),
+        raw: text.to_owned(),
+    })
+}
+
+/// The scalar at `pointer` as text; `null`, the string `"null"`, empty strings, objects and
+/// arrays read as absent.
+fn text_at(v: &Value, pointer: &str) -> Option<String> {
+    match v.pointer(pointer)? {
+        Value::String(s) if s.is_empty() || s == "null" => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn odd_values_never_fail_an_event() {
+        let e = parse_event(&raw(
+            r#"{"uuid":"u1","published":"2024-04-02T19:17:37.621Z","eventType":"user.session.start",
+               "client":{"zone":"null","ipAddress":"null","geographicalContext":null},
+               "actor":{"id":7,"alternateId":"a@b"},"outcome":"weird",
+               "debugContext":{"debugData":{"risk":"{level=LOW}","x":"{\"a\":1}"}},"newField":[1]}"#,
+        ))
+        .unwrap();
+        assert_eq!(e.client_ip, None);
+        assert_eq!(e.actor_id.as_deref(), Some("7"));
+        assert_eq!(e.outcome_result, None);
+        assert!(e.raw.contains("newField"));
+    }
+
+    #[test]
+    fn missing_required_fields_are_malformed() {
+        let m = parse_event(&raw(r#"{"published":"2024-04-02T19:17:37.621Z"}"#)).unwrap_err();
+        assert_eq!(m.reason, "missing uuid");
+        let m = parse_event(&raw(r#"{"uuid":"x","published":"yesterday","eventType":"a"}"#))
+            .unwrap_err();
+        assert_eq!(m.uuid.as_deref(), Some("x"));
+        assert!(parse_event(&raw("[1]")).is_err());
+    }
+}

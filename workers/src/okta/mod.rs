@@ -1,0 +1,38 @@
+//! # Okta System Log ingestion
+//!
+//! Fetches Okta System Log events and stores each exactly once (by `uuid`), following Okta's
+//! wire format precisely (see `shared/notes/okta.md`):
+//! - [`settings`]: the `[okta]` section.
+//! - [`keys`]: the client-assertion key (PEM), the per-process DPoP key, `okta keygen`.
+//! - `auth`: SSWS, or OAuth 2.0 client credentials with `private_key_jwt` and DPoP
+//!   (nonce challenges, `ath`, cached tokens renewed before expiry).
+//! - [`client`]: one `GET /api/v1/logs` with links, rate-limit headers and error classes.
+//! - [`event`]: tolerant parsing of a `LogEvent` into stored columns + raw JSON.
+//! - [`poller`]: polling from the persisted cursor and bounded backfills, pacing by the
+//!   rate-limit headers, retries; hands new events to a [`NewEventsSink`].
+//! - [`metrics`]: Prometheus series.
+//!
+//! Tokens, assertions and keys never reach a log line, an error or a `Debug` output.
+
+mod auth;
+pub mod client;
+pub mod event;
+pub mod keys;
+pub mod metrics;
+pub mod poller;
+pub mod settings;
+
+pub use client::{FetchError, OktaClient};
+pub use keys::{GeneratedKey, KeyKind, SigningKey, generate};
+pub use metrics::OktaMetrics;
+pub use poller::{FetchMode, FetchSummary, NewEventsSink, NoopSink, OktaPoller};
+pub use settings::{OktaAuthMode, OktaSettings};
+
+/// Configuration and key errors (at startup; never contain a secret).
+#[derive(Debug, thiserror::Error)]
+pub enum OktaError {
+    #[error("okta configuration: {0}")]
+    Config(String),
+    #[error("okta key: {0}")]
+    Key(String),
+}

@@ -1,0 +1,471 @@
+//! The Okta poller: turns `okta_fetch` jobs into stored events.
+//!
+//! **Polling** (the scheduled job, no window): resumes from the stored `next` link (or
+//! `since = now - initial_window` on the very first run), stores each page's events and the
+//! page's `next` link in one transaction, and follows `next` until a short page (fewer
+//! events than `limit`: caught up) or `max_pages_per_run`. Polling order is Okta's
+//! persistence order, so events that arrive late are still picked up after the cursor.
+//!
+//! **Bounded** (backfills: `since`/`until`/`limit`): walks `next` links until the last page
+//! (no `next`) or the limit; stores events with the same dedup, never touches the cursor.
+//!
+//! Rate limits: after each response, when `X-Rate-Limit-Remaining` falls to the reserve
+//! share the poller sleeps until `X-Rate-Limit-Reset`; a 429 also waits for the reset. 5xx,
+//! timeouts and broken bodies are retried with exponential backoff, then surface as
+//! [`JobError::Retryable`]; other 4xx are [`JobError::Permanent`] with Okta's error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
+use reqwest::Url;
+use serde::Serialize;
+use tokio::sync::Mutex;
+use vigil_jobs::OktaFetchJob;
+use vigil_store::events::{MalformedEvent, NewEvent, StoredEvent};
+use vigil_store::{Db, okta_cursor};
+
+use super::OktaError;
+use super::client::{FetchError, LogsPage, OktaClient, RateLimit};
+use super::event::parse_event;
+use super::metrics::OktaMetrics;
+use super::settings::OktaSettings;
+use crate::JobError;
+
+/// Okta's default page size when a URL carries no `limit`.
+const OKTA_DEFAULT_LIMIT: u32 = 100;
+/// Consecutive 429s tolerated within one run before giving the job back to the queue.
+const MAX_RATE_LIMIT_WAITS: u32 = 5;
+/// The longest single wait for a rate-limit reset (Okta windows are one minute).
+const MAX_RESET_WAIT: Duration = Duration::from_secs(120);
+/// How far before the last stored event a lost cursor restarts (dedup absorbs the overlap).
+const CURSOR_FALLBACK_OVERLAP_MINUTES: i64 = 5;
+
+/// Receives the events each page stored for the first time (alert detection), so they need
+/// not be read back from the database.
+pub trait NewEventsSink: Send + Sync {
+    /// Called after each committed page that stored at least one new event.
+    fn on_new_events<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, ()>;
+}
+
+/// A sink that ignores events (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopSink;
+
+impl NewEventsSink for NoopSink {
+    fn on_new_events<'a>(&'a self, _events: &'a [StoredEvent]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Which kind of request a run made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchMode {
+    #[default]
+    Polling,
+    Bounded,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FetchSummary {
+    pub mode: FetchMode,
+    /// Pages stored.
+    pub pages: u32,
+    /// HTTP requests to `/api/v1/logs`, retries included.
+    pub requests: u32,
+    /// Events received (before dedup).
+    pub received: u64,
+    /// Events stored for the first time.
+    pub stored: u64,
+    /// Events already stored (overlaps, replays).
+    pub duplicates: u64,
+    /// Events recorded as malformed and skipped.
+    pub malformed: u64,
+    /// Retries after 5xx, timeouts or broken bodies.
+    pub retries: u32,
+    /// Waits for a rate-limit reset (pacing and 429s).
+    pub rate_limit_waits: u32,
+    /// Polling reached a short page (nothing more to read now); bounded reached the end.
+    pub caught_up: bool,
+}
+
+/// The long-lived Okta poller (one per process; the runtime wraps it in its handler).
+pub struct OktaPoller {
+    db: Db,
+    client: OktaClient,
+    settings: OktaSettings,
+    sink: Arc<dyn NewEventsSink>,
+    metrics: Option<OktaMetrics>,
+    source: String,
+    newest_published: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl std::fmt::Debug for OktaPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OktaPoller")
+            .field("client", &self.client)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OktaPoller {
+    /// A poller over `db` for the org in `settings` (keys are read here: errors are
+    /// configuration errors).
+    pub fn new(
+        settings: OktaSettings,
+        db: Db,
+        metrics: Option<OktaMetrics>,
+    ) -> Result<OktaPoller, OktaError> {
+        let client = OktaClient::new(&settings, metrics.clone())?;
+        Ok(OktaPoller {
+            db,
+            client,
+            settings,
+            sink: Arc::new(NoopSink),
+            metrics,
+            source: okta_cursor::DEFAULT_SOURCE.to_owned(),
+            newest_published: Mutex::new(None),
+        })
+    }
+
+    /// Hands newly stored events to `sink` (alert detection).
+    pub fn with_sink(mut self, sink: Arc<dyn NewEventsSink>) -> OktaPoller {
+        self.sink = sink;
+        self
+    }
+
+    /// The `okta_fetch` handler: a bounded run when the job has `since`, else a polling run.
+    pub async fn fetch(&self, job_id: &str, job: &OktaFetchJob) -> Result<FetchSummary, JobError> {
+        let summary = match job.since {
+            Some(since) => {
+                let until = job.until.unwrap_or_else(Utc::now);
+                self.backfill(since, until, job.limit.map(u64::from), &|_| {})
+                    .await?
+            }
+            None => self.poll().await?,
+        };
+        tracing::info!(
+            job_id,
+            mode = ?summary.mode,
+            pages = summary.pages,
+            stored = summary.stored,
+            duplicates = summary.duplicates,
+            malformed = summary.malformed,
+            caught_up = summary.caught_up,
+            "okta fetch done"
+        );
+        Ok(summary)
+    }
+
+    /// One polling run from the stored cursor.
+    pub async fn poll(&self) -> Result<FetchSummary, JobError> {
+        let mut summary = FetchSummary {
+            mode: FetchMode::Polling,
+            ..Default::default()
+        };
+        let mut url = self.start_url().await?;
+        let max_pages = self.settings.max_pages_per_run.max(1);
+        while summary.pages < max_pages {
+            let page = self.get_with_retries(&url, &mut summary).await?;
+            let limit = url_limit(&url);
+            let count = page.events.len();
+            let next = match &page.next {
+                Some(n) => Some(self.checked_next(n)?),
+                None => None,
+            };
+            self.store(&page, next.as_ref().map(Url::as_str), None, &mut summary)
+                .await?;
+            self.pace(&page.rate, &mut summary).await;
+            if count < limit as usize {
+                summary.caught_up = true;
+                break;
+            }
+            match next {
+                Some(n) => url = n,
+                None => {
+                    tracing::warn!("Okta sent a polling page without a next link; the next run repeats it");
+                    break;
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    /// A bounded run over `[since, until)`, stopping after `limit` events when given.
+    /// `progress` is called after each page.
+    pub async fn backfill(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: Option<u64>,
+        progress: &(dyn Fn(&FetchSummary) + Send + Sync),
+    ) -> Result<FetchSummary, JobError> {
+        let mut summary = FetchSummary {
+            mode: FetchMode::Bounded,
+            ..Default::default()
+        };
+        let page_limit = match limit {
+            Some(l) => self.page_limit().min(u32::try_from(l).unwrap_or(u32::MAX)).max(1),
+            None => self.page_limit(),
+        };
+        let mut url = self.logs_url(&[
+            ("since", okta_time(since)),
+            ("until", okta_time(until)),
+            ("limit", page_limit.to_string()),
+            ("sortOrder", "ASCENDING".to_owned()),
+        ])?;
+        loop {
+            let page = self.get_with_retries(&url, &mut summary).await?;
+            let room = limit.map(|l| l.saturating_sub(summary.received));
+            self.store(&page, None, room, &mut summary).await?;
+            progress(&summary);
+            self.pace(&page.rate, &mut summary).await;
+            if limit.is_some_and(|l| summary.received >= l) {
+                break;
+            }
+            match &page.next {
+                Some(n) if !page.events.is_empty() => url = self.checked_next(n)?,
+                _ => {
+                    summary.caught_up = true;
+                    break;
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    fn page_limit(&self) -> u32 {
+        self.settings.page_limit.clamp(1, 1000)
+    }
+
+    fn logs_url(&self, query: &[(&str, String)]) -> Result<Url, JobError> {
+        let mut url = self
+            .client
+            .base()
+            .join("/api/v1/logs")
+            .map_err(JobError::permanent)?;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Where polling resumes: the stored `next` link, or a fresh `since`.
+    async fn start_url(&self) -> Result<Url, JobError> {
+        let cursor = okta_cursor::load(&self.db, &self.source)
+            .await
+            .map_err(|e| JobError::retryable(format!("cannot read the Okta cursor: {e}")))?;
+        let since = match cursor {
+            Some(c) => match Url::parse(&c.next_url) {
+                Ok(u) if self.client.is_own_url(&u) => return Ok(u),
+                _ => {
+                    // The org changed or the cursor is damaged: restart just before the last
+                    // stored event; uuid dedup absorbs the overlap.
+                    tracing::warn!(
+                        "the stored Okta cursor does not point at okta.domain; restarting from the last stored event"
+                    );
+                    c.last_published
+                        .map(|p| p - chrono::Duration::minutes(CURSOR_FALLBACK_OVERLAP_MINUTES))
+                        .unwrap_or_else(|| self.initial_since())
+                }
+            },
+            None => self.initial_since(),
+        };
+        self.logs_url(&[
+            ("since", okta_time(since)),
+            ("limit", self.page_limit().to_string()),
+        ])
+    }
+
+    fn initial_since(&self) -> DateTime<Utc> {
+        Utc::now() - chrono::Duration::minutes(i64::from(self.settings.initial_window_minutes))
+    }
+
+    /// Parses a `next` link and refuses one that leaves the configured org.
+    fn checked_next(&self, next: &str) -> Result<Url, JobError> {
+        match Url::parse(next) {
+            Ok(u) if self.client.is_own_url(&u) => Ok(u),
+            _ => Err(JobError::Permanent(format!(
+                "Okta's next link does not point at okta.domain ({}); refusing to follow it",
+                self.client.base()
+            ))),
+        }
+    }
+
+    /// Parses and stores a page (and the cursor when `next` is given) in one transaction.
+    async fn store(
+        &self,
+        page: &LogsPage,
+        next: Option<&str>,
+        room: Option<u64>,
+        summary: &mut FetchSummary,
+    ) -> Result<(), JobError> {
+        let take = room.map_or(page.events.len(), |r| {
+            page.events.len().min(usize::try_from(r).unwrap_or(usize::MAX))
+        });
+        let mut events: Vec<NewEvent> = Vec::with_capacity(take);
+        let mut malformed: Vec<MalformedEvent> = Vec::new();
+        for raw in &page.events[..take] {
+            match parse_event(raw) {
+                Ok(e) => events.push(e),
+                Err(m) => {
+                    tracing::warn!(uuid = ?m.uuid, reason = %m.reason, "malformed Okta event recorded and skipped");
+                    malformed.push(m);
+                }
+            }
+        }
+        let newest = events.iter().map(|e| e.published).max();
+        let new = okta_cursor::commit_page(&self.db, &self.source, &events, &malformed, next)
+            .await
+            .map_err(|e| JobError::retryable(format!("cannot store Okta events: {e}")))?;
+        summary.pages += 1;
+        summary.received += take as u64;
+        summary.stored += new.len() as u64;
+        summary.duplicates += (events.len() - new.len()) as u64;
+        summary.malformed += malformed.len() as u64;
+        if let Some(m) = &self.metrics {
+            m.events_ingested.inc_by(new.len() as u64);
+            m.malformed_events.inc_by(malformed.len() as u64);
+        }
+        self.update_lag(newest).await;
+        if !new.is_empty() {
+            self.sink.on_new_events(&new).await;
+        }
+        Ok(())
+    }
+
+    async fn update_lag(&self, page_newest: Option<DateTime<Utc>>) {
+        let Some(m) = &self.metrics else { return };
+        let mut newest = self.newest_published.lock().await;
+        if newest.is_none() {
+            *newest = vigil_store::events::newest_published(&self.db)
+                .await
+                .ok()
+                .flatten();
+        }
+        if let Some(p) = page_newest
+            && newest.is_none_or(|n| p > n)
+        {
+            *newest = Some(p);
+        }
+        if let Some(n) = *newest {
+            let lag = (Utc::now() - n).num_milliseconds().max(0) as f64 / 1000.0;
+            m.ingestion_lag.set(lag);
+        }
+    }
+
+    /// One page, retrying transient failures with backoff and waiting out 429s.
+    async fn get_with_retries(
+        &self,
+        url: &Url,
+        summary: &mut FetchSummary,
+    ) -> Result<LogsPage, JobError> {
+        let mut failures = 0u32;
+        let mut limited = 0u32;
+        loop {
+            summary.requests += 1;
+            match self.client.get_logs(url).await {
+                Ok(page) => return Ok(page),
+                Err(FetchError::Permanent(msg)) => return Err(JobError::Permanent(msg)),
+                Err(FetchError::RateLimited { reset, message }) => {
+                    limited += 1;
+                    if limited > MAX_RATE_LIMIT_WAITS {
+                        return Err(JobError::Retryable(message));
+                    }
+                    summary.rate_limit_waits += 1;
+                    let wait = reset_wait(reset).unwrap_or_else(|| self.backoff(limited));
+                    tracing::info!(wait_ms = wait.as_millis() as u64, "Okta rate limit hit (429); waiting for the reset");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(FetchError::Transient(msg)) => {
+                    failures += 1;
+                    if failures > self.settings.max_retries {
+                        return Err(JobError::Retryable(format!(
+                            "{msg} (gave up after {} retries)",
+                            self.settings.max_retries
+                        )));
+                    }
+                    summary.retries += 1;
+                    let wait = self.backoff(failures);
+                    tracing::warn!(error = %msg, attempt = failures, wait_ms = wait.as_millis() as u64, "Okta request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter: base * 2^(n-1), ±25%.
+    fn backoff(&self, n: u32) -> Duration {
+        let base = self.settings.retry_backoff_millis.max(1);
+        let ms = base.saturating_mul(1u64 << n.saturating_sub(1).min(10));
+        let jitter = rand::random_range(0.75..1.25);
+        Duration::from_millis((ms as f64 * jitter) as u64).min(MAX_RESET_WAIT)
+    }
+
+    /// Sleeps until the reset when the remaining budget is down to the reserve share.
+    async fn pace(&self, rate: &RateLimit, summary: &mut FetchSummary) {
+        let Some(remaining) = rate.remaining else { return };
+        let reserve = rate.limit.map_or(0, |l| {
+            (l.max(0) * i64::from(self.settings.rate_limit_reserve_percent.min(100)) + 99) / 100
+        });
+        if remaining > reserve {
+            return;
+        }
+        if let Some(wait) = reset_wait(rate.reset) {
+            summary.rate_limit_waits += 1;
+            tracing::info!(
+                remaining,
+                reserve,
+                wait_ms = wait.as_millis() as u64,
+                "Okta rate-limit budget used up to the reserve; waiting for the reset"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// How long until `reset` (epoch seconds) plus a small margin; `None` without a reset.
+fn reset_wait(reset: Option<i64>) -> Option<Duration> {
+    let reset_ms = reset?.checked_mul(1000)?;
+    let wait = reset_ms + 250 - Utc::now().timestamp_millis();
+    Some(Duration::from_millis(wait.max(0) as u64).min(MAX_RESET_WAIT))
+}
+
+/// The `limit` of a logs URL (Okta's default when absent).
+fn url_limit(url: &Url) -> u32 {
+    url.query_pairs()
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(OKTA_DEFAULT_LIMIT)
+}
+
+/// Okta's time format: `2024-04-02T19:17:37.621Z`.
+pub(crate) fn okta_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_times() {
+        let u = Url::parse("https://a/api/v1/logs?limit=20&after=1_1").unwrap();
+        assert_eq!(url_limit(&u), 20);
+        let u = Url::parse("https://a/api/v1/logs?after=1_1").unwrap();
+        assert_eq!(url_limit(&u), 100);
+        let t = DateTime::parse_from_rfc3339("2024-04-02T19:17:37.621Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(okta_time(t), "2024-04-02T19:17:37.621Z");
+        assert!(reset_wait(None).is_none());
+        assert_eq!(reset_wait(Some(0)), Some(Duration::ZERO));
+    }
+}
