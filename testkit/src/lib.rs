@@ -5,10 +5,12 @@
 //!   PostgreSQL database on 127.0.0.1:5432 that is dropped when the test ends.
 //! - [`redis`]: a unique key prefix on the shared Redis, or a private `redis-server` on a
 //!   free port for tests that stop, restart or stall Redis.
+//! - [`smtp`]: a real SMTP server in-process, with injectable failures and outages.
 //!
-//! Other modules (fake Okta, SMTP server) are added by their features.
+//! Other modules (fake Okta) are added by their features.
 
 pub mod db;
 pub mod fake_okta;
 pub mod redis;
+pub mod smtp;
 pub mod webdriver;

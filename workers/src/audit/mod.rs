@@ -1,0 +1,16 @@
+//! # Audit: the `audit` queue's handler
+//!
+//! - [`writer`]: the audit writer, ONE actix actor per process that batches `AuditJob`s into
+//!   hash-chained inserts ([`vigil_store::audit::append`]) and answers each job only once its
+//!   batch is committed. Several processes may each run one: the database serialises their
+//!   batches into a single gap-free chain.
+//! - [`metrics`]: records written, duplicates, batch sizes.
+//!
+//! Verification (`vigil audit verify`, `GET /api/v1/audit-logs/verify`) is
+//! [`vigil_store::audit::verify`].
+
+pub mod metrics;
+pub mod writer;
+
+pub use metrics::AuditMetrics;
+pub use writer::{AuditWriter, AuditWriterHandle, AuditWriterSettings};

@@ -1,0 +1,406 @@
+//! The mailer: one `email` job in, at most one message out, every step recorded.
+//!
+//! [`Mailer::send`] runs one attempt:
+//! 1. records the delivery (or finds it) by its dedup key: the job's `idempotency_key`, else
+//!    its job id. A delivery already `sent` is not sent again; one already `dead` stays dead.
+//! 2. builds the message (template or literal body; text, HTML or both as
+//!    `multipart/alternative`; a `Message-ID` fixed at the first attempt). A job that cannot
+//!    be built (unknown template, bad address) is dead at once.
+//! 3. takes the delivery (`sending`, compare-and-set: one attempt at a time), then a token
+//!    of the global rate limit.
+//! 4. sends over the pooled SMTP transport and records the outcome: `sent` with the server's
+//!    reply; `failed` + [`JobError::Retryable`] for connection errors, timeouts and 4xx
+//!    replies; `dead` + [`JobError::Permanent`] for 5xx replies, with the reply kept. A dead
+//!    delivery is reported to the [`AuditSink`] as `email.dead`.
+//!
+//! Delivery is at-least-once only in one corner: a process that dies after the server
+//! accepted a message and before `sent` was recorded leaves the delivery `sending`; once its
+//! lease expires a later attempt sends it again.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use vigil_jobs::{AuditActor, AuditJob, EmailJob, Validate};
+use vigil_store::Db;
+use vigil_store::emails::{self, EmailRecord, EmailStatus, NewEmail};
+
+use super::metrics::EmailMetrics;
+use super::ratelimit::{RateLimitError, SendRateLimiter};
+use super::settings::{SmtpSettings, SmtpTls};
+use super::templates;
+use crate::JobError;
+
+/// Where audit records about email go (the lead wires it to the `audit` queue).
+pub trait AuditSink: Send + Sync + 'static {
+    /// Hands over one record. Failures are the sink's to log; the email outcome stands.
+    fn record(&self, job: AuditJob) -> BoxFuture<'static, ()>;
+}
+
+impl<F, Fut> AuditSink for F
+where
+    F: Fn(AuditJob) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn record(&self, job: AuditJob) -> BoxFuture<'static, ()> {
+        Box::pin(self(job))
+    }
+}
+
+/// What a successful [`Mailer::send`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The server accepted the message now.
+    Sent {
+        email_id: i64,
+        message_id: String,
+        smtp_reply: String,
+    },
+    /// An earlier attempt (this job's or another with the same idempotency key) already
+    /// sent it: nothing was sent.
+    AlreadySent { email_id: i64, message_id: String },
+}
+
+/// A mailer that cannot be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    #[error("smtp.{key}: `{value}` is not a mailbox (e.g. `vigil <vigil@example.com>`): {reason}")]
+    Mailbox {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("smtp: TLS setup for `{host}` failed: {reason}")]
+    Tls { host: String, reason: String },
+    #[error("smtp: username and password must be set together")]
+    HalfCredentials,
+}
+
+/// Sends `email` jobs. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Mailer {
+    db: Db,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    message_id_domain: String,
+    limiter: SendRateLimiter,
+    audit: Arc<dyn AuditSink>,
+    metrics: Option<EmailMetrics>,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mailbox(key: &'static str, value: &str) -> Result<Mailbox, MailerError> {
+    value.parse().map_err(|e: lettre::address::AddressError| MailerError::Mailbox {
+        key,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl Mailer {
+    /// A mailer over a pooled SMTP transport built from `settings`. Nothing connects until
+    /// the first send.
+    pub fn new(
+        settings: &SmtpSettings,
+        db: Db,
+        limiter: SendRateLimiter,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Mailer, MailerError> {
+        let from = mailbox("from", &settings.from)?;
+        let reply_to = settings
+            .reply_to
+            .as_deref()
+            .map(|r| mailbox("reply_to", r))
+            .transpose()?;
+        let timeout = Duration::from_secs(settings.timeout_seconds.max(1));
+        let tls_params = || {
+            TlsParameters::new_rustls(settings.host.clone()).map_err(|e| MailerError::Tls {
+                host: settings.host.clone(),
+                reason: e.to_string(),
+            })
+        };
+        let tls = match settings.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls_params()?),
+            SmtpTls::Tls => Tls::Wrapper(tls_params()?),
+        };
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
+                .port(settings.port)
+                .tls(tls)
+                .timeout(Some(timeout))
+                .pool_config(PoolConfig::new().max_size(settings.pool_max_size.max(1)));
+        match (&settings.username, &settings.password) {
+            (Some(user), Some(password)) => {
+                builder = builder.credentials(Credentials::new(
+                    user.clone(),
+                    password.expose_secret().to_owned(),
+                ));
+            }
+            (None, None) => {}
+            _ => return Err(MailerError::HalfCredentials),
+        }
+        let message_id_domain = from.email.domain().to_owned();
+        Ok(Mailer {
+            db,
+            transport: builder.build(),
+            from,
+            reply_to,
+            message_id_domain,
+            limiter,
+            audit,
+            metrics: None,
+            // Long enough for the rate-limit wait plus a slow send; a dead worker's
+            // delivery is taken over after it.
+            lease: Duration::from_secs(settings.rate_wait_seconds)
+                + timeout * 6
+                + Duration::from_secs(30),
+        })
+    }
+
+    /// Counts outcomes in `metrics`.
+    pub fn with_metrics(mut self, metrics: EmailMetrics) -> Mailer {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Runs one attempt of `job` (see the module docs).
+    pub async fn send(&self, job_id: &str, job: &EmailJob) -> Result<SendOutcome, JobError> {
+        let dedup_key = emails::dedup_key(job_id, job.idempotency_key.as_deref());
+        let new = NewEmail {
+            dedup_key: dedup_key.clone(),
+            job_id: job_id.to_owned(),
+            idempotency_key: job.idempotency_key.clone(),
+            message_id: format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain),
+            recipients: job.to.clone(),
+            subject: job.subject.clone(),
+            template: job.template.clone(),
+        };
+        let record = emails::record(&self.db, &new)
+            .await
+            .map_err(|e| JobError::retryable(format!("recording the email failed: {e}")))?;
+        match record.status {
+            EmailStatus::Sent => {
+                self.count(|m| m.skipped.inc());
+                return Ok(SendOutcome::AlreadySent {
+                    email_id: record.id,
+                    message_id: record.message_id,
+                });
+            }
+            EmailStatus::Dead => return Err(dead_again(&record)),
+            EmailStatus::Queued | EmailStatus::Sending | EmailStatus::Failed => {}
+        }
+
+        let message = match self.build(job, &record.message_id) {
+            Ok(m) => m,
+            Err(reason) => return Err(self.dead(job_id, &record, &reason, None).await),
+        };
+
+        let taken = emails::start_attempt(&self.db, record.id, self.lease.as_millis() as i64)
+            .await
+            .map_err(|e| JobError::retryable(format!("recording the attempt failed: {e}")))?;
+        if !taken {
+            let now = emails::get(&self.db, record.id)
+                .await
+                .map_err(|e| JobError::retryable(format!("reading the email failed: {e}")))?;
+            return match now {
+                Some(r) if r.status == EmailStatus::Sent => {
+                    self.count(|m| m.skipped.inc());
+                    Ok(SendOutcome::AlreadySent {
+                        email_id: r.id,
+                        message_id: r.message_id,
+                    })
+                }
+                Some(r) if r.status == EmailStatus::Dead => Err(dead_again(&r)),
+                _ => Err(JobError::Retryable(format!(
+                    "email {} is being sent by another attempt",
+                    record.id
+                ))),
+            };
+        }
+
+        if let Err(e) = self.limiter.acquire().await {
+            let msg = e.to_string();
+            self.failed(&record, &msg, None).await;
+            if let RateLimitError::Exhausted { .. } = e {
+                self.count(|m| m.rate_limited.inc());
+            }
+            return Err(JobError::Retryable(msg));
+        }
+
+        match self.transport.send(message).await {
+            Ok(response) => {
+                let reply = format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                );
+                self.record_sent(record.id, &reply).await;
+                self.count(|m| m.sent.inc());
+                Ok(SendOutcome::Sent {
+                    email_id: record.id,
+                    message_id: record.message_id,
+                    smtp_reply: reply,
+                })
+            }
+            Err(e) => {
+                let reply = e.status().map(|code| {
+                    let text = std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    format!("{code} {text}").trim().to_owned()
+                });
+                let error = e.to_string();
+                if e.is_permanent() {
+                    Err(self.dead(job_id, &record, &error, reply.as_deref()).await)
+                } else {
+                    self.failed(&record, &error, reply.as_deref()).await;
+                    Err(JobError::Retryable(format!("email {}: {error}", record.id)))
+                }
+            }
+        }
+    }
+
+    /// The message for `job`, or why it cannot be built.
+    fn build(&self, job: &EmailJob, message_id: &str) -> Result<Message, String> {
+        job.validate().map_err(|e| format!("invalid email job: {e}"))?;
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(job.subject.clone())
+            .message_id(Some(message_id.to_owned()))
+            .user_agent("vigil".to_owned());
+        if let Some(r) = &self.reply_to {
+            builder = builder.reply_to(r.clone());
+        }
+        for (i, to) in job.to.iter().enumerate() {
+            let mbox: Mailbox = to
+                .parse()
+                .map_err(|e| format!("to[{i}]: `{to}` is not an email address: {e}"))?;
+            builder = builder.to(mbox);
+        }
+        let (text, html) = match (&job.template, &job.body) {
+            (Some(name), _) => {
+                let r = templates::render(name, &job.subject, &job.vars)
+                    .map_err(|e| e.to_string())?;
+                (Some(r.text), Some(r.html))
+            }
+            (None, Some(body)) => (
+                body.text.clone().filter(|t| !t.trim().is_empty()),
+                body.html.clone().filter(|h| !h.trim().is_empty()),
+            ),
+            (None, None) => (None, None),
+        };
+        let built = match (text, html) {
+            (Some(text), Some(html)) => {
+                builder.multipart(MultiPart::alternative_plain_html(text, html))
+            }
+            (Some(text), None) => builder.singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text),
+            ),
+            (None, Some(html)) => builder.singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(html),
+            ),
+            (None, None) => return Err("the email has no content".to_owned()),
+        };
+        built.map_err(|e| format!("the message cannot be built: {e}"))
+    }
+
+    /// Records `sent`, retrying a failing database a few times: the message is out, so the
+    /// job succeeds even if the record cannot be written (it stays `sending`).
+    async fn record_sent(&self, id: i64, reply: &str) {
+        for attempt in 0..3u64 {
+            match emails::mark_sent(&self.db, id, reply).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(email_id = id, attempt, error = %e, "recording a sent email failed");
+                    tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                }
+            }
+        }
+    }
+
+    /// Records a retryable failure.
+    async fn failed(&self, record: &EmailRecord, error: &str, reply: Option<&str>) {
+        self.count(|m| m.failed.inc());
+        if let Err(e) =
+            emails::mark_failed(&self.db, record.id, EmailStatus::Failed, error, reply).await
+        {
+            tracing::error!(email_id = record.id, error = %e, "recording a failed email failed");
+        }
+        tracing::warn!(email_id = record.id, error, "email attempt failed; will retry");
+    }
+
+    /// Records a permanent failure, audits it, and returns the job's error.
+    async fn dead(
+        &self,
+        job_id: &str,
+        record: &EmailRecord,
+        error: &str,
+        reply: Option<&str>,
+    ) -> JobError {
+        self.count(|m| m.dead.inc());
+        if let Err(e) =
+            emails::mark_failed(&self.db, record.id, EmailStatus::Dead, error, reply).await
+        {
+            tracing::error!(email_id = record.id, error = %e, "recording a dead email failed");
+        }
+        tracing::warn!(email_id = record.id, error, "email is dead");
+        self.audit
+            .record(AuditJob {
+                event_id: format!("email.dead:{}", record.dedup_key),
+                occurred_at: chrono::Utc::now(),
+                actor: AuditActor::Job(job_id.to_owned()),
+                action: "email.dead".to_owned(),
+                target_type: "email".to_owned(),
+                target_id: record.id.to_string(),
+                details: json!({
+                    "recipients": record.recipients,
+                    "subject": record.subject,
+                    "template": record.template,
+                    "error": error,
+                    "smtp_reply": reply,
+                }),
+                request_id: None,
+                job_id: Some(job_id.to_owned()),
+            })
+            .await;
+        JobError::Permanent(format!("email {}: {error}", record.id))
+    }
+
+    fn count(&self, f: impl FnOnce(&EmailMetrics)) {
+        if let Some(m) = &self.metrics {
+            f(m);
+        }
+    }
+}
+
+fn dead_again(record: &EmailRecord) -> JobError {
+    JobError::Permanent(format!(
+        "email {} is dead: {}",
+        record.id,
+        record.last_error.as_deref().unwrap_or("permanent failure")
+    ))
+}

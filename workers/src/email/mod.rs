@@ -1,0 +1,20 @@
+//! # Email: the `email` queue's handler
+//!
+//! - [`settings`]: `[smtp]` (host, port, TLS mode, credentials, from/reply-to, pool,
+//!   timeouts, the global send rate).
+//! - [`mailer`]: [`Mailer::send`], one attempt of an `email` job, every delivery recorded in
+//!   the `emails` table; [`AuditSink`] receives `email.dead` records.
+//! - [`templates`]: `alert_notification`, `alert_escalation`, `generic` (text + HTML).
+//! - [`ratelimit`]: the Redis token bucket all instances share.
+//! - [`metrics`]: sent / failed / dead counters.
+
+pub mod mailer;
+pub mod metrics;
+pub mod ratelimit;
+pub mod settings;
+pub mod templates;
+
+pub use mailer::{AuditSink, Mailer, MailerError, SendOutcome};
+pub use metrics::EmailMetrics;
+pub use ratelimit::{RateLimitError, SendRateLimiter};
+pub use settings::{SmtpSettings, SmtpTls};
