@@ -33,6 +33,7 @@ pub struct Settings {
     pub http: vigil_api::HttpSettings,
     pub auth: vigil_api::AuthSettings,
     pub rate_limit: vigil_api::RateLimitSettings,
+    pub okta: vigil_workers::okta::OktaSettings,
 }
 
 /// `[log]`: how vigil writes its logs.

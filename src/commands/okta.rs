@@ -1,9 +1,136 @@
-//! `vigil okta` (being built).
+//! `vigil okta keygen|backfill`.
+//!
+//! - `keygen` writes a new private key (PEM, mode 0600, never overwriting a file) for the
+//!   OAuth `private_key_jwt` client assertion and prints the public JWK to register on the
+//!   Okta API Services app.
+//! - `backfill` fetches a bounded window now (`since`/`until`, `limit`) with the same client,
+//!   store and uuid dedup as polling; it never moves the polling cursor. A spinner shows
+//!   progress on a terminal; a summary line ends the run.
 
-use crate::cli::OktaCommand;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, Utc};
+use vigil_jobs::{OktaFetchJob, Validate};
+use vigil_workers::okta::{KeyKind, OktaPoller, generate};
+
+use crate::cli::{OktaBackfillArgs, OktaCommand, OktaKeygenArgs};
 use crate::config::Settings;
 
+/// The window of a backfill without `--minutes` or `--since`.
+const DEFAULT_BACKFILL_MINUTES: u32 = 15;
+
 /// Runs a `vigil okta` subcommand.
-pub async fn run(_settings: &Settings, cmd: &OktaCommand) -> anyhow::Result<()> {
-    anyhow::bail!("vigil okta: {cmd:?} is not available yet")
+pub async fn run(settings: &Settings, cmd: &OktaCommand) -> anyhow::Result<()> {
+    match cmd {
+        OktaCommand::Keygen(args) => keygen(args),
+        OktaCommand::Backfill(args) => backfill(settings, args).await,
+    }
+}
+
+fn keygen(args: &OktaKeygenArgs) -> anyhow::Result<()> {
+    let kind = match args.alg.as_str() {
+        "ES256" => KeyKind::Es256,
+        _ => KeyKind::Rs256,
+    };
+    let kid = args
+        .kid
+        .clone()
+        .unwrap_or_else(|| format!("vigil-{}", Utc::now().format("%Y%m%d%H%M%S")));
+    if args.out.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite a key (choose another --out)",
+            args.out.display()
+        );
+    }
+    let key = generate(kind, &kid)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&args.out)
+        .with_context(|| format!("while creating {}", args.out.display()))?;
+    file.write_all(secrecy::ExposeSecret::expose_secret(&key.private_pem).as_bytes())
+        .with_context(|| format!("while writing {}", args.out.display()))?;
+    let jwks = serde_json::json!({ "keys": [key.public_jwk] });
+    println!("{}", serde_json::to_string_pretty(&jwks)?);
+    eprintln!(
+        "Private key written to {} (keep it secret).\n\
+         Register the public key above on the Okta API Services app (Client authentication: \
+         Public key / Private key), then set in config.toml:\n  \
+         [okta]\n  auth = \"oauth\"\n  private_key_file = \"{}\"\n  key_id = \"{kid}\"",
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn parse_time(flag: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| format!("{flag} `{value}` is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)"))
+}
+
+async fn backfill(settings: &Settings, args: &OktaBackfillArgs) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let until = match &args.until {
+        Some(u) => parse_time("--until", u)?,
+        None => now,
+    };
+    let since = match (&args.since, args.minutes) {
+        (Some(s), _) => parse_time("--since", s)?,
+        (None, Some(m)) => until - Duration::minutes(i64::from(m)),
+        (None, None) => until - Duration::minutes(i64::from(DEFAULT_BACKFILL_MINUTES)),
+    };
+    let job = OktaFetchJob {
+        since: Some(since),
+        until: Some(until),
+        limit: args.limit,
+    };
+    job.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let db = super::migrate::connect_db(settings).await?;
+    db.migrate().await.context("while applying migrations")?;
+    let poller = OktaPoller::new(settings.okta.clone(), db.clone(), None)?;
+
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar.set_message("fetching…");
+        Some(bar)
+    } else {
+        None
+    };
+    let progress = {
+        let bar = bar.clone();
+        move |s: &vigil_workers::okta::FetchSummary| {
+            if let Some(bar) = &bar {
+                bar.set_message(format!(
+                    "{} events received, {} new, {} pages",
+                    s.received, s.stored, s.pages
+                ));
+            }
+        }
+    };
+    let outcome = poller
+        .backfill(since, until, args.limit.map(u64::from), &progress)
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    db.close().await;
+    let s = outcome.map_err(|e| anyhow::anyhow!("backfill failed: {e}"))?;
+    println!(
+        "okta backfill {}..{}: {} events received, {} new, {} already stored, {} malformed, {} pages{}",
+        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        s.received,
+        s.stored,
+        s.duplicates,
+        s.malformed,
+        s.pages,
+        if s.caught_up { "" } else { " (stopped at --limit)" }
+    );
+    Ok(())
 }
