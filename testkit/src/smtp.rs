@@ -104,7 +104,12 @@ fn header_in(head: &str, name: &str) -> Option<String> {
 fn collect_parts(entity: &str, out: &mut Vec<Part>) {
     let (head, body) = split_entity(entity);
     let ctype = header_in(head, "Content-Type").unwrap_or_else(|| "text/plain".to_owned());
-    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime.starts_with("multipart/") {
         let boundary = ctype.split(';').skip(1).find_map(|p| {
             let (k, v) = p.trim().split_once('=')?;
@@ -374,9 +379,12 @@ fn path_arg(rest: &str) -> String {
 const MAX_LINE: usize = 1 << 20;
 
 async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
-    write.write_all(b"220 vigil-testkit ESMTP ready\r\n").await?;
+    write
+        .write_all(b"220 vigil-testkit ESMTP ready\r\n")
+        .await?;
     let mut from: Option<String> = None;
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = String::new();
@@ -481,8 +489,8 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             }
             _ => "502 5.5.2 command not recognized".to_owned(),
         };
-        write.write_all(reply.as_bytes()).await?;
-        write.write_all(b"\r\n").await?;
+        // One write per reply: split writes meet Nagle + delayed ACK (40 ms stalls).
+        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
     }
 }
 

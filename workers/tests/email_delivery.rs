@@ -140,15 +140,22 @@ async fn a_template_email_arrives_with_its_headers_and_both_parts() {
         );
 
         let text = m.part("text/plain").expect("a text part");
-        assert!(text.contains("High alert #42: MFA push fatigue <burst>"), "{text}");
+        assert!(
+            text.contains("High alert #42: MFA push fatigue <burst>"),
+            "{text}"
+        );
         assert!(text.contains("Occurrences: 12"), "{text}");
         assert!(text.contains("203.0.113.7"), "{text}");
-        assert!(text.contains("https://vigil.example.com/alerts/42"), "{text}");
+        assert!(
+            text.contains("https://vigil.example.com/alerts/42"),
+            "{text}"
+        );
         let html = m.part("text/html").expect("an HTML part");
         assert!(html.contains("MFA push fatigue &lt;burst&gt;"), "{html}");
         assert!(
             html.contains("href=\"https://vigil.example.com/alerts/42\"")
-                || html.contains("href=\"https:&#x2f;&#x2f;vigil.example.com&#x2f;alerts&#x2f;42\""),
+                || html
+                    .contains("href=\"https:&#x2f;&#x2f;vigil.example.com&#x2f;alerts&#x2f;42\""),
             "{html}"
         );
 
@@ -169,10 +176,7 @@ async fn a_literal_body_arrives_as_sent_with_dots_kept() {
     let (mailer, _) = mailer(&server, &t.db, SendRateLimiter::Unlimited);
     let body = "Line one.\n.\n..starts with dots\nend";
     mailer
-        .send(
-            "j-plain",
-            &text_job(&["a@example.com"], "plain text", body),
-        )
+        .send("j-plain", &text_job(&["a@example.com"], "plain text", body))
         .await
         .unwrap();
     let m = &server.wait_for(1, Duration::from_secs(5)).await[0];
@@ -241,7 +245,11 @@ async fn a_5xx_reply_is_dead_at_once_with_the_reply_recorded_and_audited() {
         assert!(err.to_string().contains("550"), "{err}");
 
         let rec = record_of(&t.db, &job_id).await;
-        assert_eq!((rec.status, rec.attempts), (EmailStatus::Dead, 1), "{kind:?}");
+        assert_eq!(
+            (rec.status, rec.attempts),
+            (EmailStatus::Dead, 1),
+            "{kind:?}"
+        );
         assert_eq!(
             rec.smtp_reply.as_deref(),
             Some("550 5.1.1 <ghost@example.com>: Recipient address rejected"),
@@ -253,7 +261,10 @@ async fn a_5xx_reply_is_dead_at_once_with_the_reply_recorded_and_audited() {
         let a = &audits[0];
         assert_eq!(a.action, "email.dead");
         assert_eq!(a.actor, AuditActor::Job(job_id.clone()));
-        assert_eq!((a.target_type.as_str(), a.target_id.clone()), ("email", rec.id.to_string()));
+        assert_eq!(
+            (a.target_type.as_str(), a.target_id.clone()),
+            ("email", rec.id.to_string())
+        );
         assert!(a.details["smtp_reply"].as_str().unwrap().starts_with("550"));
 
         // A re-delivered dead job stays dead and contacts nobody.
@@ -310,20 +321,28 @@ async fn a_redelivered_job_or_shared_idempotency_key_sends_one_message() {
     }
     assert_eq!(sent, 1);
     let again = mailer.send("j-dup", &job).await.unwrap();
-    assert!(matches!(again, SendOutcome::AlreadySent { .. }), "{again:?}");
+    assert!(
+        matches!(again, SendOutcome::AlreadySent { .. }),
+        "{again:?}"
+    );
 
     // Two jobs sharing an idempotency key (e.g. one alert level notified twice).
     let mut keyed = text_job(&["b@example.com"], "keyed", "once");
     keyed.idempotency_key = Some("alert-7-level-1".into());
     mailer.send("j-key-1", &keyed).await.unwrap();
     let second = mailer.send("j-key-2", &keyed).await.unwrap();
-    assert!(matches!(second, SendOutcome::AlreadySent { .. }), "{second:?}");
+    assert!(
+        matches!(second, SendOutcome::AlreadySent { .. }),
+        "{second:?}"
+    );
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     let msgs = server.messages();
     assert_eq!(msgs.len(), 2, "{msgs:#?}");
     assert_eq!(
-        msgs.iter().filter(|m| m.rcpt_to == ["a@example.com"]).count(),
+        msgs.iter()
+            .filter(|m| m.rcpt_to == ["a@example.com"])
+            .count(),
         1
     );
 }
@@ -364,5 +383,76 @@ async fn the_rate_limit_is_shared_by_every_mailer() {
     assert_eq!(rec.status, EmailStatus::Failed);
 
     let mut c = conn.clone();
-    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+/// Benchmark (figures, not a test): `cargo test -p vigil-workers --test email_delivery --
+/// --ignored --nocapture`. Sends `VIGIL_BENCH_EMAILS` (default 1000) template emails through
+/// the pooled transport to the in-process SMTP server with 16 sends in flight, recording
+/// each in PostgreSQL. Prints one JSON line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_emails_per_second() {
+    let server = SmtpServer::start().await;
+    let t = TestDb::postgres().await;
+    let mut s = settings(&server);
+    s.pool_max_size = 8;
+    let mailer = Mailer::new(
+        &s,
+        t.db.clone(),
+        SendRateLimiter::Unlimited,
+        Arc::new(|_job: AuditJob| async {}),
+    )
+    .unwrap();
+    let n: usize = std::env::var("VIGIL_BENCH_EMAILS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let job = EmailJob {
+        to: vec!["soc@example.com".into()],
+        subject: "[vigil] bench".into(),
+        body: None,
+        template: Some("alert_notification".into()),
+        vars: serde_json::from_value(json!({"alert_id": 1, "rule": "bench", "severity": "High"}))
+            .unwrap(),
+        idempotency_key: None,
+    };
+    let start = std::time::Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (m, j, next) = (mailer.clone(), job.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                m.send(&format!("bench-{i}"), &j).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(server.wait_for(n, Duration::from_secs(10)).await.len(), n);
+    println!(
+        "{}",
+        json!({
+            "bench": "emails_sent",
+            "smtp": "vigil-testkit in-process",
+            "database": "postgres",
+            "emails": n,
+            "in_flight": 16,
+            "pool_max_size": 8,
+            "smtp_connections": server.connections(),
+            "seconds": (secs * 1000.0).round() / 1000.0,
+            "emails_per_second": (n as f64 / secs).round(),
+        })
+    );
 }

@@ -79,9 +79,7 @@ impl AuditWriter {
 
     /// Starts the actor on the current arbiter and returns its handle.
     pub fn start_writer(self) -> AuditWriterHandle {
-        AuditWriterHandle {
-            addr: self.start(),
-        }
+        AuditWriterHandle { addr: self.start() }
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -221,9 +219,9 @@ impl Handler<Write> for AuditWriter {
 
     fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) {
         if let Err(e) = msg.job.validate() {
-            let _ = msg
-                .reply
-                .send(Err(JobError::Permanent(format!("invalid audit record: {e}"))));
+            let _ = msg.reply.send(Err(JobError::Permanent(format!(
+                "invalid audit record: {e}"
+            ))));
             return;
         }
         self.pending.push(msg);

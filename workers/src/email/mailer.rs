@@ -109,11 +109,13 @@ impl std::fmt::Debug for Mailer {
 }
 
 fn mailbox(key: &'static str, value: &str) -> Result<Mailbox, MailerError> {
-    value.parse().map_err(|e: lettre::address::AddressError| MailerError::Mailbox {
-        key,
-        value: value.to_owned(),
-        reason: e.to_string(),
-    })
+    value
+        .parse()
+        .map_err(|e: lettre::address::AddressError| MailerError::Mailbox {
+            key,
+            value: value.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 impl Mailer {
@@ -282,7 +284,8 @@ impl Mailer {
 
     /// The message for `job`, or why it cannot be built.
     fn build(&self, job: &EmailJob, message_id: &str) -> Result<Message, String> {
-        job.validate().map_err(|e| format!("invalid email job: {e}"))?;
+        job.validate()
+            .map_err(|e| format!("invalid email job: {e}"))?;
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(job.subject.clone())
@@ -299,8 +302,8 @@ impl Mailer {
         }
         let (text, html) = match (&job.template, &job.body) {
             (Some(name), _) => {
-                let r = templates::render(name, &job.subject, &job.vars)
-                    .map_err(|e| e.to_string())?;
+                let r =
+                    templates::render(name, &job.subject, &job.vars).map_err(|e| e.to_string())?;
                 (Some(r.text), Some(r.html))
             }
             (None, Some(body)) => (
@@ -350,7 +353,11 @@ impl Mailer {
         {
             tracing::error!(email_id = record.id, error = %e, "recording a failed email failed");
         }
-        tracing::warn!(email_id = record.id, error, "email attempt failed; will retry");
+        tracing::warn!(
+            email_id = record.id,
+            error,
+            "email attempt failed; will retry"
+        );
     }
 
     /// Records a permanent failure, audits it, and returns the job's error.

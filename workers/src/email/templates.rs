@@ -114,7 +114,10 @@ mod tests {
     fn every_template_renders_with_and_without_variables() {
         for name in NAMES {
             let empty = render(name, "s", &BTreeMap::new()).unwrap();
-            assert!(!empty.text.is_empty() && empty.html.contains("<html"), "{name}");
+            assert!(
+                !empty.text.is_empty() && empty.html.contains("<html"),
+                "{name}"
+            );
         }
     }
 
@@ -129,7 +132,10 @@ mod tests {
         assert!(!r.html.contains("<script>"));
         assert!(r.html.contains("a&amp;b"));
         assert!(!r.html.contains("javascript:"));
-        assert!(r.text.contains("<script>alert(1)</script>"), "text is not escaped");
+        assert!(
+            r.text.contains("<script>alert(1)</script>"),
+            "text is not escaped"
+        );
         assert!(r.text.contains("High alert #7"));
         assert!(matches!(
             render("nope", "s", &v),
