@@ -34,6 +34,7 @@ pub struct Settings {
     pub auth: vigil_api::AuthSettings,
     pub rate_limit: vigil_api::RateLimitSettings,
     pub okta: vigil_workers::okta::OktaSettings,
+    pub smtp: vigil_workers::email::SmtpSettings,
 }
 
 /// `[log]`: how vigil writes its logs.
