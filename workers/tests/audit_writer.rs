@@ -30,7 +30,7 @@ fn job(event_id: &str, i: usize) -> AuditJob {
     AuditJob {
         event_id: event_id.to_owned(),
         occurred_at: Utc::now(),
-        actor: if i % 2 == 0 {
+        actor: if i.is_multiple_of(2) {
             AuditActor::User("alice".into())
         } else {
             AuditActor::System

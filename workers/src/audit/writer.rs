@@ -141,11 +141,8 @@ impl AuditWriter {
                     m.batch_failures.inc();
                 }
             }
-            if !act.pending.is_empty() {
-                if act.pending.len() >= act.settings.max_batch || act.timer.is_none() {
-                    act.flush(ctx);
-                }
-            }
+            // What gathered meanwhile has waited long enough.
+            act.flush(ctx);
         }));
     }
 }
