@@ -13,7 +13,9 @@
 //! 5. Add a variant to [`Tags`] and the struct to the tuple in [`service`]; add `pub mod`.
 //! 6. Test it in `api/tests/` with `common::TestApp` (in-process, real Redis and SQLite).
 
+pub mod audit_logs;
 pub mod auth;
+pub mod emails;
 pub mod health;
 pub mod jobs;
 pub mod models;
@@ -38,6 +40,10 @@ pub enum Tags {
     Queues,
     /// Cron schedules with their next and last runs.
     Schedules,
+    /// Email delivery records.
+    Emails,
+    /// The tamper-evident audit trail and its verification.
+    AuditLogs,
 }
 
 /// Every route group as one documented service.
@@ -47,6 +53,8 @@ pub type Apis = (
     jobs::JobsApi,
     queues::QueuesApi,
     schedules::SchedulesApi,
+    emails::EmailsApi,
+    audit_logs::AuditLogsApi,
 );
 
 /// The OpenAPI service of every route group.
@@ -57,6 +65,8 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         jobs::JobsApi,
         queues::QueuesApi,
         schedules::SchedulesApi,
+        emails::EmailsApi,
+        audit_logs::AuditLogsApi,
     );
     let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
         .description(
