@@ -210,6 +210,28 @@ async fn server_down_then_up_retries_then_delivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_slower_than_the_timeout_is_retryable() {
+    let server = SmtpServer::start().await;
+    let t = TestDb::sqlite().await;
+    let mut s = settings(&server);
+    s.timeout_seconds = 1;
+    let mailer = Mailer::new(
+        &s,
+        t.db.clone(),
+        SendRateLimiter::Unlimited,
+        Arc::new(|_job: AuditJob| async {}),
+    )
+    .unwrap();
+    server.delay_data(Some(Duration::from_secs(3)));
+    let job = text_job(&["a@example.com"], "slow", "hello");
+    let err = mailer.send("j-slow", &job).await.unwrap_err();
+    assert!(matches!(err, JobError::Retryable(_)), "{err:?}");
+    let rec = record_of(&t.db, "j-slow").await;
+    assert_eq!(rec.status, EmailStatus::Failed);
+    assert!(rec.last_error.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_4xx_reply_is_retryable_and_the_next_attempt_delivers() {
     let server = SmtpServer::start().await;
     let t = TestDb::sqlite().await;

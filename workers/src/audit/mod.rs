@@ -5,12 +5,15 @@
 //!   batch is committed. Several processes may each run one: the database serialises their
 //!   batches into a single gap-free chain.
 //! - [`metrics`]: records written, duplicates, batch sizes.
+//! - [`handler`]: the runtime's `audit` handler over the writer.
 //!
 //! Verification (`vigil audit verify`, `GET /api/v1/audit-logs/verify`) is
 //! [`vigil_store::audit::verify`].
 
+pub mod handler;
 pub mod metrics;
 pub mod writer;
 
+pub use handler::audit_handler;
 pub use metrics::AuditMetrics;
 pub use writer::{AuditWriter, AuditWriterHandle, AuditWriterSettings};

@@ -97,6 +97,7 @@ pub struct Mailer {
     audit: Arc<dyn AuditSink>,
     metrics: Option<EmailMetrics>,
     lease: Duration,
+    send_timeout: Duration,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -171,6 +172,7 @@ impl Mailer {
             limiter,
             audit,
             metrics: None,
+            send_timeout: timeout,
             // Long enough for the rate-limit wait plus a slow send; a dead worker's
             // delivery is taken over after it.
             lease: Duration::from_secs(settings.rate_wait_seconds)
@@ -187,6 +189,17 @@ impl Mailer {
 
     /// Runs one attempt of `job` (see the module docs).
     pub async fn send(&self, job_id: &str, job: &EmailJob) -> Result<SendOutcome, JobError> {
+        self.send_attempt(job_id, job, false).await
+    }
+
+    /// Like [`Mailer::send`]; on the job's `last_attempt` a transient failure also ends the
+    /// delivery: it is recorded `dead` and audited (the engine dead-letters the job).
+    pub async fn send_attempt(
+        &self,
+        job_id: &str,
+        job: &EmailJob,
+        last_attempt: bool,
+    ) -> Result<SendOutcome, JobError> {
         let dedup_key = emails::dedup_key(job_id, job.idempotency_key.as_deref());
         let new = NewEmail {
             dedup_key: dedup_key.clone(),
@@ -242,14 +255,35 @@ impl Mailer {
 
         if let Err(e) = self.limiter.acquire().await {
             let msg = e.to_string();
-            self.failed(&record, &msg, None).await;
             if let RateLimitError::Exhausted { .. } = e {
                 self.count(|m| m.rate_limited.inc());
             }
+            if last_attempt {
+                return Err(self.dead(job_id, &record, &msg, None).await);
+            }
+            self.failed(&record, &msg, None).await;
             return Err(JobError::Retryable(msg));
         }
 
-        match self.transport.send(message).await {
+        // lettre's async transport bounds the connect, not a server that stalls mid-dialogue:
+        // the whole exchange gets a deadline too. (A stall after DATA may still have been
+        // accepted: the retry can then duplicate the message, the price of not losing it.)
+        let sent = match tokio::time::timeout(self.send_timeout, self.transport.send(message)).await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                let error = format!(
+                    "the SMTP server did not answer within {} s",
+                    self.send_timeout.as_secs()
+                );
+                if last_attempt {
+                    return Err(self.dead(job_id, &record, &error, None).await);
+                }
+                self.failed(&record, &error, None).await;
+                return Err(JobError::Retryable(format!("email {}: {error}", record.id)));
+            }
+        };
+        match sent {
             Ok(response) => {
                 let reply = format!(
                     "{} {}",
@@ -272,7 +306,7 @@ impl Mailer {
                     format!("{code} {text}").trim().to_owned()
                 });
                 let error = e.to_string();
-                if e.is_permanent() {
+                if e.is_permanent() || last_attempt {
                     Err(self.dead(job_id, &record, &error, reply.as_deref()).await)
                 } else {
                     self.failed(&record, &error, reply.as_deref()).await;

@@ -7,13 +7,16 @@
 //! - [`templates`]: `alert_notification`, `alert_escalation`, `generic` (text + HTML).
 //! - [`ratelimit`]: the Redis token bucket all instances share.
 //! - [`metrics`]: sent / failed / dead counters.
+//! - [`handler`]: the runtime's `email` handler and an [`AuditSink`] on the `audit` queue.
 
+pub mod handler;
 pub mod mailer;
 pub mod metrics;
 pub mod ratelimit;
 pub mod settings;
 pub mod templates;
 
+pub use handler::{EngineAuditSink, email_handler};
 pub use mailer::{AuditSink, Mailer, MailerError, SendOutcome};
 pub use metrics::EmailMetrics;
 pub use ratelimit::{RateLimitError, SendRateLimiter};

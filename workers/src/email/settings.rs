@@ -34,7 +34,7 @@ pub struct SmtpSettings {
     pub reply_to: Option<String>,
     /// Most SMTP connections kept open (and reused) at once.
     pub pool_max_size: u32,
-    /// Connect and per-command timeout.
+    /// Deadline of one message's whole SMTP exchange (connect included); a timeout retries.
     pub timeout_seconds: u64,
     /// Messages per minute across every vigil instance (shared through Redis); 0 = no limit.
     pub rate_per_minute: u32,
