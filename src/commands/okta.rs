@@ -69,7 +69,9 @@ fn keygen(args: &OktaKeygenArgs) -> anyhow::Result<()> {
 fn parse_time(flag: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
-        .with_context(|| format!("{flag} `{value}` is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)"))
+        .with_context(|| {
+            format!("{flag} `{value}` is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)")
+        })
 }
 
 async fn backfill(settings: &Settings, args: &OktaBackfillArgs) -> anyhow::Result<()> {
@@ -130,7 +132,11 @@ async fn backfill(settings: &Settings, args: &OktaBackfillArgs) -> anyhow::Resul
         s.duplicates,
         s.malformed,
         s.pages,
-        if s.caught_up { "" } else { " (stopped at --limit)" }
+        if s.caught_up {
+            ""
+        } else {
+            " (stopped at --limit)"
+        }
     );
     Ok(())
 }

@@ -17,6 +17,10 @@
 //!   `published` values).
 //! - [`FakeOkta::counters`] for assertions (requests by status, 429s, tokens issued, ...).
 
+// The fake answers every rejection with a ready-made HTTP response, so its checks return
+// `Result<_, Response>`; the size of that error does not matter in test support.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -306,7 +310,7 @@ impl FakeOkta {
 
 /// A generated, realistic `user.session.start` event number `i`, published at `published`.
 pub fn generated_event(i: u64, published: DateTime<Utc>) -> Value {
-    let outcome = if i % 5 == 0 { "FAILURE" } else { "SUCCESS" };
+    let outcome = if i.is_multiple_of(5) { "FAILURE" } else { "SUCCESS" };
     json!({
         "uuid": format!("{:08x}-{:04x}-11ee-8000-{:012x}", i as u32, (i >> 32) as u16, i),
         "published": published.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -378,7 +382,10 @@ impl Endpoint for FakeEndpoint {
             ("POST", "/oauth2/v1/token") => self.token(req).await,
             ("GET", "/api/v1/logs") => self.logs(req).await,
             _ => {
-                let body = okta_error("E0000022", "The endpoint does not support the provided HTTP method");
+                let body = okta_error(
+                    "E0000022",
+                    "The endpoint does not support the provided HTTP method",
+                );
                 json_response(StatusCode::NOT_FOUND).body(body.to_string())
             }
         };
@@ -407,7 +414,8 @@ impl FakeEndpoint {
 
     /// Checks a DPoP proof's form, signature, method, URL, age and uniqueness.
     fn verify_proof(&self, proof: &str, htm: &str, htu: &str) -> Result<Proof, String> {
-        let header = jsonwebtoken::decode_header(proof).map_err(|e| format!("proof header: {e}"))?;
+        let header =
+            jsonwebtoken::decode_header(proof).map_err(|e| format!("proof header: {e}"))?;
         if header.typ.as_deref() != Some("dpop+jwt") {
             return Err("The DPoP proof JWT header 'typ' is invalid.".to_owned());
         }
@@ -416,12 +424,21 @@ impl FakeEndpoint {
             .ok_or("The DPoP proof JWT header 'jwk' is missing.")?;
         let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("proof jwk: {e}"))?;
         let claims = verify_signature(proof, &key, header.alg)?;
-        let s = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let s = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         if s("htm") != htm {
             return Err("'htm' claim in the DPoP proof JWT is invalid.".to_owned());
         }
         if s("htu") != htu {
-            return Err(format!("'htu' claim in the DPoP proof JWT is invalid ({} != {htu}).", s("htu")));
+            return Err(format!(
+                "'htu' claim in the DPoP proof JWT is invalid ({} != {htu}).",
+                s("htu")
+            ));
         }
         let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
         let now = Utc::now().timestamp();
@@ -450,7 +467,11 @@ impl FakeEndpoint {
             json_response(status).body(b.to_string())
         };
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-            return fail(StatusCode::BAD_REQUEST, "unsupported_grant_type", "The authorization grant type is not supported by the authorization server.");
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "The authorization grant type is not supported by the authorization server.",
+            );
         }
         let (require_dpop, nonce) = {
             let st = self.0.lock();
@@ -459,7 +480,11 @@ impl FakeEndpoint {
         let mut jkt = None;
         if require_dpop {
             let Some(proof) = dpop else {
-                return fail(StatusCode::BAD_REQUEST, "invalid_dpop_proof", "The DPoP proof JWT header is missing.");
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_dpop_proof",
+                    "The DPoP proof JWT header is missing.",
+                );
             };
             let proof = match self.verify_proof(&proof, "POST", &token_url) {
                 Ok(p) => p,
@@ -467,7 +492,10 @@ impl FakeEndpoint {
             };
             if proof.claims.get("nonce").and_then(Value::as_str) != Some(nonce.as_str()) {
                 self.0.lock().counters.token_nonce_challenges += 1;
-                let b = oauth_error("use_dpop_nonce", "Authorization server requires nonce in DPoP proof.");
+                let b = oauth_error(
+                    "use_dpop_nonce",
+                    "Authorization server requires nonce in DPoP proof.",
+                );
                 return json_response(StatusCode::BAD_REQUEST)
                     .header("Cache-Control", "no-cache, no-store")
                     .header("dpop-nonce", nonce)
@@ -478,7 +506,11 @@ impl FakeEndpoint {
         if form.get("client_assertion_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         {
-            return fail(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed. Either the client or the client credentials are invalid.");
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Client authentication failed. Either the client or the client credentials are invalid.",
+            );
         }
         let assertion = form.get("client_assertion").cloned().unwrap_or_default();
         if let Err(e) = self.verify_assertion(&assertion, &token_url) {
@@ -489,9 +521,19 @@ impl FakeEndpoint {
             let st = self.0.lock();
             (st.config.granted_scopes.clone(), st.config.token_lifetime)
         };
-        let refused: Vec<&str> = scope.split(' ').filter(|s| !granted.iter().any(|g| g == s)).collect();
+        let refused: Vec<&str> = scope
+            .split(' ')
+            .filter(|s| !granted.iter().any(|g| g == s))
+            .collect();
         if scope.is_empty() || !refused.is_empty() {
-            return fail(StatusCode::BAD_REQUEST, "invalid_scope", &format!("The following scopes are not allowed: {}", refused.join(" ")));
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                &format!(
+                    "The following scopes are not allowed: {}",
+                    refused.join(" ")
+                ),
+            );
         }
         let token = format!("fake.{}", random_id());
         let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
@@ -501,7 +543,8 @@ impl FakeEndpoint {
                 token.clone(),
                 IssuedToken {
                     jkt,
-                    expires_at: Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or_default(),
+                    expires_at: Utc::now()
+                        + chrono::Duration::from_std(lifetime).unwrap_or_default(),
                 },
             );
             st.counters.tokens_issued += 1;
@@ -525,10 +568,17 @@ impl FakeEndpoint {
         {
             return Err("The client_assertion token has an invalid kid.".to_owned());
         }
-        let key = DecodingKey::from_jwk(&jwk).map_err(|_| "The client_assertion signature is invalid.".to_owned())?;
+        let key = DecodingKey::from_jwk(&jwk)
+            .map_err(|_| "The client_assertion signature is invalid.".to_owned())?;
         let claims = verify_signature(assertion, &key, header.alg)
             .map_err(|_| "The client_assertion signature is invalid.".to_owned())?;
-        let s = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let s = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         if s("iss") != client_id || s("sub") != client_id {
             return Err("The client_assertion token has an invalid issuer or subject.".to_owned());
         }
@@ -541,9 +591,15 @@ impl FakeEndpoint {
             return Err("The client_assertion token is expired.".to_owned());
         }
         if exp - now >= 3600 {
-            return Err("The client_assertion token has an expiration too far in the future.".to_owned());
+            return Err(
+                "The client_assertion token has an expiration too far in the future.".to_owned(),
+            );
         }
-        if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > now + 60) {
+        if claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .is_some_and(|iat| iat > now + 60)
+        {
             return Err("The client_assertion token was issued in the future.".to_owned());
         }
         let jti = s("jti");
@@ -605,7 +661,9 @@ impl FakeEndpoint {
             Err(e) => return proof_err(e),
         };
         if proof.jkt != jkt {
-            return proof_err("The DPoP proof key does not match the access token's cnf.jkt.".to_owned());
+            return proof_err(
+                "The DPoP proof key does not match the access token's cnf.jkt.".to_owned(),
+            );
         }
         let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
         if proof.claims.get("ath").and_then(Value::as_str) != Some(ath.as_str()) {
@@ -643,7 +701,7 @@ impl FakeEndpoint {
             let mut fault = st.faults.pop_front();
             if fault.is_none()
                 && let Some((every, f)) = &st.fault_every
-                && n % every == 0
+                && n.is_multiple_of(*every)
             {
                 fault = Some(f.clone());
             }
@@ -654,7 +712,11 @@ impl FakeEndpoint {
             if !spent {
                 st.remaining -= 1;
             }
-            let fault = if spent { Some(Fault::RateLimited) } else { fault };
+            let fault = if spent {
+                Some(Fault::RateLimited)
+            } else {
+                fault
+            };
             (st.config.rate_limit, st.remaining, st.window_end, fault)
         };
         let with_rate = |b: poem::ResponseBuilder| {
@@ -664,7 +726,10 @@ impl FakeEndpoint {
         };
         match &fault {
             Some(Fault::RateLimited) => {
-                let b = okta_error("E0000047", "API call exceeded rate limit due to too many requests.");
+                let b = okta_error(
+                    "E0000047",
+                    "API call exceeded rate limit due to too many requests.",
+                );
                 return json_response(StatusCode::TOO_MANY_REQUESTS)
                     .header("X-Rate-Limit-Limit", limit_hdr.to_string())
                     .header("X-Rate-Limit-Remaining", "0")
@@ -673,7 +738,8 @@ impl FakeEndpoint {
             }
             Some(Fault::ServerError) => {
                 let b = json!({"errorCode": "E0000009", "errorSummary": "Your last request took too long to complete. This is likely due to a load issue on our side. We've logged this and will work to address it. Please either simplify your query or wait a few minutes and try again."});
-                return with_rate(json_response(StatusCode::INTERNAL_SERVER_ERROR)).body(b.to_string());
+                return with_rate(json_response(StatusCode::INTERNAL_SERVER_ERROR))
+                    .body(b.to_string());
             }
             Some(Fault::Hang(d)) => tokio::time::sleep(*d).await,
             _ => {}
@@ -692,7 +758,10 @@ impl FakeEndpoint {
             Some(l) => match l.parse::<usize>() {
                 Ok(l) if l <= 1000 => l,
                 _ => {
-                    let b = okta_error("E0000001", "Api validation failed: limit must be an integer between 0 and 1000");
+                    let b = okta_error(
+                        "E0000001",
+                        "Api validation failed: limit must be an integer between 0 and 1000",
+                    );
                     return with_rate(json_response(StatusCode::BAD_REQUEST)).body(b.to_string());
                 }
             },
@@ -709,10 +778,14 @@ impl FakeEndpoint {
             Some(Err(_)) => return bad("until"),
         };
         if since.is_some_and(|s| s < Utc::now().timestamp_millis() - 180 * 86_400_000) {
-            let b = okta_error("E0000053", "Invalid parameter: The since parameter is over 180 days prior to the current day.");
+            let b = okta_error(
+                "E0000053",
+                "Invalid parameter: The since parameter is over 180 days prior to the current day.",
+            );
             return with_rate(json_response(StatusCode::BAD_REQUEST)).body(b.to_string());
         }
-        let after: Option<usize> = get("after").and_then(|a| a.rsplit_once('_').and_then(|(_, n)| n.parse().ok()));
+        let after: Option<usize> =
+            get("after").and_then(|a| a.rsplit_once('_').and_then(|(_, n)| n.parse().ok()));
         let descending = get("sortOrder").as_deref() == Some("DESCENDING");
 
         let (body_parts, next_after, served): (Vec<String>, Option<String>, u64) = {
@@ -721,30 +794,47 @@ impl FakeEndpoint {
                 // Polling: persistence order, `after` = index of the next event; next always.
                 let start = after.unwrap_or_else(|| {
                     let since = since.unwrap_or(Utc::now().timestamp_millis() - 7 * 86_400_000);
-                    st.events.iter().position(|e| e.persisted_ms >= since).unwrap_or(st.events.len())
+                    st.events
+                        .iter()
+                        .position(|e| e.persisted_ms >= since)
+                        .unwrap_or(st.events.len())
                 });
                 let start = start.min(st.events.len());
                 let end = (start + limit).min(st.events.len());
-                let parts: Vec<String> = st.events[start..end].iter().map(|e| e.json.clone()).collect();
-                let stamp = st.events.get(end.saturating_sub(1)).map_or(0, |e| e.persisted_ms);
+                let parts: Vec<String> = st.events[start..end]
+                    .iter()
+                    .map(|e| e.json.clone())
+                    .collect();
+                let stamp = st
+                    .events
+                    .get(end.saturating_sub(1))
+                    .map_or(0, |e| e.persisted_ms);
                 (parts, Some(format!("{stamp}_{end}")), (end - start) as u64)
             } else {
                 // Bounded: published order within [since, until); `after` = offset.
                 let since = since.unwrap_or(i64::MIN);
                 let until = until.unwrap_or(i64::MAX);
-                let mut matching: Vec<&StoredEvent> = st.events.iter().filter(|e| e.published_ms >= since && e.published_ms < until).collect();
+                let mut matching: Vec<&StoredEvent> = st
+                    .events
+                    .iter()
+                    .filter(|e| e.published_ms >= since && e.published_ms < until)
+                    .collect();
                 matching.sort_by_key(|e| e.published_ms);
                 if descending {
                     matching.reverse();
                 }
                 let start = after.unwrap_or(0).min(matching.len());
                 let end = (start + limit).min(matching.len());
-                let parts = matching[start..end].iter().map(|e| e.json.clone()).collect();
+                let parts = matching[start..end]
+                    .iter()
+                    .map(|e| e.json.clone())
+                    .collect();
                 let next = (end < matching.len()).then(|| format!("b_{end}"));
                 (parts, next, (end - start) as u64)
             }
         };
-        let mut body = String::with_capacity(body_parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
+        let mut body =
+            String::with_capacity(body_parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
         body.push('[');
         for (i, p) in body_parts.iter().enumerate() {
             if i > 0 {
@@ -787,7 +877,11 @@ impl FakeEndpoint {
 fn verify_signature(jwt: &str, key: &DecodingKey, alg: Algorithm) -> Result<Value, String> {
     if !matches!(
         alg,
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::ES256 | Algorithm::ES384
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::ES256
+            | Algorithm::ES384
     ) {
         return Err(format!("algorithm {alg:?} is not allowed"));
     }
@@ -829,15 +923,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -849,7 +941,9 @@ fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

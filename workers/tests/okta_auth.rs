@@ -20,11 +20,18 @@ async fn dpop_nonce_flow_then_cached_token() {
     assert_eq!(s.stored, 250);
     let c = fake.counters();
     assert_eq!(c.token_nonce_challenges, 1, "{c:?}");
-    assert_eq!(c.token_requests, 2, "challenge + retry with the nonce: {c:?}");
+    assert_eq!(
+        c.token_requests, 2,
+        "challenge + retry with the nonce: {c:?}"
+    );
     assert_eq!(c.tokens_issued, 1);
     assert_eq!(c.status("/oauth2/v1/token", 400), 1);
     assert_eq!(c.status("/api/v1/logs", 200), 3);
-    assert!(c.rejections.is_empty(), "every assertion and proof was valid: {:?}", c.rejections);
+    assert!(
+        c.rejections.is_empty(),
+        "every assertion and proof was valid: {:?}",
+        c.rejections
+    );
 
     // The next run reuses the cached token.
     poller.poll().await.unwrap();
@@ -57,7 +64,11 @@ async fn tokens_are_renewed_before_expiry_and_after_revocation() {
     poller.poll().await.unwrap();
     let c = fake.counters();
     assert_eq!(c.tokens_issued, 2, "renewed on expiry: {c:?}");
-    assert_eq!(c.status("/api/v1/logs", 401), 0, "renewed before use, never refused");
+    assert_eq!(
+        c.status("/api/v1/logs", 401),
+        0,
+        "renewed before use, never refused"
+    );
     assert_eq!(c.token_nonce_challenges, 1, "the nonce is reused");
 
     // A token revoked behind our back: one 401, one new token, the run succeeds.
@@ -108,10 +119,16 @@ async fn refused_credentials_are_permanent_with_oktas_message_and_no_retry_storm
     let err = poller.poll().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, JobError::Permanent(_)), "{err:?}");
-    assert!(msg.contains("invalid_client") && msg.contains("signature is invalid"), "{msg}");
+    assert!(
+        msg.contains("invalid_client") && msg.contains("signature is invalid"),
+        "{msg}"
+    );
     assert!(!msg.contains("eyJ"), "no JWT in the message: {msg}");
     let c = fake.counters();
-    assert_eq!(c.token_requests, 2, "nonce challenge + one real attempt, no storm: {c:?}");
+    assert_eq!(
+        c.token_requests, 2,
+        "nonce challenge + one real attempt, no storm: {c:?}"
+    );
     assert_eq!(c.logs_requests, 0);
 
     // A scope the app was not granted: Okta's invalid_scope, permanent.
@@ -139,7 +156,10 @@ async fn ssws_mode_reads_logs_and_names_oktas_error_code_when_refused() {
     let before = fake.counters().logs_requests;
     let err = poller.poll().await.unwrap_err();
     assert!(matches!(err, JobError::Permanent(_)), "{err:?}");
-    assert!(err.to_string().contains("E0000011: Invalid token provided"), "{err}");
+    assert!(
+        err.to_string().contains("E0000011: Invalid token provided"),
+        "{err}"
+    );
     assert_eq!(fake.counters().logs_requests, before + 1, "not retried");
 }
 
@@ -151,7 +171,10 @@ async fn debug_output_never_shows_secrets() {
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
     let poller = OktaPoller::new(settings, t.db.clone(), None).unwrap();
     let shown = format!("{poller:?}");
-    assert!(!shown.contains("PRIVATE KEY") && !shown.contains("fake."), "{shown}");
+    assert!(
+        !shown.contains("PRIVATE KEY") && !shown.contains("fake."),
+        "{shown}"
+    );
     let (_f, ssws) = ssws_org("00secret-token-value").await;
     assert!(!format!("{ssws:?}").contains("00secret"));
     let poller = OktaPoller::new(ssws, t.db.clone(), None).unwrap();

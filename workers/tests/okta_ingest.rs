@@ -49,12 +49,22 @@ async fn many_pages_with_faults_store_every_event_exactly_once() {
         let poller = OktaPoller::new(settings, t.db.clone(), Some(metrics.clone()))
             .unwrap()
             .with_sink(sink.clone());
-        let summary = poller.fetch("job-1", &OktaFetchJob::default()).await.unwrap();
+        let summary = poller
+            .fetch("job-1", &OktaFetchJob::default())
+            .await
+            .unwrap();
         assert!(summary.caught_up, "{kind:?}: {summary:?}");
         assert_eq!(summary.stored, n, "{kind:?}: {summary:?}");
-        assert!(summary.retries >= 3, "{kind:?}: faults were retried: {summary:?}");
+        assert!(
+            summary.retries >= 3,
+            "{kind:?}: faults were retried: {summary:?}"
+        );
         assert_eq!(counts(&t.db).await, (n as i64, n as i64), "{kind:?}");
-        assert_eq!(sink.0.lock().unwrap().len(), n as usize, "{kind:?}: sink saw each new event once");
+        assert_eq!(
+            sink.0.lock().unwrap().len(),
+            n as usize,
+            "{kind:?}: sink saw each new event once"
+        );
 
         // The cursor is the last page's next link: it points past the last event.
         let cursor = okta_cursor::load(&t.db, "default").await.unwrap().unwrap();
@@ -68,13 +78,22 @@ async fn many_pages_with_faults_store_every_event_exactly_once() {
         // Metrics saw the work.
         assert_eq!(metrics.events_ingested.get(), n, "{kind:?}");
         assert!(metrics.requests.with_label_values(&["logs", "500"]).get() >= 1);
-        assert!(metrics.requests.with_label_values(&["logs", "timeout"]).get() >= 1);
+        assert!(
+            metrics
+                .requests
+                .with_label_values(&["logs", "timeout"])
+                .get()
+                >= 1
+        );
         assert!(metrics.ingestion_lag.get() > 0.0);
         fake.inject_every(None);
 
         // Nothing new: one request, an empty page, the cursor stays valid, nothing doubled.
         let before = fake.counters().logs_requests;
-        let again = poller.fetch("job-2", &OktaFetchJob::default()).await.unwrap();
+        let again = poller
+            .fetch("job-2", &OktaFetchJob::default())
+            .await
+            .unwrap();
         assert_eq!((again.stored, again.received), (0, 0), "{kind:?}");
         assert_eq!(fake.counters().logs_requests, before + 1, "{kind:?}");
 
@@ -82,11 +101,21 @@ async fn many_pages_with_faults_store_every_event_exactly_once() {
         let late = generated_event(900_000, Utc::now() - chrono::Duration::hours(2));
         fake.add_events([late.clone()]);
         fake.add_events(events(n, n + 10, recent()));
-        let third = poller.fetch("job-3", &OktaFetchJob::default()).await.unwrap();
+        let third = poller
+            .fetch("job-3", &OktaFetchJob::default())
+            .await
+            .unwrap();
         assert_eq!(third.stored, 11, "{kind:?}");
         let uuid = late["uuid"].as_str().unwrap();
-        assert!(events::get(&t.db, uuid).await.unwrap().is_some(), "{kind:?}: late event stored");
-        assert_eq!(counts(&t.db).await, (n as i64 + 11, n as i64 + 11), "{kind:?}");
+        assert!(
+            events::get(&t.db, uuid).await.unwrap().is_some(),
+            "{kind:?}: late event stored"
+        );
+        assert_eq!(
+            counts(&t.db).await,
+            (n as i64 + 11, n as i64 + 11),
+            "{kind:?}"
+        );
     }
 }
 
@@ -107,9 +136,16 @@ async fn an_interrupted_run_resumes_from_the_cursor_without_loss_or_duplicates()
     run.abort(); // the worker dies mid-run: in-flight request and transaction are dropped
     let _ = run.await;
     let (stored_before, _) = counts(&t.db).await;
-    assert!(stored_before > 0 && (stored_before as u64) < n, "{stored_before}");
+    assert!(
+        stored_before > 0 && (stored_before as u64) < n,
+        "{stored_before}"
+    );
     let cursor = okta_cursor::load(&t.db, "default").await.unwrap().unwrap();
-    assert!(cursor.next_url.ends_with(&format!("_{stored_before}")), "cursor matches the stored pages: {} vs {stored_before}", cursor.next_url);
+    assert!(
+        cursor.next_url.ends_with(&format!("_{stored_before}")),
+        "cursor matches the stored pages: {} vs {stored_before}",
+        cursor.next_url
+    );
 
     // A new process (new poller, new token) resumes where the cursor says.
     fake.inject_every(None);
@@ -117,9 +153,15 @@ async fn an_interrupted_run_resumes_from_the_cursor_without_loss_or_duplicates()
     let poller = OktaPoller::new(settings, t.db.clone(), None).unwrap();
     let summary = poller.poll().await.unwrap();
     assert!(summary.caught_up);
-    assert_eq!(summary.duplicates, 0, "resumed exactly at the cursor: {summary:?}");
+    assert_eq!(
+        summary.duplicates, 0,
+        "resumed exactly at the cursor: {summary:?}"
+    );
     assert_eq!(counts(&t.db).await, (n as i64, n as i64));
-    assert_eq!(fake.counters().events_served - served_before, n - stored_before as u64);
+    assert_eq!(
+        fake.counters().events_served - served_before,
+        n - stored_before as u64
+    );
 }
 
 #[tokio::test]
@@ -128,7 +170,10 @@ async fn malformed_events_are_recorded_and_skipped() {
     let (fake, settings) = oauth_org().await;
     fake.add_events(events(0, 5, recent()));
     let now = Utc::now().timestamp_millis();
-    fake.add_raw_event(r#"{"published":"2024-01-01T00:00:00.000Z","eventType":"x"}"#, now);
+    fake.add_raw_event(
+        r#"{"published":"2024-01-01T00:00:00.000Z","eventType":"x"}"#,
+        now,
+    );
     fake.add_raw_event(r#""just a string""#, now);
     fake.add_events(events(5, 10, recent()));
     let poller = OktaPoller::new(settings, t.db.clone(), None).unwrap();
@@ -157,16 +202,28 @@ async fn bounded_backfills_respect_window_and_limit_and_leave_the_cursor() {
     let job = OktaFetchJob { limit: None, ..job };
     let summary = poller.fetch("b2", &job).await.unwrap();
     assert!(summary.caught_up);
-    assert_eq!((summary.received, summary.stored, summary.duplicates), (300, 50, 250));
-    assert!(okta_cursor::load(&t.db, "default").await.unwrap().is_none(), "bounded runs never move the cursor");
+    assert_eq!(
+        (summary.received, summary.stored, summary.duplicates),
+        (300, 50, 250)
+    );
+    assert!(
+        okta_cursor::load(&t.db, "default").await.unwrap().is_none(),
+        "bounded runs never move the cursor"
+    );
     let oldest = events::list(
         &t.db,
-        &events::EventQuery { limit: 1000, ..Default::default() },
+        &events::EventQuery {
+            limit: 1000,
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
     assert_eq!(oldest.events.len(), 300);
-    assert_eq!(oldest.events.last().unwrap().published, start + chrono::Duration::seconds(100));
+    assert_eq!(
+        oldest.events.last().unwrap().published,
+        start + chrono::Duration::seconds(100)
+    );
 }
 
 #[tokio::test]
@@ -189,9 +246,15 @@ async fn a_next_link_to_another_host_is_refused() {
     let (_fake, settings) = oauth_org().await;
     let (other, _) = oauth_org().await;
     // A cursor from another org: polling restarts from the initial window instead.
-    okta_cursor::commit_page(&t.db, "default", &[], &[], Some(&format!("{}/api/v1/logs?after=1_5", other.base_url())))
-        .await
-        .unwrap();
+    okta_cursor::commit_page(
+        &t.db,
+        "default",
+        &[],
+        &[],
+        Some(&format!("{}/api/v1/logs?after=1_5", other.base_url())),
+    )
+    .await
+    .unwrap();
     let poller = OktaPoller::new(settings, t.db.clone(), None).unwrap();
     poller.poll().await.unwrap();
     assert_eq!(other.counters().logs_requests, 0);

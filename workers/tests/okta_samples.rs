@@ -21,9 +21,17 @@ fn every_sample_event_parses_and_round_trips() {
         let e = parse_event(&raw).unwrap_or_else(|m| panic!("{name}: {}", m.reason));
         assert_eq!(e.raw, text.trim(), "{name}: raw kept byte for byte");
         let original: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&e.raw).unwrap(), original, "{name}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&e.raw).unwrap(),
+            original,
+            "{name}"
+        );
         assert_eq!(Some(e.uuid.as_str()), original["uuid"].as_str(), "{name}");
-        assert_eq!(Some(e.event_type.as_str()), original["eventType"].as_str(), "{name}");
+        assert_eq!(
+            Some(e.event_type.as_str()),
+            original["eventType"].as_str(),
+            "{name}"
+        );
         let outcome = original["outcome"]["result"].as_str();
         assert_eq!(e.outcome_result.as_deref(), outcome, "{name}");
     }
@@ -42,12 +50,20 @@ async fn sample_events_are_ingested_unchanged() {
         let s = poller.poll().await.unwrap();
         let distinct: std::collections::HashSet<_> = samples
             .iter()
-            .map(|(_, t)| serde_json::from_str::<Value>(t).unwrap()["uuid"].as_str().unwrap().to_owned())
+            .map(|(_, t)| {
+                serde_json::from_str::<Value>(t).unwrap()["uuid"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(s.stored as usize, distinct.len(), "{:?}", t.kind());
         assert_eq!(s.malformed, 0);
         for (name, text) in &samples {
-            let uuid = serde_json::from_str::<Value>(text).unwrap()["uuid"].as_str().unwrap().to_owned();
+            let uuid = serde_json::from_str::<Value>(text).unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             let stored = events::get(&t.db, &uuid).await.unwrap().unwrap();
             if distinct.len() == samples.len() {
                 assert_eq!(stored.raw, text.trim(), "{name}");

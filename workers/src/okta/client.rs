@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use reqwest::{StatusCode, Url};
 use serde_json::value::RawValue;
 
+use super::OktaError;
 use super::auth::{Auth, OauthAuth, TokenState};
 use super::keys::SigningKey;
 use super::metrics::OktaMetrics;
 use super::settings::{OktaAuthMode, OktaSettings};
-use super::OktaError;
 
 /// Why a request to Okta failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +82,9 @@ impl OktaClient {
         let auth = match settings.auth {
             OktaAuthMode::Ssws => {
                 let token = settings.api_token.clone().ok_or_else(|| {
-                    OktaError::Config("okta.auth = \"ssws\" needs okta.api_token (or api_token_file)".to_owned())
+                    OktaError::Config(
+                        "okta.auth = \"ssws\" needs okta.api_token (or api_token_file)".to_owned(),
+                    )
                 })?;
                 Auth::Ssws(token)
             }
@@ -281,7 +283,12 @@ pub(crate) fn record(
 pub(crate) fn describe_error(what: &str, status: StatusCode, body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    let detail = match (s("errorCode"), s("errorSummary"), s("error"), s("error_description")) {
+    let detail = match (
+        s("errorCode"),
+        s("errorSummary"),
+        s("error"),
+        s("error_description"),
+    ) {
         (Some(code), Some(summary), _, _) => format!("{code}: {summary}"),
         (Some(code), None, _, _) => code,
         (_, _, Some(err), Some(desc)) => format!("{err}: {desc}"),
@@ -312,9 +319,8 @@ fn links(headers: &reqwest::header::HeaderMap) -> (Option<String>, Option<String
         let Ok(value) = value.to_str() else { continue };
         for part in value.split(",") {
             let part = part.trim();
-            let Some((target, params)) = part
-                .strip_prefix('<')
-                .and_then(|rest| rest.split_once('>'))
+            let Some((target, params)) =
+                part.strip_prefix('<').and_then(|rest| rest.split_once('>'))
             else {
                 continue;
             };
@@ -352,7 +358,10 @@ mod tests {
             ),
         );
         let (s, n) = links(&h);
-        assert_eq!(s.as_deref(), Some("https://a.okta.com/api/v1/logs?limit=20"));
+        assert_eq!(
+            s.as_deref(),
+            Some("https://a.okta.com/api/v1/logs?limit=20")
+        );
         assert!(n.unwrap().ends_with("after=1627500044869_1"));
         let mut h = HeaderMap::new();
         h.append(

@@ -95,8 +95,10 @@ mod tests {
     fn missing_required_fields_are_malformed() {
         let m = parse_event(&raw(r#"{"published":"2024-04-02T19:17:37.621Z"}"#)).unwrap_err();
         assert_eq!(m.reason, "missing uuid");
-        let m = parse_event(&raw(r#"{"uuid":"x","published":"yesterday","eventType":"a"}"#))
-            .unwrap_err();
+        let m = parse_event(&raw(
+            r#"{"uuid":"x","published":"yesterday","eventType":"a"}"#,
+        ))
+        .unwrap_err();
         assert_eq!(m.uuid.as_deref(), Some("x"));
         assert!(parse_event(&raw("[1]")).is_err());
     }

@@ -187,7 +187,9 @@ impl OktaPoller {
             match next {
                 Some(n) => url = n,
                 None => {
-                    tracing::warn!("Okta sent a polling page without a next link; the next run repeats it");
+                    tracing::warn!(
+                        "Okta sent a polling page without a next link; the next run repeats it"
+                    );
                     break;
                 }
             }
@@ -209,7 +211,10 @@ impl OktaPoller {
             ..Default::default()
         };
         let page_limit = match limit {
-            Some(l) => self.page_limit().min(u32::try_from(l).unwrap_or(u32::MAX)).max(1),
+            Some(l) => self
+                .page_limit()
+                .min(u32::try_from(l).unwrap_or(u32::MAX))
+                .max(1),
             None => self.page_limit(),
         };
         let mut url = self.logs_url(&[
@@ -308,7 +313,9 @@ impl OktaPoller {
         summary: &mut FetchSummary,
     ) -> Result<(), JobError> {
         let take = room.map_or(page.events.len(), |r| {
-            page.events.len().min(usize::try_from(r).unwrap_or(usize::MAX))
+            page.events
+                .len()
+                .min(usize::try_from(r).unwrap_or(usize::MAX))
         });
         let mut events: Vec<NewEvent> = Vec::with_capacity(take);
         let mut malformed: Vec<MalformedEvent> = Vec::new();
@@ -381,7 +388,10 @@ impl OktaPoller {
                     }
                     summary.rate_limit_waits += 1;
                     let wait = reset_wait(reset).unwrap_or_else(|| self.backoff(limited));
-                    tracing::info!(wait_ms = wait.as_millis() as u64, "Okta rate limit hit (429); waiting for the reset");
+                    tracing::info!(
+                        wait_ms = wait.as_millis() as u64,
+                        "Okta rate limit hit (429); waiting for the reset"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 Err(FetchError::Transient(msg)) => {
@@ -411,7 +421,9 @@ impl OktaPoller {
 
     /// Sleeps until the reset when the remaining budget is down to the reserve share.
     async fn pace(&self, rate: &RateLimit, summary: &mut FetchSummary) {
-        let Some(remaining) = rate.remaining else { return };
+        let Some(remaining) = rate.remaining else {
+            return;
+        };
         let reserve = rate.limit.map_or(0, |l| {
             (l.max(0) * i64::from(self.settings.rate_limit_reserve_percent.min(100)) + 99) / 100
         });
