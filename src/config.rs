@@ -350,7 +350,7 @@ mod tests {
                 .unwrap();
         assert_eq!(loaded.settings.database.url, "sqlite://file.db");
         assert_eq!(loaded.settings.database.max_connections, 7);
-        assert_eq!(loaded.settings.log.level, "info");
+        assert_eq!(loaded.settings.log.level, LogSettings::default().level);
     }
 
     #[test]

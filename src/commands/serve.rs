@@ -6,10 +6,12 @@
 //! Shutdown order: the API stops accepting, the runtime stops leasing and drains running
 //! jobs up to `engine.shutdown_deadline_seconds`, unfinished jobs go back to their queue.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use prometheus::Registry;
+use vigil_jobs::Queue;
 use vigil_queue::Engine;
 use vigil_workers::runtime::{Handler, Runtime, RuntimeHandle};
 
@@ -41,13 +43,21 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     };
     let registry = Registry::new();
     let runtime = if role.runs_workers() {
-        Some(start_runtime(&settings, &engine, &registry, Vec::new())?)
+        let handlers = build_handlers(&settings, &engine, &db, &registry)?;
+        Some(start_runtime(&settings, &engine, &registry, handlers)?)
     } else {
         None
     };
     let api = if role != Role::Worker {
+        // With workers in this process, the API's enqueues count in the same metrics.
+        let api_engine = match &runtime {
+            Some(rt) => engine
+                .clone()
+                .with_enqueue_hook(rt.metrics().enqueue_hook()),
+            None => engine.clone(),
+        };
         let state = vigil_api::ApiState::new(
-            engine.clone(),
+            api_engine,
             db.clone(),
             vigil_api::ApiSettings {
                 http: settings.http.clone(),
@@ -81,7 +91,10 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     }
     db.close().await;
     tracing::info!("vigil stopped");
-    Ok(())
+    // Everything durable is done: jobs drained or handed back, server stopped, pool closed.
+    // Exit here, inside the runtime, instead of letting the actor system be torn down after
+    // the runtime is gone, where services with async clean-up (lettre's SMTP pool) panic.
+    std::process::exit(0)
 }
 
 /// Connects to Redis, retrying with backoff while it is unreachable. Returns `None` when a
@@ -117,14 +130,72 @@ pub async fn connect_engine(settings: &Settings) -> anyhow::Result<Option<Engine
     }
 }
 
-/// Starts the supervised workers of every queue that has a handler, and the schedules.
+/// The handler of every queue this process can run, over long-lived services: the audit
+/// writer actor, the mailer (SMTP pool, shared send limit), the Okta poller (when
+/// `okta.enabled`). Detection and escalation are not built yet, so `alert_escalation` has no
+/// handler here.
+pub fn build_handlers(
+    settings: &Settings,
+    engine: &Engine,
+    db: &vigil_store::Db,
+    registry: &Registry,
+) -> anyhow::Result<Vec<(Queue, Handler)>> {
+    use vigil_workers::{audit, email, okta};
+    let mut handlers = Vec::new();
+
+    let audit_metrics = audit::AuditMetrics::register(registry)?;
+    let writer = audit::AuditWriter::new(
+        db.clone(),
+        audit::AuditWriterSettings::default(),
+        Some(audit_metrics),
+    )
+    .start_writer();
+    handlers.push((Queue::Audit, audit::audit_handler(writer)));
+
+    let limiter = email::SendRateLimiter::redis(
+        engine.redis(),
+        format!("{}:email:rate", engine.prefix()),
+        settings.smtp.rate_per_minute,
+        Duration::from_secs(settings.smtp.rate_wait_seconds),
+    );
+    let mailer = email::Mailer::new(
+        &settings.smtp,
+        db.clone(),
+        limiter,
+        Arc::new(email::EngineAuditSink::new(engine.clone())),
+    )
+    .context("invalid [smtp] settings")?
+    .with_metrics(email::EmailMetrics::register(registry)?);
+    handlers.push((Queue::Email, email::email_handler(mailer)));
+
+    if settings.okta.enabled {
+        let metrics = okta::OktaMetrics::register(registry)?;
+        let poller = okta::OktaPoller::new(settings.okta.clone(), db.clone(), Some(metrics))
+            .context("invalid [okta] settings")?;
+        handlers.push((Queue::OktaFetch, okta::okta_handler(poller)));
+    } else {
+        tracing::info!("okta.enabled is false: this process does not fetch Okta events");
+    }
+    Ok(handlers)
+}
+
+/// Starts the supervised workers of every queue that has a handler, and the schedules of
+/// those queues (a schedule whose queue nobody here consumes would only pile up jobs).
 pub fn start_runtime(
     settings: &Settings,
     engine: &Engine,
     registry: &Registry,
-    handlers: Vec<(vigil_jobs::Queue, Handler)>,
+    handlers: Vec<(Queue, Handler)>,
 ) -> anyhow::Result<RuntimeHandle> {
-    let mut builder = Runtime::builder(engine.clone(), settings.schedules.clone(), registry);
+    let mut schedules = settings.schedules.clone();
+    schedules.0.retain(|name, s| {
+        let served = handlers.iter().any(|(q, _)| *q == s.queue);
+        if !served {
+            tracing::info!(schedule = %name, queue = %s.queue, "schedule skipped: no handler for its queue here");
+        }
+        served
+    });
+    let mut builder = Runtime::builder(engine.clone(), schedules, registry);
     for (queue, handler) in handlers {
         builder = builder.handler(queue, handler);
     }

@@ -310,7 +310,11 @@ impl FakeOkta {
 
 /// A generated, realistic `user.session.start` event number `i`, published at `published`.
 pub fn generated_event(i: u64, published: DateTime<Utc>) -> Value {
-    let outcome = if i.is_multiple_of(5) { "FAILURE" } else { "SUCCESS" };
+    let outcome = if i.is_multiple_of(5) {
+        "FAILURE"
+    } else {
+        "SUCCESS"
+    };
     json!({
         "uuid": format!("{:08x}-{:04x}-11ee-8000-{:012x}", i as u32, (i >> 32) as u16, i),
         "published": published.to_rfc3339_opts(SecondsFormat::Millis, true),

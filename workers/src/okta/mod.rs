@@ -17,12 +17,14 @@
 mod auth;
 pub mod client;
 pub mod event;
+pub mod handler;
 pub mod keys;
 pub mod metrics;
 pub mod poller;
 pub mod settings;
 
 pub use client::{FetchError, OktaClient};
+pub use handler::okta_handler;
 pub use keys::{GeneratedKey, KeyKind, SigningKey, generate};
 pub use metrics::OktaMetrics;
 pub use poller::{FetchMode, FetchSummary, NewEventsSink, NoopSink, OktaPoller};

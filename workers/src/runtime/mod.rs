@@ -272,14 +272,21 @@ impl RuntimeHandle {
         let until = tokio::time::Instant::now() + deadline;
         for (queue, w) in workers {
             let supervisor::RunningWorker { control, mut task } = w;
-            match tokio::time::timeout_at(until, &mut task).await {
-                Ok(_) => {}
-                Err(_) => {
-                    task.abort();
-                    let released = control.release_all().await;
-                    tracing::warn!(%queue, released, "shutdown deadline passed; unfinished jobs returned to the queue");
+            // The apalis worker loop does not end by itself when its backend stops, so wait
+            // for the jobs this worker holds to finish (or the deadline), then end the loop.
+            let drained = async {
+                while control.inflight() > 0 && !task.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+            };
+            if tokio::time::timeout_at(until, drained).await.is_err() {
+                task.abort();
+                let released = control.release_all().await;
+                tracing::warn!(%queue, released, "shutdown deadline passed; unfinished jobs returned to the queue");
+            } else if !task.is_finished() {
+                task.abort();
             }
+            let _ = (&mut task).await;
             // Jobs leased but never handed to the worker.
             let released = control.release_all().await;
             if released > 0 {
@@ -288,6 +295,14 @@ impl RuntimeHandle {
         }
         self.upkeep.abort();
         self.supervisor.do_send(StopActor);
+        // Let the supervisor stop (dropping the handlers and their services, e.g. the SMTP
+        // pool) while the runtime is still there to run their clean-up.
+        let stopped = async {
+            while self.supervisor.connected() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), stopped).await;
         if let Err(e) = self
             .shared
             .engine

@@ -136,8 +136,9 @@ impl QueueActor {
         };
         let worker = WorkerBuilder::new(worker_id.clone())
             .backend(backend)
-            .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
+            // Concurrency outside timeout: the timeout counts a job's run, not its wait.
             .concurrency(settings.concurrency.max(1))
+            .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
             .layer(CatchPanicLayer::with_panic_handler(panic_message))
             .data(data)
             .build(run_job);
