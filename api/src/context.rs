@@ -300,9 +300,16 @@ fn finish_headers(resp: &mut Response, request_id: &str, path: &str, limit: Opti
         HeaderValue::from_static("no-referrer"),
     );
     let docs = path == "/docs" || path.starts_with("/docs/");
+    let dashboard = path == "/dashboard" || path.starts_with("/dashboard/");
     h.insert(
         HeaderName::from_static("content-security-policy"),
-        HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }),
+        HeaderValue::from_static(if docs {
+            DOCS_CSP
+        } else if dashboard {
+            crate::dashboard::DASHBOARD_CSP
+        } else {
+            API_CSP
+        }),
     );
     if !docs {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

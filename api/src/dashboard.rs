@@ -40,7 +40,6 @@ fn app_css() -> Response {
 }
 
 /// `GET /` → `/dashboard`.
-#[handler]
 pub fn root_redirect() -> Redirect {
     Redirect::see_other("/dashboard")
 }

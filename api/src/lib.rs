@@ -25,6 +25,7 @@
 pub mod audit;
 pub mod auth;
 pub mod context;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod ratelimit;
@@ -40,7 +41,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::http::Method;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::Cors;
-use poem::{EndpointExt, Response, Route, Server};
+use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, Server};
 
 pub use error::{ApiError, ApiResult, ErrorBody};
 pub use settings::{AuthSettings, HttpSettings, JwtAlgorithm, OidcSettings, RateLimitSettings};
@@ -56,7 +57,15 @@ pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
     let route = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .nest("/", service);
+        .nest("/dashboard", dashboard::routes())
+        .nest("/", service)
+        // `GET /` leads people to the dashboard (the API service owns every other path).
+        .around(|ep, req| async move {
+            if req.uri().path() == "/" {
+                return Ok(dashboard::root_redirect().into_response());
+            }
+            Ok(ep.call(req).await?.into_response())
+        });
     let inner: BoxEndpoint<'static, Response> = if http.cors_origins.is_empty() {
         route.map_to_response().boxed()
     } else {

@@ -1,9 +1,9 @@
 // vigil dashboard: a dependency-free page over the JSON API. It signs in with the token API,
-// polls every 2 seconds (server-side pagination keeps each poll small), and renders with
+// polls every 5 seconds (server-side pagination keeps each poll small), and renders with
 // textContent only, so nothing from a job payload or an event is ever parsed as HTML.
 "use strict";
 
-const POLL_MS = 2000;
+const POLL_MS = 5000; // 6 reads per poll stays well inside the 100/min per-user rate limit
 const PAGE_SIZE = 20;
 const store = window.sessionStorage;
 const state = { page: 1, total: 0, selectedJob: null, timer: null, role: null };
