@@ -8,6 +8,12 @@ source scripts/services.sh
 ensure_redis
 ensure_postgres
 
+# Browser tests drive Debian's Chromium through chromedriver.
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+  echo "installing chromium and chromium-driver" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2
   cargo install cargo-nextest --locked

@@ -188,6 +188,19 @@ pub async fn start_attempt(db: &Db, id: i64, lease_ms: i64) -> Result<bool, Stor
     Ok(done.rows_affected() == 1)
 }
 
+/// Reopens a `dead` delivery (to `failed`) so that its job, retried by an operator, may send
+/// it again. Returns whether a row changed.
+pub async fn reopen_dead(db: &Db, id: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE emails SET status = 'failed', updated_at = $1 WHERE id = $2 AND status = 'dead'",
+    )
+    .bind(now_millis())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Records a successful send with the server's reply.
 pub async fn mark_sent(db: &Db, id: i64, smtp_reply: &str) -> Result<(), StoreError> {
     let now = now_millis();

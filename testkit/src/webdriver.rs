@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The W3C key of an element reference in WebDriver JSON.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4f735466cecc";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Is Chromium with its driver installed? Browser tests skip loudly when it is not.
 pub fn chromium_available() -> bool {

@@ -192,6 +192,32 @@ impl Mailer {
         self.send_attempt(job_id, job, false).await
     }
 
+    /// An operator retried a dead `email` job: its delivery record is `dead`, but this attempt
+    /// (`attempt`, counted by the engine) comes after every attempt the record saw, so the
+    /// delivery is reopened and the next send may go out. A re-delivery of the same attempt
+    /// (a crash) never reopens anything: its attempt number is not past the record's.
+    pub async fn reopen_if_retried(
+        &self,
+        job_id: &str,
+        job: &EmailJob,
+        attempt: u32,
+    ) -> Result<(), JobError> {
+        let key = emails::dedup_key(job_id, job.idempotency_key.as_deref());
+        let record = emails::find_by_dedup_key(&self.db, &key)
+            .await
+            .map_err(|e| JobError::retryable(format!("reading the email failed: {e}")))?;
+        if let Some(r) = record
+            && r.status == EmailStatus::Dead
+            && i64::from(attempt) > r.attempts
+        {
+            emails::reopen_dead(&self.db, r.id)
+                .await
+                .map_err(|e| JobError::retryable(format!("reopening the email failed: {e}")))?;
+            tracing::info!(email_id = r.id, "dead email reopened by a retried job");
+        }
+        Ok(())
+    }
+
     /// Like [`Mailer::send`]; on the job's `last_attempt` a transient failure also ends the
     /// delivery: it is recorded `dead` and audited (the engine dead-letters the job).
     pub async fn send_attempt(

@@ -1,0 +1,158 @@
+//! The dashboard in a real browser (headless Chromium through chromedriver) against a real
+//! `vigil run`: sign in, watch a queue count change after an enqueue through the API, retry a
+//! dead job from the page and watch it finish, and check an analyst sees no admin buttons.
+//! Screenshots go to `artifacts/screenshots/` (README shows one of them).
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Deployment, PASSWORD, wait_status};
+use vigil_testkit::smtp::SmtpServer;
+use vigil_testkit::webdriver::{Driver, Session, chromium_available};
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn sign_in(browser: &Session, base: &str, user: &str) {
+    browser.goto(&format!("{base}/")).await;
+    browser.type_into("#username", user).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("#sign-in-button").await;
+    browser
+        .wait_text("#queues-body", Duration::from_secs(20), |t| {
+            t.contains("email")
+        })
+        .await;
+}
+
+async fn enqueue_email(base: &str, token: &str, body: Value) -> String {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/v1/jobs/email"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let v: Value = res.json().await.unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The SMTP server is down at first, and one attempt is all an email gets: it goes dead.
+    let mut smtp = SmtpServer::start().await;
+    smtp.stop().await;
+    let vigil = Deployment::new(
+        smtp.port(),
+        // The test polls the API beside the page; rate limits have their own tests.
+        &[
+            ("VIGIL_QUEUES__EMAIL__MAX_ATTEMPTS", "1"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    vigil.add_user("ann", "analyst");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &base, "admin").await;
+
+    // A delayed job shows up in the email queue's `scheduled` count without a reload.
+    let scheduled = "tr[data-queue=email] td[data-count=scheduled]";
+    let before: u64 = browser
+        .text(scheduled)
+        .await
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    enqueue_email(
+        &base,
+        &token,
+        json!({"payload": {"to": ["later@example.com"], "subject": "later", "body": {"text": "x"}},
+               "delay_seconds": 3600}),
+    )
+    .await;
+    let after = browser
+        .wait_text(scheduled, Duration::from_secs(20), |t| {
+            t.trim().parse::<u64>().is_ok_and(|n| n == before + 1)
+        })
+        .await;
+    assert_eq!(after.trim(), (before + 1).to_string());
+
+    // An email while SMTP is down goes dead; the page offers Retry.
+    let id = enqueue_email(
+        &base,
+        &token,
+        json!({"payload": {"to": ["soc@example.com"], "subject": "retry me", "body": {"text": "x"}}}),
+    )
+    .await;
+    let dead = wait_status(&base, &token, &id, "dead").await;
+    assert_eq!(dead["status"], "dead", "{dead}");
+    let row = format!("tr[data-job='{id}']");
+    browser
+        .wait_text(&row, Duration::from_secs(20), |t| t.contains("dead"))
+        .await;
+    std::fs::write(
+        artifacts().join("dashboard.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+
+    // SMTP comes back; Retry from the page; the job finishes and the page shows it.
+    smtp.restart().await;
+    browser
+        .click(&format!("{row} button[aria-label^=retry]"))
+        .await;
+    let done = wait_status(&base, &token, &id, "done").await;
+    assert_eq!(done["status"], "done", "{done}");
+    browser
+        .wait_text(&row, Duration::from_secs(20), |t| t.contains("done"))
+        .await;
+    assert_eq!(smtp.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    std::fs::write(
+        artifacts().join("dashboard-retried.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+    browser.close().await;
+
+    // An analyst on a phone-sized screen sees the same data and no admin buttons.
+    let phone = driver.session(390, 844).await;
+    sign_in(&phone, &base, "ann").await;
+    phone
+        .wait_text(&row, Duration::from_secs(20), |t| t.contains("done"))
+        .await;
+    let admin_buttons = phone
+        .execute(
+            "return [...document.querySelectorAll('button')].filter(b => b.offsetParent !== null \
+             && /^(Retry|Cancel|Pause|Resume|Acknowledge|Resolve)$/.test(b.textContent)).length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(admin_buttons, json!(0));
+    std::fs::write(
+        artifacts().join("dashboard-analyst-phone.png"),
+        phone.screenshot().await,
+    )
+    .unwrap();
+    phone.close().await;
+
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}

@@ -1,0 +1,208 @@
+//! Helpers shared by the process-level tests: a real `vigil` process with an isolated
+//! SQLite database, Redis key prefix and port, users added through the CLI.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use vigil_testkit::redis::{free_port, shared_url, unique_prefix};
+
+pub const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// One isolated vigil deployment: its folder, environment, port and Redis prefix.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    pub port: u16,
+    pub prefix: String,
+}
+
+impl Deployment {
+    /// A deployment sending mail to `smtp_port`, with extra `VIGIL_*` settings.
+    pub fn new(smtp_port: u16, extra: &[(&str, &str)]) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let prefix = unique_prefix("proc");
+        std::fs::write(
+            dir.path().join("jwt"),
+            "0123456789abcdef0123456789abcdef0123456789",
+        )
+        .unwrap();
+        let mut env: Vec<(String, String)> = [
+            (
+                "VIGIL_DATABASE__URL",
+                format!("sqlite://{}/vigil.db", dir.path().display()),
+            ),
+            ("VIGIL_REDIS__URL", shared_url()),
+            ("VIGIL_REDIS__PREFIX", prefix.clone()),
+            ("VIGIL_HTTP__LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "VIGIL_AUTH__JWT_SECRET_FILE",
+                dir.path().join("jwt").display().to_string(),
+            ),
+            ("VIGIL_SMTP__HOST", "127.0.0.1".to_owned()),
+            ("VIGIL_SMTP__PORT", smtp_port.to_string()),
+            ("VIGIL_SMTP__TLS", "none".to_owned()),
+            ("VIGIL_LOG__FORMAT", "json".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Deployment {
+            dir,
+            env,
+            port,
+            prefix,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `vigil ARGS` in this deployment's folder and environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.current_dir(self.dir.path()).args(args);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VIGIL_")) {
+            cmd.env_remove(k);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
+    /// Adds a user through `vigil user add` (password on stdin).
+    pub fn add_user(&self, name: &str, role: &str) {
+        let mut add = self
+            .command(&["user", "add", name, "--role", role])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+        assert!(add.wait().unwrap().success(), "vigil user add failed");
+    }
+
+    /// Starts `vigil SUBCOMMAND` and waits until `/health` answers (for API roles).
+    pub async fn start(&self, subcommand: &str) -> Daemon {
+        let child = self
+            .command(&[subcommand])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = Daemon(child);
+        if subcommand != "worker" {
+            let client = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(r) = client.get(format!("{}/health", self.base())).send().await
+                    && r.status().is_success()
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "vigil {subcommand} never answered /health"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        daemon
+    }
+
+    /// An access token for `name`.
+    pub async fn token(&self, name: &str) -> String {
+        let tokens: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/token", self.base()))
+            .json(&json!({"username": name, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens["access_token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Deletes this deployment's Redis keys.
+    pub async fn clean_redis(&self) {
+        let mut conn = redis::Client::open(shared_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A running vigil process, killed on drop.
+pub struct Daemon(pub Child);
+
+impl Daemon {
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not stop after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `GET /api/v1/jobs/{id}` until its status is `want` (or 30 s pass); returns the job.
+pub async fn wait_status(base: &str, token: &str, id: &str, want: &str) -> Value {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j: Value = client
+            .get(format!("{base}/api/v1/jobs/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["status"] == want || Instant::now() > deadline {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
