@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
