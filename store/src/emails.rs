@@ -188,11 +188,14 @@ pub async fn start_attempt(db: &Db, id: i64, lease_ms: i64) -> Result<bool, Stor
     Ok(done.rows_affected() == 1)
 }
 
-/// Reopens a `dead` delivery (to `failed`) so that its job, retried by an operator, may send
-/// it again. Returns whether a row changed.
-pub async fn reopen_dead(db: &Db, id: i64) -> Result<bool, StoreError> {
+/// Hands a delivery to a later attempt of its job: a `dead` row is reopened (the job was
+/// retried by an operator) and a `sending` row's claim is released (the attempt that held it
+/// lost its job lease, so the engine already gave the job to this one). Returns whether a row
+/// changed.
+pub async fn supersede(db: &Db, id: i64) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE emails SET status = 'failed', updated_at = $1 WHERE id = $2 AND status = 'dead'",
+        "UPDATE emails SET status = 'failed', lease_until = NULL, updated_at = $1 \
+         WHERE id = $2 AND status IN ('dead', 'sending')",
     )
     .bind(now_millis())
     .bind(id)

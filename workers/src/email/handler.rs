@@ -29,7 +29,7 @@ pub fn email_handler(mailer: Mailer) -> Handler {
                 Err(e) => return Err(JobError::Permanent(format!("invalid email job: {e}"))),
             };
             mailer
-                .reopen_if_retried(&ctx.job_id, &job, ctx.attempt)
+                .supersede_earlier_attempts(&ctx.job_id, &job, ctx.attempt)
                 .await?;
             let last = ctx.attempt >= ctx.max_attempts;
             mailer

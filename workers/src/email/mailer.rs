@@ -192,11 +192,13 @@ impl Mailer {
         self.send_attempt(job_id, job, false).await
     }
 
-    /// An operator retried a dead `email` job: its delivery record is `dead`, but this attempt
-    /// (`attempt`, counted by the engine) comes after every attempt the record saw, so the
-    /// delivery is reopened and the next send may go out. A re-delivery of the same attempt
-    /// (a crash) never reopens anything: its attempt number is not past the record's.
-    pub async fn reopen_if_retried(
+    /// A later attempt of the same job supersedes earlier ones. The engine counts attempts
+    /// and fences stale workers, so when `attempt` is past every attempt the delivery record
+    /// saw, the earlier attempt is over: a `dead` record (an operator retried the job) is
+    /// reopened, and a `sending` claim left by a worker that died mid-send is released
+    /// instead of blocking every retry until the claim expires. A re-delivery of the same
+    /// attempt never takes anything over: its number is not past the record's.
+    pub async fn supersede_earlier_attempts(
         &self,
         job_id: &str,
         job: &EmailJob,
@@ -207,13 +209,13 @@ impl Mailer {
             .await
             .map_err(|e| JobError::retryable(format!("reading the email failed: {e}")))?;
         if let Some(r) = record
-            && r.status == EmailStatus::Dead
+            && matches!(r.status, EmailStatus::Dead | EmailStatus::Sending)
             && i64::from(attempt) > r.attempts
         {
-            emails::reopen_dead(&self.db, r.id)
+            emails::supersede(&self.db, r.id)
                 .await
-                .map_err(|e| JobError::retryable(format!("reopening the email failed: {e}")))?;
-            tracing::info!(email_id = r.id, "dead email reopened by a retried job");
+                .map_err(|e| JobError::retryable(format!("taking over the email failed: {e}")))?;
+            tracing::info!(email_id = r.id, was = ?r.status, attempt, "email taken over by a later attempt of its job");
         }
         Ok(())
     }

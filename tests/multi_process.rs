@@ -1,0 +1,116 @@
+//! Several real processes on one Redis and one database: one `vigil api` and two
+//! `vigil worker`s. One worker is killed with SIGKILL again and again while it is sending
+//! email; every job still completes (at-least-once under the lease), attempts are counted,
+//! and every message reaches the SMTP server.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::Deployment;
+use vigil_testkit::smtp::SmtpServer;
+
+const JOBS: usize = 40;
+
+async fn jobs(base: &str, token: &str) -> Vec<Value> {
+    let page: Value = reqwest::Client::new()
+        .get(format!(
+            "{base}/api/v1/jobs?queue=email&page=1&page_size=100"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_survive_a_worker_killed_mid_send_again_and_again() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let smtp = SmtpServer::start().await;
+    // Each message takes a while at DATA, so a kill always finds sends in flight.
+    smtp.delay_data(Some(Duration::from_millis(250)));
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_ENGINE__LEASE_SECONDS", "3"),
+            ("VIGIL_ENGINE__REAPER_INTERVAL_MS", "500"),
+            ("VIGIL_QUEUES__EMAIL__MAX_ATTEMPTS", "20"),
+            ("VIGIL_QUEUES__EMAIL__BACKOFF_BASE_MS", "100"),
+            ("VIGIL_QUEUES__EMAIL__BACKOFF_MAX_MS", "1000"),
+            ("VIGIL_SMTP__RATE_PER_MINUTE", "0"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let api = vigil.start("api").await;
+    let steady = vigil.start("worker").await;
+    let mut victim = vigil.start("worker").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+
+    let client = reqwest::Client::new();
+    for i in 0..JOBS {
+        let res = client
+            .post(format!("{base}/api/v1/jobs/email"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"payload": {"to": ["soc@example.com"], "subject": format!("job {i}"),
+                                      "body": {"text": "x"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+    }
+
+    // Kill one worker with SIGKILL five times while it works, starting a fresh one each time.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        drop(victim); // Daemon's drop is SIGKILL + wait: no shutdown code runs
+        victim = vigil.start("worker").await;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let all = loop {
+        let all = jobs(&base, &token).await;
+        let done = all.iter().filter(|j| j["status"] == "done").count();
+        if done == JOBS || Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(all.len(), JOBS, "no job lost");
+    let not_done: Vec<&Value> = all.iter().filter(|j| j["status"] != "done").collect();
+    assert!(not_done.is_empty(), "every job completes: {not_done:?}");
+    let rerun = all
+        .iter()
+        .filter(|j| j["attempts"].as_u64().unwrap_or(0) >= 2)
+        .count();
+    assert!(
+        rerun >= 1,
+        "a killed worker's jobs ran again, with their attempts counted"
+    );
+
+    let subjects: HashSet<String> = smtp
+        .messages()
+        .iter()
+        .filter_map(|m| m.header("Subject"))
+        .collect();
+    for i in 0..JOBS {
+        assert!(
+            subjects.contains(&format!("job {i}")),
+            "message job {i} was delivered"
+        );
+    }
+
+    for d in [victim, steady, api] {
+        assert!(d.terminate().await.success());
+    }
+    vigil.clean_redis().await;
+}
