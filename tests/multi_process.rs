@@ -114,3 +114,84 @@ async fn jobs_survive_a_worker_killed_mid_send_again_and_again() {
     }
     vigil.clean_redis().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_work_finishes_running_jobs_and_loses_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let smtp = SmtpServer::start().await;
+    smtp.delay_data(Some(Duration::from_millis(300)));
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_SMTP__RATE_PER_MINUTE", "0"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let api = vigil.start("api").await;
+    let worker = vigil.start("worker").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let res = client
+            .post(format!("{base}/api/v1/jobs/email"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"payload": {"to": ["soc@example.com"], "subject": format!("term {i}"),
+                                      "body": {"text": "x"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Graceful stop while sends are in flight: they finish, the rest go back to the queue.
+    assert!(worker.terminate().await.success(), "SIGTERM exits 0");
+    let after_stop = smtp.messages().len();
+    assert!(
+        after_stop < 20,
+        "the stop happened mid-work ({after_stop} sent)"
+    );
+    let running = jobs(&base, &token)
+        .await
+        .into_iter()
+        .filter(|j| j["status"] == "running")
+        .count();
+    assert_eq!(
+        running, 0,
+        "no job is left holding a lease after a graceful stop"
+    );
+
+    let worker = vigil.start("worker").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = jobs(&base, &token)
+            .await
+            .iter()
+            .filter(|j| j["status"] == "done")
+            .count();
+        if done == 20 || Instant::now() > deadline {
+            assert_eq!(done, 20, "every job completes after the restart");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut subjects: Vec<String> = smtp
+        .messages()
+        .iter()
+        .filter_map(|m| m.header("Subject"))
+        .collect();
+    subjects.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("term {i}")).collect();
+    expected.sort();
+    assert_eq!(
+        subjects, expected,
+        "each message exactly once: a graceful stop duplicates nothing"
+    );
+    for d in [worker, api] {
+        assert!(d.terminate().await.success());
+    }
+    vigil.clean_redis().await;
+}
