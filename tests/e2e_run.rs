@@ -64,7 +64,7 @@ async fn an_email_enqueued_through_the_api_is_delivered_and_audited() {
                     .collect()
             })
             .unwrap_or_default();
-        let complete = ["auth.login", "job.enqueue"]
+        let complete = ["daemon.start", "auth.login", "job.enqueue"]
             .iter()
             .all(|a| actions.iter().any(|x| x == a));
         if complete || Instant::now() > deadline {
@@ -72,6 +72,7 @@ async fn an_email_enqueued_through_the_api_is_delivered_and_audited() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert!(actions.iter().any(|a| a == "daemon.start"), "{actions:?}");
     assert!(actions.iter().any(|a| a == "auth.login"), "{actions:?}");
     assert!(actions.iter().any(|a| a == "job.enqueue"), "{actions:?}");
 

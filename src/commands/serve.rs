@@ -79,9 +79,11 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     } else {
         None
     };
+    audit_daemon(&engine, "daemon.start", role).await;
     tracing::info!(?role, "vigil is ready");
     wait_for_stop_signal().await;
     tracing::info!("stop signal received, shutting down");
+    audit_daemon(&engine, "daemon.stop", role).await;
     if let Some((stop_tx, task)) = api {
         let _ = stop_tx.send(());
         let _ = task.await;
@@ -95,6 +97,25 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     // Exit here, inside the runtime, instead of letting the actor system be torn down after
     // the runtime is gone, where services with async clean-up (lettre's SMTP pool) panic.
     std::process::exit(0)
+}
+
+/// Audits a daemon start or stop (through the `audit` queue, like every audited action).
+async fn audit_daemon(engine: &Engine, action: &str, role: Role) {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    let target = format!("{host}:{}", std::process::id());
+    let entry = vigil_api::audit::Entry {
+        actor: vigil_jobs::AuditActor::System,
+        action,
+        target_type: "daemon",
+        target_id: &target,
+        details: serde_json::json!({ "role": format!("{role:?}").to_lowercase(),
+                                     "version": env!("CARGO_PKG_VERSION") }),
+        request_id: None,
+        job_id: None,
+    };
+    if vigil_api::audit::record(engine, entry).await.is_none() {
+        tracing::warn!(action, "could not audit the daemon {action}");
+    }
 }
 
 /// Connects to Redis, retrying with backoff while it is unreachable. Returns `None` when a
