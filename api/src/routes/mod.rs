@@ -16,6 +16,7 @@
 pub mod audit_logs;
 pub mod auth;
 pub mod emails;
+pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod models;
@@ -42,6 +43,8 @@ pub enum Tags {
     Schedules,
     /// Email delivery records.
     Emails,
+    /// Stored Okta System Log events.
+    Events,
     /// The tamper-evident audit trail and its verification.
     AuditLogs,
 }
@@ -54,6 +57,7 @@ pub type Apis = (
     queues::QueuesApi,
     schedules::SchedulesApi,
     emails::EmailsApi,
+    events::EventsApi,
     audit_logs::AuditLogsApi,
 );
 
@@ -66,6 +70,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         queues::QueuesApi,
         schedules::SchedulesApi,
         emails::EmailsApi,
+        events::EventsApi,
         audit_logs::AuditLogsApi,
     );
     let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
