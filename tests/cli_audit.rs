@@ -2,25 +2,16 @@
 //! intact (OK + count, exit 0) and tampered (FAILED at the sequence, exit non-zero); and the
 //! SMTP password given through `smtp.password_file` is never printed by check-config.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Output;
+
+use support::{NO_ENV, vigil};
 
 use chrono::Utc;
 use serde_json::json;
 use vigil_store::audit::{self, NewAuditRecord};
 use vigil_testkit::db::TestDb;
-
-fn vigil(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    cmd.current_dir(dir).args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VIGIL_")) {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run vigil")
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -79,7 +70,11 @@ fn the_smtp_password_file_is_read_and_never_printed() {
         "[smtp]\nhost = \"mail.example.com\"\nport = 587\ntls = \"starttls\"\nusername = \"vigil\"\npassword_file = \"smtp_pw\"\n",
     )
     .unwrap();
-    let out = vigil(dir.path(), &["--config", "vigil.toml", "check-config"], &[]);
+    let out = vigil(
+        dir.path(),
+        &["--config", "vigil.toml", "check-config"],
+        NO_ENV,
+    );
     let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{all}");
     assert!(all.contains("mail.example.com"), "{all}");

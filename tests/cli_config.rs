@@ -1,33 +1,16 @@
 //! `vigil check-config` and `vigil migrate` as an operator runs them: the real binary, real
 //! files, real environment variables.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn vigil(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    cmd.current_dir(dir).args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VIGIL_")) {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run vigil")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::{NO_ENV, text, vigil};
 
 #[test]
 fn the_shipped_config_file_is_valid() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = vigil(repo, &["--config", "config.toml", "check-config"], &[]);
+    let out = vigil(repo, &["--config", "config.toml", "check-config"], NO_ENV);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("[database]"));
 }
@@ -40,7 +23,11 @@ fn a_wrong_type_in_the_file_names_key_and_file() {
         "[database]\nmax_connections = \"ten\"\n",
     )
     .unwrap();
-    let out = vigil(dir.path(), &["--config", "vigil.toml", "check-config"], &[]);
+    let out = vigil(
+        dir.path(),
+        &["--config", "vigil.toml", "check-config"],
+        NO_ENV,
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("database.max_connections"), "{t}");
@@ -87,7 +74,7 @@ fn unknown_variables_warn_and_secrets_never_print() {
 fn migrate_runs_twice_on_sqlite_and_creates_the_file() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        let out = vigil(dir.path(), &["migrate"], &[]);
+        let out = vigil(dir.path(), &["migrate"], NO_ENV);
         assert!(out.status.success(), "{}", text(&out));
     }
     assert!(dir.path().join("data/vigil.db").exists());

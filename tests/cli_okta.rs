@@ -1,31 +1,12 @@
 //! `vigil okta keygen` and `vigil okta backfill` as an operator runs them: the real binary
 //! against the fake Okta org, with the key `keygen` made registered on the fake app.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
+
+use support::{NO_ENV, text, vigil};
 
 use chrono::{Duration, SecondsFormat, Utc};
 use vigil_testkit::fake_okta::{FakeOkta, FakeOktaConfig, generated_event};
-
-fn vigil(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    cmd.current_dir(dir).args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VIGIL_")) {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run vigil")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keygen_then_backfill_against_the_fake_org() {
@@ -37,7 +18,7 @@ async fn keygen_then_backfill_against_the_fake_org() {
             &[
                 "okta", "keygen", "--out", "okta.pem", "--alg", "ES256", "--kid", "k1",
             ],
-            &[],
+            NO_ENV,
         )
     })
     .await
@@ -58,7 +39,7 @@ async fn keygen_then_backfill_against_the_fake_org() {
     }
     let d = dir.path().to_owned();
     let again = tokio::task::spawn_blocking(move || {
-        vigil(&d, &["okta", "keygen", "--out", "okta.pem"], &[])
+        vigil(&d, &["okta", "keygen", "--out", "okta.pem"], NO_ENV)
     })
     .await
     .unwrap();

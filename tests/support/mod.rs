@@ -2,14 +2,55 @@
 //! SQLite database, Redis key prefix and port, users added through the CLI.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vigil_testkit::redis::{free_port, shared_url, unique_prefix};
 
 pub const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// `vigil ARGS` run in `dir` with exactly the `VIGIL_*` variables in `env` (the test
+/// runner's own `VIGIL_*` variables are removed, so a developer's shell cannot leak in).
+pub fn command<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+    dir: &Path,
+    args: &[&str],
+    env: &[(K, V)],
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VIGIL_")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// No extra environment, for [`vigil`] and [`command`].
+pub const NO_ENV: &[(&str, &str)] = &[];
+
+/// Runs `vigil ARGS` to completion (see [`command`]).
+pub fn vigil<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+    dir: &Path,
+    args: &[&str],
+    env: &[(K, V)],
+) -> Output {
+    command(dir, args, env).output().expect("run vigil")
+}
+
+/// Everything a command printed, stdout then stderr.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 /// One isolated vigil deployment: its folder, environment, port and Redis prefix.
 pub struct Deployment {
@@ -65,13 +106,7 @@ impl Deployment {
 
     /// `vigil ARGS` in this deployment's folder and environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
-        cmd.current_dir(self.dir.path()).args(args);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VIGIL_")) {
-            cmd.env_remove(k);
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd
+        command(self.dir.path(), args, &self.env)
     }
 
     /// Adds a user through `vigil user add` (password on stdin).
