@@ -26,7 +26,7 @@ pub fn run(loaded: &Loaded) -> ExitCode {
 }
 
 fn toml_string<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    // Render through figment's value model to avoid a direct toml dependency.
+    // serde_json gives a walkable tree; a dozen lines render it as TOML without a toml crate.
     let json = serde_json::to_value(value).map_err(|e| e.to_string())?;
     let mut out = String::new();
     render(&json, "", &mut out);
