@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use apalis_core::task::builder::TaskBuilder;
 use apalis_core::worker::context::WorkerContext;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::Instrument;
 use vigil_jobs::Queue;
 
@@ -66,8 +65,11 @@ struct Shared {
     slots: Semaphore,
     /// Leased, not yet reported: id -> (job, started).
     inflight: Mutex<HashMap<String, (LeasedJob, bool)>>,
-    stopping: AtomicBool,
-    stop: Notify,
+    /// Set once when the worker stops leasing; never cleared.
+    stopping: watch::Sender<bool>,
+    /// True while the leaser loop runs; a lease it has in flight ends up in `inflight`
+    /// before this turns false.
+    leasing: watch::Sender<bool>,
     observer: Option<Arc<dyn JobObserver>>,
     last_error: Mutex<Option<String>>,
 }
@@ -82,7 +84,14 @@ impl Shared {
     }
 
     fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+        *self.stopping.borrow()
+    }
+
+    /// Resolves once leasing has been stopped (at once if it already has, so a stop
+    /// between a check and this wait is never missed).
+    async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
     }
 
     /// Forgets a finished job and frees its slot.
@@ -116,8 +125,15 @@ impl std::fmt::Debug for WorkerControl {
 impl WorkerControl {
     /// Stops leasing; jobs already leased still run.
     pub fn stop_leasing(&self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.stop.notify_waiters();
+        self.shared.stopping.send_replace(true);
+    }
+
+    /// Waits until the leaser has stopped, so that every job it leased is counted by
+    /// [`WorkerControl::inflight`] (a lease still on its way back from Redis when leasing
+    /// stopped would otherwise be missed).
+    pub async fn leasing_stopped(&self) {
+        let mut rx = self.shared.leasing.subscribe();
+        let _ = rx.wait_for(|running| !*running).await;
     }
 
     /// Jobs leased and not yet reported.
@@ -193,8 +209,8 @@ impl VigilBackend {
             worker_id,
             slots: Semaphore::new(concurrency.max(1)),
             inflight: Mutex::new(HashMap::new()),
-            stopping: AtomicBool::new(false),
-            stop: Notify::new(),
+            stopping: watch::Sender::new(false),
+            leasing: watch::Sender::new(true),
             observer,
             last_error: Mutex::new(None),
         });
@@ -216,6 +232,14 @@ fn backoff(step: u32) -> Duration {
 
 /// Leases jobs for free slots and hands them to the worker.
 async fn leaser(shared: Arc<Shared>, tx: mpsc::UnboundedSender<LeasedJob>) {
+    /// Marks the leaser stopped however it ends (return, panic or abort).
+    struct Stopped<'a>(&'a Shared);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.leasing.send_replace(false);
+        }
+    }
+    let _stopped = Stopped(&shared);
     let settings = shared.engine.engine_settings().clone();
     let poll = Duration::from_millis(settings.poll_interval_ms.max(10));
     let mut waiter = shared.engine.waiter();
@@ -227,9 +251,12 @@ async fn leaser(shared: Arc<Shared>, tx: mpsc::UnboundedSender<LeasedJob>) {
         // One free slot at least, then every other free slot.
         let permit = tokio::select! {
             p = shared.slots.acquire() => p,
-            _ = shared.stop.notified() => break,
+            _ = shared.stopped() => break,
         };
         let Ok(permit) = permit else { break };
+        if shared.is_stopping() {
+            break;
+        }
         permit.forget();
         let mut n = 1usize;
         let extra = shared.slots.available_permits();
@@ -283,7 +310,7 @@ async fn leaser(shared: Arc<Shared>, tx: mpsc::UnboundedSender<LeasedJob>) {
                                     tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
                                 }
                             }
-                            _ = shared.stop.notified() => break,
+                            _ = shared.stopped() => break,
                         }
                     }
                 }
@@ -299,7 +326,7 @@ async fn leaser(shared: Arc<Shared>, tx: mpsc::UnboundedSender<LeasedJob>) {
                 shared.set_error(Some(msg));
                 tokio::select! {
                     _ = tokio::time::sleep(backoff(errors)) => {}
-                    _ = shared.stop.notified() => break,
+                    _ = shared.stopped() => break,
                 }
             }
         }

@@ -263,13 +263,16 @@ impl RuntimeHandle {
         for (_, w) in &workers {
             w.control.stop_leasing();
         }
+        let until = tokio::time::Instant::now() + deadline;
+        for (_, w) in &workers {
+            let _ = tokio::time::timeout_at(until, w.control.leasing_stopped()).await;
+        }
         let running: usize = workers.iter().map(|(_, w)| w.control.inflight()).sum();
         tracing::info!(
             running,
             ?deadline,
             "shutting down: leasing stopped, waiting for running jobs"
         );
-        let until = tokio::time::Instant::now() + deadline;
         for (queue, w) in workers {
             let supervisor::RunningWorker { control, mut task } = w;
             // The apalis worker loop does not end by itself when its backend stops, so wait
