@@ -1,0 +1,345 @@
+//! `[rules]` in config.toml: tune or turn off built-in rules, add your own.
+//!
+//! ```toml
+//! [rules.builtin.okta_brute_force_ip]
+//! enabled = false
+//! [rules.builtin.okta_repeated_lockouts]
+//! threshold = { count = 5, window_seconds = 7200 }
+//! [[rules.custom]]
+//! id = "acme_vpn_admin"
+//! title = "Admin console from the VPN range"
+//! severity = "medium"
+//! match = [{ event_types = ["user.session.access_admin_app"],
+//!            conditions = [{ field = "client.ipAddress", starts_with = "10.8." }] }]
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rule::{DistinctDef, PerValueDef, Rule, RuleDef, RuleError, Severity, ThresholdDef};
+
+/// The built-in rules, as shipped.
+const BUILTIN_TOML: &str = include_str!("../builtin.toml");
+
+/// `[rules]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesSettings {
+    /// Changes to built-in rules, by rule id.
+    pub builtin: BTreeMap<String, RuleOverride>,
+    /// Operators' own rules, in the built-in rules' vocabulary.
+    pub custom: Vec<RuleDef>,
+}
+
+/// What config.toml may change in a built-in rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleOverride {
+    pub enabled: Option<bool>,
+    pub severity: Option<Severity>,
+    pub dedup_window_seconds: Option<u64>,
+    pub threshold: Option<ThresholdOverride>,
+}
+
+/// Threshold fields to replace; the others keep their built-in values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThresholdOverride {
+    pub window_seconds: Option<u64>,
+    pub count: Option<u64>,
+    pub min_spread_seconds: Option<u64>,
+    pub distinct: Option<Vec<DistinctDef>>,
+    pub distinct_any: Option<Vec<DistinctDef>>,
+    pub per_value: Option<PerValueDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuiltinFile {
+    rule: Vec<RuleDef>,
+}
+
+/// The built-in rule definitions, as shipped.
+pub fn builtin_defs() -> Vec<RuleDef> {
+    // A broken builtin.toml fails every test that loads rules; it cannot ship.
+    toml::from_str::<BuiltinFile>(BUILTIN_TOML)
+        .map(|f| f.rule)
+        .unwrap_or_else(|e| panic!("rules/builtin.toml is invalid: {e}"))
+}
+
+/// The rules in force: built-in ones with the overrides, then the custom ones.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    disabled: Vec<String>,
+}
+
+impl RuleSet {
+    /// Builds and checks every rule. Errors name the rule and the key (`rules.builtin.<id>`
+    /// for an override of a rule that does not exist, `rules.custom[i]` for custom ones).
+    pub fn load(settings: &RulesSettings) -> Result<RuleSet, RuleError> {
+        let mut defs = builtin_defs();
+        for (id, change) in &settings.builtin {
+            let def = defs
+                .iter_mut()
+                .find(|d| &d.id == id)
+                .ok_or_else(|| RuleError {
+                    rule: id.clone(),
+                    key: format!("rules.builtin.{id}"),
+                    message: "there is no built-in rule with this id (see `vigil rules list`)"
+                        .to_owned(),
+                })?;
+            apply(def, change).map_err(|message| RuleError {
+                rule: id.clone(),
+                key: format!("rules.builtin.{id}.threshold"),
+                message,
+            })?;
+        }
+        for (i, custom) in settings.custom.iter().enumerate() {
+            if defs.iter().any(|d| d.id == custom.id) {
+                return Err(RuleError {
+                    rule: custom.id.clone(),
+                    key: format!("rules.custom[{i}].id"),
+                    message: "another rule already has this id".to_owned(),
+                });
+            }
+            defs.push(custom.clone());
+        }
+        let mut rules = Vec::new();
+        let mut disabled = Vec::new();
+        for def in &defs {
+            let rule = Rule::compile(def)?;
+            if def.enabled {
+                rules.push(rule);
+            } else {
+                disabled.push(def.id.clone());
+            }
+        }
+        for rule in &rules {
+            check_after(rule, &rules)?;
+        }
+        Ok(RuleSet { rules, disabled })
+    }
+
+    /// The enabled rules, built-in first.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Ids of the rules turned off in config.
+    pub fn disabled(&self) -> &[String] {
+        &self.disabled
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+}
+
+/// An `after` names an enabled threshold rule with the same grouping, within the time its
+/// window is kept (twice the window).
+fn check_after(rule: &Rule, rules: &[Rule]) -> Result<(), RuleError> {
+    let Some(after) = &rule.after else {
+        return Ok(());
+    };
+    let fail = |message: String| RuleError {
+        rule: rule.id.clone(),
+        key: "after".to_owned(),
+        message,
+    };
+    if rule.threshold.is_some() {
+        return Err(fail(
+            "a rule takes a threshold or an `after`, not both".to_owned(),
+        ));
+    }
+    let Some(first) = rules.iter().find(|r| r.id == after.rule) else {
+        return Err(fail(format!("`{}` is not an enabled rule", after.rule)));
+    };
+    let Some(t) = &first.threshold else {
+        return Err(fail(format!(
+            "`{}` has no threshold window to look at",
+            after.rule
+        )));
+    };
+    if first.group_by != rule.group_by {
+        return Err(fail(format!(
+            "group_by must be the same as `{}`'s, so both see the same user or IP",
+            after.rule
+        )));
+    }
+    if after.count == 0 || after.within_seconds == 0 || after.within_seconds > 2 * t.window_seconds
+    {
+        return Err(fail(format!(
+            "count must be at least 1 and within_seconds between 1 and {} (twice `{}`'s window)",
+            2 * t.window_seconds,
+            after.rule
+        )));
+    }
+    Ok(())
+}
+
+fn apply(def: &mut RuleDef, change: &RuleOverride) -> Result<(), String> {
+    if let Some(on) = change.enabled {
+        def.enabled = on;
+    }
+    if let Some(s) = change.severity {
+        def.severity = s;
+    }
+    if let Some(w) = change.dedup_window_seconds {
+        def.dedup_window_seconds = Some(w);
+    }
+    if let Some(t) = &change.threshold {
+        let Some(th) = def.threshold.as_mut() else {
+            return Err("this rule has no threshold to change".to_owned());
+        };
+        let ThresholdDef {
+            window_seconds,
+            count,
+            distinct,
+            distinct_any,
+            per_value,
+            min_spread_seconds,
+        } = th;
+        if let Some(v) = t.window_seconds {
+            *window_seconds = v;
+        }
+        if let Some(v) = t.count {
+            *count = v;
+        }
+        if let Some(v) = t.min_spread_seconds {
+            *min_spread_seconds = v;
+        }
+        if let Some(v) = &t.distinct {
+            *distinct = v.clone();
+        }
+        if let Some(v) = &t.distinct_any {
+            *distinct_any = v.clone();
+        }
+        if let Some(v) = &t.per_value {
+            *per_value = Some(v.clone());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_compile_and_cover_the_table() {
+        let set = RuleSet::load(&RulesSettings::default()).unwrap();
+        let ids: Vec<&str> = set.rules().iter().map(|r| r.id.as_str()).collect();
+        for id in [
+            "okta_brute_force_ip",
+            "okta_brute_force_user",
+            "okta_repeated_lockouts",
+            "okta_password_spray",
+            "okta_credential_stuffing",
+            "okta_distributed_brute_force",
+            "okta_mfa_push_bombing",
+            "okta_admin_role_granted",
+            "okta_api_token_created",
+            "okta_policy_tampering",
+            "okta_network_zone_tampering",
+            "okta_mfa_reset",
+            "okta_threatinsight",
+            "okta_user_reported_suspicious",
+            "okta_anonymizing_proxy",
+            "okta_impossible_travel",
+            "okta_idp_created",
+            "okta_fastpass_phishing",
+        ] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+    }
+
+    #[test]
+    fn overrides_change_builtin_rules() {
+        let settings: RulesSettings = toml::from_str(
+            r#"
+            [builtin.okta_brute_force_ip]
+            enabled = false
+            [builtin.okta_repeated_lockouts]
+            threshold = { count = 5 }
+            severity = "critical"
+            "#,
+        )
+        .unwrap();
+        let set = RuleSet::load(&settings).unwrap();
+        assert!(set.get("okta_brute_force_ip").is_none());
+        assert_eq!(set.disabled(), ["okta_brute_force_ip"]);
+        let lockouts = set.get("okta_repeated_lockouts").unwrap();
+        assert_eq!(lockouts.threshold.as_ref().unwrap().count, 5);
+        assert_eq!(lockouts.threshold.as_ref().unwrap().window_seconds, 10800);
+        assert_eq!(lockouts.severity, Severity::Critical);
+    }
+
+    #[test]
+    fn config_mistakes_name_the_rule_and_key() {
+        let load = |text: &str| {
+            RuleSet::load(&toml::from_str::<RulesSettings>(text).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            load("[builtin.okta_nope]\nenabled = false"),
+            "rule `okta_nope`: rules.builtin.okta_nope: there is no built-in rule with this id (see `vigil rules list`)"
+        );
+        assert!(
+            load("[builtin.okta_api_token_created]\nthreshold = { count = 2 }")
+                .contains("has no threshold")
+        );
+        assert!(
+            load("[builtin.okta_repeated_lockouts]\nthreshold = { window_seconds = 0 }")
+                .contains("threshold.window_seconds: must be between")
+        );
+        let custom = |body: &str| {
+            load(&format!(
+                "[[custom]]\nid = \"acme_x\"\ntitle = \"X\"\nseverity = \"low\"\n{body}"
+            ))
+        };
+        assert_eq!(
+            custom("match = [{ conditions = [{ field = \"a\" }] }]"),
+            "rule `acme_x`: match[0].conditions[0]: needs one operator: equals, not_equals, any_of, none_of, contains, not_contains, starts_with or exists"
+        );
+        assert!(
+            custom("match = [{ conditions = [{ field = \"a\", equals = 1, contains = \"b\" }] }]")
+                .contains("exactly one operator")
+        );
+        assert!(custom("match = [{}]").contains("match[0]: needs event_types or conditions"));
+        assert!(
+            custom("match = [{ event_types = [\"a\"] }]\nthreshold = { window_seconds = 60 }")
+                .contains("group_by: a threshold rule needs group_by")
+        );
+        assert!(
+            custom("match = [{ conditions = [{ field = \"target[type=User\", exists = true }] }]")
+                .contains("unbalanced")
+        );
+        assert!(
+            load("[[custom]]\nid = \"okta_brute_force_ip\"\ntitle = \"X\"\nseverity = \"low\"\nmatch = [{ event_types = [\"a\"] }]")
+                .contains("rules.custom[0].id: another rule already has this id")
+        );
+        assert!(
+            custom("match = [{ event_types = [\"a\"] }]\nafter = { rule = \"okta_api_token_created\", count = 1, within_seconds = 60 }")
+                .contains("after: `okta_api_token_created` has no threshold window")
+        );
+        assert!(
+            custom("group_by = [\"actor.id\"]\nmatch = [{ event_types = [\"a\"] }]\nafter = { rule = \"okta_mfa_push_bombing\", count = 5, within_seconds = 5000 }")
+                .contains("within_seconds between 1 and 1200")
+        );
+        assert!(
+            custom("group_by = [\"actor.id\"]\nmatch = [{ event_types = [\"a\"] }]\nthreshold = { window_seconds = 60, count = 2 }\nafter = { rule = \"okta_mfa_push_bombing\", count = 5, within_seconds = 600 }")
+                .contains("after: a rule takes a threshold or an `after`, not both")
+        );
+        assert!(
+            custom("match = [{ event_types = [\"a\"] }]\nafter = { rule = \"nope\", count = 1, within_seconds = 60 }")
+                .contains("`nope` is not an enabled rule")
+        );
+        assert!(
+            load("[[custom]]\nid = \"Bad Id\"\ntitle = \"X\"\nseverity = \"low\"\nmatch = [{ event_types = [\"a\"] }]")
+                .contains("id: use 1-100 lower-case")
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! Windowed state of threshold rules: per rule and grouping key, what the last `window` of
+//! matching events (by each event's `published` time) adds up to.
+//!
+//! A window is kept as aggregates, so observing an event costs O(log n) whatever the flood:
+//! - the events, by uuid (score: published ms) → count, first and last time, recent uuids;
+//! - per tracked field, its values (score: the latest time each was seen) → distinct counts.
+//!
+//! [`RedisWindows`] keeps them in Redis sorted sets, so they survive restarts and every
+//! worker shares them; one Lua call adds the event, trims what left the window and returns
+//! the figures, atomically. Observing is idempotent (keyed by uuid), so an event seen twice
+//! counts once. [`MemoryWindows`] does the same in memory for `vigil rules test`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+
+/// The most events one window keeps (the oldest go first), bounding memory under a flood.
+pub const MAX_ENTRIES_PER_WINDOW: usize = 5_000;
+/// The most event uuids [`WindowStore::recent`] returns (what a new alert links).
+pub const MAX_RECENT: usize = 200;
+
+/// Why the window state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("detection window state: {0}")]
+pub struct WindowError(pub String);
+
+/// One event for a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// `{rule id}:{grouping key}`.
+    pub key: String,
+    pub uuid: String,
+    pub at_ms: i64,
+    pub window_ms: i64,
+    /// The event's value of each tracked field (`None`: absent), in the threshold's order.
+    pub fields: Vec<Option<String>>,
+}
+
+/// The newest events of window `key` within `[from_ms, to_ms]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentQuery {
+    pub key: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// What a window holds after an observation, over `[at - window, at]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    pub count: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Distinct values of each tracked field, in the threshold's order.
+    pub distinct: Vec<u64>,
+}
+
+/// Storage of threshold windows. Both calls take a batch and answer in its order.
+pub trait WindowStore: Send + Sync {
+    /// Applies each observation in order: adds the event to its window, forgets what fell
+    /// out of it, and returns the window's figures right after that event.
+    fn observe_all<'a>(
+        &'a self,
+        batch: &'a [Observation],
+    ) -> BoxFuture<'a, Result<Vec<WindowStats>, WindowError>>;
+
+    /// For each query, the newest (at most [`MAX_RECENT`]) event uuids.
+    fn recent_all<'a>(
+        &'a self,
+        queries: &'a [RecentQuery],
+    ) -> BoxFuture<'a, Result<Vec<Vec<String>>, WindowError>>;
+
+    /// For each query, how many events its window holds in the range (read only).
+    fn count_all<'a>(
+        &'a self,
+        queries: &'a [RecentQuery],
+    ) -> BoxFuture<'a, Result<Vec<u64>, WindowError>>;
+}
+
+#[derive(Debug, Default)]
+struct MemoryWindow {
+    events: BTreeSet<(i64, String)>,
+    uuids: HashSet<String>,
+    /// Per field: value → latest time seen.
+    fields: Vec<HashMap<String, i64>>,
+}
+
+/// Windows in this process's memory: fresh state, no side effects.
+#[derive(Debug, Default)]
+pub struct MemoryWindows {
+    windows: Mutex<HashMap<String, MemoryWindow>>,
+}
+
+impl MemoryWindows {
+    fn observe(&self, obs: &Observation) -> WindowStats {
+        let mut all = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let w = all.entry(obs.key.clone()).or_default();
+        let from = obs.at_ms - obs.window_ms;
+        if w.uuids.insert(obs.uuid.clone()) {
+            w.events.insert((obs.at_ms, obs.uuid.clone()));
+        }
+        while let Some(oldest) = w.events.first().cloned() {
+            if oldest.0 >= from && w.events.len() <= MAX_ENTRIES_PER_WINDOW {
+                break;
+            }
+            w.events.pop_first();
+            w.uuids.remove(&oldest.1);
+        }
+        w.fields.resize_with(obs.fields.len(), HashMap::new);
+        let mut distinct = Vec::with_capacity(obs.fields.len());
+        for (values, value) in w.fields.iter_mut().zip(&obs.fields) {
+            if let Some(v) = value {
+                let seen = values.entry(v.clone()).or_insert(obs.at_ms);
+                *seen = (*seen).max(obs.at_ms);
+            }
+            values.retain(|_, seen| *seen >= from);
+            distinct.push(values.len() as u64);
+        }
+        let mut stats = WindowStats {
+            distinct,
+            ..WindowStats::default()
+        };
+        for (ms, _) in w.events.range((from, String::new())..) {
+            if *ms > obs.at_ms {
+                break;
+            }
+            if stats.count == 0 {
+                stats.first_ms = *ms;
+            }
+            stats.count += 1;
+            stats.last_ms = *ms;
+        }
+        stats
+    }
+
+    fn recent(&self, q: &RecentQuery) -> Vec<String> {
+        let all = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(&q.key)
+            .map(|w| {
+                w.events
+                    .range((q.from_ms, String::new())..)
+                    .filter(|(ms, _)| *ms <= q.to_ms)
+                    .rev()
+                    .take(MAX_RECENT)
+                    .map(|(_, u)| u.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl WindowStore for MemoryWindows {
+    fn observe_all<'a>(
+        &'a self,
+        batch: &'a [Observation],
+    ) -> BoxFuture<'a, Result<Vec<WindowStats>, WindowError>> {
+        let stats = batch.iter().map(|o| self.observe(o)).collect();
+        Box::pin(async move { Ok(stats) })
+    }
+
+    fn recent_all<'a>(
+        &'a self,
+        queries: &'a [RecentQuery],
+    ) -> BoxFuture<'a, Result<Vec<Vec<String>>, WindowError>> {
+        let found = queries.iter().map(|q| self.recent(q)).collect();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn count_all<'a>(
+        &'a self,
+        queries: &'a [RecentQuery],
+    ) -> BoxFuture<'a, Result<Vec<u64>, WindowError>> {
+        let all = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = queries
+            .iter()
+            .map(|q| {
+                all.get(&q.key).map_or(0, |w| {
+                    w.events
+                        .range((q.from_ms, String::new())..)
+                        .take_while(|(ms, _)| *ms <= q.to_ms)
+                        .count() as u64
+                })
+            })
+            .collect();
+        Box::pin(async move { Ok(counts) })
+    }
+}
+
+/// KEYS[1] the events; KEYS[2..] one per tracked field.
+/// ARGV: at_ms, uuid, window_ms, max_entries, then the value of each field ('' = absent).
+const OBSERVE_LUA: &str = r"
+local at = tonumber(ARGV[1])
+local window = tonumber(ARGV[3])
+local from = at - window
+local max = tonumber(ARGV[4])
+local ttl = window * 2
+local events = KEYS[1]
+if redis.call('ZSCORE', events, ARGV[2]) == false then
+  redis.call('ZADD', events, at, ARGV[2])
+end
+redis.call('ZREMRANGEBYSCORE', events, '-inf', '(' .. from)
+local n = redis.call('ZCARD', events)
+if n > max then redis.call('ZREMRANGEBYRANK', events, 0, n - max - 1) end
+if redis.call('PTTL', events) < ttl then redis.call('PEXPIRE', events, ttl) end
+local count = redis.call('ZCOUNT', events, from, at)
+local first = redis.call('ZRANGEBYSCORE', events, from, at, 'WITHSCORES', 'LIMIT', 0, 1)
+local last = redis.call('ZREVRANGEBYSCORE', events, at, from, 'WITHSCORES', 'LIMIT', 0, 1)
+local out = { count, tonumber(first[2]) or 0, tonumber(last[2]) or 0 }
+for i = 2, #KEYS do
+  local value = ARGV[3 + i]
+  if value ~= '' then redis.call('ZADD', KEYS[i], 'GT', at, value) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. from)
+  local m = redis.call('ZCARD', KEYS[i])
+  if m > max then redis.call('ZREMRANGEBYRANK', KEYS[i], 0, m - max - 1) end
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[i], from, '+inf')
+end
+return out
+";
+
+/// Windows in Redis, shared by every worker and kept across restarts. Keys, expiring after
+/// twice the window: `{prefix}:rules:window:{rule}:{grouping key}` (events) and
+/// `…:{grouping key}:f{i}` (values of tracked field i), the grouping key with `%` and `:`
+/// percent-encoded.
+#[derive(Clone)]
+pub struct RedisWindows {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for RedisWindows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisWindows")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisWindows {
+    /// Windows under `{prefix}:rules:window:`.
+    pub fn new(conn: redis::aio::ConnectionManager, prefix: &str) -> RedisWindows {
+        RedisWindows {
+            conn,
+            prefix: format!("{prefix}:rules:window:"),
+            script: redis::Script::new(OBSERVE_LUA),
+        }
+    }
+
+    /// The Redis key of window `{rule}:{grouping key}`. The grouping key is event data
+    /// (often what an attacker typed as a user name), so its `%` and `:` are escaped: else
+    /// the events of user `x:f0` would land in the values of field 0 of user `x`'s window.
+    fn key(&self, window: &str) -> String {
+        let (rule, group) = window.split_once(':').unwrap_or((window, ""));
+        let mut key = format!("{}{rule}:", self.prefix);
+        for c in group.chars() {
+            match c {
+                '%' => key.push_str("%25"),
+                ':' => key.push_str("%3A"),
+                c => key.push(c),
+            }
+        }
+        key
+    }
+}
+
+fn redis_err(e: redis::RedisError) -> WindowError {
+    WindowError(e.to_string())
+}
+
+/// Observations per pipeline (bounds one request's size).
+const PIPELINE_CHUNK: usize = 2_000;
+
+fn stats_from(out: &[i64]) -> Result<WindowStats, WindowError> {
+    let [count, first_ms, last_ms, distinct @ ..] = out else {
+        return Err(WindowError(format!("unexpected answer {out:?}")));
+    };
+    Ok(WindowStats {
+        count: u64::try_from(*count).unwrap_or(0),
+        first_ms: *first_ms,
+        last_ms: *last_ms,
+        distinct: distinct
+            .iter()
+            .map(|d| u64::try_from(*d).unwrap_or(0))
+            .collect(),
+    })
+}
+
+impl WindowStore for RedisWindows {
+    fn observe_all<'a>(
+        &'a self,
+        batch: &'a [Observation],
+    ) -> BoxFuture<'a, Result<Vec<WindowStats>, WindowError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut stats = Vec::with_capacity(batch.len());
+            for chunk in batch.chunks(PIPELINE_CHUNK) {
+                // Load first: a Redis restart forgets scripts, and a pipeline does not retry.
+                let mut pipe = redis::pipe();
+                pipe.load_script(&self.script).ignore();
+                for obs in chunk {
+                    let events = self.key(&obs.key);
+                    let mut call = self.script.key(&events);
+                    for i in 0..obs.fields.len() {
+                        call.key(format!("{events}:f{i}"));
+                    }
+                    call.arg(obs.at_ms)
+                        .arg(&obs.uuid)
+                        .arg(obs.window_ms)
+                        .arg(MAX_ENTRIES_PER_WINDOW);
+                    for value in &obs.fields {
+                        call.arg(value.as_deref().unwrap_or(""));
+                    }
+                    pipe.invoke_script(&call);
+                }
+                let out: Vec<Vec<i64>> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
+                for o in &out {
+                    stats.push(stats_from(o)?);
+                }
+            }
+            Ok(stats)
+        })
+    }
+
+    fn recent_all<'a>(
+        &'a self,
+        queries: &'a [RecentQuery],
+    ) -> BoxFuture<'a, Result<Vec<Vec<String>>, WindowError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut found = Vec::with_capacity(queries.len());
+            for chunk in queries.chunks(PIPELINE_CHUNK) {
+                let mut pipe = redis::pipe();
+                for q in chunk {
+                    pipe.cmd("ZREVRANGEBYSCORE")
+                        .arg(self.key(&q.key))
+                        .arg(q.to_ms)
+                        .arg(q.from_ms)
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(MAX_RECENT);
+                }
+                let out: Vec<Vec<String>> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
+                found.extend(out);
+            }
+            Ok(found)
+        })
+    }
+
+    fn count_all<'a>(
+        &'a self,
+        queries: &'a [RecentQuery],
+    ) -> BoxFuture<'a, Result<Vec<u64>, WindowError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut counts = Vec::with_capacity(queries.len());
+            for chunk in queries.chunks(PIPELINE_CHUNK) {
+                let mut pipe = redis::pipe();
+                for q in chunk {
+                    pipe.cmd("ZCOUNT")
+                        .arg(self.key(&q.key))
+                        .arg(q.from_ms)
+                        .arg(q.to_ms);
+                }
+                let out: Vec<u64> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
+                counts.extend(out);
+            }
+            Ok(counts)
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! Threshold windows in the real Redis (shared instance, a unique key prefix per test): they
+//! survive a restart of the worker, two workers evaluating at once share one window, and
+//! every window key expires.
+
+use serde_json::{Value, json};
+use vigil_rules::{RedisWindows, RuleSet, RulesSettings};
+
+async fn connection() -> redis::aio::ConnectionManager {
+    let client = redis::Client::open(vigil_testkit::redis::shared_url()).unwrap();
+    redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("Redis must run on 127.0.0.1:6379 for tests")
+}
+
+/// A failed sign-in of `user` from `ip`, `seconds` after 10:00.
+fn failure(n: usize, user: &str, ip: &str, seconds: i64) -> Value {
+    let (_, text) = vigil_testkit::fake_okta::FakeOkta::sample_events()
+        .into_iter()
+        .find(|(name, _)| name.starts_with("06_user.session.start"))
+        .unwrap();
+    let mut e: Value = serde_json::from_str(&text).unwrap();
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap()
+        + chrono::Duration::seconds(seconds);
+    e["uuid"] = json!(format!("ev-{n}"));
+    e["published"] = json!(
+        t.to_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    e["outcome"] = json!({"result": "FAILURE", "reason": "INVALID_CREDENTIALS"});
+    e["actor"]["alternateId"] = json!(user);
+    e["client"]["ipAddress"] = json!(ip);
+    e
+}
+
+async fn keys(prefix: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut connection().await)
+        .await
+        .unwrap()
+}
+
+async fn cleanup(prefix: &str) {
+    let found = keys(prefix).await;
+    if !found.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(found)
+            .query_async(&mut connection().await)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_window_survives_a_worker_restart() {
+    let prefix = vigil_testkit::redis::unique_prefix("rules");
+    let rules = RuleSet::load(&RulesSettings::default()).unwrap();
+    {
+        let before = RedisWindows::new(connection().await, &prefix);
+        for i in 0..19 {
+            let e = failure(i, &format!("u{i}"), "203.0.113.5", i as i64 * 60);
+            let ev = rules.evaluate(&e, &before).await.unwrap();
+            assert!(
+                ev.firings
+                    .iter()
+                    .all(|f| f.rule_id != "okta_brute_force_ip")
+            );
+        }
+    } // the worker goes away with its connection
+    let after = RedisWindows::new(connection().await, &prefix);
+    let e = failure(19, "u19", "203.0.113.5", 19 * 60);
+    let ev = rules.evaluate(&e, &after).await.unwrap();
+    let f = ev
+        .firings
+        .iter()
+        .find(|f| f.rule_id == "okta_brute_force_ip")
+        .expect("the 20th failure fires, counting the 19 seen before the restart");
+    assert_eq!(f.window_uuids.len(), 20);
+    cleanup(&prefix).await;
+}
+
+/// Evaluates `events` in order; the window sizes of the brute-force firings.
+async fn feed(rules: &RuleSet, windows: &RedisWindows, events: Vec<&Value>) -> Vec<usize> {
+    let mut fired = Vec::new();
+    for e in events {
+        let ev = rules.evaluate(e, windows).await.unwrap();
+        if let Some(f) = ev
+            .firings
+            .iter()
+            .find(|f| f.rule_id == "okta_brute_force_ip")
+        {
+            fired.push(f.window_uuids.len());
+        }
+    }
+    fired
+}
+
+#[tokio::test]
+async fn two_workers_share_one_window() {
+    let prefix = vigil_testkit::redis::unique_prefix("rules");
+    let rules = RuleSet::load(&RulesSettings::default()).unwrap();
+    let a = RedisWindows::new(connection().await, &prefix);
+    let b = RedisWindows::new(connection().await, &prefix);
+    let events: Vec<Value> = (0..40)
+        .map(|i| failure(i, &format!("u{i}"), "203.0.113.6", i as i64 * 30))
+        .collect();
+    let evens: Vec<&Value> = events.iter().step_by(2).collect();
+    let odds: Vec<&Value> = events.iter().skip(1).step_by(2).collect();
+    let (fa, fb) = tokio::join!(feed(&rules, &a, evens), feed(&rules, &b, odds));
+    // Alone, each half (20 events) would fire once, on its last event; sharing the window,
+    // the threshold is met from about the 20th event on, whoever evaluates it (each worker
+    // sees what the other has added so far, so a few may lag behind by an event or two).
+    let fired = fa.len() + fb.len();
+    assert!(fired >= 15, "fired {fired} times: {fa:?} {fb:?}");
+    // The last events see (nearly) all 40: which of the two last ones is added first races.
+    let largest = fa.iter().chain(&fb).max().copied().unwrap();
+    assert!(largest >= 39, "{fa:?} {fb:?}");
+    let held: u64 = redis::cmd("ZCARD")
+        .arg(format!(
+            "{prefix}:rules:window:okta_brute_force_ip:203.0.113.6"
+        ))
+        .query_async(&mut connection().await)
+        .await
+        .unwrap();
+    assert_eq!(held, 40, "one window holds all 40 events");
+    cleanup(&prefix).await;
+}
+
+#[tokio::test]
+async fn window_keys_expire() {
+    let prefix = vigil_testkit::redis::unique_prefix("rules");
+    let rules = RuleSet::load(&RulesSettings::default()).unwrap();
+    let w = RedisWindows::new(connection().await, &prefix);
+    rules
+        .evaluate(&failure(0, "u0", "203.0.113.7", 0), &w)
+        .await
+        .unwrap();
+    let found = keys(&prefix).await;
+    assert!(!found.is_empty(), "threshold rules keep windows");
+    for key in found {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut connection().await)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} has no expiry ({ttl})");
+    }
+    cleanup(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_batch_evaluates_exactly_like_one_event_at_a_time() {
+    let rules = RuleSet::load(&RulesSettings::default()).unwrap();
+    // Failures from 3 IPs against 12 users, one every 20 s: several threshold rules fire
+    // part-way through.
+    let events: Vec<Value> = (0..60)
+        .map(|i| {
+            failure(
+                i,
+                &format!("u{}", i % 12),
+                &format!("203.0.113.{}", 20 + i % 3),
+                i as i64 * 20,
+            )
+        })
+        .collect();
+    let summary = |e: &vigil_rules::Evaluation| {
+        let fired: Vec<(String, usize)> = e
+            .firings
+            .iter()
+            .map(|f| (f.rule_id.clone(), f.window_uuids.len()))
+            .collect();
+        (e.uuid.clone(), e.matches.clone(), fired)
+    };
+    let one_prefix = vigil_testkit::redis::unique_prefix("rules");
+    let one = RedisWindows::new(connection().await, &one_prefix);
+    let mut singly = Vec::new();
+    for e in &events {
+        singly.push(summary(&rules.evaluate(e, &one).await.unwrap()));
+    }
+    let batch_prefix = vigil_testkit::redis::unique_prefix("rules");
+    let batch = RedisWindows::new(connection().await, &batch_prefix);
+    let batched: Vec<_> = rules
+        .evaluate_all(&events, &batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(summary)
+        .collect();
+    assert!(
+        singly.iter().any(|(_, _, f)| !f.is_empty()),
+        "the sequence fires rules"
+    );
+    assert_eq!(batched, singly);
+    cleanup(&one_prefix).await;
+    cleanup(&batch_prefix).await;
+}
+
+/// The firings of `rule` (their observed figures) over `events`, evaluated in order.
+async fn firings_of(
+    rules: &RuleSet,
+    windows: &dyn vigil_rules::WindowStore,
+    events: &[Value],
+    rule: &str,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in events {
+        let ev = rules.evaluate(e, windows).await.unwrap();
+        out.extend(
+            ev.firings
+                .into_iter()
+                .filter(|f| f.rule_id == rule)
+                .map(|f| json!({"key": f.group_key, "observed": f.observed})),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_grouping_key_cannot_reach_into_another_window() {
+    // Okta logs what was typed as the user name of a failed sign-in, so an attacker picks
+    // grouping keys. Ten failures "as" `ceo@x.com:f0` from one IP, then ten against
+    // `ceo@x.com` from one other IP: one source each, no distributed brute force. (Redis
+    // keys were `…:{key}` and `…:{key}:f0`, so the first ten landed among the IPs of
+    // `ceo@x.com`'s window: 11 "distinct IPs", and it fired.)
+    let rules = RuleSet::load(&RulesSettings::default()).unwrap();
+    let mut events: Vec<Value> = (0..10)
+        .map(|i| failure(i, "ceo@x.com:f0", "198.51.100.1", i as i64 * 10))
+        .collect();
+    events.extend((10..20).map(|i| failure(i, "ceo@x.com", "203.0.113.1", i as i64 * 10)));
+    let prefix = vigil_testkit::redis::unique_prefix("rules");
+    let redis = RedisWindows::new(connection().await, &prefix);
+    let rule = "okta_distributed_brute_force";
+    let in_redis = firings_of(&rules, &redis, &events, rule).await;
+    let in_memory = firings_of(
+        &rules,
+        &vigil_rules::MemoryWindows::default(),
+        &events,
+        rule,
+    )
+    .await;
+    assert_eq!(in_redis, in_memory, "Redis windows behave as in memory");
+    assert!(in_redis.is_empty(), "{in_redis:?}");
+
+    // Keys with `:` (IPv6) and `%` still group, count and fire as usual.
+    let v6: Vec<Value> = (0..20)
+        .map(|i| failure(100 + i, &format!("u{i}%3A"), "2001:db8::7", i as i64 * 10))
+        .collect();
+    let fired = firings_of(&rules, &redis, &v6, "okta_brute_force_ip").await;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["key"], "2001:db8::7");
+    assert_eq!(fired[0]["observed"]["count"], 20);
+    let found = keys(&prefix).await;
+    assert!(
+        found
+            .iter()
+            .any(|k| k.ends_with(":okta_brute_force_ip:2001%3Adb8%3A%3A7")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|k| k.ends_with(":okta_brute_force_user:u0%253A")),
+        "{found:?}"
+    );
+    cleanup(&prefix).await;
+}
+
+#[tokio::test]
+async fn two_workers_evaluating_the_same_event_count_it_once() {
+    // Redelivery: both workers get the same 19 failures at once; still 19, no alert.
+    let prefix = vigil_testkit::redis::unique_prefix("rules");
+    let rules = RuleSet::load(&RulesSettings::default()).unwrap();
+    let a = RedisWindows::new(connection().await, &prefix);
+    let b = RedisWindows::new(connection().await, &prefix);
+    let events: Vec<Value> = (0..19)
+        .map(|i| failure(i, &format!("u{i}"), "203.0.113.8", i as i64 * 30))
+        .collect();
+    let (fa, fb) = tokio::join!(
+        feed(&rules, &a, events.iter().collect()),
+        feed(&rules, &b, events.iter().rev().collect())
+    );
+    assert!(fa.is_empty() && fb.is_empty(), "{fa:?} {fb:?}");
+    let held: u64 = redis::cmd("ZCARD")
+        .arg(format!(
+            "{prefix}:rules:window:okta_brute_force_ip:203.0.113.8"
+        ))
+        .query_async(&mut connection().await)
+        .await
+        .unwrap();
+    assert_eq!(held, 19);
+    // The 20th, on either worker, fires with 20 events linked.
+    let last = failure(19, "u19", "203.0.113.8", 19 * 30);
+    assert_eq!(feed(&rules, &b, vec![&last]).await, [20]);
+    cleanup(&prefix).await;
+}
