@@ -37,7 +37,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::time::{from_millis, now_millis, to_millis};
-use crate::{Db, DbKind, StoreError};
+use crate::{Db, StoreError};
 
 /// `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -218,17 +218,7 @@ struct Prepared {
 /// Appends `records` to the chain in one transaction (see the module docs). Records whose
 /// `event_id` is already stored are skipped. Either the whole batch is stored or none of it.
 pub async fn append(db: &Db, records: &[NewAuditRecord]) -> Result<AppendOutcome, StoreError> {
-    let mut tx = match db.kind() {
-        DbKind::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await?,
-        DbKind::Postgres => {
-            let mut tx = db.pool().begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(CHAIN_LOCK_KEY)
-                .execute(&mut *tx)
-                .await?;
-            tx
-        }
-    };
+    let mut tx = db.begin_serialized(CHAIN_LOCK_KEY).await?;
 
     // Event ids already in the chain.
     let mut seen: HashSet<String> = HashSet::new();

@@ -113,6 +113,26 @@ impl Db {
         self.kind
     }
 
+    /// Starts a transaction that runs alone among those taking the same `lock_key`: on
+    /// PostgreSQL a transaction-scoped advisory lock, on SQLite `BEGIN IMMEDIATE` (the write
+    /// lock, so every such transaction is serialised whatever its key).
+    pub async fn begin_serialized(
+        &self,
+        lock_key: i64,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.kind {
+            DbKind::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            DbKind::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock_key)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
     /// A trivial query, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -200,6 +200,42 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// Marks events `ids` as run through detection.
+pub async fn mark_detected(db: &Db, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let placeholders = (2..chunk.len() + 2)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("UPDATE events SET detected_at = $1 WHERE id IN ({placeholders})");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_millis(now));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
+/// Events stored before `before` that detection has not marked (a crash in between), oldest
+/// first, at most `limit`.
+pub async fn undetected(
+    db: &Db,
+    before: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE detected_at IS NULL AND ingested_at < $1 \
+         ORDER BY id LIMIT $2"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(to_millis(before))
+        .bind(i64::from(limit))
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
 /// Records events that could not be read (inside the caller's transaction).
 pub async fn record_malformed_in(
     conn: &mut AnyConnection,
@@ -254,6 +290,30 @@ pub async fn get(db: &Db, uuid: &str) -> Result<Option<StoredEvent>, StoreError>
         .fetch_optional(db.pool())
         .await?;
     row.as_ref().map(event_from_row).transpose()
+}
+
+/// The stored events among `uuids`, by uuid (one query per 500).
+pub async fn get_many(
+    db: &Db,
+    uuids: &[String],
+) -> Result<HashMap<String, StoredEvent>, StoreError> {
+    let mut found = HashMap::with_capacity(uuids.len());
+    for chunk in uuids.chunks(INSERT_CHUNK) {
+        let placeholders = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE uuid IN ({placeholders})");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for uuid in chunk {
+            q = q.bind(uuid.as_str());
+        }
+        for row in q.fetch_all(db.pool()).await? {
+            let e = event_from_row(&row)?;
+            found.insert(e.uuid.clone(), e);
+        }
+    }
+    Ok(found)
 }
 
 /// Filters and pagination of [`list`]. Every filter is optional; all given ones must match.

@@ -17,11 +17,13 @@
 //! - [`time`]: millisecond timestamps <-> `chrono`.
 //! - one module per table group, each owning its queries (added by each feature).
 
+pub mod alerts;
 pub mod audit;
 pub mod db;
 pub mod emails;
 pub mod events;
 pub mod okta_cursor;
+pub mod security_events;
 pub mod time;
 pub mod users;
 
