@@ -9,6 +9,7 @@
 //! - [`status`]: the job-state model ([`JobStatus`], [`JobRecord`], [`QueueCounts`]).
 //! - [`payload`]: one typed payload per queue, each with its validation
 //!   ([`OktaFetchJob`], [`EmailJob`], [`AuditJob`], [`AlertEscalationJob`]).
+//! - [`escalation`]: escalation policies, read by the workers and the API.
 //! - [`validate`]: the [`Validate`] trait and its field-level [`ValidationError`].
 //!
 //! # Rules for payloads
@@ -17,13 +18,16 @@
 //! - Unknown fields are rejected (`deny_unknown_fields`), so a typo is an error, not a no-op.
 //! - Handlers must be idempotent: a job can be delivered more than once (at-least-once).
 
+pub mod escalation;
 pub mod payload;
 pub mod queue;
 pub mod status;
 pub mod validate;
 
+pub use escalation::EscalationSettings;
 pub use payload::{
     AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, JobPayload, OktaFetchJob,
+    WebhookDelivery,
 };
 pub use queue::{Queue, UnknownQueue};
 pub use status::{AttemptError, JobRecord, JobStatus, QueueCounts, UnknownStatus};

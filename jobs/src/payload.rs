@@ -242,14 +242,51 @@ impl Validate for AuditJob {
 pub struct AlertEscalationJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_id: Option<i64>,
+    /// Instead of a run: deliver one escalation level's webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookDelivery>,
+}
+
+/// One webhook call of an escalation level: a signed JSON POST of the alert to `url`
+/// (which must be a webhook target of a configured policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDelivery {
+    pub alert_id: i64,
+    pub level: i64,
+    pub url: String,
 }
 
 impl Validate for AlertEscalationJob {
     fn validate(&self) -> Result<(), ValidationError> {
-        match self.alert_id {
-            Some(id) if id < 1 => Err(ValidationError::new("alert_id", "must be positive")),
-            _ => Ok(()),
+        if let Some(id) = self.alert_id
+            && id < 1
+        {
+            return Err(ValidationError::new("alert_id", "must be positive"));
         }
+        if let Some(w) = &self.webhook {
+            if self.alert_id.is_some() {
+                return Err(ValidationError::new(
+                    "webhook",
+                    "give either alert_id (a run) or webhook (a delivery), not both",
+                ));
+            }
+            if w.alert_id < 1 {
+                return Err(ValidationError::new("webhook.alert_id", "must be positive"));
+            }
+            if w.level < 1 {
+                return Err(ValidationError::new("webhook.level", "must be positive"));
+            }
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://"))
+                || w.url.len() > 2000
+            {
+                return Err(ValidationError::new(
+                    "webhook.url",
+                    "must be an http:// or https:// URL of at most 2000 characters",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
