@@ -288,11 +288,12 @@ impl FakeOkta {
         self.shared.lock().counters.clone()
     }
 
-    /// The shared sample events (`/work/shared/okta-samples/events`, or
+    /// The real Okta sample events kept in `testkit/okta-samples/events` (or
     /// `VIGIL_OKTA_SAMPLES`), as `(file name, raw text)`, sorted by name.
     pub fn sample_events() -> Vec<(String, String)> {
-        let dir = std::env::var("VIGIL_OKTA_SAMPLES")
-            .unwrap_or_else(|_| "/work/shared/okta-samples/events".to_owned());
+        let dir = std::env::var("VIGIL_OKTA_SAMPLES").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/okta-samples/events").to_owned()
+        });
         let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("read {dir}: {e}"))
             .filter_map(Result::ok)

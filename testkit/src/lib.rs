@@ -6,6 +6,7 @@
 //! - [`redis`]: a unique key prefix on the shared Redis, or a private `redis-server` on a
 //!   free port for tests that stop, restart or stall Redis.
 //! - [`smtp`]: a real SMTP server in-process, with injectable failures and outages.
+//! - [`webhook`]: a real HTTP server receiving webhooks, with answers of your choice.
 //!
 //! Other modules (fake Okta) are added by their features.
 
@@ -14,3 +15,4 @@ pub mod fake_okta;
 pub mod redis;
 pub mod smtp;
 pub mod webdriver;
+pub mod webhook;
