@@ -7,10 +7,12 @@
 //! - [`okta`]: the Okta System Log client (OAuth 2.0 + DPoP, or SSWS) and the poller.
 //! - [`email`]: the mailer (lettre SMTP pool), templates and delivery records.
 //! - [`audit`]: the audit writer (batched, hash-chained inserts).
+//! - [`alerts`]: the detector (rules → alerts), escalation runs and signed webhooks.
 //!
 //! Handlers are plain async functions over plain structs, testable without actix; the
 //! runtime wraps the long-lived ones in actors.
 
+pub mod alerts;
 pub mod audit;
 pub mod email;
 pub mod error;

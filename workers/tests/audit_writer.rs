@@ -3,7 +3,11 @@
 //! separate pools (two vigil instances) keep one gap-free chain, and invalid jobs fail for
 //! good.
 
+mod common;
+
 use std::time::Duration;
+
+use common::system;
 
 use chrono::Utc;
 use prometheus::Registry;
@@ -14,17 +18,6 @@ use vigil_store::audit::{self, Verification};
 use vigil_testkit::db::TestDb;
 use vigil_workers::JobError;
 use vigil_workers::audit::{AuditMetrics, AuditWriter, AuditWriterHandle, AuditWriterSettings};
-
-fn system<F: std::future::Future<Output = ()>>(f: F) {
-    actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-    .block_on(f);
-}
 
 fn job(event_id: &str, i: usize) -> AuditJob {
     AuditJob {

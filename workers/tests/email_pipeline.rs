@@ -5,16 +5,18 @@
 //! record travels through the audit queue into the verified chain; a transient failure on the
 //! last attempt also ends in `dead`, audited.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{cleanup, eventually, system};
 
 use prometheus::Registry;
 use serde_json::json;
 use vigil_jobs::{JobStatus, Queue};
-use vigil_queue::{
-    Engine, EngineSettings, NewJob, QueueSettings, QueuesSettings, RedisSettings, SchedulesSettings,
-};
+use vigil_queue::{Engine, NewJob, SchedulesSettings};
 use vigil_store::audit::{self, AuditFilter, Verification};
 use vigil_store::emails::{self, EmailStatus};
 use vigil_testkit::db::TestDb;
@@ -25,69 +27,12 @@ use vigil_workers::email::{
 };
 use vigil_workers::runtime::Runtime;
 
-fn system<F: std::future::Future<Output = ()>>(f: F) {
-    actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-    .block_on(f);
-}
-
 async fn engine(prefix: &str) -> Engine {
-    let quick = QueueSettings {
-        max_attempts: 4,
-        timeout_seconds: 20,
-        concurrency: 2,
-        backoff_base_ms: 100,
-        backoff_max_ms: 400,
-    };
-    Engine::connect(
-        &RedisSettings {
-            url: vigil_testkit::redis::shared_url(),
-            prefix: prefix.to_owned(),
-            response_timeout_ms: 2_000,
-        },
-        EngineSettings {
-            poll_interval_ms: 100,
-            reaper_interval_ms: 500,
-            shutdown_deadline_seconds: 2,
-            ..EngineSettings::default()
-        },
-        QueuesSettings {
-            email: quick.clone(),
-            audit: quick,
-            ..QueuesSettings::default()
-        },
-    )
+    common::engine(prefix, |_, q| {
+        q.email = common::quick_queue();
+        q.audit = common::quick_queue();
+    })
     .await
-    .expect("engine")
-}
-
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn cleanup(e: &Engine) {
-    let mut c = e.redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", e.prefix()))
-        .query_async(&mut c)
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(500) {
-        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut c).await;
-    }
 }
 
 fn email(to: &str, subject: &str) -> serde_json::Value {

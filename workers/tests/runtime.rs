@@ -2,64 +2,29 @@
 //! crashed worker is restarted and counted, health reaches Redis, schedules fire once per
 //! tick across two instances, and shutdown returns unfinished jobs.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{cleanup, eventually, system};
 
 use futures::FutureExt;
 use prometheus::Registry;
 use serde_json::json;
 use vigil_jobs::{JobStatus, Queue};
-use vigil_queue::{
-    Engine, EngineSettings, JobFilter, NewJob, QueuesSettings, RedisSettings, ScheduleSettings,
-    SchedulesSettings,
-};
+use vigil_queue::{Engine, EngineSettings, JobFilter, NewJob, ScheduleSettings, SchedulesSettings};
 use vigil_workers::JobError;
 use vigil_workers::runtime::{Handler, Runtime};
 
-fn system<F: std::future::Future<Output = ()>>(f: F) {
-    actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-    .block_on(f);
-}
-
 async fn engine(prefix: &str, tune: impl FnOnce(&mut EngineSettings)) -> Engine {
-    let mut settings = EngineSettings {
-        poll_interval_ms: 200,
-        reaper_interval_ms: 500,
-        shutdown_deadline_seconds: 2,
-        ..EngineSettings::default()
-    };
-    tune(&mut settings);
-    Engine::connect(
-        &RedisSettings {
-            url: vigil_testkit::redis::shared_url(),
-            prefix: prefix.to_owned(),
-            response_timeout_ms: 2_000,
-        },
-        settings,
-        QueuesSettings::default(),
-    )
+    common::engine(prefix, |e, _| {
+        e.poll_interval_ms = 200;
+        tune(e);
+    })
     .await
-    .expect("engine")
-}
-
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn counting_handler(ran: Arc<AtomicU64>, sleep_ms: u64) -> Handler {
@@ -249,14 +214,88 @@ fn a_schedule_fires_once_per_tick_across_two_instances() {
     });
 }
 
-async fn cleanup(e: &Engine) {
-    let mut c = e.redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", e.prefix()))
-        .query_async(&mut c)
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(500) {
-        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut c).await;
-    }
+#[test]
+fn scheduled_runs_that_fail_are_audited_with_their_schedule_and_error() {
+    system(async {
+        let prefix = vigil_testkit::redis::unique_prefix("cron-fail");
+        let schedule = |payload: serde_json::Value| ScheduleSettings {
+            cron: "* * * * * *".to_owned(),
+            queue: Queue::Email,
+            enabled: true,
+            payload,
+        };
+        let mut map = BTreeMap::new();
+        // A job that fails for good, and a payload that cannot even be enqueued.
+        map.insert(
+            "nightly_report".to_owned(),
+            schedule(
+                json!({"to": ["soc@example.com"], "subject": "report", "body": {"text": "x"}}),
+            ),
+        );
+        map.insert("broken".to_owned(), schedule(json!({"fail": true})));
+        let e = engine(&prefix, |_| {}).await;
+        let always_fails: Handler = Arc::new(|_ctx, _payload| {
+            async { Err(JobError::permanent("SMTP said 554 no")) }.boxed()
+        });
+        let rt = Runtime::builder(e.clone(), SchedulesSettings(map), &Registry::new())
+            .handler(Queue::Email, always_fails)
+            .start()
+            .unwrap();
+        let audited = |target: &'static str| {
+            let e = e.clone();
+            async move {
+                e.list(&JobFilter {
+                    queue: Some(Queue::Audit),
+                    page: 1,
+                    page_size: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .jobs
+                .into_iter()
+                .map(|j| j.payload)
+                .filter(|p| p["action"] == "schedule.failed" && p["target_id"] == target)
+                .collect::<Vec<_>>()
+            }
+        };
+        eventually(
+            Duration::from_secs(10),
+            "schedule.failed records",
+            || async {
+                !audited("nightly_report").await.is_empty() && !audited("broken").await.is_empty()
+            },
+        )
+        .await;
+        rt.shutdown().await;
+
+        let dead_run = audited("nightly_report").await.remove(0);
+        assert_eq!(dead_run["target_type"], "schedule");
+        assert_eq!(dead_run["actor"], json!({"kind": "system"}));
+        assert_eq!(dead_run["details"]["queue"], "email");
+        assert!(
+            dead_run["details"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("554 no"),
+            "{dead_run}"
+        );
+        let dead = e
+            .get(dead_run["job_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(dead.status, JobStatus::Dead);
+
+        let not_enqueued = audited("broken").await.remove(0);
+        assert!(
+            not_enqueued["details"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field `fail`"),
+            "{not_enqueued}"
+        );
+        assert!(not_enqueued.get("job_id").is_none());
+        cleanup(&e).await;
+    });
 }

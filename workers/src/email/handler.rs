@@ -1,13 +1,11 @@
-//! Wiring for the runtime: the `email` queue's [`Handler`] over a [`Mailer`], and an
-//! [`AuditSink`] that enqueues on the `audit` queue.
+//! Wiring for the runtime: the `email` queue's [`Handler`] over a [`Mailer`].
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use vigil_jobs::{AuditJob, JobPayload, Queue};
-use vigil_queue::{Engine, NewJob};
+use vigil_jobs::{JobPayload, Queue};
 
-use super::mailer::{AuditSink, Mailer};
+use super::mailer::Mailer;
 use crate::JobError;
 use crate::runtime::{Handler, JobContext};
 
@@ -38,44 +36,4 @@ pub fn email_handler(mailer: Mailer) -> Handler {
                 .map(|_| ())
         }) as BoxFuture<'static, Result<(), JobError>>
     })
-}
-
-/// Sends audit records through the `audit` queue (idempotency key `audit:<event_id>`, so a
-/// repeated record is enqueued once). A failed enqueue is logged, never raised: the email's
-/// outcome stands.
-#[derive(Clone)]
-pub struct EngineAuditSink {
-    engine: Engine,
-}
-
-impl EngineAuditSink {
-    /// A sink enqueueing on `engine`.
-    pub fn new(engine: Engine) -> Self {
-        EngineAuditSink { engine }
-    }
-}
-
-impl AuditSink for EngineAuditSink {
-    fn record(&self, job: AuditJob) -> BoxFuture<'static, ()> {
-        let engine = self.engine.clone();
-        Box::pin(async move {
-            let payload = match serde_json::to_value(&job) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(error = %e, action = %job.action, "audit record not serializable");
-                    return;
-                }
-            };
-            let mut new = NewJob::new(Queue::Audit, payload);
-            new.idempotency_key = Some(format!("audit:{}", job.event_id));
-            if let Err(e) = engine.enqueue(new).await {
-                tracing::error!(
-                    error = %e,
-                    action = %job.action,
-                    target_id = %job.target_id,
-                    "audit record could not be enqueued"
-                );
-            }
-        })
-    }
 }

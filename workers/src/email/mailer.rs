@@ -17,11 +17,9 @@
 //! accepted a message and before `sent` was recorded leaves the delivery `sending`; once its
 //! lease expires a later attempt sends it again.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
@@ -39,22 +37,7 @@ use super::ratelimit::{RateLimitError, SendRateLimiter};
 use super::settings::{SmtpSettings, SmtpTls};
 use super::templates;
 use crate::JobError;
-
-/// Where audit records about email go (the lead wires it to the `audit` queue).
-pub trait AuditSink: Send + Sync + 'static {
-    /// Hands over one record. Failures are the sink's to log; the email outcome stands.
-    fn record(&self, job: AuditJob) -> BoxFuture<'static, ()>;
-}
-
-impl<F, Fut> AuditSink for F
-where
-    F: Fn(AuditJob) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    fn record(&self, job: AuditJob) -> BoxFuture<'static, ()> {
-        Box::pin(self(job))
-    }
-}
+use crate::audit::AuditSink;
 
 /// What a successful [`Mailer::send`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

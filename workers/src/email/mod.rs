@@ -7,7 +7,7 @@
 //! - [`templates`]: `alert_notification`, `alert_escalation`, `generic` (text + HTML).
 //! - [`ratelimit`]: the Redis token bucket all instances share.
 //! - [`metrics`]: sent / failed / dead counters.
-//! - [`handler`]: the runtime's `email` handler and an [`AuditSink`] on the `audit` queue.
+//! - [`handler`]: the runtime's `email` handler.
 
 pub mod handler;
 pub mod mailer;
@@ -16,8 +16,9 @@ pub mod ratelimit;
 pub mod settings;
 pub mod templates;
 
-pub use handler::{EngineAuditSink, email_handler};
-pub use mailer::{AuditSink, Mailer, MailerError, SendOutcome};
+pub use crate::audit::{AuditSink, EngineAuditSink};
+pub use handler::email_handler;
+pub use mailer::{Mailer, MailerError, SendOutcome};
 pub use metrics::EmailMetrics;
 pub use ratelimit::{RateLimitError, SendRateLimiter};
 pub use settings::{SmtpSettings, SmtpTls};

@@ -47,6 +47,12 @@ const CURSOR_FALLBACK_OVERLAP_MINUTES: i64 = 5;
 pub trait NewEventsSink: Send + Sync {
     /// Called after each committed page that stored at least one new event.
     fn on_new_events<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, ()>;
+
+    /// Called at the start of each polling run: catch up on stored events a crash kept from
+    /// the sink (the default does nothing).
+    fn sweep(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A sink that ignores events (the default).
@@ -167,6 +173,7 @@ impl OktaPoller {
             mode: FetchMode::Polling,
             ..Default::default()
         };
+        self.sink.sweep().await;
         let mut url = self.start_url().await?;
         let max_pages = self.settings.max_pages_per_run.max(1);
         while summary.pages < max_pages {

@@ -19,6 +19,7 @@
 pub mod health;
 pub mod maintenance;
 pub mod metrics;
+mod schedule_audit;
 pub mod scheduler;
 pub mod supervisor;
 

@@ -2,6 +2,8 @@
 //! one; a tick enqueues exactly once across instances because it must first be claimed in
 //! Redis (`claim_tick`), and the job also carries the idempotency key
 //! `schedule:<name>:<tick ms>`. Ticks missed while no instance ran are not caught up.
+//! A tick whose job cannot be enqueued is audited as `schedule.failed` (so is a scheduled job
+//! that ends dead: see `schedule_audit`).
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use chrono::{DateTime, Utc};
 use vigil_queue::{Engine, NewJob, ScheduleRun, ScheduleSettings, SchedulesSettings, next_tick};
 
 use super::health::HealthBoard;
+use crate::audit::{AuditSink, EngineAuditSink, system_record};
 
 /// Fires schedules.
 pub struct Scheduler {
@@ -99,6 +102,17 @@ async fn fire(
         Err(e) => {
             tracing::error!(schedule = name, %tick, error = %e, "schedule could not enqueue its job");
             health.set("scheduler", false, Some(e.to_string()));
+            // Best effort: the audit queue is on the same Redis, which may be what failed.
+            EngineAuditSink::new(engine.clone())
+                .record(system_record(
+                    format!("schedule-enqueue-failed-{name}-{}", tick.timestamp_millis()),
+                    "schedule.failed",
+                    ("schedule", name),
+                    serde_json::json!({ "tick": tick, "queue": s.queue.as_str(),
+                                        "error": e.to_string() }),
+                    None,
+                ))
+                .await;
             ScheduleRun {
                 schedule: name.to_owned(),
                 tick,

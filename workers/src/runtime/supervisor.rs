@@ -22,6 +22,7 @@ use vigil_queue::{Engine, VigilBackend, new_worker_id};
 
 use super::health::HealthBoard;
 use super::metrics::Metrics;
+use super::schedule_audit::ScheduleFailureAudit;
 use super::{Handler, HandlerData, run_job};
 
 /// What the handle needs to stop a queue's current worker.
@@ -93,11 +94,17 @@ pub struct QueueActor {
 
 impl QueueActor {
     fn new(queue: Queue, handler: Handler, shared: Shared) -> Self {
+        let name = format!("queue:{queue}");
+        // Export the series at 0 from the start, so dashboards show "no restarts", not "no data".
+        shared
+            .metrics
+            .actor_restarts
+            .with_label_values(&[name.as_str()]);
         Self {
             queue,
             handler,
             shared,
-            name: format!("queue:{queue}"),
+            name,
             restarts: 0,
         }
     }
@@ -117,13 +124,12 @@ impl QueueActor {
         }
         let settings = self.shared.engine.queue_settings(self.queue).clone();
         let worker_id = new_worker_id(&format!("{}-{}", self.shared.instance, self.queue));
-        let observer: Arc<dyn JobObserver> = match &self.shared.extra_observer {
-            Some(extra) => Arc::new(Observers(vec![
-                Arc::new(self.shared.metrics.clone()),
-                extra.clone(),
-            ])),
-            None => Arc::new(self.shared.metrics.clone()),
-        };
+        let mut observers: Vec<Arc<dyn JobObserver>> = vec![
+            Arc::new(self.shared.metrics.clone()),
+            Arc::new(ScheduleFailureAudit::new(self.shared.engine.clone())),
+        ];
+        observers.extend(self.shared.extra_observer.clone());
+        let observer: Arc<dyn JobObserver> = Arc::new(Observers(observers));
         let (backend, control) = VigilBackend::start(
             self.shared.engine.clone(),
             self.queue,

@@ -1,0 +1,307 @@
+//! The detector: newly stored events → rules → alerts.
+//!
+//! Runs in the worker that stored the events (no table re-read), then marks them detected;
+//! each polling run first sweeps up stored events left unmarked (a crash between the commit
+//! and detection), so no event escapes detection. Threshold windows live in
+//! Redis ([`RedisWindows`](vigil_rules::RedisWindows)), so several workers and restarts see
+//! one state. Everything it writes is idempotent per event (window entries and alert links
+//! are keyed by the event uuid), so a batch detected twice changes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use vigil_jobs::{AlertEscalationJob, EscalationSettings, Queue};
+use vigil_queue::{Engine, NewJob};
+use vigil_rules::{Firing, RuleSet, WindowStore};
+use vigil_store::Db;
+use vigil_store::alerts::{self, AlertHit};
+use vigil_store::events::StoredEvent;
+
+use super::{AlertMetrics, audit_record};
+use crate::audit::{AuditSink, EngineAuditSink};
+use crate::okta::NewEventsSink;
+
+/// Tries per batch before detection gives up on it (the sweep tries again later).
+const ATTEMPTS: u32 = 3;
+/// Stored events older than this and still unmarked were missed (a crash, a failure).
+const SWEEP_AFTER_SECONDS: i64 = 120;
+/// Events per sweep batch, and batches per sweep.
+const SWEEP_BATCH: u32 = 500;
+const SWEEP_BATCHES: u32 = 20;
+
+/// What one batch produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DetectSummary {
+    pub events: u64,
+    pub matches: u64,
+    pub alerts_opened: Vec<i64>,
+    pub alerts_updated: Vec<i64>,
+}
+
+/// Why detection failed on a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(transparent)]
+    Window(#[from] vigil_rules::WindowError),
+    #[error(transparent)]
+    Store(#[from] vigil_store::StoreError),
+}
+
+/// Rules, their windows, and where alerts go.
+pub struct Detector {
+    rules: Arc<RuleSet>,
+    windows: Arc<dyn WindowStore>,
+    db: Db,
+    engine: Engine,
+    escalation: Arc<EscalationSettings>,
+    audit: EngineAuditSink,
+    metrics: Option<AlertMetrics>,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("rules", &self.rules.rules().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    pub fn new(
+        rules: Arc<RuleSet>,
+        windows: Arc<dyn WindowStore>,
+        db: Db,
+        engine: Engine,
+        escalation: Arc<EscalationSettings>,
+        metrics: Option<AlertMetrics>,
+    ) -> Detector {
+        Detector {
+            rules,
+            windows,
+            db,
+            audit: EngineAuditSink::new(engine.clone()),
+            engine,
+            escalation,
+            metrics,
+        }
+    }
+
+    /// Detects `events` and marks them detected.
+    pub async fn detect_and_mark(
+        &self,
+        events: &[StoredEvent],
+    ) -> Result<DetectSummary, DetectError> {
+        let summary = self.detect(events).await?;
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        vigil_store::events::mark_detected(&self.db, &ids, Utc::now()).await?;
+        Ok(summary)
+    }
+
+    /// Detects stored events that were never marked (stored before `now` minus two minutes:
+    /// a crash between storing and detecting, a detection failure, `vigil okta backfill`).
+    /// Safe to overlap with live detection: everything it writes is keyed by event uuid.
+    pub async fn sweep_at(&self, now: chrono::DateTime<Utc>) -> Result<DetectSummary, DetectError> {
+        let before = now - chrono::Duration::seconds(SWEEP_AFTER_SECONDS);
+        let mut total = DetectSummary::default();
+        for _ in 0..SWEEP_BATCHES {
+            let missed = vigil_store::events::undetected(&self.db, before, SWEEP_BATCH).await?;
+            if missed.is_empty() {
+                break;
+            }
+            let s = self.detect_and_mark(&missed).await?;
+            total.events += s.events;
+            total.matches += s.matches;
+            total.alerts_opened.extend(s.alerts_opened);
+            total.alerts_updated.extend(s.alerts_updated);
+        }
+        if total.events > 0 {
+            tracing::warn!(?total, "detection caught up on events it had missed");
+        }
+        Ok(total)
+    }
+
+    /// Runs the rules on security events posted through the API that they have not seen yet
+    /// (the escalation run calls it every minute, and the API queues a run per event).
+    pub async fn detect_security_events(&self) -> Result<DetectSummary, DetectError> {
+        let mut summary = DetectSummary::default();
+        for _ in 0..SWEEP_BATCHES {
+            let batch = vigil_store::security_events::undetected(&self.db, SWEEP_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let docs: Vec<serde_json::Value> = batch
+                .iter()
+                .map(vigil_store::security_events::as_rule_document)
+                .collect();
+            for evaluation in self
+                .rules
+                .evaluate_all(&docs, self.windows.as_ref())
+                .await?
+            {
+                self.record(evaluation, &mut summary).await?;
+            }
+            let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+            vigil_store::security_events::mark_detected(&self.db, &ids, Utc::now()).await?;
+        }
+        Ok(summary)
+    }
+
+    /// Runs the rules on `events` (in order) and raises their alerts.
+    pub async fn detect(&self, events: &[StoredEvent]) -> Result<DetectSummary, DetectError> {
+        let mut summary = DetectSummary::default();
+        // Stored events were parsed once already; one that no longer parses is skipped.
+        let docs: Vec<serde_json::Value> = events
+            .iter()
+            .filter_map(|e| serde_json::from_str(&e.raw).ok())
+            .collect();
+        // The whole batch in two round trips to Redis, then its alerts in order.
+        for evaluation in self
+            .rules
+            .evaluate_all(&docs, self.windows.as_ref())
+            .await?
+        {
+            self.record(evaluation, &mut summary).await?;
+        }
+        Ok(summary)
+    }
+
+    /// Counts an evaluation and raises its firings.
+    async fn record(
+        &self,
+        evaluation: vigil_rules::Evaluation,
+        summary: &mut DetectSummary,
+    ) -> Result<(), DetectError> {
+        summary.events += 1;
+        summary.matches += evaluation.matches.len() as u64;
+        if let Some(m) = &self.metrics {
+            m.evaluated.inc();
+            for id in &evaluation.matches {
+                m.matches.with_label_values(&[id.as_str()]).inc();
+            }
+        }
+        for firing in &evaluation.firings {
+            self.raise(firing, evaluation.published, summary).await?;
+        }
+        Ok(())
+    }
+
+    async fn raise(
+        &self,
+        firing: &Firing,
+        published: chrono::DateTime<Utc>,
+        summary: &mut DetectSummary,
+    ) -> Result<(), DetectError> {
+        let now = Utc::now();
+        let severity = firing.severity.as_str();
+        let rule = self.rules.get(&firing.rule_id);
+        let escalation = self
+            .escalation
+            .policy_for(&firing.rule_id, severity)
+            .and_then(|p| Some((p.name.clone(), p.due_at(1, now, now)?)));
+        let hit = AlertHit {
+            rule_id: firing.rule_id.clone(),
+            title: firing.title.clone(),
+            description: rule.map(|r| r.description.clone()).unwrap_or_default(),
+            severity: severity.to_owned(),
+            group_key: firing.group_key.clone(),
+            event_uuid: firing.event_uuid.clone(),
+            seen_at: published,
+            window_uuids: firing.window_uuids.clone(),
+            window_count: i64::try_from(firing.count).unwrap_or(i64::MAX),
+            first_seen: firing.first_seen,
+            dedup_window_ms: i64::try_from(firing.dedup_window_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            details: firing.observed.to_string(),
+            escalation,
+        };
+        let raised = alerts::raise(&self.db, &hit, now).await?;
+        if raised.opened {
+            summary.alerts_opened.push(raised.alert_id);
+            if let Some(m) = &self.metrics {
+                m.opened
+                    .with_label_values(&[firing.rule_id.as_str(), severity])
+                    .inc();
+            }
+            tracing::warn!(alert_id = raised.alert_id, rule = %firing.rule_id, severity,
+                group_key = %firing.group_key, "alert opened");
+            self.audit
+                .record(audit_record(
+                    format!("alert-{}-open", raised.alert_id),
+                    "alert.open",
+                    raised.alert_id,
+                    serde_json::json!({ "rule_id": firing.rule_id, "severity": severity,
+                        "group_key": firing.group_key, "observed": firing.observed }),
+                ))
+                .await;
+            // Escalation looks at the new alert now (its first level may be due at once).
+            if hit.escalation.is_some() {
+                let job = AlertEscalationJob {
+                    alert_id: Some(raised.alert_id),
+                    webhook: None,
+                };
+                let mut new = NewJob::new(
+                    Queue::AlertEscalation,
+                    serde_json::to_value(job).unwrap_or_default(),
+                );
+                new.idempotency_key = Some(format!("alert-{}-opened", raised.alert_id));
+                if let Err(e) = self.engine.enqueue(new).await {
+                    // The cron run picks it up within a minute.
+                    tracing::warn!(alert_id = raised.alert_id, error = %e,
+                        "could not queue the new alert's escalation run");
+                }
+            }
+        } else if raised.linked {
+            summary.alerts_updated.push(raised.alert_id);
+            if let Some(m) = &self.metrics {
+                m.updated
+                    .with_label_values(&[firing.rule_id.as_str()])
+                    .inc();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NewEventsSink for Detector {
+    fn sweep(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.sweep_at(Utc::now()).await {
+                if let Some(m) = &self.metrics {
+                    m.errors.inc();
+                }
+                tracing::error!(error = %e, "the detection sweep failed; the next run retries");
+            }
+        })
+    }
+
+    fn on_new_events<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut delay = Duration::from_millis(200);
+            for attempt in 1..=ATTEMPTS {
+                match self.detect_and_mark(events).await {
+                    Ok(summary) => {
+                        if !summary.alerts_opened.is_empty() || !summary.alerts_updated.is_empty() {
+                            tracing::info!(?summary, "detection");
+                        }
+                        return;
+                    }
+                    Err(e) if attempt < ATTEMPTS => {
+                        tracing::warn!(error = %e, attempt, "detection failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 4;
+                    }
+                    Err(e) => {
+                        if let Some(m) = &self.metrics {
+                            m.errors.inc();
+                        }
+                        tracing::error!(error = %e, events = events.len(),
+                            "detection failed for a batch of events; the next sweep retries them");
+                    }
+                }
+            }
+        })
+    }
+}

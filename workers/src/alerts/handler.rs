@@ -1,0 +1,58 @@
+//! The `alert_escalation` queue's handler: a run (`{}` or `{"alert_id": N}`) first runs the
+//! detection rules on new security events (when a [`Detector`] is given), then goes to the
+//! [`Escalator`]; a webhook delivery (`{"webhook": {...}}`) goes to the [`WebhookSender`].
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use vigil_jobs::{JobPayload, Queue};
+
+use super::{Detector, Escalator, WebhookSender};
+use crate::JobError;
+use crate::runtime::{Handler, JobContext};
+
+pub fn alert_escalation_handler(
+    escalator: Escalator,
+    webhooks: WebhookSender,
+    detector: Option<Arc<Detector>>,
+) -> Handler {
+    let escalator = Arc::new(escalator);
+    let webhooks = Arc::new(webhooks);
+    Arc::new(move |_ctx: JobContext, payload: serde_json::Value| {
+        let escalator = escalator.clone();
+        let webhooks = webhooks.clone();
+        let detector = detector.clone();
+        Box::pin(async move {
+            let job = match JobPayload::parse(Queue::AlertEscalation, payload) {
+                Ok(JobPayload::AlertEscalation(job)) => job,
+                Ok(other) => {
+                    return Err(JobError::Permanent(format!(
+                        "a {:?} payload on the alert_escalation queue",
+                        other.queue()
+                    )));
+                }
+                Err(e) => {
+                    return Err(JobError::Permanent(format!(
+                        "invalid alert_escalation job: {e}"
+                    )));
+                }
+            };
+            match &job.webhook {
+                Some(delivery) => webhooks.deliver(delivery).await,
+                None => {
+                    if let Some(detector) = &detector {
+                        let found = detector.detect_security_events().await.map_err(|e| {
+                            JobError::Retryable(format!("detection on security events: {e}"))
+                        })?;
+                        if found.events > 0 {
+                            tracing::info!(?found, "security events through the rules");
+                        }
+                    }
+                    let summary = escalator.run(chrono::Utc::now(), job.alert_id).await?;
+                    tracing::info!(?summary, "escalation run finished");
+                    Ok(())
+                }
+            }
+        }) as BoxFuture<'static, Result<(), JobError>>
+    })
+}

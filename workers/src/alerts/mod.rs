@@ -1,0 +1,39 @@
+//! Detection and escalation: events become alerts, unanswered alerts reach people.
+//!
+//! - [`Detector`]: runs the rules on each batch of newly stored events (it is the Okta
+//!   poller's [`NewEventsSink`](crate::okta::NewEventsSink)); a firing rule opens or updates
+//!   an alert, a new alert gets an `alert_escalation` job at once and an audit record.
+//! - [`Escalator`]: the `alert_escalation` run (on its cron and per new alert): claims each
+//!   due level once (a compare-and-set in the database), queues its email job and webhook
+//!   jobs with idempotency keys, audits the step.
+//! - [`WebhookSender`]: delivers one webhook job: a JSON POST signed with HMAC-SHA256.
+//! - [`alert_escalation_handler`]: the queue's handler, dispatching to the two above.
+
+mod detector;
+mod escalator;
+mod handler;
+mod metrics;
+mod webhook;
+
+pub use detector::{DetectSummary, Detector};
+pub use escalator::{EscalationSummary, Escalator};
+pub use handler::alert_escalation_handler;
+pub use metrics::AlertMetrics;
+pub use vigil_jobs::EscalationSettings;
+pub use webhook::{SIGNATURE_HEADER, WebhookSender, sign};
+
+/// An audit record of a system action on alert `alert_id`.
+fn audit_record(
+    event_id: String,
+    action: &str,
+    alert_id: i64,
+    details: serde_json::Value,
+) -> vigil_jobs::AuditJob {
+    crate::audit::system_record(
+        event_id,
+        action,
+        ("alert", &alert_id.to_string()),
+        details,
+        None,
+    )
+}
