@@ -1,14 +1,17 @@
 //! HTTP metrics, registered in the process's shared Prometheus registry: requests by method,
 //! route template (never the raw path, so ids do not explode the label set) and status, and
-//! latency by method and route.
+//! latency by method and route; and `vigil_alerts{status}`, the alerts by status, read from
+//! the database at each scrape.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use vigil_store::alerts::AlertStatus;
 
 /// The API's metrics.
 #[derive(Clone)]
 pub struct HttpMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
+    alerts: IntGaugeVec,
 }
 
 impl HttpMetrics {
@@ -31,9 +34,36 @@ impl HttpMetrics {
             ]),
             &["method", "route"],
         )?;
+        let alerts = IntGaugeVec::new(
+            Opts::new(
+                "vigil_alerts",
+                "Alerts by status (open, acknowledged, resolved)",
+            ),
+            &["status"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
-        Ok(HttpMetrics { requests, duration })
+        registry.register(Box::new(alerts.clone()))?;
+        Ok(HttpMetrics {
+            requests,
+            duration,
+            alerts,
+        })
+    }
+
+    /// Sets `vigil_alerts{status}` (every status, 0 when absent from `counts`).
+    pub fn set_alerts(&self, counts: &[(AlertStatus, i64)]) {
+        for status in [
+            AlertStatus::Open,
+            AlertStatus::Acknowledged,
+            AlertStatus::Resolved,
+        ] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
+            self.alerts.with_label_values(&[status.as_str()]).set(n);
+        }
     }
 
     /// Records one finished request.

@@ -21,6 +21,8 @@ pub struct ApiSettings {
     pub http: HttpSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    /// Escalation policies (alerts opened or reopened through the API escalate too).
+    pub escalation: vigil_jobs::EscalationSettings,
 }
 
 /// Why the API could not be set up.

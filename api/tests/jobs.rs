@@ -383,3 +383,63 @@ async fn every_route_needs_a_token_and_mutations_need_admin() {
     }
     let _ = UserRole::Admin;
 }
+
+#[tokio::test]
+async fn retrying_a_dead_job_and_pausing_and_resuming_a_queue_are_audited() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let a = app.post("/api/v1/jobs/email", Some(&admin), email()).await;
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    // A worker takes the job and fails it for good.
+    let batch = app
+        .engine
+        .lease(vigil_jobs::Queue::Email, "test-worker", 1)
+        .await
+        .unwrap();
+    let leased = batch.jobs.into_iter().next().expect("the job is leased");
+    assert_eq!(leased.id, id);
+    app.engine
+        .fail(&leased, "550 no such user", true)
+        .await
+        .unwrap();
+
+    let retried = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/jobs/{id}/retry"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    retried.expect(200);
+    assert_eq!(retried.body["status"], "pending");
+    for verb in ["pause", "resume"] {
+        app.call(
+            Method::POST,
+            &format!("/api/v1/queues/email/{verb}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .expect(200);
+    }
+
+    let audit = app.audited().await;
+    let find = |action: &str| {
+        audit
+            .iter()
+            .find(|p| p["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} record"))
+            .clone()
+    };
+    let retry = find("job.retry");
+    assert_eq!(retry["target_id"], id.as_str());
+    assert_eq!(retry["actor"], json!({"kind": "user", "id": "admin"}));
+    assert_eq!(retry["details"]["status"], "pending");
+    for action in ["queue.pause", "queue.resume"] {
+        let r = find(action);
+        assert_eq!(r["target_type"], "queue");
+        assert_eq!(r["target_id"], "email");
+        assert!(r["request_id"].is_string());
+    }
+}

@@ -6,7 +6,7 @@
 const POLL_MS = 5000; // 6 reads per poll stays well inside the 100/min per-user rate limit
 const PAGE_SIZE = 20;
 const store = window.sessionStorage;
-const state = { page: 1, total: 0, selectedJob: null, timer: null, role: null };
+const state = { page: 1, total: 0, selectedJob: null, timer: null, role: null, pausedUntil: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -67,6 +67,13 @@ async function api(path, options = {}, retried = false) {
   if (!res.ok) {
     const err = new Error((body && body.message) || res.statusText || "request failed");
     err.status = res.status;
+    if (res.status === 429) {
+      // Shared per-user budget (several tabs count together): wait as the server says.
+      const wait = Number(res.headers.get("Retry-After")) || 30;
+      state.pausedUntil = Date.now() + wait * 1000;
+      err.message = `rate limited; updates resume in ${wait} s`;
+      $("live").textContent = err.message;
+    }
     throw err;
   }
   return body;
@@ -302,11 +309,17 @@ async function refreshAudit() {
 
 let refreshing = false;
 async function refreshAll() {
-  if (refreshing || $("app").hidden) return;
+  // A hidden tab does not poll (the rate limit is per user, shared by every tab), and after
+  // a 429 polling waits for Retry-After.
+  if (refreshing || $("app").hidden || document.visibilityState === "hidden") return;
+  if (state.pausedUntil && Date.now() < state.pausedUntil) return;
   refreshing = true;
   try {
     await Promise.all([refreshQueues(), refreshJobs(), refreshSchedules(), refreshActors(), refreshAlerts(), refreshAudit()]);
-    $("live").textContent = "live · updated " + new Date().toLocaleTimeString();
+    // A panel that hit the rate limit keeps its own note; the header keeps saying so.
+    if (!(state.pausedUntil > Date.now())) {
+      $("live").textContent = "live · updated " + new Date().toLocaleTimeString();
+    }
   } catch (e) {
     if (e.message !== "signed out") $("live").textContent = "update failed: " + e.message;
   } finally {
@@ -322,5 +335,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("filter-queue").addEventListener("change", () => { state.page = 1; refreshJobs(); });
   $("filter-status").addEventListener("change", () => { state.page = 1; refreshJobs(); });
   $("job-detail-close").addEventListener("click", () => { state.selectedJob = null; $("job-detail").hidden = true; });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") refreshAll();
+  });
   if (store.getItem("vigil.access")) showApp();
 });

@@ -143,9 +143,14 @@ impl HealthApi {
     }
 
     /// Prometheus metrics (text exposition format): the engine's and workers' metrics plus
-    /// `vigil_http_requests_total` and `vigil_http_request_duration_seconds`.
+    /// `vigil_http_requests_total`, `vigil_http_request_duration_seconds` and `vigil_alerts`.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, state: Data<&ApiState>) -> ApiResult<PlainText<String>> {
+        match vigil_store::alerts::count_by_status(state.db()).await {
+            Ok(counts) => state.metrics().set_alerts(&counts),
+            // The rest of the scrape is still worth having; the gauge keeps its last value.
+            Err(e) => tracing::warn!(error = %e, "could not count alerts for /metrics"),
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&state.registry().gather(), &mut out)

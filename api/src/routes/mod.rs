@@ -1,5 +1,10 @@
 //! The route groups, one module per resource, and the OpenAPI service that joins them.
 //!
+//! Each route group declares its own response types (`EmailView`, `AlertView`, ...) even
+//! where they mirror a store row field for field: they are the public contract (documented,
+//! stable field names, secrets and internals left out), while store types follow the schema.
+//! The `From` conversions between them are where a rename or a new column is decided.
+//!
 //! # Adding a route group (events, alerts, emails, audit logs, ...)
 //! 1. Create `routes/<resource>.rs` with `pub struct <Resource>Api;` and one
 //!    `#[OpenApi(tag = "Tags::<Resource>")] impl <Resource>Api { ... }`. Use full paths
@@ -13,6 +18,7 @@
 //! 5. Add a variant to [`Tags`] and the struct to the tuple in [`service`]; add `pub mod`.
 //! 6. Test it in `api/tests/` with `common::TestApp` (in-process, real Redis and SQLite).
 
+pub mod alerts;
 pub mod audit_logs;
 pub mod auth;
 pub mod emails;
@@ -47,6 +53,8 @@ pub enum Tags {
     Events,
     /// The tamper-evident audit trail and its verification.
     AuditLogs,
+    /// Alerts from detection rules and security events; acknowledge, resolve, reopen.
+    Alerts,
 }
 
 /// Every route group as one documented service.
@@ -59,6 +67,7 @@ pub type Apis = (
     emails::EmailsApi,
     events::EventsApi,
     audit_logs::AuditLogsApi,
+    alerts::AlertsApi,
 );
 
 /// The OpenAPI service of every route group.
@@ -72,6 +81,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         emails::EmailsApi,
         events::EventsApi,
         audit_logs::AuditLogsApi,
+        alerts::AlertsApi,
     );
     let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
         .description(

@@ -196,6 +196,22 @@ impl TestApp {
         }
     }
 
+    /// The payloads of the audit jobs queued so far (no audit writer runs in these tests).
+    pub async fn audited(&self) -> Vec<Value> {
+        self.engine
+            .list(&vigil_queue::JobFilter {
+                queue: Some(vigil_jobs::Queue::Audit),
+                page_size: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .jobs
+            .into_iter()
+            .map(|j| j.payload)
+            .collect()
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
         self.call(Method::GET, path, token, None).await
     }

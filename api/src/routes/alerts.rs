@@ -1,0 +1,713 @@
+//! `/api/v1/alerts` (read: analysts and admins; change: admins) and
+//! `POST /api/v1/events/security` (admins): alerts raised by detection rules or reported
+//! security events, and the people answering them.
+//!
+//! Transitions: acknowledge (open → acknowledged), resolve (open or acknowledged →
+//! resolved), reopen (acknowledged or resolved → open, escalation resumes at the next level).
+//! Any other is 409 with the alert's current status. Every change is audited.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use vigil_jobs::escalation::{SECURITY_EVENT_RULE, redact_webhook};
+use vigil_jobs::{AlertEscalationJob, AuditActor, Queue};
+use vigil_queue::NewJob;
+use vigil_store::alerts::{self, Alert, AlertAction, AlertQuery, AlertStatus, TransitionOutcome};
+use vigil_store::{events, security_events};
+
+use crate::audit::{self, Entry};
+use crate::auth::BearerAuth;
+use crate::context::RequestId;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::Tags;
+use crate::state::ApiState;
+
+/// The alerts routes.
+pub struct AlertsApi;
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum AlertStatusName {
+    /// Nobody has answered it; it escalates.
+    Open,
+    /// Someone is on it; escalation stopped.
+    Acknowledged,
+    /// Done.
+    Resolved,
+}
+
+impl From<AlertStatus> for AlertStatusName {
+    fn from(s: AlertStatus) -> Self {
+        match s {
+            AlertStatus::Open => AlertStatusName::Open,
+            AlertStatus::Acknowledged => AlertStatusName::Acknowledged,
+            AlertStatus::Resolved => AlertStatusName::Resolved,
+        }
+    }
+}
+
+impl From<AlertStatusName> for AlertStatus {
+    fn from(s: AlertStatusName) -> Self {
+        match s {
+            AlertStatusName::Open => AlertStatus::Open,
+            AlertStatusName::Acknowledged => AlertStatus::Acknowledged,
+            AlertStatusName::Resolved => AlertStatus::Resolved,
+        }
+    }
+}
+
+/// How bad an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SeverityName {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl SeverityName {
+    fn as_str(self) -> &'static str {
+        match self {
+            SeverityName::Low => "low",
+            SeverityName::Medium => "medium",
+            SeverityName::High => "high",
+            SeverityName::Critical => "critical",
+        }
+    }
+}
+
+/// One alert.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AlertView {
+    pub id: i64,
+    /// The detection rule (or `security_event`).
+    pub rule_id: String,
+    pub title: String,
+    pub description: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    pub status: AlertStatusName,
+    /// The values the rule groups by (IP, user, ...), joined by `|`.
+    pub group_key: String,
+    /// Matching events linked to the alert.
+    pub count: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// What the rule observed when it fired (counts, distinct values, spread).
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub escalation_policy: Option<String>,
+    /// The last escalation level reached (0: none).
+    pub escalation_level: i64,
+    /// When the next level is due (none when answered or past the last level).
+    pub next_escalation_at: Option<DateTime<Utc>>,
+}
+
+impl From<Alert> for AlertView {
+    fn from(a: Alert) -> Self {
+        AlertView {
+            id: a.id,
+            rule_id: a.rule_id,
+            title: a.title,
+            description: a.description,
+            severity: a.severity,
+            status: a.status.into(),
+            group_key: a.group_key,
+            count: a.event_count,
+            first_seen: a.first_seen,
+            last_seen: a.last_seen,
+            details: serde_json::from_str(&a.details).unwrap_or_default(),
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+            acknowledged_by: a.acknowledged_by,
+            acknowledged_at: a.acknowledged_at,
+            resolved_by: a.resolved_by,
+            resolved_at: a.resolved_at,
+            escalation_policy: a.escalation_policy,
+            escalation_level: a.escalation_level,
+            next_escalation_at: a.next_escalation_at,
+        }
+    }
+}
+
+/// An event behind an alert.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct LinkedEvent {
+    pub uuid: String,
+    /// `okta` (System Log) or `security` (posted security event); `unknown` if it is gone.
+    pub kind: String,
+    pub published: Option<DateTime<Utc>>,
+    pub event_type: Option<String>,
+    pub actor: Option<String>,
+    pub client_ip: Option<String>,
+    pub outcome: Option<String>,
+    pub message: Option<String>,
+}
+
+/// One escalation level reached.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct EscalationView {
+    pub level: i64,
+    pub policy: String,
+    pub emails: Vec<String>,
+    /// Webhook targets (scheme and host only: their paths often hold tokens).
+    pub webhooks: Vec<String>,
+    pub escalated_at: DateTime<Utc>,
+    /// When its notifications were queued.
+    pub notified_at: Option<DateTime<Utc>>,
+}
+
+/// One status change.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TransitionView {
+    pub action: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub actor: String,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// An alert with its events, escalation history and status changes.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AlertDetail {
+    #[oai(flatten)]
+    pub alert: AlertView,
+    /// Up to 100 linked events, oldest first.
+    pub events: Vec<LinkedEvent>,
+    pub escalations: Vec<EscalationView>,
+    pub transitions: Vec<TransitionView>,
+}
+
+/// A page of alerts, newest first.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AlertList {
+    /// Alerts matching the filters, on every page.
+    pub count: u64,
+    /// The next page's URL, if any.
+    pub next: Option<String>,
+    /// The previous page's URL, if any.
+    pub previous: Option<String>,
+    pub results: Vec<AlertView>,
+}
+
+/// What to do with an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum AlertActionName {
+    Acknowledge,
+    Resolve,
+    Reopen,
+}
+
+impl From<AlertActionName> for AlertAction {
+    fn from(a: AlertActionName) -> Self {
+        match a {
+            AlertActionName::Acknowledge => AlertAction::Acknowledge,
+            AlertActionName::Resolve => AlertAction::Resolve,
+            AlertActionName::Reopen => AlertAction::Reopen,
+        }
+    }
+}
+
+/// A status change.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct AlertChange {
+    pub action: AlertActionName,
+    /// Why (kept in the alert's history and the audit trail).
+    #[oai(validator(max_length = 2000))]
+    pub comment: Option<String>,
+}
+
+/// A security event reported by another system or a person.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SecurityEventIn {
+    /// What reported it, e.g. `edr`, `vuln-scanner`, `jane@example.com`.
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub source: String,
+    /// What happened, e.g. `malware.detected`.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub event_type: String,
+    /// 1 Low, 2 Medium, 3 High, 4 Critical. High and Critical open an alert at once.
+    #[oai(validator(minimum(value = "1"), maximum(value = "4")))]
+    pub severity: i64,
+    #[oai(validator(min_length = 1, max_length = 4000))]
+    pub description: String,
+    /// Any JSON object with more context.
+    pub details: Option<serde_json::Value>,
+}
+
+/// A stored security event.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SecurityEventView {
+    pub id: i64,
+    pub uuid: String,
+    pub source: String,
+    pub event_type: String,
+    pub severity: i64,
+    pub description: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// The alert it opened (High and Critical).
+    pub alert_id: Option<i64>,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum SecurityEventCreated {
+    /// Stored (and, for High and Critical, an alert opened).
+    #[oai(status = 201)]
+    Created(Json<SecurityEventView>),
+}
+
+/// Largest `details` accepted, serialised.
+const MAX_DETAILS_BYTES: usize = 32 * 1024;
+/// Linked events shown on one alert.
+const MAX_LINKED_EVENTS: u32 = 100;
+
+#[OpenApi(tag = "Tags::Alerts")]
+impl AlertsApi {
+    /// List alerts, newest first, filtered by status, severity and rule.
+    #[oai(path = "/api/v1/alerts", method = "get", operation_id = "list_alerts")]
+    #[allow(clippy::too_many_arguments)] // one per query parameter, as poem-openapi wants
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        status: Query<Option<AlertStatusName>>,
+        severity: Query<Option<SeverityName>>,
+        /// A rule id, e.g. `okta_brute_force_ip`.
+        #[oai(validator(min_length = 1, max_length = 100))]
+        rule: Query<Option<String>>,
+        /// 1-based page number (default 1).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Alerts per page, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        page_size: Query<Option<u32>>,
+    ) -> ApiResult<Json<AlertList>> {
+        let _ = &auth;
+        let page = page.0.unwrap_or(1);
+        let page_size = page_size.0.unwrap_or(50);
+        let query = AlertQuery {
+            status: status.0.map(Into::into),
+            severity: severity.0.map(|s| s.as_str().to_owned()),
+            rule_id: rule.0.clone(),
+            page,
+            page_size,
+        };
+        let found = alerts::list(state.db(), &query).await?;
+        let url = |p: u32| {
+            let mut q = vec![format!("page={p}"), format!("page_size={page_size}")];
+            if let Some(s) = query.status {
+                q.push(format!("status={s}"));
+            }
+            if let Some(s) = &query.severity {
+                q.push(format!("severity={s}"));
+            }
+            if let Some(r) = &query.rule_id {
+                q.push(format!("rule={}", encode(r)));
+            }
+            format!("/api/v1/alerts?{}", q.join("&"))
+        };
+        let shown = u64::from(page) * u64::from(page_size);
+        Ok(Json(AlertList {
+            count: found.total,
+            next: (shown < found.total).then(|| url(page + 1)),
+            previous: (page > 1).then(|| url(page - 1)),
+            results: found.items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Read one alert with its events, escalation history and status changes.
+    #[oai(
+        path = "/api/v1/alerts/:id",
+        method = "get",
+        operation_id = "get_alert"
+    )]
+    async fn get(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        id: Path<i64>,
+    ) -> ApiResult<Json<AlertDetail>> {
+        let _ = &auth;
+        let Some(alert) = alerts::get(state.db(), id.0).await? else {
+            return Err(ApiError::not_found(format!("no alert {}", id.0)));
+        };
+        let db = state.db();
+        let uuids = alerts::linked_events(db, alert.id, MAX_LINKED_EVENTS).await?;
+        let linked = linked_events(state.0, uuids).await?;
+        let escalations = alerts::escalations(db, alert.id)
+            .await?
+            .into_iter()
+            .map(escalation_view)
+            .collect();
+        let transitions = alerts::transitions(db, alert.id)
+            .await?
+            .into_iter()
+            .map(|t| TransitionView {
+                action: t.action,
+                from_status: t.from_status,
+                to_status: t.to_status,
+                actor: t.actor,
+                comment: t.comment,
+                at: t.at,
+            })
+            .collect();
+        Ok(Json(AlertDetail {
+            alert: alert.into(),
+            events: linked,
+            escalations,
+            transitions,
+        }))
+    }
+
+    /// Acknowledge, resolve or reopen an alert (admin). An action that does not apply to
+    /// the alert's status is 409.
+    #[oai(
+        path = "/api/v1/alerts/:id",
+        method = "patch",
+        operation_id = "update_alert"
+    )]
+    async fn update(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        id: Path<i64>,
+        body: Json<AlertChange>,
+    ) -> ApiResult<Json<AlertView>> {
+        auth.0.require_admin()?;
+        let action: AlertAction = body.0.action.into();
+        let now = Utc::now();
+        let Some(current) = alerts::get(state.db(), id.0).await? else {
+            return Err(ApiError::not_found(format!("no alert {}", id.0)));
+        };
+        // A reopened alert resumes escalation at its next level.
+        let next_escalation_at = current
+            .escalation_policy
+            .as_deref()
+            .and_then(|name| state.settings().escalation.policy(name))
+            .and_then(|p| {
+                let next = usize::try_from(current.escalation_level + 1).ok()?;
+                p.due_at(next, now, now)
+            });
+        let who = auth.0.actor().label();
+        let comment = body.0.comment.as_deref();
+        let outcome = alerts::transition(
+            state.db(),
+            id.0,
+            action,
+            &who,
+            comment,
+            now,
+            next_escalation_at,
+        )
+        .await?;
+        let alert = match outcome {
+            TransitionOutcome::Done(alert) => *alert,
+            TransitionOutcome::NotFound => {
+                return Err(ApiError::not_found(format!("no alert {}", id.0)));
+            }
+            TransitionOutcome::Invalid(status) => {
+                let (from, _) = action.transition();
+                let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+                return Err(ApiError::conflict(format!(
+                    "alert {} is {status}; {} applies to {} alerts",
+                    id.0,
+                    action.as_str(),
+                    allowed.join(" or ")
+                )));
+            }
+        };
+        let target = alert.id.to_string();
+        audit::record(
+            state.engine(),
+            Entry {
+                actor: auth.0.actor(),
+                action: match action {
+                    AlertAction::Acknowledge => "alert.acknowledge",
+                    AlertAction::Resolve => "alert.resolve",
+                    AlertAction::Reopen => "alert.reopen",
+                },
+                target_type: "alert",
+                target_id: &target,
+                details: serde_json::json!({ "from": current.status, "to": alert.status,
+                                             "comment": comment }),
+                request_id: Some(&rid.0.0),
+                job_id: None,
+            },
+        )
+        .await;
+        if action == AlertAction::Reopen && alert.next_escalation_at.is_some() {
+            queue_escalation(
+                state.0,
+                Some(alert.id),
+                &format!("alert-{}-reopened-{}", alert.id, now.timestamp_millis()),
+            )
+            .await;
+        }
+        Ok(Json(alert.into()))
+    }
+
+    /// Report a security event (admin). Severity 3 (High) and 4 (Critical) open an alert
+    /// at once, which escalates like any other.
+    #[oai(
+        path = "/api/v1/events/security",
+        method = "post",
+        operation_id = "create_security_event",
+        tag = "Tags::Events"
+    )]
+    async fn create_security_event(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        body: Json<SecurityEventIn>,
+    ) -> ApiResult<SecurityEventCreated> {
+        auth.0.require_admin()?;
+        let input = body.0;
+        let details = match input.details {
+            None => serde_json::json!({}),
+            Some(v @ serde_json::Value::Object(_)) => v,
+            Some(_) => return Err(ApiError::unprocessable("details: must be a JSON object")),
+        };
+        let details_text = details.to_string();
+        if details_text.len() > MAX_DETAILS_BYTES {
+            return Err(ApiError::unprocessable(format!(
+                "details: must be at most {MAX_DETAILS_BYTES} bytes of JSON"
+            )));
+        }
+        for (field, value) in [("source", &input.source), ("event_type", &input.event_type)] {
+            if value.trim().is_empty() || value.chars().any(char::is_control) {
+                return Err(ApiError::unprocessable(format!(
+                    "{field}: must be non-blank text without control characters"
+                )));
+            }
+        }
+        let now = Utc::now();
+        let who = auth.0.actor().label();
+        let stored = security_events::insert(
+            state.db(),
+            &security_events::NewSecurityEvent {
+                uuid: uuid::Uuid::new_v4().to_string(),
+                source: input.source.clone(),
+                event_type: input.event_type.clone(),
+                severity: input.severity,
+                description: input.description.clone(),
+                details: details_text,
+                created_by: who,
+                created_at: now,
+            },
+        )
+        .await?;
+        tracing::info!(id = stored.id, source = %stored.source, event_type = %stored.event_type,
+            severity = stored.severity, "security event reported");
+        let target = stored.uuid.clone();
+        audit::record(
+            state.engine(),
+            Entry {
+                actor: auth.0.actor(),
+                action: "security_event.create",
+                target_type: "security_event",
+                target_id: &target,
+                details: serde_json::json!({ "source": stored.source, "event_type": stored.event_type,
+                                             "severity": stored.severity }),
+                request_id: Some(&rid.0.0),
+                job_id: None,
+            },
+        )
+        .await;
+        // The detection rules see it in the next escalation run: queue one now.
+        queue_escalation(state.0, None, &format!("security-event-{}", stored.uuid)).await;
+        let mut alert_id = None;
+        if stored.severity >= 3 {
+            let id = open_security_alert(state.0, &stored, &rid.0.0).await?;
+            security_events::set_alert(state.db(), stored.id, id).await?;
+            alert_id = Some(id);
+        }
+        Ok(SecurityEventCreated::Created(Json(SecurityEventView {
+            id: stored.id,
+            uuid: stored.uuid,
+            source: stored.source,
+            event_type: stored.event_type,
+            severity: stored.severity,
+            description: stored.description,
+            created_by: stored.created_by,
+            created_at: stored.created_at,
+            alert_id,
+        })))
+    }
+}
+
+/// Opens the alert of a High or Critical security event and starts its escalation.
+async fn open_security_alert(
+    state: &ApiState,
+    event: &security_events::SecurityEvent,
+    request_id: &str,
+) -> ApiResult<i64> {
+    let severity = if event.severity >= 4 {
+        "critical"
+    } else {
+        "high"
+    };
+    let now = Utc::now();
+    let escalation = state
+        .settings()
+        .escalation
+        .policy_for(SECURITY_EVENT_RULE, severity)
+        .and_then(|p| Some((p.name.clone(), p.due_at(1, now, now)?)));
+    let has_policy = escalation.is_some();
+    let hit = alerts::AlertHit {
+        rule_id: SECURITY_EVENT_RULE.to_owned(),
+        title: format!("{}: {}", event.source, event.event_type),
+        description: event.description.clone(),
+        severity: severity.to_owned(),
+        // Each reported event is its own alert.
+        group_key: event.uuid.clone(),
+        event_uuid: event.uuid.clone(),
+        seen_at: event.created_at,
+        window_uuids: Vec::new(),
+        window_count: 1,
+        first_seen: event.created_at,
+        dedup_window_ms: 1,
+        details: serde_json::json!({ "source": event.source, "event_type": event.event_type,
+                                     "details": serde_json::from_str::<serde_json::Value>(&event.details).unwrap_or_default() })
+            .to_string(),
+        escalation,
+    };
+    let raised = alerts::raise(state.db(), &hit, now).await?;
+    let target = raised.alert_id.to_string();
+    audit::record(
+        state.engine(),
+        Entry {
+            actor: AuditActor::System,
+            action: "alert.open",
+            target_type: "alert",
+            target_id: &target,
+            details: serde_json::json!({ "rule_id": SECURITY_EVENT_RULE, "severity": severity,
+                                         "security_event": event.uuid }),
+            request_id: Some(request_id),
+            job_id: None,
+        },
+    )
+    .await;
+    if has_policy {
+        queue_escalation(
+            state,
+            Some(raised.alert_id),
+            &format!("alert-{}-opened", raised.alert_id),
+        )
+        .await;
+    }
+    Ok(raised.alert_id)
+}
+
+/// Queues an escalation run, for one alert or all (a run also puts new security events
+/// through the detection rules); the cron run catches up if this fails.
+async fn queue_escalation(state: &ApiState, alert_id: Option<i64>, key: &str) {
+    let job = AlertEscalationJob {
+        alert_id,
+        webhook: None,
+    };
+    let mut new = NewJob::new(
+        Queue::AlertEscalation,
+        serde_json::to_value(job).unwrap_or_default(),
+    );
+    new.idempotency_key = Some(key.to_owned());
+    if let Err(e) = state.engine().enqueue(new).await {
+        tracing::warn!(?alert_id, error = %e, "could not queue an escalation run");
+    }
+}
+
+/// The linked events of an alert, in link order, in two queries.
+async fn linked_events(state: &ApiState, uuids: Vec<String>) -> ApiResult<Vec<LinkedEvent>> {
+    let mut okta = events::get_many(state.db(), &uuids).await?;
+    let mut reported = security_events::get_many(state.db(), &uuids).await?;
+    Ok(uuids
+        .into_iter()
+        .map(|uuid| {
+            if let Some(e) = okta.remove(&uuid) {
+                LinkedEvent {
+                    uuid,
+                    kind: "okta".to_owned(),
+                    published: Some(e.published),
+                    event_type: Some(e.event_type),
+                    actor: e.actor_alternate_id.or(e.actor_id),
+                    client_ip: e.client_ip,
+                    outcome: e.outcome_result,
+                    message: e.display_message,
+                }
+            } else if let Some(e) = reported.remove(&uuid) {
+                LinkedEvent {
+                    uuid,
+                    kind: "security".to_owned(),
+                    published: Some(e.created_at),
+                    event_type: Some(e.event_type),
+                    actor: Some(e.source),
+                    client_ip: None,
+                    outcome: None,
+                    message: Some(e.description),
+                }
+            } else {
+                LinkedEvent {
+                    uuid,
+                    kind: "unknown".to_owned(),
+                    published: None,
+                    event_type: None,
+                    actor: None,
+                    client_ip: None,
+                    outcome: None,
+                    message: None,
+                }
+            }
+        })
+        .collect())
+}
+
+fn escalation_view(e: alerts::Escalation) -> EscalationView {
+    EscalationView {
+        level: e.level,
+        policy: e.policy,
+        webhooks: e
+            .targets
+            .webhooks
+            .iter()
+            .map(|w| redact_webhook(w))
+            .collect(),
+        emails: e.targets.emails,
+        escalated_at: e.escalated_at,
+        notified_at: e.notified_at,
+    }
+}
+
+/// Percent-encodes a query value (rule ids are plain, but a filter echoes user input).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
