@@ -35,6 +35,8 @@ pub struct Settings {
     pub rate_limit: vigil_api::RateLimitSettings,
     pub okta: vigil_workers::okta::OktaSettings,
     pub smtp: vigil_workers::email::SmtpSettings,
+    pub rules: vigil_rules::RulesSettings,
+    pub escalation: vigil_workers::alerts::EscalationSettings,
 }
 
 /// `[log]`: how vigil writes its logs.
@@ -141,6 +143,28 @@ impl Settings {
         let settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError(describe(&e, path)))?;
+        // Rules and escalation policies are checked as a whole, here, so a mistake stops
+        // every command at start with the file and the key.
+        let rules = vigil_rules::RuleSet::load(&settings.rules)
+            .map_err(|e| ConfigError(format!("invalid [rules] in {}: {e}", path.display())))?;
+        let escalation =
+            |e: String| ConfigError(format!("invalid [escalation] in {}: {e}", path.display()));
+        settings.escalation.validate().map_err(escalation)?;
+        // A policy naming a rule that does not exist would silently never apply.
+        for (i, policy) in settings.escalation.policies.iter().enumerate() {
+            for id in &policy.rules {
+                let known = id == vigil_jobs::escalation::SECURITY_EVENT_RULE
+                    || rules.get(id).is_some()
+                    || rules.disabled().contains(id);
+                if !known {
+                    return Err(escalation(format!(
+                        "policies[{i}].rules: `{id}` is not a rule (see `vigil rules list`; \
+                         `{}` is the rule of security events)",
+                        vigil_jobs::escalation::SECURITY_EVENT_RULE
+                    )));
+                }
+            }
+        }
         Ok(Loaded { settings, warnings })
     }
 }

@@ -1,6 +1,7 @@
 //! The dashboard in a real browser (headless Chromium through chromedriver) against a real
 //! `vigil run`: sign in, watch a queue count change after an enqueue through the API, retry a
-//! dead job from the page and watch it finish, and check an analyst sees no admin buttons.
+//! dead job from the page and watch it finish, acknowledge an alert from the page, and check
+//! an analyst sees no admin buttons.
 //! Screenshots go to `artifacts/screenshots/` (README shows one of them).
 
 mod support;
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Deployment, PASSWORD, wait_status};
+use support::{Deployment, PASSWORD, get_json, post_json, wait_status};
 use vigil_testkit::smtp::SmtpServer;
 use vigil_testkit::webdriver::{Driver, Session, chromium_available};
 
@@ -32,16 +33,9 @@ async fn sign_in(browser: &Session, base: &str, user: &str) {
 }
 
 async fn enqueue_email(base: &str, token: &str, body: Value) -> String {
-    let res = reqwest::Client::new()
-        .post(format!("{base}/api/v1/jobs/email"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let v: Value = res.json().await.unwrap();
-    v["id"].as_str().unwrap().to_owned()
+    let (status, job) = post_json(base, token, "/api/v1/jobs/email", &body).await;
+    assert_eq!(status, 202);
+    job["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +124,51 @@ async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
         browser.screenshot().await,
     )
     .unwrap();
+
+    // A critical security event opens an alert; the admin acknowledges it from the page.
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/v1/events/security"))
+        .bearer_auth(&token)
+        .json(
+            &json!({"source": "edr", "event_type": "malware.detected", "severity": 4,
+                      "description": "beacon on laptop-42"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let alert_id = res.json::<Value>().await.unwrap()["alert_id"]
+        .as_i64()
+        .unwrap();
+    let alert_row = format!("tr[data-alert='{alert_id}']");
+    browser
+        .wait_text(&alert_row, Duration::from_secs(20), |t| t.contains("open"))
+        .await;
+    browser
+        .click(&format!(
+            "{alert_row} button[aria-label='acknowledge alert {alert_id}']"
+        ))
+        .await;
+    browser
+        .wait_text(&alert_row, Duration::from_secs(20), |t| {
+            t.contains("acknowledged")
+        })
+        .await;
+    let alert = get_json(&base, &token, &format!("/api/v1/alerts/{alert_id}")).await;
+    assert_eq!(alert["status"], "acknowledged", "{alert}");
+    assert_eq!(alert["acknowledged_by"], "user:admin");
+    assert_eq!(alert["transitions"][0]["action"], "acknowledge");
+    browser
+        .execute(
+            &format!("document.querySelector(\"{alert_row}\").scrollIntoView({{block: 'center'}}); return 0;"),
+            vec![],
+        )
+        .await;
+    std::fs::write(
+        artifacts().join("dashboard-alert-acknowledged.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
     browser.close().await;
 
     // An analyst on a phone-sized screen sees the same data and no admin buttons.
@@ -153,6 +192,42 @@ async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
     .unwrap();
     phone.close().await;
 
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}
+
+/// The rate limit is per user, shared by every tab: when the dashboard hits it, it says so
+/// and waits for `Retry-After` instead of failing every panel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_backs_off_when_rate_limited() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver"
+    );
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[("VIGIL_RATE_LIMIT__AUTHENTICATED_PER_MINUTE", "8")],
+    );
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("api").await;
+    let base = vigil.base();
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 900).await;
+    // Sign-in plus the first refresh's six calls fit; the next refresh runs out.
+    sign_in(&browser, &base, "admin").await;
+    let live = browser
+        .wait_text("#live", Duration::from_secs(30), |t| {
+            t.contains("rate limited")
+        })
+        .await;
+    assert!(live.contains("updates resume in"), "{live}");
+    std::fs::write(
+        artifacts().join("dashboard-rate-limited.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+    browser.close().await;
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }

@@ -1,14 +1,15 @@
 //! The whole path with real processes and services: `vigil run` (API + workers) against the
 //! shared Redis (own key prefix), a fresh SQLite database and a real SMTP server. A user
 //! signs in, enqueues an email through the API, the email worker delivers it, the job reads
-//! `done`; the sign-in and the enqueue are in the audit trail; SIGTERM exits 0.
+//! `done`; the user changes, the sign-in, the enqueue, the daemon's start and stop are in the
+//! audit trail; SIGTERM exits 0.
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Deployment, wait_status};
+use support::{Deployment, wait_for_audit, wait_status};
 use vigil_testkit::smtp::SmtpServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,6 +18,7 @@ async fn an_email_enqueued_through_the_api_is_delivered_and_audited() {
     let smtp = SmtpServer::start().await;
     let vigil = Deployment::new(smtp.port(), &[]);
     vigil.add_user("alice", "admin");
+    vigil.add_user("bob", "admin");
     let daemon = vigil.start("run").await;
     let base = vigil.base();
     let token = vigil.token("alice").await;
@@ -44,40 +46,45 @@ async fn an_email_enqueued_through_the_api_is_delivered_and_audited() {
     assert_eq!(messages[0].header("Subject").as_deref(), Some("vigil e2e"));
     assert!(messages[0].data.contains("hello from vigil"));
 
-    // The sign-in and the enqueue reach the hash-chained audit trail through the audit queue.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let actions: Vec<String> = loop {
-        let page: Value = client
-            .get(format!("{base}/api/v1/audit-logs?page=1&page_size=50"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let actions: Vec<String> = page["records"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter_map(|x| x["action"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let complete = ["daemon.start", "auth.login", "job.enqueue"]
-            .iter()
-            .all(|a| actions.iter().any(|x| x == a));
-        if complete || Instant::now() > deadline {
-            break actions;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(actions.iter().any(|a| a == "daemon.start"), "{actions:?}");
-    assert!(actions.iter().any(|a| a == "auth.login"), "{actions:?}");
-    assert!(actions.iter().any(|a| a == "job.enqueue"), "{actions:?}");
+    // The user change, the start, the sign-in and the enqueue reach the hash-chained audit
+    // trail through the audit queue.
+    wait_for_audit(
+        &base,
+        &token,
+        "",
+        &[
+            ("daemon.start", ":"),
+            ("user.add", "alice"),
+            ("auth.login", "alice"),
+            ("job.enqueue", job["id"].as_str().unwrap()),
+        ],
+    )
+    .await;
 
     let status = daemon.terminate().await;
     assert!(status.success(), "exit status {status}");
+
+    // The stop, and a user disabled from the CLI while vigil is down, are in the trail once
+    // vigil runs again (they waited in the audit queue).
+    let disable = vigil
+        .command(&["user", "disable", "alice"])
+        .output()
+        .unwrap();
+    assert!(
+        disable.status.success(),
+        "{}",
+        String::from_utf8_lossy(&disable.stderr)
+    );
+    let daemon = vigil.start("run").await;
+    let bob = vigil.token("bob").await;
+    wait_for_audit(
+        &base,
+        &bob,
+        "",
+        &[("daemon.stop", ":"), ("user.disable", "alice")],
+    )
+    .await;
+    assert!(daemon.terminate().await.success());
     let verify = vigil.command(&["audit", "verify"]).output().unwrap();
     assert!(
         verify.status.success(),

@@ -9,23 +9,13 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::Deployment;
+use support::{Deployment, get_json, post_json};
 use vigil_testkit::smtp::SmtpServer;
 
 const JOBS: usize = 40;
 
 async fn jobs(base: &str, token: &str) -> Vec<Value> {
-    let page: Value = reqwest::Client::new()
-        .get(format!(
-            "{base}/api/v1/jobs?queue=email&page=1&page_size=100"
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(base, token, "/api/v1/jobs?queue=email&page=1&page_size=100").await;
     page["jobs"].as_array().cloned().unwrap_or_default()
 }
 
@@ -193,5 +183,133 @@ async fn sigterm_mid_work_finishes_running_jobs_and_loses_nothing() {
     for d in [worker, api] {
         assert!(d.terminate().await.success());
     }
+    vigil.clean_redis().await;
+}
+
+/// A job whose every attempt takes its worker down (here: the worker is SIGKILLed whenever it
+/// runs that job) stops at `max_attempts` and goes dead, instead of looping forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_kills_its_worker_every_time_goes_dead_at_max_attempts() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let smtp = SmtpServer::start().await;
+    // The send never finishes by itself: whoever runs the job is still on it when killed.
+    smtp.delay_data(Some(Duration::from_secs(120)));
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_ENGINE__LEASE_SECONDS", "2"),
+            ("VIGIL_ENGINE__REAPER_INTERVAL_MS", "300"),
+            ("VIGIL_QUEUES__EMAIL__MAX_ATTEMPTS", "3"),
+            ("VIGIL_QUEUES__EMAIL__BACKOFF_BASE_MS", "100"),
+            ("VIGIL_QUEUES__EMAIL__BACKOFF_MAX_MS", "200"),
+            ("VIGIL_SMTP__TIMEOUT_SECONDS", "300"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let api = vigil.start("api").await;
+    let mut worker = vigil.start("worker").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let (status, job) = post_json(
+        &base,
+        &token,
+        "/api/v1/jobs/email",
+        &json!({"payload": {"to": ["soc@example.com"], "subject": "poison", "body": {"text": "x"}}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let id = job["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/jobs/{id}");
+
+    // Attempts 1, 2 and 3 each die with their worker.
+    for attempt in 1..=3u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let j = get_json(&base, &token, &path).await;
+            if j["status"] == "running" && j["attempts"] == attempt {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "attempt {attempt} never started: {j}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await; // mid-send
+        drop(worker); // SIGKILL
+        worker = vigil.start("worker").await;
+    }
+
+    // The lease of attempt 3 expires: no fourth attempt, the job is dead with its history.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let j = get_json(&base, &token, &path).await;
+        if j["status"] == "dead" {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the job never went dead: {j}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(dead["attempts"], 3, "{dead}");
+    let errors = dead["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "one error per lost attempt: {dead}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["error"].as_str().unwrap().contains("lease")),
+        "{dead}"
+    );
+    // It stays dead: the live worker does not pick it up again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = get_json(&base, &token, &path).await;
+    assert_eq!(still["status"], "dead");
+    assert_eq!(still["attempts"], 3);
+
+    for d in [worker, api] {
+        assert!(d.terminate().await.success());
+    }
+    vigil.clean_redis().await;
+}
+
+/// Two `vigil worker` processes with the same schedules: every tick enqueues exactly one job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_run_each_schedule_tick_once() {
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_SCHEDULES__ALERT_ESCALATION__CRON", "* * * * * *"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let api = vigil.start("api").await;
+    let a = vigil.start("worker").await;
+    let b = vigil.start("worker").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(a.terminate().await.success());
+    assert!(b.terminate().await.success());
+
+    let page = get_json(
+        &base,
+        &token,
+        "/api/v1/jobs?queue=alert_escalation&page_size=100",
+    )
+    .await;
+    let keys: Vec<String> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["idempotency_key"].as_str())
+        .filter(|k| k.starts_with("schedule:alert_escalation:"))
+        .map(str::to_owned)
+        .collect();
+    let distinct: HashSet<&String> = keys.iter().collect();
+    assert!(keys.len() >= 3, "the schedule fired every second: {keys:?}");
+    assert_eq!(distinct.len(), keys.len(), "no tick ran twice: {keys:?}");
+    assert!(api.terminate().await.success());
     vigil.clean_redis().await;
 }

@@ -13,6 +13,9 @@ pub fn run(loaded: &Loaded) -> ExitCode {
     let mut settings = loaded.settings.clone();
     settings.database.url = vigil_store::db::redact_url(&settings.database.url);
     settings.redis.url = vigil_store::db::redact_url(&settings.redis.url);
+    if !settings.escalation.webhook_secret.is_empty() {
+        settings.escalation.webhook_secret = "<redacted>".to_owned();
+    }
     match toml_string(&settings) {
         Ok(text) => {
             println!("# effective vigil configuration (secrets redacted)\n{text}");

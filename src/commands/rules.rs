@@ -1,9 +1,172 @@
-//! `vigil rules` (being built).
+//! `vigil rules list` and `vigil rules test FILE`: see the rules in force, try them on events.
+//!
+//! `test` evaluates the rules on the events in FILE (a JSON array, or one JSON event per
+//! line) in file order, each event's `published` being the clock, with fresh in-memory
+//! windows and no side effects (no database, no Redis, no alerts), and prints one JSON line
+//! per event: `{"uuid": ..., "matches": [rule ids], "alerts": [rule ids that raised or
+//! updated an alert]}`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+use vigil_rules::{MemoryWindows, Rule, RuleSet};
 
 use crate::cli::RulesCommand;
 use crate::config::Settings;
 
 /// Runs a `vigil rules` subcommand.
-pub async fn run(_settings: &Settings, cmd: &RulesCommand) -> anyhow::Result<()> {
-    anyhow::bail!("vigil rules: {cmd:?} is not available yet")
+pub async fn run(settings: &Settings, cmd: &RulesCommand) -> anyhow::Result<()> {
+    let rules = RuleSet::load(&settings.rules).context("invalid [rules]")?;
+    match cmd {
+        RulesCommand::List => {
+            print!("{}", render_list(&rules));
+            Ok(())
+        }
+        RulesCommand::Test { file } => test_file(&rules, file).await,
+    }
+}
+
+/// The table `vigil rules list` prints.
+fn render_list(rules: &RuleSet) -> String {
+    let mut out = format!(
+        "{:<30} {:<9} {:<34} TITLE\n",
+        "ID", "SEVERITY", "FIRES WHEN"
+    );
+    for rule in rules.rules() {
+        out.push_str(&format!(
+            "{:<30} {:<9} {:<34} {}\n",
+            rule.id,
+            rule.severity.as_str(),
+            fires_when(rule),
+            rule.title
+        ));
+    }
+    out.push_str(&format!("{} rules active", rules.rules().len()));
+    if !rules.disabled().is_empty() {
+        out.push_str(&format!(
+            "; disabled in config: {}",
+            rules.disabled().join(", ")
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+/// "each match", or "20 in 60m by client.ipAddress".
+fn fires_when(rule: &Rule) -> String {
+    if let Some(a) = &rule.after {
+        return format!("after {} {} in {}m", a.count, a.rule, a.within_seconds / 60);
+    }
+    match &rule.threshold {
+        None => "each match".to_owned(),
+        Some(t) => {
+            let window = if t.window_seconds % 3600 == 0 {
+                format!("{}h", t.window_seconds / 3600)
+            } else if t.window_seconds % 60 == 0 {
+                format!("{}m", t.window_seconds / 60)
+            } else {
+                format!("{}s", t.window_seconds)
+            };
+            let by: Vec<&str> = rule.group_by.iter().map(|g| g.as_str()).collect();
+            format!("{} in {window} by {}", t.count, by.join("+"))
+        }
+    }
+}
+
+/// Reads FILE as a JSON array or JSON lines; errors name the line.
+fn read_events(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let events: Vec<Value> = serde_json::from_str(trimmed)
+            .with_context(|| format!("{} is not a valid JSON array of events", path.display()))?;
+        return Ok(events);
+    }
+    let mut events = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not a JSON event", path.display(), i + 1))?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// One output line of `rules test`, fields in the documented order.
+#[derive(serde::Serialize)]
+struct TestLine<'a> {
+    uuid: &'a Value,
+    matches: &'a [String],
+    alerts: Vec<&'a str>,
+}
+
+async fn test_file(rules: &RuleSet, path: &Path) -> anyhow::Result<()> {
+    let events = read_events(path)?;
+    let windows = MemoryWindows::default();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (i, event) in events.iter().enumerate() {
+        if !event.is_object() {
+            anyhow::bail!("{} event {}: not a JSON object", path.display(), i + 1);
+        }
+        // The clock of the test: without it, windows would silently use the current time.
+        let published = event.get("published").and_then(Value::as_str);
+        if published
+            .and_then(|p| chrono::DateTime::parse_from_rfc3339(p).ok())
+            .is_none()
+        {
+            anyhow::bail!(
+                "{} event {}: `published` is missing or not an RFC 3339 time (got {}); \
+                 rules test uses it as the clock",
+                path.display(),
+                i + 1,
+                event.get("published").unwrap_or(&Value::Null)
+            );
+        }
+        let evaluation = rules.evaluate(event, &windows).await?;
+        let alerts: Vec<&str> = evaluation
+            .firings
+            .iter()
+            .map(|f| f.rule_id.as_str())
+            .collect();
+        let line = TestLine {
+            uuid: event.get("uuid").unwrap_or(&Value::Null),
+            matches: &evaluation.matches,
+            alerts,
+        };
+        writeln!(out, "{}", serde_json::to_string(&line)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_shows_thresholds_and_disabled_rules() {
+        let off = vigil_rules::settings::RuleOverride {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        let settings = vigil_rules::RulesSettings {
+            builtin: [("okta_idp_signin".to_owned(), off)].into(),
+            ..Default::default()
+        };
+        let text = render_list(&RuleSet::load(&settings).unwrap());
+        let line = |id: &str| text.lines().find(|l| l.starts_with(id)).unwrap().to_owned();
+        assert!(line("okta_brute_force_ip ").contains("20 in 1h by client.ipAddress"));
+        assert!(line("okta_mfa_push_bombing").contains("5 in 10m by actor.id"));
+        assert!(line("okta_api_token_created").contains("each match"));
+        assert!(
+            line("okta_mfa_push_bombing_accepted").contains("after 5 okta_mfa_push_bombing in 20m")
+        );
+        assert!(!text.contains("\nokta_idp_signin "));
+        assert!(text.ends_with("disabled in config: okta_idp_signin\n"));
+    }
 }

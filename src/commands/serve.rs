@@ -63,6 +63,7 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
                 http: settings.http.clone(),
                 auth: settings.auth.clone(),
                 rate_limit: settings.rate_limit.clone(),
+                escalation: settings.escalation.clone(),
             },
             settings.schedules.clone(),
             registry.clone(),
@@ -152,16 +153,15 @@ pub async fn connect_engine(settings: &Settings) -> anyhow::Result<Option<Engine
 }
 
 /// The handler of every queue this process can run, over long-lived services: the audit
-/// writer actor, the mailer (SMTP pool, shared send limit), the Okta poller (when
-/// `okta.enabled`). Detection and escalation are not built yet, so `alert_escalation` has no
-/// handler here.
+/// writer actor, the mailer (SMTP pool, shared send limit), the escalator and webhook sender,
+/// the Okta poller (when `okta.enabled`) with the detector as its new-events sink.
 pub fn build_handlers(
     settings: &Settings,
     engine: &Engine,
     db: &vigil_store::Db,
     registry: &Registry,
 ) -> anyhow::Result<Vec<(Queue, Handler)>> {
-    use vigil_workers::{audit, email, okta};
+    use vigil_workers::{alerts, audit, email, okta};
     let mut handlers = Vec::new();
 
     let audit_metrics = audit::AuditMetrics::register(registry)?;
@@ -189,10 +189,39 @@ pub fn build_handlers(
     .with_metrics(email::EmailMetrics::register(registry)?);
     handlers.push((Queue::Email, email::email_handler(mailer)));
 
+    let alert_metrics = alerts::AlertMetrics::register(registry)?;
+    let escalation = Arc::new(settings.escalation.clone());
+    let rules = vigil_rules::RuleSet::load(&settings.rules).context("invalid [rules]")?;
+    tracing::info!(rules = rules.rules().len(), disabled = ?rules.disabled(), "detection rules loaded");
+    let detector = Arc::new(alerts::Detector::new(
+        Arc::new(rules),
+        Arc::new(vigil_rules::RedisWindows::new(
+            engine.redis(),
+            engine.prefix(),
+        )),
+        db.clone(),
+        engine.clone(),
+        escalation.clone(),
+        Some(alert_metrics.clone()),
+    ));
+    let escalator = alerts::Escalator::new(
+        db.clone(),
+        engine.clone(),
+        escalation.clone(),
+        Some(alert_metrics.clone()),
+    );
+    let webhooks = alerts::WebhookSender::new(escalation, db.clone(), Some(alert_metrics))
+        .context("while building the webhook client")?;
+    handlers.push((
+        Queue::AlertEscalation,
+        alerts::alert_escalation_handler(escalator, webhooks, Some(detector.clone())),
+    ));
+
     if settings.okta.enabled {
         let metrics = okta::OktaMetrics::register(registry)?;
         let poller = okta::OktaPoller::new(settings.okta.clone(), db.clone(), Some(metrics))
-            .context("invalid [okta] settings")?;
+            .context("invalid [okta] settings")?
+            .with_sink(detector);
         handlers.push((Queue::OktaFetch, okta::okta_handler(poller)));
     } else {
         tracing::info!("okta.enabled is false: this process does not fetch Okta events");

@@ -63,6 +63,8 @@ pub struct Deployment {
 impl Deployment {
     /// A deployment sending mail to `smtp_port`, with extra `VIGIL_*` settings.
     pub fn new(smtp_port: u16, extra: &[(&str, &str)]) -> Deployment {
+        // The tests' reqwest clients need rustls's provider, as vigil itself does.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let prefix = unique_prefix("proc");
@@ -220,20 +222,71 @@ impl Drop for Daemon {
     }
 }
 
+/// `GET {base}{path}` with the bearer token; the JSON body.
+pub async fn get_json(base: &str, token: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `POST {base}{path}` with the bearer token and a JSON body; the status and JSON answer.
+pub async fn post_json(base: &str, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `GET /api/v1/audit-logs{query}` (newest 100 records) until every `(action, target
+/// id part)` in `want` is there (or 15 s pass: the test fails with what was found).
+pub async fn wait_for_audit(base: &str, token: &str, query: &str, want: &[(&str, &str)]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let sep = if query.is_empty() { "?" } else { "&" };
+        let page = get_json(
+            base,
+            token,
+            &format!("/api/v1/audit-logs{query}{sep}page_size=100"),
+        )
+        .await;
+        let records = page["records"].as_array().cloned().unwrap_or_default();
+        let has = |(action, target): &(&str, &str)| {
+            records.iter().any(|r| {
+                r["action"] == *action
+                    && r["target_id"].as_str().is_some_and(|t| t.contains(target))
+            })
+        };
+        if want.iter().all(has) {
+            return;
+        }
+        let found: Vec<(&Value, &Value)> = records
+            .iter()
+            .map(|r| (&r["action"], &r["target_id"]))
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "audit trail lacks some of {want:?}: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Polls `GET /api/v1/jobs/{id}` until its status is `want` (or 30 s pass); returns the job.
 pub async fn wait_status(base: &str, token: &str, id: &str, want: &str) -> Value {
-    let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let j: Value = client
-            .get(format!("{base}/api/v1/jobs/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let j = get_json(base, token, &format!("/api/v1/jobs/{id}")).await;
         if j["status"] == want || Instant::now() > deadline {
             return j;
         }
