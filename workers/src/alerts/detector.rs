@@ -136,13 +136,7 @@ impl Detector {
                 .iter()
                 .map(vigil_store::security_events::as_rule_document)
                 .collect();
-            for evaluation in self
-                .rules
-                .evaluate_all(&docs, self.windows.as_ref())
-                .await?
-            {
-                self.record(evaluation, &mut summary).await?;
-            }
+            self.evaluate(&docs, &mut summary).await?;
             let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
             vigil_store::security_events::mark_detected(&self.db, &ids, Utc::now()).await?;
         }
@@ -157,15 +151,21 @@ impl Detector {
             .iter()
             .filter_map(|e| serde_json::from_str(&e.raw).ok())
             .collect();
-        // The whole batch in two round trips to Redis, then its alerts in order.
-        for evaluation in self
-            .rules
-            .evaluate_all(&docs, self.windows.as_ref())
-            .await?
-        {
-            self.record(evaluation, &mut summary).await?;
-        }
+        self.evaluate(&docs, &mut summary).await?;
         Ok(summary)
+    }
+
+    /// Runs the rules on `docs` (the whole batch in two round trips to Redis), then raises
+    /// their alerts in order.
+    async fn evaluate(
+        &self,
+        docs: &[serde_json::Value],
+        summary: &mut DetectSummary,
+    ) -> Result<(), DetectError> {
+        for evaluation in self.rules.evaluate_all(docs, self.windows.as_ref()).await? {
+            self.record(evaluation, summary).await?;
+        }
+        Ok(())
     }
 
     /// Counts an evaluation and raises its firings.
