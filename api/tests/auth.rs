@@ -104,20 +104,8 @@ async fn sign_in_refresh_and_failed_sign_ins() {
     .await
     .expect(400);
 
-    let audit = app
-        .engine
-        .list(&vigil_queue::JobFilter {
-            queue: Some(vigil_jobs::Queue::Audit),
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let actions: Vec<&str> = audit
-        .jobs
-        .iter()
-        .filter_map(|j| j.payload["action"].as_str())
-        .collect();
+    let audit = app.audited().await;
+    let actions: Vec<&str> = audit.iter().filter_map(|p| p["action"].as_str()).collect();
     for expected in ["auth.login", "auth.refresh", "auth.login_failed"] {
         assert!(actions.contains(&expected), "{expected} in {actions:?}");
     }
@@ -388,20 +376,11 @@ async fn oidc_tokens_are_verified_against_the_jwks_and_mapped_to_roles() {
     )
     .await
     .expect(401);
-    let audit = app
-        .engine
-        .list(&vigil_queue::JobFilter {
-            queue: Some(vigil_jobs::Queue::Audit),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     assert!(
-        audit
-            .jobs
+        app.audited()
+            .await
             .iter()
-            .any(|j| j.payload["action"] == "queue.pause"
-                && j.payload["actor"]["id"] == "oidc:dana@example.com")
+            .any(|p| p["action"] == "queue.pause" && p["actor"]["id"] == "oidc:dana@example.com")
     );
     server.abort();
 }

@@ -52,18 +52,10 @@ async fn enqueue_on_each_queue_returns_202_with_links_and_is_audited() {
         assert_eq!(got.body["status"], expected);
     }
     // Each enqueue (and the sign-in) left an audit job naming the admin.
-    let audit = app
-        .engine
-        .list(&vigil_queue::JobFilter {
-            queue: Some(vigil_jobs::Queue::Audit),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let audit = app.audited().await;
     let actions: Vec<String> = audit
-        .jobs
         .iter()
-        .filter_map(|j| j.payload["action"].as_str().map(str::to_owned))
+        .filter_map(|p| p["action"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(
         actions.iter().filter(|a| *a == "job.enqueue").count(),
@@ -71,13 +63,9 @@ async fn enqueue_on_each_queue_returns_202_with_links_and_is_audited() {
         "{actions:?}"
     );
     assert!(actions.contains(&"auth.login".to_owned()), "{actions:?}");
-    let enq = audit
-        .jobs
-        .iter()
-        .find(|j| j.payload["action"] == "job.enqueue")
-        .unwrap();
-    assert_eq!(enq.payload["actor"], json!({"kind": "user", "id": "admin"}));
-    assert!(enq.payload["request_id"].is_string());
+    let enq = audit.iter().find(|p| p["action"] == "job.enqueue").unwrap();
+    assert_eq!(enq["actor"], json!({"kind": "user", "id": "admin"}));
+    assert!(enq["request_id"].is_string());
 }
 
 #[tokio::test]
@@ -268,19 +256,11 @@ async fn retry_and_cancel_follow_the_job_state() {
         a.expect(404);
         assert_eq!(a.code(), "not_found");
     }
-    let audit = app
-        .engine
-        .list(&vigil_queue::JobFilter {
-            queue: Some(vigil_jobs::Queue::Audit),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     assert!(
-        audit
-            .jobs
+        app.audited()
+            .await
             .iter()
-            .any(|j| j.payload["action"] == "job.cancel" && j.payload["target_id"] == id.as_str())
+            .any(|p| p["action"] == "job.cancel" && p["target_id"] == id.as_str())
     );
 }
 

@@ -15,7 +15,7 @@ use prometheus::Registry;
 use serde_json::{Value, json};
 use vigil_jobs::escalation::{EscalationLevel, EscalationPolicy, Since};
 use vigil_jobs::{EscalationSettings, JobStatus, Queue};
-use vigil_queue::{Engine, JobFilter, NewJob, SchedulesSettings};
+use vigil_queue::{Engine, NewJob, SchedulesSettings};
 use vigil_rules::{RedisWindows, RuleSet, RulesSettings};
 use vigil_store::alerts::{self, AlertAction, AlertStatus};
 use vigil_store::events::{self, NewEvent, StoredEvent};
@@ -30,7 +30,7 @@ use vigil_workers::email::{
 use vigil_workers::okta::event::parse_event;
 use vigil_workers::runtime::Runtime;
 
-use common::{cleanup, eventually, system};
+use common::{cleanup, eventually, jobs, system};
 
 const SECRET: &str = "webhook-secret-for-tests";
 
@@ -79,17 +79,6 @@ fn escalation(hook: &str) -> EscalationSettings {
         }],
         ..EscalationSettings::default()
     }
-}
-
-async fn jobs(e: &Engine, queue: Queue) -> Vec<vigil_jobs::JobRecord> {
-    e.list(&JobFilter {
-        queue: Some(queue),
-        page_size: 500,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .jobs
 }
 
 async fn all_done(e: &Engine, queue: Queue) -> bool {

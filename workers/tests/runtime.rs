@@ -244,19 +244,12 @@ fn scheduled_runs_that_fail_are_audited_with_their_schedule_and_error() {
         let audited = |target: &'static str| {
             let e = e.clone();
             async move {
-                e.list(&JobFilter {
-                    queue: Some(Queue::Audit),
-                    page: 1,
-                    page_size: 100,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .jobs
-                .into_iter()
-                .map(|j| j.payload)
-                .filter(|p| p["action"] == "schedule.failed" && p["target_id"] == target)
-                .collect::<Vec<_>>()
+                common::jobs(&e, Queue::Audit)
+                    .await
+                    .into_iter()
+                    .map(|j| j.payload)
+                    .filter(|p| p["action"] == "schedule.failed" && p["target_id"] == target)
+                    .collect::<Vec<_>>()
             }
         };
         eventually(

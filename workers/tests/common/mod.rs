@@ -69,6 +69,18 @@ where
     }
 }
 
+/// The jobs on `queue` (first 500), whatever their status.
+pub async fn jobs(e: &Engine, queue: vigil_jobs::Queue) -> Vec<vigil_jobs::JobRecord> {
+    e.list(&vigil_queue::JobFilter {
+        queue: Some(queue),
+        page_size: 500,
+        ..Default::default()
+    })
+    .await
+    .expect("list jobs")
+    .jobs
+}
+
 /// Deletes every key under the engine's prefix.
 pub async fn cleanup(e: &Engine) {
     let mut c = e.redis();
