@@ -11,7 +11,7 @@
 
 use chrono::Utc;
 use vigil_jobs::{AuditActor, AuditJob, Queue};
-use vigil_queue::{Engine, NewJob};
+use vigil_queue::{Companion, Engine, NewJob};
 
 /// One audited action.
 #[derive(Debug, Clone)]
@@ -26,11 +26,25 @@ pub struct Entry<'a> {
     pub job_id: Option<&'a str>,
 }
 
-/// Records one audited action through the `audit` queue. Returns the audit job's id.
-pub async fn record(engine: &Engine, entry: Entry<'_>) -> Option<String> {
-    let event_id = uuid::Uuid::new_v4().simple().to_string();
-    let job = AuditJob {
-        event_id: event_id.clone(),
+/// The audit job of `entry`, to be written with the job it describes in one step (see
+/// [`vigil_queue::NewJob::companion`]): the record cannot be lost while the job is kept.
+pub fn companion(entry: Entry<'_>) -> Option<Companion> {
+    let job = audit_job(entry);
+    match serde_json::to_value(&job) {
+        Ok(payload) => Some(Companion {
+            queue: Queue::Audit,
+            payload,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, action = %job.action, "audit record not serializable");
+            None
+        }
+    }
+}
+
+fn audit_job(entry: Entry<'_>) -> AuditJob {
+    AuditJob {
+        event_id: uuid::Uuid::new_v4().simple().to_string(),
         occurred_at: Utc::now(),
         actor: entry.actor,
         action: entry.action.to_owned(),
@@ -39,7 +53,13 @@ pub async fn record(engine: &Engine, entry: Entry<'_>) -> Option<String> {
         details: entry.details,
         request_id: entry.request_id.map(str::to_owned),
         job_id: entry.job_id.map(str::to_owned),
-    };
+    }
+}
+
+/// Records one audited action through the `audit` queue. Returns the audit job's id.
+/// (The audit trail is unique by `event_id`, so no idempotency key is needed.)
+pub async fn record(engine: &Engine, entry: Entry<'_>) -> Option<String> {
+    let job = audit_job(entry);
     let payload = match serde_json::to_value(&job) {
         Ok(v) => v,
         Err(e) => {
@@ -47,9 +67,7 @@ pub async fn record(engine: &Engine, entry: Entry<'_>) -> Option<String> {
             return None;
         }
     };
-    let mut new = NewJob::new(Queue::Audit, payload);
-    new.idempotency_key = Some(format!("audit:{event_id}"));
-    match engine.enqueue(new).await {
+    match engine.enqueue(NewJob::new(Queue::Audit, payload)).await {
         Ok(done) => Some(done.job.id),
         Err(e) => {
             tracing::error!(

@@ -145,7 +145,20 @@ impl<E: Endpoint> Pipeline<E> {
         let mut decision = None;
         if let Some(group) = self.state.limiter().group_of(path) {
             let caller = self.caller(&mut req).await;
-            match self.state.limiter().check(group, &caller).await {
+            // A limiter that cannot reach Redis quickly lets the request through at once
+            // (the route itself then answers, or fails with its own bounded timeout).
+            let checked = tokio::time::timeout(
+                crate::ratelimit::LOOKUP_TIMEOUT,
+                self.state.limiter().check(group, &caller),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer within the lookup timeout",
+                )))
+            });
+            match checked {
                 Ok(d) if !d.allowed => {
                     let mut resp = Response::builder()
                         .status(StatusCode::TOO_MANY_REQUESTS)
@@ -269,6 +282,7 @@ async fn reshape_error(resp: Response, request_id: &str) -> Response {
                 error: code_for_status(status).to_owned(),
                 message,
                 request_id: request_id.to_owned(),
+                outcome: None,
             })
             .unwrap_or_default()
         }

@@ -20,6 +20,12 @@ pub struct ErrorBody {
     pub message: String,
     /// The request's id (also in the `X-Request-Id` header); quote it when reporting a problem.
     pub request_id: String,
+    /// `unknown` when the request may or may not have taken effect (the job store did not
+    /// confirm it in time): retry with the same `Idempotency-Key` header to learn which,
+    /// without creating a second job. Absent otherwise.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// An error answer of any route.
@@ -66,6 +72,7 @@ fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
         error: code.to_owned(),
         message: message.into(),
         request_id: String::new(),
+        outcome: None,
     })
 }
 
@@ -111,6 +118,17 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable(_) => {
                 tracing::warn!(error = %e, "job store unavailable");
                 ApiError::unavailable("the job store is unavailable; retry later")
+            }
+            EngineError::OutcomeUnknown(_) => {
+                tracing::warn!(error = %e, "job store did not confirm a write");
+                let mut b = body(
+                    "unavailable",
+                    "the job store did not confirm this request in time: it may or may not have \
+                     taken effect; retry with the same Idempotency-Key header to find out \
+                     without creating a second job",
+                );
+                b.0.outcome = Some("unknown".to_owned());
+                ApiError::Unavailable(b)
             }
             other => ApiError::internal(&other),
         }

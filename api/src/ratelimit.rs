@@ -6,7 +6,10 @@
 //! token are counted per user, others per client IP. If Redis cannot be reached the request
 //! is let through (logged): rate limiting must not take the API down with it.
 
-use redis::aio::ConnectionManager;
+use vigil_queue::RedisConn;
+
+/// How long a request waits for its rate-limit check before it is let through.
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 use crate::settings::{GroupLimit, RateLimitSettings};
 
@@ -43,7 +46,7 @@ pub struct Decision {
 
 /// The shared limiter.
 pub struct RateLimiter {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     settings: RateLimitSettings,
     script: redis::Script,
@@ -51,7 +54,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// A limiter on `conn`, keys under `<prefix>:ratelimit:`.
-    pub fn new(conn: ConnectionManager, prefix: &str, settings: RateLimitSettings) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, settings: RateLimitSettings) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),

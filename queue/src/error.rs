@@ -3,6 +3,8 @@
 
 use vigil_jobs::{JobStatus, ValidationError};
 
+use crate::redis_settings::RedisConfigError;
+
 /// An engine error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -24,11 +26,37 @@ pub enum EngineError {
     /// outcome is unknown. API: 503.
     #[error("job store unavailable: {0}")]
     Unavailable(String),
+    /// A write was sent but its reply was lost (timeout, dropped connection), or replicas did
+    /// not confirm it in time: it may or may not have happened. API: 503 with
+    /// `"outcome": "unknown"`; retrying with the same idempotency key is safe.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// `[redis]` is wrong; fix the configuration (never retried).
+    #[error(transparent)]
+    Config(#[from] RedisConfigError),
 }
 
 impl From<redis::RedisError> for EngineError {
     fn from(e: redis::RedisError) -> Self {
         // RedisError's Display never contains the URL; keep kind + detail only.
+        EngineError::Unavailable(e.to_string())
+    }
+}
+
+impl EngineError {
+    /// A failed write: when the command may have reached Redis (the reply was lost), its
+    /// outcome is unknown; otherwise nothing happened.
+    pub(crate) fn from_write(e: redis::RedisError) -> EngineError {
+        if e.is_timeout() || (e.is_io_error() && !e.is_connection_refusal()) {
+            EngineError::OutcomeUnknown(e.to_string())
+        } else {
+            EngineError::Unavailable(e.to_string())
+        }
+    }
+
+    /// A failed first connection: a client-side configuration problem (bad TLS material, a
+    /// certificate the server does not accept) is reported as such, with the cause.
+    pub(crate) fn from_connect(e: redis::RedisError) -> EngineError {
         EngineError::Unavailable(e.to_string())
     }
 }

@@ -1,36 +1,70 @@
-//! The Redis key layout. Every key starts with the configured prefix `P`:
+//! The Redis key layout. Every key starts with the configured prefix `P`, and every key of one
+//! queue carries the queue's hash tag `{q}`, so all of them live in one Cluster slot and each
+//! Lua transition touches one slot only. The same layout runs on standalone and Sentinel.
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:job:<id>` | hash | the job (queue, payload, status, attempts, errors, times, lease token) |
-//! | `P:q:<queue>:pending` | list | ids due now, FIFO (stale ids of cancelled jobs are skipped) |
-//! | `P:q:<queue>:scheduled` | zset | delayed and retrying ids by due time (ms) |
-//! | `P:q:<queue>:leases` | zset | running ids by lease expiry (ms) |
-//! | `P:q:<queue>:s:<status>` | zset | the ledger: ids in that status by entry time (ms) |
-//! | `P:q:<queue>:paused` | string | present while the queue is paused |
-//! | `P:q:<queue>:notify` | list | at most one wake-up token for idle workers |
-//! | `P:q:<queue>:stat:<done\|failed>:<10s bucket>` | string | counters, expire after 130 s |
-//! | `P:idem:<queue>:<key>` | string | first job id for an idempotency key, expires after the window |
+//! | `P:{q}:job:<id>` | hash | the job (payload, status, attempts, errors, times, lease token) |
+//! | `P:{q}:pending` | list | ids due now (stale ids of cancelled jobs are skipped) |
+//! | `P:{q}:scheduled` | zset | delayed and retrying ids by due time (ms) |
+//! | `P:{q}:leases` | zset | running ids by lease expiry (ms) |
+//! | `P:{q}:s:<status>` | zset | the ledger: ids in that status by entry time (ms) |
+//! | `P:{q}:paused` | string | present while the queue is paused |
+//! | `P:{q}:notify` | list | at most one wake-up token for idle workers |
+//! | `P:{q}:stat:<done\|failed>:<10 s bucket>` | string | counters, expire after 130 s |
+//! | `P:{q}:idem:<key>` | string | first job id for an idempotency key, expires after the window |
+//! | `P:{q}:outbox` | hash | companion jobs (the enqueue's audit record) written with a job, by its id, until relayed |
+//! | `P:{q}:lease:<request id>` | string | what one lease call handed out, so a retried call after a lost reply gets the same jobs (expires after the lease) |
 //! | `P:tick:<schedule>:<tick ms>` | string | the instance that claimed a schedule tick, expires after a day |
 //! | `P:schedule_runs` | hash | last run per schedule (JSON) |
-//! | `P:actors:<instance>` | string | actor health of one instance (JSON), expires after its TTL |
-//! | `P:instances` | zset | live instances by report expiry (trimmed on every report) |
+//! | `P:{fleet}:actors:<instance>` | string | actor health of one instance (JSON), expires after its TTL |
+//! | `P:{fleet}:instances` | zset | live instances by report expiry (trimmed on every report) |
 //!
-//! Finished jobs are deleted by the pruner after `retention_hours` (their hash also carries
-//! an expiry one hour later as a safety net), so no key grows without bound.
+//! Job ids are `<queue>-<ULID>`, so a read by id finds the job's slot without a lookup.
+//! Finished jobs are deleted by the pruner after their queue's retention (`retain_done`,
+//! `retain_dead`, `retain_cancelled`); their hash also carries an expiry one hour later as a
+//! safety net, so no key grows without bound. Times in scripts are Redis server time (`TIME`).
 
 use vigil_jobs::{JobStatus, Queue};
+
+/// The fixed keys of one queue, in the order every script receives them as `KEYS`.
+pub(crate) const SCRIPT_KEYS: [&str; 10] = [
+    "pending",
+    "scheduled",
+    "leases",
+    "notify",
+    "paused",
+    "job:",
+    "idem:",
+    "stat:",
+    "outbox",
+    "lease:",
+];
 
 /// Key builder for one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// Per queue (in `Queue::ALL` order): the script keys then the ledger keys.
+    script_keys: Vec<Vec<String>>,
 }
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
+        let script_keys = Queue::ALL
+            .iter()
+            .map(|q| {
+                let base = format!("{prefix}:{{{q}}}:");
+                SCRIPT_KEYS
+                    .iter()
+                    .map(|k| format!("{base}{k}"))
+                    .chain(JobStatus::ALL.iter().map(|s| format!("{base}s:{s}")))
+                    .collect()
+            })
+            .collect();
         Self {
             prefix: prefix.to_owned(),
+            script_keys,
         }
     }
 
@@ -38,36 +72,51 @@ impl Keys {
         &self.prefix
     }
 
-    pub fn job(&self, id: &str) -> String {
-        format!("{}:job:{id}", self.prefix)
+    /// `KEYS` of every script on `q`: [`SCRIPT_KEYS`], then `s:<status>` per `JobStatus::ALL`.
+    pub(crate) fn script_keys(&self, q: Queue) -> &[String] {
+        let i = Queue::ALL.iter().position(|x| *x == q).unwrap_or(0);
+        &self.script_keys[i]
+    }
+
+    fn base(&self, q: Queue) -> String {
+        format!("{}:{{{q}}}:", self.prefix)
+    }
+
+    /// The hash of job `id` (its queue is read from the id).
+    pub fn job(&self, id: &str) -> Option<String> {
+        queue_of_id(id).map(|q| format!("{}job:{id}", self.base(q)))
     }
 
     pub fn pending(&self, q: Queue) -> String {
-        format!("{}:q:{q}:pending", self.prefix)
+        format!("{}pending", self.base(q))
     }
 
     pub fn scheduled(&self, q: Queue) -> String {
-        format!("{}:q:{q}:scheduled", self.prefix)
+        format!("{}scheduled", self.base(q))
     }
 
     pub fn leases(&self, q: Queue) -> String {
-        format!("{}:q:{q}:leases", self.prefix)
+        format!("{}leases", self.base(q))
     }
 
     pub fn status(&self, q: Queue, s: JobStatus) -> String {
-        format!("{}:q:{q}:s:{s}", self.prefix)
+        format!("{}s:{s}", self.base(q))
     }
 
     pub fn paused(&self, q: Queue) -> String {
-        format!("{}:q:{q}:paused", self.prefix)
+        format!("{}paused", self.base(q))
     }
 
     pub fn notify(&self, q: Queue) -> String {
-        format!("{}:q:{q}:notify", self.prefix)
+        format!("{}notify", self.base(q))
     }
 
     pub fn stat(&self, q: Queue, what: &str, bucket: i64) -> String {
-        format!("{}:q:{q}:stat:{what}:{bucket}", self.prefix)
+        format!("{}stat:{what}:{bucket}", self.base(q))
+    }
+
+    pub fn outbox(&self, q: Queue) -> String {
+        format!("{}outbox", self.base(q))
     }
 
     pub fn tick(&self, schedule: &str, tick_ms: i64) -> String {
@@ -79,10 +128,63 @@ impl Keys {
     }
 
     pub fn actors(&self, instance: &str) -> String {
-        format!("{}:actors:{instance}", self.prefix)
+        format!("{}:{{fleet}}:actors:{instance}", self.prefix)
     }
 
     pub fn instances(&self) -> String {
-        format!("{}:instances", self.prefix)
+        format!("{}:{{fleet}}:instances", self.prefix)
+    }
+
+    /// The prefix of actor keys (`actors()` builds the rest inside its script).
+    pub(crate) fn actors_base(&self) -> String {
+        format!("{}:{{fleet}}:actors:", self.prefix)
+    }
+}
+
+/// A new job id for `queue`: `<queue>-<ULID>`.
+pub fn new_job_id(queue: Queue) -> String {
+    format!("{queue}-{}", crate::lease::new_ulid())
+}
+
+/// The queue a job id belongs to (`None` for an id vigil did not make).
+pub fn queue_of_id(id: &str) -> Option<Queue> {
+    let (queue, ulid) = id.rsplit_once('-')?;
+    if ulid.len() != 26 || !ulid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    queue.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_queue_shares_its_hash_tag() {
+        let keys = Keys::new("vigil");
+        for q in Queue::ALL {
+            let tag = format!("{{{q}}}");
+            for k in keys.script_keys(q) {
+                assert!(k.starts_with(&format!("vigil:{tag}:")), "{k}");
+            }
+            let id = new_job_id(q);
+            assert!(keys.job(&id).unwrap().contains(&tag));
+            assert!(keys.stat(q, "done", 1).contains(&tag));
+            assert!(keys.paused(q).contains(&tag));
+        }
+        assert!(keys.actors("i1").contains("{fleet}"));
+        assert!(keys.instances().contains("{fleet}"));
+    }
+
+    #[test]
+    fn a_job_id_names_its_queue() {
+        for q in Queue::ALL {
+            let id = new_job_id(q);
+            assert_eq!(queue_of_id(&id), Some(q), "{id}");
+        }
+        assert_eq!(queue_of_id("01JABCDEFGHJKMNPQRSTVWXYZ0"), None);
+        assert_eq!(queue_of_id("nope-01JABCDEFGHJKMNPQRSTVWXYZ0"), None);
+        assert_eq!(queue_of_id("email-short"), None);
+        assert_eq!(Keys::new("p").job("garbage"), None);
     }
 }

@@ -12,7 +12,9 @@
 //! - [`lease`]: the worker side: leased jobs, fencing tokens, retry backoff.
 //! - [`backend`]: the apalis-core `Backend` that apalis workers run on.
 //! - [`schedule`]: cron parsing and the list of schedules with their next run.
-//! - [`keys`]: the Redis key layout; [`scripts`]: the Lua transitions.
+//! - [`redis_settings`]: `[redis]` (standalone, TLS, ACL, Sentinel, Cluster) and its checks;
+//!   [`conn`]: the connection handle for all of them (Sentinel failover in `sentinel`).
+//! - [`keys`]: the Redis key layout (one hash slot per queue); `scripts`: the Lua transitions.
 //! - [`bench`]: the engine benchmark behind `vigil bench`.
 //!
 //! # Guarantees
@@ -22,25 +24,32 @@
 
 pub mod backend;
 pub mod bench;
+pub mod conn;
 pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod lease;
 pub mod model;
+pub mod redis_settings;
 pub mod schedule;
 mod scripts;
+mod sentinel;
 pub mod settings;
 
 pub use backend::{AckLayer, AckService, VigilBackend};
+pub use conn::{Connector, RedisConn};
 pub use engine::Engine;
 pub use error::EngineError;
+pub use keys::{new_job_id, queue_of_id};
 pub use lease::{FailOutcome, LeaseBatch, LeasedJob, backoff_ceiling, new_worker_id, retry_delay};
 pub use model::{
-    ActorHealth, Enqueued, JobFilter, JobPage, NewJob, QueueStats, ScheduleInfo, ScheduleRun,
+    ActorHealth, Companion, Enqueued, JobFilter, JobPage, NewJob, QueueStats, ScheduleInfo,
+    ScheduleRun,
 };
+pub use redis_settings::{RedisConfigError, RedisMode};
 pub use schedule::{ScheduleError, next_tick, schedules};
 pub use settings::{
-    EngineSettings, QueueSettings, QueuesSettings, RedisSettings, ScheduleSettings,
+    EngineSettings, QueueSettings, QueuesSettings, RedisSettings, Retention, ScheduleSettings,
     SchedulesSettings,
 };
 pub use vigil_jobs::{JobRecord, JobStatus, Queue, QueueCounts};

@@ -15,6 +15,22 @@ pub struct NewJob {
     /// Within the engine's idempotency window, a second job with the same key (same queue)
     /// returns the first job and enqueues nothing.
     pub idempotency_key: Option<String>,
+    /// The job's id, when the producer chose it ([`crate::keys::new_job_id`] of the same
+    /// queue): an existing job with this id makes the enqueue a duplicate.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// A job for another queue written in the same atomic step (e.g. the audit record of
+    /// this enqueue): it waits in this queue's outbox until relayed, so it can never be lost
+    /// while the job itself is kept. Ignored for a duplicate.
+    #[serde(default)]
+    pub companion: Option<Companion>,
+}
+
+/// A job enqueued together with another one (see [`NewJob::companion`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Companion {
+    pub queue: Queue,
+    pub payload: serde_json::Value,
 }
 
 impl NewJob {
@@ -25,6 +41,8 @@ impl NewJob {
             payload,
             run_at: None,
             idempotency_key: None,
+            id: None,
+            companion: None,
         }
     }
 }

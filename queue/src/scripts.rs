@@ -1,25 +1,36 @@
 //! The Lua transitions. Each runs atomically in Redis, so a job's hash, its queue structure
 //! (pending list, scheduled set, lease set) and its status index always agree.
 //!
-//! Every script receives `ARGV[1]` = key prefix, `ARGV[2]` = queue, `ARGV[3]` = now (ms).
-//! Ids beyond a bounded `LIMIT` are never unpacked, so any backlog is handled in slices.
+//! Every queue script receives the queue's keys as `KEYS` ([`crate::keys::SCRIPT_KEYS`], then
+//! the ledger per status), all in the queue's hash slot; job hashes are `KEYS[6] .. id` in the
+//! same slot. "Now" is the Redis server's `TIME`, never the caller's clock, so hosts whose
+//! clocks differ cannot reap each other's healthy jobs. Ids beyond a bounded `LIMIT` are never
+//! unpacked, so any backlog is handled in slices.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 const PRELUDE: &str = r#"
-local P = ARGV[1]
-local Q = ARGV[2]
-local now = tonumber(ARGV[3])
-local function qk(s) return P .. ':q:' .. Q .. ':' .. s end
-local function jk(id) return P .. ':job:' .. id end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local K = {pending = KEYS[1], scheduled = KEYS[2], leases = KEYS[3], notify = KEYS[4],
+  paused = KEYS[5], job = KEYS[6], idem = KEYS[7], stat = KEYS[8], outbox = KEYS[9],
+  lease = KEYS[10]}
+local S = {pending = KEYS[11], scheduled = KEYS[12], running = KEYS[13], done = KEYS[14],
+  failed = KEYS[15], dead = KEYS[16], cancelled = KEYS[17]}
+local function jk(id) return K.job .. id end
 local function move(id, from, to)
-  if from then redis.call('ZREM', qk('s:' .. from), id) end
-  redis.call('ZADD', qk('s:' .. to), now, id)
+  if from then redis.call('ZREM', S[from], id) end
+  redis.call('ZADD', S[to], now, id)
 end
 local function wake()
-  if redis.call('LLEN', qk('notify')) == 0 then redis.call('RPUSH', qk('notify'), '1') end
+  if redis.call('LLEN', K.notify) == 0 then redis.call('RPUSH', K.notify, '1') end
+end
+local function bump(what, n)
+  local k = K.stat .. what .. ':' .. math.floor(now / 10000)
+  redis.call('INCRBY', k, n)
+  redis.call('EXPIRE', k, 130)
 end
 local function push_error(errors, entry)
   if not errors or errors == '' or errors == '[]' then return '[' .. entry .. ']' end
@@ -31,21 +42,25 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// ARGV[4] idempotency window ms, ARGV[5] count, then per job: id, payload, run_at ms,
-/// max_attempts, idempotency key ('' = none). Returns flat pairs (id, duplicate 0/1).
+/// ARGV[1] idempotency window ms, ARGV[2] count, then per job: id, payload, delay ms (from
+/// server now), max_attempts, idempotency key ('' = none), explicit id 0/1 (an existing job
+/// with that id is a duplicate), companion ('' = none; kept in the outbox until relayed).
+/// Returns flat (id, duplicate 0/1, created_at ms, run_at ms) per job.
 pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local window = tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+local window = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local out = {}
 local woke = false
 for i = 0, n - 1 do
-  local b = 6 + i * 5
-  local id, payload, run_at, maxa, idem = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4]
+  local b = 3 + i * 7
+  local id, payload, delay, maxa, idem = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4]
+  local explicit, companion = ARGV[b + 5], ARGV[b + 6]
   local dup = nil
-  if idem ~= '' then
-    local ik = P .. ':idem:' .. Q .. ':' .. idem
+  if explicit == '1' and redis.call('EXISTS', jk(id)) == 1 then dup = id end
+  if not dup and idem ~= '' then
+    local ik = K.idem .. idem
     local existing = redis.call('GET', ik)
     if existing and redis.call('EXISTS', jk(existing)) == 1 then
       dup = existing
@@ -54,23 +69,30 @@ for i = 0, n - 1 do
     end
   end
   if dup then
+    local f = redis.call('HMGET', jk(dup), 'created_at', 'run_at')
     out[#out + 1] = dup
     out[#out + 1] = 1
+    out[#out + 1] = tonumber(f[1]) or now
+    out[#out + 1] = tonumber(f[2]) or now
   else
+    local run_at = now + math.max(delay, 0)
     local status = 'pending'
     if run_at > now then status = 'scheduled' end
-    redis.call('HSET', jk(id), 'id', id, 'queue', Q, 'payload', payload, 'status', status,
-      'attempts', 0, 'max_attempts', maxa, 'errors', '[]', 'idem', idem,
-      'created_at', now, 'run_at', run_at, 'updated_at', now)
+    redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', 0,
+      'max_attempts', maxa, 'created_at', now, 'run_at', run_at, 'updated_at', now)
+    if idem ~= '' then redis.call('HSET', jk(id), 'idem', idem) end
     if status == 'pending' then
-      redis.call('LPUSH', qk('pending'), id)
+      redis.call('LPUSH', K.pending, id)
       woke = true
     else
-      redis.call('ZADD', qk('scheduled'), run_at, id)
+      redis.call('ZADD', K.scheduled, run_at, id)
     end
-    redis.call('ZADD', qk('s:' .. status), now, id)
+    redis.call('ZADD', S[status], now, id)
+    if companion ~= '' then redis.call('HSET', K.outbox, id, companion) end
     out[#out + 1] = id
     out[#out + 1] = 0
+    out[#out + 1] = now
+    out[#out + 1] = run_at
   end
 end
 if woke then wake() end
@@ -79,38 +101,58 @@ return out
     )
 });
 
-/// ARGV[4] n, ARGV[5] worker id, ARGV[6] lease ms. Returns {more, next_due or -1, paused,
-/// {{id, attempt, max_attempts, token, payload, created_at, run_at}...}}.
+/// ARGV[1] n, ARGV[2] worker id, ARGV[3] lease ms, ARGV[4] request id. A request id seen
+/// before (a retry after a lost reply) gets the jobs that call leased back, where they still
+/// run under its tokens. Returns {more, next_due or -1, paused, {{id, attempt, max_attempts,
+/// token, payload, created_at, run_at, started_at}...}}.
 pub(crate) static LEASE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local n = tonumber(ARGV[4])
-local worker = ARGV[5]
-local lease = tonumber(ARGV[6])
+local n = tonumber(ARGV[1])
+local worker = ARGV[2]
+local lease = tonumber(ARGV[3])
+local req = K.lease .. ARGV[4]
 local function next_due()
-  local nd = redis.call('ZRANGE', qk('scheduled'), 0, 0, 'WITHSCORES')
+  local nd = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
   if nd[2] then return tonumber(nd[2]) end
   return -1
 end
-if redis.call('EXISTS', qk('paused')) == 1 then
+local function row(id, k, att, token)
+  local f = redis.call('HMGET', k, 'max_attempts', 'payload', 'created_at', 'run_at', 'started_at')
+  return {id, att, tonumber(f[1]), token, f[2], tonumber(f[3]), tonumber(f[4]), tonumber(f[5])}
+end
+local prior = redis.call('GET', req)
+if prior then
+  local out = {}
+  for _, pair in ipairs(cjson.decode(prior)) do
+    local k = jk(pair[1])
+    local f = redis.call('HMGET', k, 'status', 'token', 'attempts')
+    if f[1] == 'running' and f[2] == pair[2] then
+      out[#out + 1] = row(pair[1], k, tonumber(f[3]), pair[2])
+    end
+  end
+  return {0, next_due(), 0, out}
+end
+if redis.call('EXISTS', K.paused) == 1 then
   return {0, next_due(), 1, {}}
 end
-local due = redis.call('ZRANGEBYSCORE', qk('scheduled'), '-inf', now, 'LIMIT', 0, math.max(n, 100))
+local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, math.max(n, 100))
 for _, id in ipairs(due) do
-  redis.call('ZREM', qk('scheduled'), id)
+  redis.call('ZREM', K.scheduled, id)
   local st = redis.call('HGET', jk(id), 'status')
   if st == 'scheduled' or st == 'failed' then
     redis.call('HSET', jk(id), 'status', 'pending', 'updated_at', now)
     move(id, st, 'pending')
-    redis.call('RPUSH', qk('pending'), id)
+    redis.call('RPUSH', K.pending, id)
   end
 end
 local out = {}
+local handed = {}
 local taken = 0
 local rounds = 0
 while taken < n and rounds < 8 do
   rounds = rounds + 1
-  local ids = redis.call('RPOP', qk('pending'), n - taken)
+  local ids = redis.call('RPOP', K.pending, n - taken)
   if not ids then break end
   for _, id in ipairs(ids) do
     local k = jk(id)
@@ -120,15 +162,16 @@ while taken < n and rounds < 8 do
       local token = worker .. ':' .. att
       redis.call('HSET', k, 'status', 'running', 'started_at', now, 'token', token, 'updated_at', now)
       move(id, 'pending', 'running')
-      redis.call('ZADD', qk('leases'), now + lease, id)
-      local f = redis.call('HMGET', k, 'max_attempts', 'payload', 'created_at', 'run_at')
-      out[#out + 1] = {id, att, tonumber(f[1]), token, f[2], tonumber(f[3]), tonumber(f[4])}
+      redis.call('ZADD', K.leases, now + lease, id)
+      out[#out + 1] = row(id, k, att, token)
+      handed[#handed + 1] = {id, token}
       taken = taken + 1
     end
   end
 end
+if taken > 0 then redis.call('SET', req, cjson.encode(handed), 'PX', lease) end
 local more = 0
-if redis.call('LLEN', qk('pending')) > 0 then
+if redis.call('LLEN', K.pending) > 0 then
   more = 1
   wake()
 end
@@ -137,24 +180,24 @@ return {more, next_due(), 0, out}
     )
 });
 
-/// ARGV[4] ttl ms of finished hashes, ARGV[5] done-counter key, ARGV[6] count, then pairs
-/// (id, token). Returns one 1 (done) or 0 (fenced) per job.
+/// ARGV[1] ttl ms of done hashes, ARGV[2] count, then pairs (id, token). Returns one 1 (done)
+/// or 0 (fenced) per job.
 pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local ttl = tonumber(ARGV[4])
-local stat = ARGV[5]
-local n = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local out = {}
 local done = 0
 for i = 0, n - 1 do
-  local id = ARGV[7 + 2 * i]
-  local token = ARGV[8 + 2 * i]
+  local id = ARGV[3 + 2 * i]
+  local token = ARGV[4 + 2 * i]
   local k = jk(id)
   local f = redis.call('HMGET', k, 'status', 'token')
   if f[1] == 'running' and f[2] == token then
     redis.call('HSET', k, 'status', 'done', 'finished_at', now, 'updated_at', now)
-    redis.call('ZREM', qk('leases'), id)
+    redis.call('HDEL', k, 'token')
+    redis.call('ZREM', K.leases, id)
     move(id, 'running', 'done')
     redis.call('PEXPIRE', k, ttl)
     out[#out + 1] = 1
@@ -163,58 +206,53 @@ for i = 0, n - 1 do
     out[#out + 1] = 0
   end
 end
-if done > 0 then
-  redis.call('INCRBY', stat, done)
-  redis.call('EXPIRE', stat, 130)
-end
+if done > 0 then bump('done', done) end
 return out
 "#,
     )
 });
 
-/// ARGV[4] ttl ms, ARGV[5] failed-counter key, ARGV[6] id, ARGV[7] token, ARGV[8] error
-/// entry (JSON object), ARGV[9] permanent 0/1, ARGV[10] retry delay ms.
+/// ARGV[1] ttl ms of dead hashes, ARGV[2] id, ARGV[3] token, ARGV[4] error entry (JSON
+/// object), ARGV[5] permanent 0/1, ARGV[6] retry delay ms.
 /// Returns {0} fenced, {1, run_at} retry, {2} dead.
 pub(crate) static FAIL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local ttl = tonumber(ARGV[4])
-local stat = ARGV[5]
-local id = ARGV[6]
+local ttl = tonumber(ARGV[1])
+local id = ARGV[2]
 local k = jk(id)
 local f = redis.call('HMGET', k, 'status', 'token', 'attempts', 'max_attempts', 'errors')
-if f[1] ~= 'running' or f[2] ~= ARGV[7] then return {0} end
-local errors = push_error(f[5], ARGV[8])
-redis.call('INCR', stat)
-redis.call('EXPIRE', stat, 130)
-redis.call('ZREM', qk('leases'), id)
-if ARGV[9] == '1' or tonumber(f[3]) >= tonumber(f[4]) then
+if f[1] ~= 'running' or f[2] ~= ARGV[3] then return {0} end
+local errors = push_error(f[5], ARGV[4])
+bump('failed', 1)
+redis.call('ZREM', K.leases, id)
+if ARGV[5] == '1' or tonumber(f[3]) >= tonumber(f[4]) then
   redis.call('HSET', k, 'status', 'dead', 'errors', errors, 'finished_at', now, 'updated_at', now)
   move(id, 'running', 'dead')
   redis.call('PEXPIRE', k, ttl)
   return {2}
 end
-local run_at = now + tonumber(ARGV[10])
+local run_at = now + tonumber(ARGV[6])
 redis.call('HSET', k, 'status', 'failed', 'errors', errors, 'run_at', run_at, 'updated_at', now)
 move(id, 'running', 'failed')
-redis.call('ZADD', qk('scheduled'), run_at, id)
+redis.call('ZADD', K.scheduled, run_at, id)
 return {1, run_at}
 "#,
     )
 });
 
-/// ARGV[4] lease ms, ARGV[5] count, then pairs (id, token). Returns 1 (renewed) / 0 (lost).
+/// ARGV[1] lease ms, ARGV[2] count, then pairs (id, token). Returns 1 (renewed) / 0 (lost).
 pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local lease = tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+local lease = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local out = {}
 for i = 0, n - 1 do
-  local id = ARGV[6 + 2 * i]
+  local id = ARGV[3 + 2 * i]
   local f = redis.call('HMGET', jk(id), 'status', 'token')
-  if f[1] == 'running' and f[2] == ARGV[7 + 2 * i] then
-    redis.call('ZADD', qk('leases'), 'XX', now + lease, id)
+  if f[1] == 'running' and f[2] == ARGV[4 + 2 * i] then
+    redis.call('ZADD', K.leases, 'XX', now + lease, id)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
@@ -225,22 +263,21 @@ return out
     )
 });
 
-/// ARGV[4] limit, ARGV[5] ttl ms, ARGV[6] failed-counter key, ARGV[7] now as RFC 3339.
-/// Jobs whose lease expired: back to pending (attempt stays counted) or dead at max attempts.
-/// Returns {requeued, dead}.
+/// ARGV[1] limit, ARGV[2] ttl ms of dead hashes, ARGV[3] the reaper's time as RFC 3339 (for
+/// the error entry only; expiry is judged by server time). Jobs whose lease expired: back to
+/// pending (attempt stays counted) or dead at max attempts. Returns {requeued, dead}.
 pub(crate) static REAP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local ttl = tonumber(ARGV[5])
-local stat = ARGV[6]
-local ids = redis.call('ZRANGEBYSCORE', qk('leases'), '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local ttl = tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', K.leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local requeued, dead = 0, 0
 for _, id in ipairs(ids) do
-  redis.call('ZREM', qk('leases'), id)
+  redis.call('ZREM', K.leases, id)
   local k = jk(id)
   local f = redis.call('HMGET', k, 'status', 'token', 'attempts', 'max_attempts', 'errors')
   if f[1] == 'running' then
-    local entry = cjson.encode({attempt = tonumber(f[3]), at = ARGV[7],
+    local entry = cjson.encode({attempt = tonumber(f[3]), at = ARGV[3],
       error = 'lease expired: worker ' .. (f[2] or '?') .. ' stopped without reporting (crashed or stalled)'})
     local errors = push_error(f[5], entry)
     if tonumber(f[3]) >= tonumber(f[4]) then
@@ -251,97 +288,152 @@ for _, id in ipairs(ids) do
     else
       redis.call('HSET', k, 'status', 'pending', 'errors', errors, 'updated_at', now)
       move(id, 'running', 'pending')
-      redis.call('RPUSH', qk('pending'), id)
+      redis.call('RPUSH', K.pending, id)
       requeued = requeued + 1
     end
   end
 end
 if requeued > 0 then wake() end
-if requeued + dead > 0 then
-  redis.call('INCRBY', stat, requeued + dead)
-  redis.call('EXPIRE', stat, 130)
-end
+if requeued + dead > 0 then bump('failed', requeued + dead) end
 return {requeued, dead}
 "#,
     )
 });
 
-/// ARGV[4] id, ARGV[5] token, ARGV[6] uncount 0/1. Gives a leased job back. Returns 1/0.
+/// ARGV[1] id, ARGV[2] token, ARGV[3] uncount 0/1. Gives a leased job back. Returns 1/0.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local id = ARGV[4]
+local id = ARGV[1]
 local k = jk(id)
 local f = redis.call('HMGET', k, 'status', 'token')
-if f[1] ~= 'running' or f[2] ~= ARGV[5] then return 0 end
-redis.call('ZREM', qk('leases'), id)
-if ARGV[6] == '1' then redis.call('HINCRBY', k, 'attempts', -1) end
+if f[1] ~= 'running' or f[2] ~= ARGV[2] then return 0 end
+redis.call('ZREM', K.leases, id)
+if ARGV[3] == '1' then redis.call('HINCRBY', k, 'attempts', -1) end
 redis.call('HSET', k, 'status', 'pending', 'updated_at', now)
 move(id, 'running', 'pending')
-redis.call('RPUSH', qk('pending'), id)
+redis.call('RPUSH', K.pending, id)
 wake()
 return 1
 "#,
     )
 });
 
-/// ARGV[4] id, ARGV[5] ttl ms. Returns {'ok'} / {'missing'} / {'invalid', status}.
+/// ARGV[1] id, ARGV[2] ttl ms. Returns {'ok'} / {'missing'} / {'invalid', status}.
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local id = ARGV[4]
+local id = ARGV[1]
 local k = jk(id)
 local st = redis.call('HGET', k, 'status')
 if not st then return {'missing'} end
 if st ~= 'pending' and st ~= 'scheduled' and st ~= 'failed' then return {'invalid', st} end
-redis.call('ZREM', qk('scheduled'), id)
+redis.call('ZREM', K.scheduled, id)
 redis.call('HSET', k, 'status', 'cancelled', 'finished_at', now, 'updated_at', now)
 move(id, st, 'cancelled')
-redis.call('PEXPIRE', k, tonumber(ARGV[5]))
+redis.call('PEXPIRE', k, tonumber(ARGV[2]))
 return {'ok'}
 "#,
     )
 });
 
-/// ARGV[4] id, ARGV[5] the queue's max_attempts. Dead/failed -> pending with a fresh set
+/// ARGV[1] id, ARGV[2] the queue's max_attempts. Dead/failed -> pending with a fresh set
 /// of attempts (attempt numbers keep growing, so old fencing tokens stay invalid).
 pub(crate) static RETRY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local id = ARGV[4]
+local id = ARGV[1]
 local k = jk(id)
 local f = redis.call('HMGET', k, 'status', 'attempts')
 if not f[1] then return {'missing'} end
 if f[1] ~= 'dead' and f[1] ~= 'failed' then return {'invalid', f[1]} end
-redis.call('ZREM', qk('scheduled'), id)
-redis.call('HSET', k, 'status', 'pending', 'max_attempts', tonumber(f[2]) + tonumber(ARGV[5]),
+redis.call('ZREM', K.scheduled, id)
+redis.call('HSET', k, 'status', 'pending', 'max_attempts', tonumber(f[2]) + tonumber(ARGV[2]),
   'run_at', now, 'updated_at', now)
 redis.call('HDEL', k, 'finished_at')
 redis.call('PERSIST', k)
 move(id, f[1], 'pending')
-redis.call('RPUSH', qk('pending'), id)
+redis.call('RPUSH', K.pending, id)
 wake()
 return {'ok'}
 "#,
     )
 });
 
-/// ARGV[4] cutoff ms, ARGV[5] limit. Deletes finished jobs that finished before the cutoff.
+/// ARGV[1..3] retention ms of done, dead and cancelled jobs, ARGV[4] limit. Deletes finished
+/// jobs older than their retention. Returns how many.
 pub(crate) static PRUNE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local cutoff = tonumber(ARGV[4])
-local limit = tonumber(ARGV[5])
+local limit = tonumber(ARGV[4])
 local removed = 0
-for _, st in ipairs({'done', 'dead', 'cancelled'}) do
-  local ids = redis.call('ZRANGEBYSCORE', qk('s:' .. st), '-inf', cutoff, 'LIMIT', 0, limit)
+for i, st in ipairs({'done', 'dead', 'cancelled'}) do
+  local cutoff = now - tonumber(ARGV[i])
+  local ids = redis.call('ZRANGEBYSCORE', S[st], '-inf', cutoff, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     redis.call('DEL', jk(id))
-    redis.call('ZREM', qk('s:' .. st), id)
+    redis.call('ZREM', S[st], id)
     removed = removed + 1
   end
 end
 return removed
+"#,
+    )
+});
+
+/// No ARGV. Returns {count per status (JobStatus::ALL order)..., paused 0/1, done in the last
+/// minute, failed in the last minute, server now ms}.
+pub(crate) static STATS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local out = {}
+for _, st in ipairs({'pending', 'scheduled', 'running', 'done', 'failed', 'dead', 'cancelled'}) do
+  out[#out + 1] = redis.call('ZCARD', S[st])
+end
+out[#out + 1] = redis.call('EXISTS', K.paused)
+local bucket = math.floor(now / 10000)
+for _, what in ipairs({'done', 'failed'}) do
+  local sum = 0
+  for b = bucket - 5, bucket do
+    sum = sum + (tonumber(redis.call('GET', K.stat .. what .. ':' .. b)) or 0)
+  end
+  out[#out + 1] = sum
+end
+out[#out + 1] = now
+return out
+"#,
+    )
+});
+
+/// The fleet: KEYS[1] the instance's actor key, KEYS[2] the instances zset; ARGV[1] JSON,
+/// ARGV[2] ttl ms, ARGV[3] instance.
+pub(crate) static REPORT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+return 1
+"#,
+    )
+});
+
+/// KEYS[1] the instances zset, KEYS[2] the actor key prefix (same slot). Returns the JSON
+/// reports of live instances.
+pub(crate) static FLEET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, i in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'LIMIT', 0, 1000)) do
+  local v = redis.call('GET', KEYS[2] .. i)
+  if v then out[#out + 1] = v end
+end
+return out
 "#,
     )
 });

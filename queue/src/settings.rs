@@ -6,27 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use vigil_jobs::Queue;
 
-/// `[redis]`: where the job engine keeps its state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://HOST:PORT/DB` (a password in the URL is never logged).
-    pub url: String,
-    /// Prefix of every key vigil writes, so one Redis can host several deployments.
-    pub prefix: String,
-    /// A command that takes longer than this fails (and is retried by workers).
-    pub response_timeout_ms: u64,
-}
-
-impl Default for RedisSettings {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379/0".to_owned(),
-            prefix: "vigil".to_owned(),
-            response_timeout_ms: 5_000,
-        }
-    }
-}
+pub use crate::redis_settings::{RedisConfigError, RedisMode, RedisSettings};
 
 /// `[engine]`: behaviour shared by every queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,8 +15,6 @@ pub struct EngineSettings {
     /// How long a worker holds a job before another worker may take it over (renewed while
     /// the job runs, so it only matters when the worker dies).
     pub lease_seconds: u64,
-    /// Finished jobs (done, dead, cancelled) are deleted this long after they finished.
-    pub retention_hours: u64,
     /// The same idempotency key within this window returns the first job.
     pub idempotency_window_seconds: u64,
     /// On shutdown, running jobs get this long to finish; the rest go back to the queue.
@@ -51,7 +29,6 @@ impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             lease_seconds: 60,
-            retention_hours: 168,
             idempotency_window_seconds: 86_400,
             shutdown_deadline_seconds: 30,
             poll_interval_ms: 1_000,
@@ -73,6 +50,11 @@ pub struct QueueSettings {
     /// Retry n waits a random time in [0, min(backoff_max_ms, backoff_base_ms * 2^(n-1))].
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
+    /// How long finished jobs stay listed before they are deleted, per outcome: `"90s"`,
+    /// `"15m"`, `"24h"`, `"30d"` or a number of seconds.
+    pub retain_done: Retention,
+    pub retain_dead: Retention,
+    pub retain_cancelled: Retention,
 }
 
 impl Default for QueueSettings {
@@ -83,7 +65,78 @@ impl Default for QueueSettings {
             concurrency: 8,
             backoff_base_ms: 1_000,
             backoff_max_ms: 300_000,
+            retain_done: Retention::hours(24),
+            retain_dead: Retention::hours(30 * 24),
+            retain_cancelled: Retention::hours(24),
         }
+    }
+}
+
+/// A retention time, written `"90s"`, `"15m"`, `"24h"`, `"30d"` or as seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub std::time::Duration);
+
+impl Retention {
+    pub const fn hours(h: u64) -> Retention {
+        Retention(std::time::Duration::from_secs(h * 3_600))
+    }
+
+    pub fn as_millis(self) -> u64 {
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Parses `"90s"`, `"15m"`, `"24h"`, `"30d"` or `"3600"` (seconds).
+    pub fn parse(s: &str) -> Result<Retention, String> {
+        let s = s.trim();
+        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration: write 90s, 15m, 24h or 30d"))?;
+        let secs = match unit.trim() {
+            "" | "s" => n,
+            "m" => n.saturating_mul(60),
+            "h" => n.saturating_mul(3_600),
+            "d" => n.saturating_mul(86_400),
+            other => return Err(format!("unknown unit `{other}` in `{s}`: use s, m, h or d")),
+        };
+        if secs == 0 {
+            return Err("must be at least 1s".into());
+        }
+        Ok(Retention(std::time::Duration::from_secs(secs)))
+    }
+}
+
+impl std::fmt::Display for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0.as_secs();
+        match s {
+            s if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
+            s if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
+            s if s % 60 == 0 => write!(f, "{}m", s / 60),
+            s => write!(f, "{s}s"),
+        }
+    }
+}
+
+impl Serialize for Retention {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Retention, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Retention::parse(&n.to_string()),
+            Raw::Text(t) => Retention::parse(&t),
+        }
+        .map_err(serde::de::Error::custom)
     }
 }
 
@@ -112,6 +165,8 @@ impl Default for QueuesSettings {
                 ..QueueSettings::default()
             },
             audit: QueueSettings {
+                // The record itself lives in the audit trail; the job only carries it there.
+                retain_done: Retention::hours(1),
                 max_attempts: 10,
                 concurrency: 8,
                 backoff_base_ms: 500,

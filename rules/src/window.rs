@@ -219,17 +219,20 @@ return out
 ";
 
 /// Windows in Redis, shared by every worker and kept across restarts. Keys, expiring after
-/// twice the window: `{prefix}:rules:window:{rule}:{grouping key}` (events) and
-/// `…:{grouping key}:f{i}` (values of tracked field i), the grouping key with `%` and `:`
-/// percent-encoded.
+/// twice the window: `{prefix}:rules:{<rule>}:<grouping key>` (events) and
+/// `…:<grouping key>:f{i}` (values of tracked field i). Every key of one rule carries the
+/// rule's hash tag, so one observation's script touches one Cluster slot, and on a Cluster the
+/// pipelines are sent per rule. Works over any async connection (`C`), e.g. vigil-queue's
+/// `RedisConn` for Sentinel and Cluster deployments.
 #[derive(Clone)]
-pub struct RedisWindows {
-    conn: redis::aio::ConnectionManager,
+pub struct RedisWindows<C = redis::aio::ConnectionManager> {
+    conn: C,
     prefix: String,
+    per_slot: bool,
     script: redis::Script,
 }
 
-impl std::fmt::Debug for RedisWindows {
+impl<C> std::fmt::Debug for RedisWindows<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisWindows")
             .field("prefix", &self.prefix)
@@ -237,31 +240,69 @@ impl std::fmt::Debug for RedisWindows {
     }
 }
 
-impl RedisWindows {
-    /// Windows under `{prefix}:rules:window:`.
-    pub fn new(conn: redis::aio::ConnectionManager, prefix: &str) -> RedisWindows {
+impl<C> RedisWindows<C> {
+    /// Windows under `{prefix}:rules:`, on a standalone or Sentinel-managed Redis.
+    pub fn new(conn: C, prefix: &str) -> RedisWindows<C> {
         RedisWindows {
             conn,
-            prefix: format!("{prefix}:rules:window:"),
+            prefix: format!("{prefix}:rules:"),
+            per_slot: false,
             script: redis::Script::new(OBSERVE_LUA),
         }
     }
 
+    /// The same on a Redis Cluster: pipelines are split per rule (per hash slot).
+    pub fn clustered(mut self, cluster: bool) -> RedisWindows<C> {
+        self.per_slot = cluster;
+        self
+    }
+
     /// The Redis key of window `{rule}:{grouping key}`. The grouping key is event data
-    /// (often what an attacker typed as a user name), so its `%` and `:` are escaped: else
-    /// the events of user `x:f0` would land in the values of field 0 of user `x`'s window.
+    /// (often what an attacker typed as a user name), so its `%`, `:` and braces are escaped:
+    /// else the events of user `x:f0` would land in the values of field 0 of user `x`'s
+    /// window, or a brace would move the key to another slot.
     fn key(&self, window: &str) -> String {
         let (rule, group) = window.split_once(':').unwrap_or((window, ""));
-        let mut key = format!("{}{rule}:", self.prefix);
-        for c in group.chars() {
-            match c {
-                '%' => key.push_str("%25"),
-                ':' => key.push_str("%3A"),
-                c => key.push(c),
-            }
-        }
+        let mut key = self.prefix.clone();
+        key.push('{');
+        escape_into(&mut key, rule);
+        key.push_str("}:");
+        escape_into(&mut key, group);
         key
     }
+}
+
+fn escape_into(key: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '%' => key.push_str("%25"),
+            ':' => key.push_str("%3A"),
+            '{' => key.push_str("%7B"),
+            '}' => key.push_str("%7D"),
+            c => key.push(c),
+        }
+    }
+}
+
+/// Indexes of `keys` grouped by rule (the part before the first `:`), in first-seen order;
+/// one group with everything when `per_slot` is false.
+fn groups<'a>(per_slot: bool, keys: impl Iterator<Item = &'a str>) -> Vec<Vec<usize>> {
+    let keys: Vec<&str> = keys.collect();
+    if !per_slot {
+        return vec![(0..keys.len()).collect()];
+    }
+    let mut order: Vec<&str> = Vec::new();
+    let mut by: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let rule = k.split_once(':').map(|(r, _)| r).unwrap_or(k);
+        by.entry(rule)
+            .or_insert_with(|| {
+                order.push(rule);
+                Vec::new()
+            })
+            .push(i);
+    }
+    order.into_iter().filter_map(|r| by.remove(r)).collect()
 }
 
 fn redis_err(e: redis::RedisError) -> WindowError {
@@ -286,39 +327,91 @@ fn stats_from(out: &[i64]) -> Result<WindowStats, WindowError> {
     })
 }
 
-impl WindowStore for RedisWindows {
+impl<C> RedisWindows<C>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// Runs `build` over each group of `items` as one pipeline (concurrently on a Cluster) and
+    /// puts the answers back in the order of `items`.
+    async fn per_group<I, T, F>(
+        &self,
+        items: &[I],
+        key_of: impl Fn(&I) -> &str,
+        build: F,
+    ) -> Result<Vec<T>, WindowError>
+    where
+        T: redis::FromRedisValue + Send,
+        F: Fn(&mut redis::Pipeline, &I),
+    {
+        let groups = groups(self.per_slot, items.iter().map(&key_of));
+        let mut calls = Vec::new();
+        for group in &groups {
+            for chunk in group.chunks(PIPELINE_CHUNK) {
+                let mut pipe = redis::pipe();
+                for &i in chunk {
+                    build(&mut pipe, &items[i]);
+                }
+                let mut conn = self.conn.clone();
+                calls.push(async move {
+                    let out: Vec<T> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
+                    Ok::<_, WindowError>((chunk, out))
+                });
+            }
+        }
+        let mut slots: Vec<Option<T>> = (0..items.len()).map(|_| None).collect();
+        for done in futures::future::join_all(calls).await {
+            let (chunk, out) = done?;
+            for (&i, v) in chunk.iter().zip(out) {
+                slots[i] = Some(v);
+            }
+        }
+        slots
+            .into_iter()
+            .map(|v| v.ok_or_else(|| WindowError("missing answer from Redis".into())))
+            .collect()
+    }
+}
+
+impl<C> WindowStore for RedisWindows<C>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
     fn observe_all<'a>(
         &'a self,
         batch: &'a [Observation],
     ) -> BoxFuture<'a, Result<Vec<WindowStats>, WindowError>> {
         Box::pin(async move {
+            // Load first: a Redis restart forgets scripts, and a pipeline does not retry.
             let mut conn = self.conn.clone();
-            let mut stats = Vec::with_capacity(batch.len());
-            for chunk in batch.chunks(PIPELINE_CHUNK) {
-                // Load first: a Redis restart forgets scripts, and a pipeline does not retry.
-                let mut pipe = redis::pipe();
-                pipe.load_script(&self.script).ignore();
-                for obs in chunk {
-                    let events = self.key(&obs.key);
-                    let mut call = self.script.key(&events);
-                    for i in 0..obs.fields.len() {
-                        call.key(format!("{events}:f{i}"));
-                    }
-                    call.arg(obs.at_ms)
-                        .arg(&obs.uuid)
-                        .arg(obs.window_ms)
-                        .arg(MAX_ENTRIES_PER_WINDOW);
-                    for value in &obs.fields {
-                        call.arg(value.as_deref().unwrap_or(""));
-                    }
-                    pipe.invoke_script(&call);
-                }
-                let out: Vec<Vec<i64>> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
-                for o in &out {
-                    stats.push(stats_from(o)?);
-                }
+            if !batch.is_empty() {
+                self.script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
             }
-            Ok(stats)
+            let out: Vec<Vec<i64>> = self
+                .per_group(
+                    batch,
+                    |o| o.key.as_str(),
+                    |pipe, obs| {
+                        let events = self.key(&obs.key);
+                        let mut call = self.script.key(&events);
+                        for i in 0..obs.fields.len() {
+                            call.key(format!("{events}:f{i}"));
+                        }
+                        call.arg(obs.at_ms)
+                            .arg(&obs.uuid)
+                            .arg(obs.window_ms)
+                            .arg(MAX_ENTRIES_PER_WINDOW);
+                        for value in &obs.fields {
+                            call.arg(value.as_deref().unwrap_or(""));
+                        }
+                        pipe.invoke_script(&call);
+                    },
+                )
+                .await?;
+            out.iter().map(|o| stats_from(o)).collect()
         })
     }
 
@@ -327,11 +420,10 @@ impl WindowStore for RedisWindows {
         queries: &'a [RecentQuery],
     ) -> BoxFuture<'a, Result<Vec<Vec<String>>, WindowError>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let mut found = Vec::with_capacity(queries.len());
-            for chunk in queries.chunks(PIPELINE_CHUNK) {
-                let mut pipe = redis::pipe();
-                for q in chunk {
+            self.per_group(
+                queries,
+                |q| q.key.as_str(),
+                |pipe, q| {
                     pipe.cmd("ZREVRANGEBYSCORE")
                         .arg(self.key(&q.key))
                         .arg(q.to_ms)
@@ -339,11 +431,9 @@ impl WindowStore for RedisWindows {
                         .arg("LIMIT")
                         .arg(0)
                         .arg(MAX_RECENT);
-                }
-                let out: Vec<Vec<String>> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
-                found.extend(out);
-            }
-            Ok(found)
+                },
+            )
+            .await
         })
     }
 
@@ -352,20 +442,17 @@ impl WindowStore for RedisWindows {
         queries: &'a [RecentQuery],
     ) -> BoxFuture<'a, Result<Vec<u64>, WindowError>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let mut counts = Vec::with_capacity(queries.len());
-            for chunk in queries.chunks(PIPELINE_CHUNK) {
-                let mut pipe = redis::pipe();
-                for q in chunk {
+            self.per_group(
+                queries,
+                |q| q.key.as_str(),
+                |pipe, q| {
                     pipe.cmd("ZCOUNT")
                         .arg(self.key(&q.key))
                         .arg(q.from_ms)
                         .arg(q.to_ms);
-                }
-                let out: Vec<u64> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
-                counts.extend(out);
-            }
-            Ok(counts)
+                },
+            )
+            .await
         })
     }
 }

@@ -117,7 +117,7 @@ async fn two_workers_share_one_window() {
     assert!(largest >= 39, "{fa:?} {fb:?}");
     let held: u64 = redis::cmd("ZCARD")
         .arg(format!(
-            "{prefix}:rules:window:okta_brute_force_ip:203.0.113.6"
+            "{prefix}:rules:{{okta_brute_force_ip}}:203.0.113.6"
         ))
         .query_async(&mut connection().await)
         .await
@@ -253,14 +253,30 @@ async fn a_grouping_key_cannot_reach_into_another_window() {
     assert!(
         found
             .iter()
-            .any(|k| k.ends_with(":okta_brute_force_ip:2001%3Adb8%3A%3A7")),
+            .any(|k| k.ends_with(":{okta_brute_force_ip}:2001%3Adb8%3A%3A7")),
         "{found:?}"
     );
     assert!(
         found
             .iter()
-            .any(|k| k.ends_with(":okta_brute_force_user:u0%253A")),
+            .any(|k| k.ends_with(":{okta_brute_force_user}:u0%253A")),
         "{found:?}"
+    );
+    // Braces in event data are escaped too: they would move a key to another Cluster slot.
+    let braces: Vec<Value> = (0..3)
+        .map(|i| failure(200 + i, "{evil}", "192.0.2.9", i as i64 * 10))
+        .collect();
+    firings_of(&rules, &redis, &braces, "okta_brute_force_user").await;
+    let found = keys(&prefix).await;
+    assert!(
+        found
+            .iter()
+            .any(|k| k.ends_with(":{okta_brute_force_user}:%7Bevil%7D")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().all(|k| k.matches('{').count() == 1),
+        "only the rule's own hash tag: {found:?}"
     );
     cleanup(&prefix).await;
 }
@@ -282,7 +298,7 @@ async fn two_workers_evaluating_the_same_event_count_it_once() {
     assert!(fa.is_empty() && fb.is_empty(), "{fa:?} {fb:?}");
     let held: u64 = redis::cmd("ZCARD")
         .arg(format!(
-            "{prefix}:rules:window:okta_brute_force_ip:203.0.113.8"
+            "{prefix}:rules:{{okta_brute_force_ip}}:203.0.113.8"
         ))
         .query_async(&mut connection().await)
         .await

@@ -77,6 +77,7 @@ async fn engine(args: &BenchArgs, prefix: &str) -> anyhow::Result<Engine> {
         url: args.redis.clone(),
         prefix: prefix.to_owned(),
         response_timeout_ms: 5_000,
+        ..Default::default()
     };
     Engine::connect(&redis, EngineSettings::default(), queues)
         .await

@@ -136,7 +136,7 @@ pub async fn connect_engine(settings: &Settings) -> anyhow::Result<Option<Engine
             Ok(engine) => return Ok(Some(engine)),
             Err(vigil_queue::EngineError::Unavailable(why)) => {
                 tracing::warn!(
-                    redis = %vigil_store::db::redact_url(&settings.redis.url),
+                    redis = %settings.redis.redacted_url(),
                     error = %why,
                     retry_in = ?delay,
                     "Redis is not reachable yet"
@@ -195,10 +195,10 @@ pub fn build_handlers(
     tracing::info!(rules = rules.rules().len(), disabled = ?rules.disabled(), "detection rules loaded");
     let detector = Arc::new(alerts::Detector::new(
         Arc::new(rules),
-        Arc::new(vigil_rules::RedisWindows::new(
-            engine.redis(),
-            engine.prefix(),
-        )),
+        Arc::new(
+            vigil_rules::RedisWindows::new(engine.redis(), engine.prefix())
+                .clustered(engine.redis().is_cluster()),
+        ),
         db.clone(),
         engine.clone(),
         escalation.clone(),

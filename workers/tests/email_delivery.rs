@@ -373,8 +373,15 @@ async fn a_redelivered_job_or_shared_idempotency_key_sends_one_message() {
 async fn the_rate_limit_is_shared_by_every_mailer() {
     let server = SmtpServer::start().await;
     let t = TestDb::sqlite().await;
-    let client = redis::Client::open(vigil_testkit::redis::shared_url()).unwrap();
-    let conn = client.get_connection_manager().await.unwrap();
+    let settings = vigil_queue::RedisSettings {
+        url: vigil_testkit::redis::shared_url(),
+        ..Default::default()
+    };
+    let conn = vigil_queue::Connector::new(&settings)
+        .unwrap()
+        .shared()
+        .await
+        .unwrap();
     let key = format!(
         "{}:email:rate",
         vigil_testkit::redis::unique_prefix("email-rate")

@@ -23,6 +23,9 @@ use vigil_store::Db;
 use vigil_store::users::{self, User, UserRole};
 
 use crate::error::ApiError;
+
+/// How long a request waits for the user lookup before it is answered 503.
+pub const USER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 use crate::state::ApiState;
 use jwt::{TokenError, TokenKeys, TokenType};
 use oidc::OidcVerifier;
@@ -161,7 +164,7 @@ impl Authenticator {
         }
     }
 
-    /// A user by name, through the cache.
+    /// A user by name, through the cache (bounded by [`USER_LOOKUP_TIMEOUT`]).
     pub async fn user(&self, name: &str) -> Result<Option<User>, ApiError> {
         if !self.cache_ttl.is_zero() {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -171,7 +174,13 @@ impl Authenticator {
                 return Ok(user.clone());
             }
         }
-        let user = users::find(&self.db, name).await?;
+        // A database that does not answer fails the request fast (503), not after the
+        // pool's own timeout.
+        let user = tokio::time::timeout(USER_LOOKUP_TIMEOUT, users::find(&self.db, name))
+            .await
+            .map_err(|_| {
+                ApiError::unavailable("the database did not answer in time; retry later")
+            })??;
         if !self.cache_ttl.is_zero() {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() > 10_000 {

@@ -96,31 +96,28 @@ async fn enqueue(
         )));
     }
     let run_at = run_at.or_else(|| delay.map(|d| Utc::now() + Duration::seconds(d as i64)));
+    // The job and its `job.enqueue` audit record are written in one step.
+    let id = state.engine().next_id(queue);
+    let companion = audit::companion(Entry {
+        actor: who.actor(),
+        action: "job.enqueue",
+        target_type: "job",
+        target_id: &id,
+        details: serde_json::json!({"queue": queue.as_str(), "run_at": run_at.unwrap_or_else(Utc::now)}),
+        request_id: Some(request_id),
+        job_id: Some(&id),
+    });
     let done = state
         .engine()
         .enqueue(NewJob {
-            queue,
-            payload,
             run_at,
             idempotency_key: key,
+            id: Some(id.clone()),
+            companion,
+            ..NewJob::new(queue, payload)
         })
         .await?;
     let job = done.job;
-    if !done.duplicate {
-        audit::record(
-            state.engine(),
-            Entry {
-                actor: who.actor(),
-                action: "job.enqueue",
-                target_type: "job",
-                target_id: &job.id,
-                details: serde_json::json!({"queue": queue.as_str(), "run_at": job.run_at}),
-                request_id: Some(request_id),
-                job_id: Some(&job.id),
-            },
-        )
-        .await;
-    }
     Ok(EnqueueResponse::Accepted(Json(EnqueuedView {
         links: JobLinks::for_id(&job.id),
         id: job.id,

@@ -41,6 +41,7 @@ impl TestEngine {
             url: url.to_owned(),
             prefix: vigil_testkit::redis::unique_prefix(name),
             response_timeout_ms: 2_000,
+            ..Default::default()
         };
         let engine = Engine::connect(&redis, engine, queues)
             .await

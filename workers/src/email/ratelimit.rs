@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use vigil_queue::RedisConn;
 
 /// Takes one token, or returns how many milliseconds until one is free.
 /// KEYS[1] = bucket; ARGV[1] = capacity (tokens per minute).
@@ -54,7 +54,7 @@ pub enum SendRateLimiter {
     Unlimited,
     /// A bucket shared through Redis.
     Redis {
-        conn: ConnectionManager,
+        conn: RedisConn,
         key: String,
         per_minute: u32,
         max_wait: Duration,
@@ -75,7 +75,7 @@ impl std::fmt::Debug for SendRateLimiter {
 impl SendRateLimiter {
     /// A shared bucket at `key` (e.g. `vigil:email:rate`); `per_minute == 0` means no limit.
     pub fn redis(
-        conn: ConnectionManager,
+        conn: RedisConn,
         key: impl Into<String>,
         per_minute: u32,
         max_wait: Duration,

@@ -1,6 +1,8 @@
 //! Periodic engine upkeep every worker instance runs: the reaper (expired leases back to
-//! the queue, or dead at max attempts), the pruner (finished jobs past the retention), the
-//! depth gauges (from the ledger) and the health report to Redis.
+//! the queue, or dead at max attempts), the pruner (finished jobs past their queue's
+//! retention), the outbox relay (companion jobs, e.g. enqueue audit records, whose producer
+//! stopped before handing them on), the depth gauges (from the ledger) and the health report
+//! to Redis.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ pub(crate) async fn run(shared: Shared) {
         Duration::from_millis(shared.engine.engine_settings().reaper_interval_ms.max(100));
     let mut reap = tokio::time::interval(reap_every);
     let mut prune = tokio::time::interval(Duration::from_secs(60));
+    let mut relay = tokio::time::interval(Duration::from_secs(5));
     let mut gauges = tokio::time::interval(Duration::from_secs(5));
     let mut report = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -39,6 +42,13 @@ pub(crate) async fn run(shared: Shared) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(pruned = n, "finished jobs past the retention deleted"),
                     Err(e) => tracing::warn!(error = %e, "pruner: Redis unavailable; will retry"),
+                }
+            }
+            _ = relay.tick() => {
+                match shared.engine.relay_outbox().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(relayed = n, "companion jobs relayed from the outbox"),
+                    Err(e) => tracing::warn!(error = %e, "outbox relay: Redis unavailable; will retry"),
                 }
             }
             _ = gauges.tick() => {

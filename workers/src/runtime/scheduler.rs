@@ -83,10 +83,8 @@ async fn fire(
         }
     }
     let job = NewJob {
-        queue: s.queue,
-        payload: s.payload.clone(),
-        run_at: None,
         idempotency_key: Some(format!("schedule:{name}:{}", tick.timestamp_millis())),
+        ..NewJob::new(s.queue, s.payload.clone())
     };
     let run = match engine.enqueue(job).await {
         Ok(done) => {

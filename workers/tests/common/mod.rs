@@ -27,6 +27,7 @@ pub fn quick_queue() -> QueueSettings {
         concurrency: 2,
         backoff_base_ms: 100,
         backoff_max_ms: 400,
+        ..QueueSettings::default()
     }
 }
 
@@ -48,6 +49,7 @@ pub async fn engine(
             url: vigil_testkit::redis::shared_url(),
             prefix: prefix.to_owned(),
             response_timeout_ms: 2_000,
+            ..Default::default()
         },
         settings,
         queues,
