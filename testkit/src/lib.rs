@@ -5,6 +5,8 @@
 //!   PostgreSQL database on 127.0.0.1:5432 that is dropped when the test ends.
 //! - [`redis`]: a unique key prefix on the shared Redis, or a private `redis-server` on a
 //!   free port for tests that stop, restart or stall Redis.
+//! - [`redis_topology`]: private TLS, Cluster and Sentinel topologies of real `redis-server`
+//!   processes, with failover, kill and stall helpers.
 //! - [`smtp`]: a real SMTP server in-process, with injectable failures and outages.
 //! - [`webhook`]: a real HTTP server receiving webhooks, with answers of your choice.
 //!
@@ -13,6 +15,7 @@
 pub mod db;
 pub mod fake_okta;
 pub mod redis;
+pub mod redis_topology;
 pub mod smtp;
 pub mod webdriver;
 pub mod webhook;

@@ -92,6 +92,19 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// SIGSTOP: the server stops answering (connections stay open) until
+    /// [`resume`](Self::resume), as a stalled Redis would. Returns once it is stopped.
+    pub fn pause(&self) {
+        let child = self.child.as_ref().expect("pause: the server is stopped");
+        crate::redis_topology::node::stop(child.id());
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        let child = self.child.as_ref().expect("resume: the server is stopped");
+        crate::redis_topology::node::cont(child.id());
+    }
+
     /// The data folder (AOF files live here).
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
