@@ -42,6 +42,8 @@ pub struct Engine {
     response_timeout: Duration,
     min_replicas_ack: u32,
     replica_ack_timeout: Duration,
+    /// Added to this host's clock (tests of skewed hosts); no script reads it.
+    clock_offset: chrono::Duration,
 }
 
 impl std::fmt::Debug for Engine {
@@ -76,6 +78,7 @@ impl Engine {
             response_timeout: Duration::from_millis(redis.response_timeout_ms.max(1)),
             min_replicas_ack: redis.min_replicas_ack,
             replica_ack_timeout: Duration::from_millis(redis.replica_ack_timeout_ms.max(1)),
+            clock_offset: chrono::Duration::zero(),
         })
     }
 
@@ -83,6 +86,28 @@ impl Engine {
     pub fn with_enqueue_hook(mut self, hook: EnqueueHook) -> Engine {
         self.hook = Some(hook);
         self
+    }
+
+    /// The same engine on a host whose clock is `offset` off (tests: every comparison of
+    /// times happens in Redis, so this changes only what the host itself stamps).
+    #[doc(hidden)]
+    pub fn with_clock_offset(mut self, offset: chrono::Duration) -> Engine {
+        self.clock_offset = offset;
+        self
+    }
+
+    /// The same engine with another lease length (tests).
+    #[doc(hidden)]
+    pub fn with_lease_seconds(mut self, seconds: u64) -> Engine {
+        let mut settings = (*self.engine).clone();
+        settings.lease_seconds = seconds;
+        self.engine = Arc::new(settings);
+        self
+    }
+
+    /// This host's clock (with the test offset, if any).
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
     }
 
     /// The shared connection (the API's rate limiter, the email send limit and the rule

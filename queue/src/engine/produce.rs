@@ -100,7 +100,7 @@ impl Engine {
         queue: Queue,
         jobs: &[NewJob],
     ) -> Result<(Vec<Enqueued>, Vec<(String, OutboxEntry)>), EngineError> {
-        let now = Utc::now();
+        let now = self.now();
         let max_attempts = self.queues.get(queue).max_attempts.max(1);
         let mut inv = scripts::ENQUEUE.prepare_invoke();
         with_keys(&mut inv, &self.keys, queue);
@@ -261,7 +261,7 @@ impl Engine {
                     .arg(500)
                     .query_async(&mut c)
                     .await?;
-                let cutoff = Utc::now().timestamp_millis() - RELAY_AFTER_MS;
+                let cutoff = self.now().timestamp_millis() - RELAY_AFTER_MS;
                 for (id, raw) in entries {
                     let Ok(entry) = serde_json::from_str::<OutboxEntry>(&raw) else {
                         tracing::error!(queue = %queue, job = %id, "unreadable outbox entry dropped");

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use vigil_jobs::{AttemptError, Queue};
 
 use super::{Engine, ms_to_time, with_keys};
@@ -18,8 +17,8 @@ const PRUNE_LIMIT: u64 = 1_000;
 
 impl Engine {
     /// Leases up to `n` due jobs of `queue` for `worker` (none while paused). Counts the attempt.
-    /// A call whose reply is lost is repeated with the same request id for up to half a
-    /// lease, and gets the jobs it had leased back.
+    /// A call whose reply is lost is repeated with the same request id for up to one lease
+    /// (after that the jobs would be reaped anyway), and gets the jobs it had leased back.
     pub async fn lease(
         &self,
         queue: Queue,
@@ -28,7 +27,7 @@ impl Engine {
     ) -> Result<LeaseBatch, EngineError> {
         let request = new_ulid();
         let lease_ms = self.engine.lease_seconds.max(1) * 1000;
-        let give_up = Instant::now() + Duration::from_millis(lease_ms / 2);
+        let give_up = Instant::now() + Duration::from_millis(lease_ms);
         let mut pause = Duration::from_millis(50);
         loop {
             match self.lease_once(queue, worker, n, &request, lease_ms).await {
@@ -123,7 +122,7 @@ impl Engine {
     ) -> Result<FailOutcome, EngineError> {
         let entry = AttemptError {
             attempt: job.attempt,
-            at: Utc::now(),
+            at: self.now(),
             error: error.chars().take(2_000).collect(),
         };
         let entry =
@@ -190,7 +189,10 @@ impl Engine {
             with_keys(&mut inv, &self.keys, queue);
             inv.arg(REAP_LIMIT)
                 .arg(self.ttl_ms(queue, |q| q.retain_dead.as_millis()))
-                .arg(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                .arg(
+                    self.now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                );
             let mut c = self.conn.clone();
             let (r, d): (u64, u64) = inv.invoke_async(&mut c).await?;
             requeued += r;

@@ -134,3 +134,49 @@ where
 pub async fn counts(engine: &Engine, q: Queue) -> QueueCounts {
     engine.counts(q).await.expect("counts")
 }
+
+pub mod suite;
+
+/// An engine on a fresh prefix of the deployment `redis` describes, tuned for the suite
+/// (1 s leases, fast polling, 3 attempts).
+pub async fn engine_on(name: &str, mut redis: RedisSettings) -> Engine {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    redis.prefix = vigil_testkit::redis::unique_prefix(name);
+    let engine = EngineSettings {
+        poll_interval_ms: 100,
+        lease_seconds: 1,
+        ..EngineSettings::default()
+    };
+    let mut queues = QueuesSettings::default();
+    for q in Queue::ALL {
+        let s = queues.get_mut(q);
+        s.max_attempts = 3;
+        s.backoff_base_ms = 10;
+        s.backoff_max_ms = 20;
+    }
+    Engine::connect(&redis, engine, queues)
+        .await
+        .expect("engine connects")
+}
+
+/// `[redis]` for a Cluster given its node URLs.
+pub fn cluster_settings(nodes: Vec<String>) -> RedisSettings {
+    RedisSettings {
+        mode: vigil_queue::RedisMode::Cluster,
+        nodes,
+        response_timeout_ms: 2_000,
+        ..RedisSettings::default()
+    }
+}
+
+/// `[redis]` for a Sentinel set.
+pub fn sentinel_settings(set: &vigil_testkit::redis_topology::SentinelSet) -> RedisSettings {
+    RedisSettings {
+        mode: vigil_queue::RedisMode::Sentinel,
+        sentinels: set.sentinel_urls(),
+        master_name: set.master_name().to_owned(),
+        password: set.password().map(str::to_owned),
+        response_timeout_ms: 1_000,
+        ..RedisSettings::default()
+    }
+}
