@@ -282,6 +282,11 @@ fn a_sentinel_failover_swaps_roles_and_the_old_master_turns_read_only() {
         Duration::from_secs(10),
         || get(&url_of(old), "k").ok_or_else(|| "not yet".to_owned()),
     );
+
+    let started = Instant::now();
+    assert_eq!(set_.failover(), old, "a second failover goes back");
+    eprintln!("failover back promoted in {:?}", started.elapsed());
+    assert_eq!(set_.master_port(), old);
 }
 
 #[test]

@@ -294,3 +294,56 @@ fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn plain_args(port: u16, dir: &Path) -> Vec<OsString> {
+        let port = port.to_string();
+        let mut args: Vec<OsString> = ["--port", &port, "--bind", "127.0.0.1", "--save", ""]
+            .map(OsString::from)
+            .into();
+        args.extend([OsString::from("--dir"), dir.into()]);
+        args
+    }
+
+    #[test]
+    fn a_taken_port_is_retried_on_another() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let attempts = AtomicUsize::new(0);
+        // The first attempt is made to lose the race for its port.
+        let args = |port: u16, dir: &Path| {
+            let first = attempts.fetch_add(1, Ordering::SeqCst) == 0;
+            plain_args(if first { taken_port } else { port }, dir)
+        };
+        let probe = Probe::Plain { password: None };
+        let node = RedisNode::spawn("retry test", false, &probe, &args);
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_ne!(node.port(), taken_port);
+        let pong: String = query(node.port(), None, &redis::cmd("PING")).unwrap();
+        assert_eq!(pong, "PONG");
+    }
+
+    #[test]
+    fn a_dropped_node_is_gone_and_its_port_closed() {
+        let probe = Probe::Plain { password: None };
+        let node = RedisNode::spawn("drop test", false, &probe, &plain_args);
+        let (pid, port) = (node.pid().unwrap(), node.port());
+        node.pause();
+        drop(node);
+        assert_eq!(process_state(pid), None, "reaped");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+
+    #[test]
+    fn cluster_ports_leave_room_for_the_bus() {
+        for _ in 0..100 {
+            let port = candidate_port(true);
+            assert!((20_000..32_000).contains(&port));
+            assert!(TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok());
+        }
+    }
+}
