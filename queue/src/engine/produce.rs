@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use vigil_jobs::{JobPayload, JobRecord, JobStatus, Queue, ValidationError};
 
 use super::{Engine, ms_to_time, with_keys};
