@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vigil-target}"
 source scripts/services.sh
+# The topology tests (TLS, Cluster, Sentinel) start their own redis-server processes.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "installing redis-server and redis-tools" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+fi
 ensure_redis
 ensure_postgres
 
