@@ -94,7 +94,11 @@ pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
 pub struct Listening {
     acceptor: TcpAcceptor,
     addr: SocketAddr,
+    drain: Duration,
 }
+
+/// How long in-flight requests may finish after the shutdown future resolves, by default.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 impl Listening {
     /// The bound address (the real port when `:0` was asked for).
@@ -102,7 +106,14 @@ impl Listening {
         self.addr
     }
 
-    /// Serves [`app`] until `shutdown` resolves, then lets in-flight requests finish (10 s).
+    /// Lets in-flight requests finish for up to `drain` after the shutdown future resolves
+    /// (default [`DEFAULT_DRAIN`]).
+    pub fn drain_within(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    /// Serves [`app`] until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run(
         self,
         state: ApiState,
@@ -111,7 +122,7 @@ impl Listening {
         Server::new_with_acceptor(self.acceptor)
             .name("vigil-api")
             .idle_timeout(Duration::from_secs(60))
-            .run_with_graceful_shutdown(app(state), shutdown, Some(Duration::from_secs(10)))
+            .run_with_graceful_shutdown(app(state), shutdown, Some(self.drain))
             .await
     }
 }
@@ -128,6 +139,7 @@ pub async fn bind(addr: &str) -> std::io::Result<Listening> {
     Ok(Listening {
         acceptor,
         addr: bound,
+        drain: DEFAULT_DRAIN,
     })
 }
 

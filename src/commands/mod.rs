@@ -1,7 +1,10 @@
 //! One module per command group. [`dispatch`] loads the configuration, starts telemetry and
 //! the runtime, and runs the chosen command.
 //!
-//! Exit codes: 0 success, 1 the command failed, 2 the configuration is invalid.
+//! Exit codes: 0 success, 1 the command failed (a daemon that cannot start included: one
+//! line says why), 2 the configuration file or variables cannot be read, 130 a daemon forced
+//! out by a second stop signal. A failure is reported once, as one line on stderr (or one
+//! JSON log line with `log.format = "json"`).
 
 pub mod audit;
 pub mod bench;
@@ -17,7 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
-use crate::config::Settings;
+use crate::config::{LogFormat, Settings};
+use crate::startup::Role;
 
 /// Runs the command the operator chose.
 pub fn dispatch(cli: Cli) -> ExitCode {
@@ -26,7 +30,9 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     let loaded = match Settings::load(&path, explicit) {
         Ok(loaded) => loaded,
         Err(e) => {
-            eprintln!("vigil: configuration error\n{e}");
+            for line in e.to_string().lines() {
+                eprintln!("vigil: {line}");
+            }
             return ExitCode::from(2);
         }
     };
@@ -39,25 +45,34 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     }
     // rustls needs one process-wide crypto provider; vigil uses ring everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let settings = loaded.settings;
+    let format = loaded.settings.log.format;
+    let settings: &Settings = &loaded.settings;
     let outcome = match &cli.command {
-        Command::Run => block_on(serve::run(settings, serve::Role::All)),
-        Command::Worker => block_on(serve::run(settings, serve::Role::Worker)),
-        Command::Api => block_on(serve::run(settings, serve::Role::Api)),
-        Command::Migrate => block_on(migrate::run(&settings)),
+        Command::Run => block_on(serve::run(loaded.clone(), Role::All)),
+        Command::Worker => block_on(serve::run(loaded.clone(), Role::Worker)),
+        Command::Api => block_on(serve::run(loaded.clone(), Role::Api)),
+        Command::Migrate => block_on(migrate::run(settings)),
         Command::CheckConfig => unreachable!("handled above"),
-        Command::User(cmd) => block_on(user::run(&settings, cmd)),
-        Command::Okta(cmd) => block_on(okta::run(&settings, cmd)),
-        Command::Rules(cmd) => block_on(rules::run(&settings, cmd)),
-        Command::Audit(cmd) => block_on(audit::run(&settings, cmd)),
+        Command::User(cmd) => block_on(user::run(settings, cmd)),
+        Command::Okta(cmd) => block_on(okta::run(settings, cmd)),
+        Command::Rules(cmd) => block_on(rules::run(settings, cmd)),
+        Command::Audit(cmd) => block_on(audit::run(settings, cmd)),
         Command::Bench(args) => block_on(bench::run(args)),
     };
+    ExitCode::from(report(outcome, format) as u8)
+}
+
+/// Reports a command's outcome once and returns its exit code (0 or 1): one line on stderr,
+/// or one JSON log line when logs are JSON (so a log collector sees it).
+pub fn report(outcome: anyhow::Result<()>, format: LogFormat) -> i32 {
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "vigil stopped with an error");
-            eprintln!("vigil: {e:#}");
-            ExitCode::FAILURE
+            match format {
+                LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "vigil stopped"),
+                LogFormat::Pretty => eprintln!("vigil: error: {e:#}"),
+            }
+            1
         }
     }
 }
