@@ -1,7 +1,7 @@
 //! [`ApiState`]: everything a request handler needs, built once per process and shared
 //! (cheap to clone). Handlers reach it through `poem::web::Data<&ApiState>`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::Registry;
@@ -45,7 +45,11 @@ struct Inner {
     auth: Authenticator,
     limiter: RateLimiter,
     metrics: HttpMetrics,
+    local_actors: OnceLock<LocalActors>,
 }
+
+/// This process's own actors (when it runs workers too), for `/ready`.
+pub type LocalActors = Arc<dyn Fn() -> Vec<vigil_queue::ActorHealth> + Send + Sync>;
 
 /// The shared state of the API.
 #[derive(Clone)]
@@ -93,6 +97,7 @@ impl ApiState {
             auth,
             limiter,
             metrics,
+            local_actors: OnceLock::new(),
         })))
     }
 
@@ -119,5 +124,16 @@ impl ApiState {
     }
     pub fn metrics(&self) -> &HttpMetrics {
         &self.0.metrics
+    }
+
+    /// Makes `/ready` also require this process's actors healthy (`vigil run`). Set once;
+    /// later calls are ignored.
+    pub fn set_local_actors(&self, actors: LocalActors) {
+        let _ = self.0.local_actors.set(actors);
+    }
+
+    /// This process's actors, when it runs workers.
+    pub fn local_actors(&self) -> Option<&LocalActors> {
+        self.0.local_actors.get()
     }
 }

@@ -50,10 +50,23 @@ impl Role {
     }
 }
 
-/// The API part, bound but not serving yet.
-struct ApiPart {
-    state: vigil_api::ApiState,
-    listening: vigil_api::Listening,
+/// What this process serves over HTTP, bound but not serving yet.
+enum Server {
+    /// The API (with its own `/health`, `/ready`, `/metrics`).
+    Api {
+        state: vigil_api::ApiState,
+        listening: vigil_api::Listening,
+    },
+    /// A worker's probes on `[worker] listen`.
+    Probes(vigil_api::Listening),
+}
+
+impl Server {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Server::Api { listening, .. } | Server::Probes(listening) => listening.local_addr(),
+        }
+    }
 }
 
 /// Everything built and checked; nothing running yet.
@@ -63,7 +76,7 @@ pub struct Application {
     db: vigil_store::Db,
     engine: Engine,
     registry: Registry,
-    api: Option<ApiPart>,
+    server: Option<Server>,
     services: Option<(Services, JobMetrics)>,
 }
 
@@ -96,7 +109,7 @@ impl Application {
         } else {
             (None, None)
         };
-        let api = if role.runs_api() {
+        let server = if role.runs_api() {
             // With workers in this process, the API's enqueues count in the same metrics.
             let api_engine = match &metrics {
                 Some(m) => engine.clone().with_enqueue_hook(m.enqueue_hook()),
@@ -116,7 +129,9 @@ impl Application {
             )
             .context("while setting up the API")?;
             let listening = bind("http.listen", &settings.http.listen, loaded).await?;
-            Some(ApiPart { state, listening })
+            Some(Server::Api { state, listening })
+        } else if let Some(addr) = settings.worker.listen_addr() {
+            Some(Server::Probes(bind("worker.listen", addr, loaded).await?))
         } else {
             None
         };
@@ -126,14 +141,14 @@ impl Application {
             db,
             engine,
             registry,
-            api,
+            server,
             services: services.zip(metrics),
         }))
     }
 
-    /// The API's bound address, if this process serves the API.
-    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
-        self.api.as_ref().map(|a| a.listening.local_addr())
+    /// The bound address of the API or the worker's probes, if this process serves one.
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().map(Server::addr)
     }
 
     /// Starts the actors, schedules and API; returns after a stop signal and a drain, or
@@ -145,53 +160,83 @@ impl Application {
             db,
             engine,
             registry,
-            api,
+            server,
             services,
         } = self;
         let runtime = match services {
             Some(parts) => Some(start_runtime(&settings, &engine, &registry, parts, role)?),
             None => None,
         };
-        let listen = api
+        let local: Option<vigil_api::LocalActors> = runtime.as_ref().map(|rt| {
+            let board = rt.health_board();
+            std::sync::Arc::new(move || board.snapshot()) as vigil_api::LocalActors
+        });
+        let listen = server
             .as_ref()
-            .map(|a| format!("http://{}", a.listening.local_addr()))
+            .map(|s| format!("http://{}", s.addr()))
             .unwrap_or_default();
-        let (stop_api, mut api_task) = match api {
-            Some(ApiPart { state, listening }) => {
+        let (stop_server, mut server_task) = match server {
+            Some(server) => {
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                let drain = drain_deadline(&settings);
-                let task = tokio::spawn(listening.drain_within(drain).run(state, async {
+                let stop = async {
                     let _ = rx.await;
-                }));
+                };
+                let task = match server {
+                    Server::Api { state, listening } => {
+                        if let Some(local) = local {
+                            state.set_local_actors(local);
+                        }
+                        let listening = listening.drain_within(drain_deadline(&settings));
+                        tokio::spawn(listening.run(state, stop))
+                    }
+                    Server::Probes(listening) => {
+                        let local = local.context("a worker's probes need its runtime")?;
+                        let app = vigil_api::probes::app(registry.clone(), local);
+                        tokio::spawn(listening.serve(app, stop))
+                    }
+                };
                 (Some(tx), Some(task))
             }
             None => (None, None),
         };
+        // An API-only process reports itself, so the fleet view lists it.
+        let presence = (role == Role::Api).then(|| {
+            let instance = vigil_queue::new_worker_id(role.as_str());
+            let task = tokio::spawn(vigil_api::routes::instances::report_api_instance(
+                engine.clone(),
+                instance.clone(),
+            ));
+            (instance, task)
+        });
         audit_daemon(&engine, "daemon.start", role).await;
         log_ready(&settings, role, &listen, runtime.as_ref());
 
         let api_died = tokio::select! {
             _ = shutdown.recv() => None,
-            ended = watch(&mut api_task) => Some(ended),
+            ended = watch(&mut server_task) => Some(ended),
         };
         let running = runtime.as_ref().map_or(0, RuntimeHandle::running_jobs);
         match &api_died {
             None => tracing::info!(
                 running_jobs = running,
                 deadline_seconds = drain_deadline(&settings).as_secs(),
-                api = api_task.is_some(),
+                http = server_task.is_some(),
                 "stop signal received: draining HTTP requests and running jobs; a second \
                  signal forces exit"
             ),
             Some(why) => tracing::error!(error = %why, running_jobs = running,
-                "the API stopped unexpectedly; stopping the workers"),
+                "the HTTP server stopped unexpectedly; stopping the workers"),
         }
         audit_daemon(&engine, "daemon.stop", role).await;
+        if let Some((instance, task)) = presence {
+            task.abort();
+            let _ = engine.forget_instance(&instance).await;
+        }
         let api_drain = async {
-            if let Some(tx) = stop_api {
+            if let Some(tx) = stop_server {
                 let _ = tx.send(());
             }
-            if let Some(task) = api_task.filter(|_| api_died.is_none()) {
+            if let Some(task) = server_task.filter(|_| api_died.is_none()) {
                 let _ = task.await;
             }
         };
@@ -207,12 +252,12 @@ impl Application {
                 tracing::info!("vigil stopped");
                 Ok(())
             }
-            Some(why) => Err(anyhow!("the API stopped unexpectedly: {why}")),
+            Some(why) => Err(anyhow!("the HTTP server stopped unexpectedly: {why}")),
         }
     }
 }
 
-/// Resolves when the API task ends (never when there is none), with why it ended.
+/// Resolves when the HTTP server task ends (never when there is none), with why it ended.
 async fn watch(task: &mut Option<tokio::task::JoinHandle<std::io::Result<()>>>) -> String {
     match task {
         Some(t) => match t.await {

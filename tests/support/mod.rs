@@ -133,8 +133,14 @@ impl Deployment {
 
     /// Starts `vigil ARGS` without waiting for anything; stderr is collected.
     pub fn spawn(&self, args: &[&str]) -> Daemon {
+        self.spawn_with(args, &[])
+    }
+
+    /// [`Deployment::spawn`] with extra variables for this process only.
+    pub fn spawn_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Daemon {
         let mut child = self
             .command(args)
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -257,6 +263,19 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The base URL the process logged (`listening on http://HOST:PORT`), polled for 60 s:
+    /// a process told to listen on port 0 reports the port it got.
+    pub async fn listen_url(&self) -> String {
+        self.wait_for_log("listening on http://", Duration::from_secs(60))
+            .await;
+        let logs = self.logs();
+        let at = logs.find("listening on http://").unwrap() + "listening on ".len();
+        logs[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect()
     }
 
     /// Sends `signal` (e.g. `TERM`, `INT`).

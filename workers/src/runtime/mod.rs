@@ -187,6 +187,10 @@ impl RuntimeBuilder {
             extra_observer: self.observer,
         };
         let queues: Vec<Queue> = self.handlers.iter().map(|(q, _)| *q).collect();
+        // Every queue actor is on the board from the start, so readiness waits for all.
+        for q in &queues {
+            health.set(&format!("queue:{q}"), false, Some("starting".to_owned()));
+        }
         let supervisor = RootSupervisor::new(shared.clone(), self.handlers).start();
         let scheduler = self.run_schedules.then(|| {
             scheduler::Scheduler::new(engine.clone(), self.schedules.clone(), health.clone())
@@ -258,6 +262,11 @@ impl RuntimeHandle {
             .values()
             .map(|w| w.control.inflight())
             .sum()
+    }
+
+    /// The live health board of this instance's actors (cheap to clone).
+    pub fn health_board(&self) -> HealthBoard {
+        self.shared.health.clone()
     }
 
     /// This instance's actors.
