@@ -116,6 +116,12 @@ impl Default for DatabaseSettings {
 #[error("{0}")]
 pub struct ConfigError(String);
 
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError(message.into())
+    }
+}
+
 /// The loaded settings plus what the operator should hear about them.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -135,6 +141,8 @@ impl Loaded {
         if let Some((target, path, source)) = self.secret_files.iter().find(|(t, ..)| t == key) {
             return format!("`{target}_file` = {path} from {source}");
         }
+        // `escalation.policies[0].rules` comes from where `escalation.policies` came from.
+        let key = key.split('[').next().unwrap_or(key);
         let var = format!(
             "{ENV_PREFIX}{}",
             key.replace('.', "__").to_ascii_uppercase()
@@ -163,14 +171,6 @@ impl Loaded {
             secret_files: Vec::new(),
         }
     }
-
-    /// Extracts one section alone (`rules`, `okta`, ...), so a command needing only it is not
-    /// stopped by a mistake elsewhere.
-    pub fn section<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T, ConfigError> {
-        self.figment
-            .extract_inner(key)
-            .map_err(|e| ConfigError(describe(&e, &self.path)))
-    }
 }
 
 impl Settings {
@@ -186,35 +186,11 @@ impl Settings {
         explicit: bool,
         env: Vec<(String, String)>,
     ) -> Result<Loaded, ConfigError> {
-        if explicit && !path.exists() {
-            return Err(ConfigError(format!(
-                "config file {} does not exist",
-                path.display()
-            )));
-        }
-        let env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "VIGIL_CONFIG")
-            .collect();
-        let (known_env, warnings) = split_unknown_env(&env);
-
-        let file_keys = Arc::new(Mutex::new(Vec::new()));
-        let file = StripFileKeys {
-            inner: Toml::file(path),
-            found: file_keys.clone(),
-        };
-        let vars = StripFileKeys {
-            inner: EnvVars(known_env),
-            found: file_keys.clone(),
-        };
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(file)
-            .merge(vars);
-        let secret_files = lock(&file_keys).clone();
-        let secrets = read_secret_files(&secret_files)?;
-        if !secrets.is_empty() {
-            figment = figment.merge(Serialized::globals(secrets));
-        }
+        let Layers {
+            figment,
+            warnings,
+            secret_files,
+        } = layers(path, explicit, env)?;
         let mut settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError(describe(&e, path)))?;
@@ -233,6 +209,64 @@ impl Settings {
         loaded.settings = settings;
         Ok(loaded)
     }
+}
+
+/// The layered sources before extraction.
+struct Layers {
+    figment: Figment,
+    warnings: Vec<String>,
+    secret_files: Vec<(String, String, String)>,
+}
+
+/// Stacks defaults, the file and the variables, and reads the `*_file` secrets.
+fn layers(path: &Path, explicit: bool, env: Vec<(String, String)>) -> Result<Layers, ConfigError> {
+    if explicit && !path.exists() {
+        return Err(ConfigError(format!(
+            "config file {} does not exist",
+            path.display()
+        )));
+    }
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "VIGIL_CONFIG")
+        .collect();
+    let (known_env, warnings) = split_unknown_env(&env);
+    let file_keys = Arc::new(Mutex::new(Vec::new()));
+    let file = StripFileKeys {
+        inner: Toml::file(path),
+        found: file_keys.clone(),
+    };
+    let vars = StripFileKeys {
+        inner: EnvVars(known_env),
+        found: file_keys.clone(),
+    };
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+        .merge(file)
+        .merge(vars);
+    let secret_files = lock(&file_keys).clone();
+    let secrets = read_secret_files(&secret_files)?;
+    if !secrets.is_empty() {
+        figment = figment.merge(Serialized::globals(secrets));
+    }
+    Ok(Layers {
+        figment,
+        warnings,
+        secret_files,
+    })
+}
+
+/// Loads one section alone (`rules`, ...) from the same layers, so a command that needs only
+/// it is not stopped by a mistake in another section.
+pub fn load_section<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    explicit: bool,
+    key: &str,
+) -> Result<T, ConfigError> {
+    let layers = layers(path, explicit, std::env::vars().collect())?;
+    layers
+        .figment
+        .extract_inner(key)
+        .map_err(|e| ConfigError(describe(&e, path)))
 }
 
 /// `sqlite://REL` → `sqlite://DIR/REL`; absolute paths, `:memory:` and other URLs unchanged.
@@ -496,7 +530,11 @@ mod tests {
         let loaded =
             Settings::load_from(&cfg, true, env(&[("VIGIL_DATABASE__MAX_CONNECTIONS", "7")]))
                 .unwrap();
-        assert_eq!(loaded.settings.database.url, "sqlite://file.db");
+        // A relative SQLite path in the file is resolved against the file's folder.
+        assert_eq!(
+            loaded.settings.database.url,
+            format!("sqlite://{}", dir.path().join("file.db").display())
+        );
         assert_eq!(loaded.settings.database.max_connections, 7);
         assert_eq!(loaded.settings.log.level, LogSettings::default().level);
     }

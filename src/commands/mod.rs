@@ -19,7 +19,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, OktaCommand};
 use crate::config::{LogFormat, Settings};
 use crate::startup::Role;
 
@@ -27,14 +27,23 @@ use crate::startup::Role;
 pub fn dispatch(cli: Cli) -> ExitCode {
     let explicit = cli.config.is_some();
     let path = cli.config.unwrap_or_else(|| PathBuf::from("config.toml"));
+    // Commands that need no configuration, or one section of it, do not read the rest: a
+    // mistake in an unrelated section does not stop them.
+    match &cli.command {
+        Command::Okta(OktaCommand::Keygen(args)) => {
+            return ExitCode::from(report(okta::keygen(args), LogFormat::Pretty) as u8);
+        }
+        Command::Rules(cmd) => {
+            let outcome = crate::config::load_section(&path, explicit, "rules")
+                .map_err(|e| config_failure(&e))
+                .and_then(|rules| block_on(rules::run(&rules, &path, cmd)).map_err(failure));
+            return exit(outcome);
+        }
+        _ => {}
+    }
     let loaded = match Settings::load(&path, explicit) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("vigil: {line}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(e) => return ExitCode::from(config_failure(&e)),
     };
     if let Command::CheckConfig = cli.command {
         return check_config::run(&loaded);
@@ -55,14 +64,32 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::CheckConfig => unreachable!("handled above"),
         Command::User(cmd) => block_on(user::run(settings, cmd)),
         Command::Okta(cmd) => block_on(okta::run(settings, cmd)),
-        Command::Rules(cmd) => block_on(rules::run(settings, cmd)),
+        Command::Rules(_) => unreachable!("handled above"),
         Command::Audit(cmd) => block_on(audit::run(settings, cmd)),
         Command::Bench(args) => block_on(bench::run(args)),
     };
     ExitCode::from(report(outcome, format) as u8)
 }
 
-/// Reports a command's outcome once and returns its exit code (0 or 1): one line on stderr,
+/// Prints an invalid configuration (one line per problem) and returns exit code 2.
+fn config_failure(e: &crate::config::ConfigError) -> u8 {
+    for line in e.to_string().lines() {
+        eprintln!("vigil: {line}");
+    }
+    2
+}
+
+/// A failed command reported at once, exit code 1.
+fn failure(e: anyhow::Error) -> u8 {
+    report(Err(e), LogFormat::Pretty) as u8
+}
+
+fn exit(outcome: Result<(), u8>) -> ExitCode {
+    ExitCode::from(outcome.err().unwrap_or(0))
+}
+
+/// Reports a command's outcome once and returns its exit code (0, 1, or 2 for a
+/// [`crate::config::ConfigError`]): one line on stderr,
 /// or one JSON log line when logs are JSON (so a log collector sees it).
 pub fn report(outcome: anyhow::Result<()>, format: LogFormat) -> i32 {
     match outcome {
@@ -72,7 +99,12 @@ pub fn report(outcome: anyhow::Result<()>, format: LogFormat) -> i32 {
                 LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "vigil stopped"),
                 LogFormat::Pretty => eprintln!("vigil: error: {e:#}"),
             }
-            1
+            // A command refused for its configuration exits 2, like a file that cannot load.
+            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+                2
+            } else {
+                1
+            }
         }
     }
 }

@@ -36,6 +36,15 @@ pub fn command<K: AsRef<OsStr>, V: AsRef<OsStr>>(
 /// No extra environment, for [`vigil`] and [`command`].
 pub const NO_ENV: &[(&str, &str)] = &[];
 
+/// A JWT signing secret long enough for the API, so `check-config` passes on it.
+pub const JWT_SECRET: (&str, &str) = (
+    "VIGIL_AUTH__JWT_SECRET",
+    "0123456789abcdef0123456789abcdef-long-enough",
+);
+
+/// Only [`JWT_SECRET`].
+pub const WITH_SECRET: &[(&str, &str)] = &[JWT_SECRET];
+
 /// Runs `vigil ARGS` to completion (see [`command`]).
 pub fn vigil<K: AsRef<OsStr>, V: AsRef<OsStr>>(
     dir: &Path,
