@@ -23,6 +23,9 @@ pub struct ApiSettings {
     pub rate_limit: RateLimitSettings,
     /// Escalation policies (alerts opened or reopened through the API escalate too).
     pub escalation: vigil_jobs::EscalationSettings,
+    /// Queues whose feature is off, with why (e.g. `okta_fetch`: `okta.enabled is false`):
+    /// listed as disabled, their schedules too, and enqueueing to them is refused with 409.
+    pub disabled_queues: std::collections::BTreeMap<vigil_jobs::Queue, String>,
 }
 
 /// Why the API could not be set up.
@@ -109,6 +112,15 @@ impl ApiState {
     }
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
+    }
+
+    /// Why `queue` is disabled, if it is.
+    pub fn disabled(&self, queue: vigil_jobs::Queue) -> Option<&str> {
+        self.0
+            .settings
+            .disabled_queues
+            .get(&queue)
+            .map(String::as_str)
     }
     pub fn schedules(&self) -> &SchedulesSettings {
         &self.0.schedules

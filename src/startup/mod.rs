@@ -123,6 +123,7 @@ impl Application {
                     auth: settings.auth.clone(),
                     rate_limit: settings.rate_limit.clone(),
                     escalation: settings.escalation.clone(),
+                    disabled_queues: disabled_queues(&settings),
                 },
                 settings.schedules.clone(),
                 registry.clone(),
@@ -267,6 +268,18 @@ async fn watch(task: &mut Option<tokio::task::JoinHandle<std::io::Result<()>>>) 
         },
         None => std::future::pending().await,
     }
+}
+
+/// Queues whose feature is off in this configuration, with the key that turns them on.
+fn disabled_queues(settings: &Settings) -> std::collections::BTreeMap<vigil_jobs::Queue, String> {
+    let mut off = std::collections::BTreeMap::new();
+    if !settings.okta.enabled {
+        off.insert(
+            vigil_jobs::Queue::OktaFetch,
+            "okta.enabled is false".to_owned(),
+        );
+    }
+    off
 }
 
 /// The one deadline of the whole drain (HTTP requests and running jobs together).

@@ -164,7 +164,8 @@ async function refreshQueues() {
       tr.append(td);
     }
     tr.append(el("td", q.processed_last_minute));
-    tr.append(el("td", q.paused ? "paused" : "running", q.paused ? "bad" : "ok"));
+    if (q.enabled === false) tr.append(el("td", "disabled: " + q.disabled_reason, "bad"));
+    else tr.append(el("td", q.paused ? "paused" : "running", q.paused ? "bad" : "ok"));
     const act = el("td", null, "admin-only");
     if (isAdmin()) {
       const verb = q.paused ? "resume" : "pause";
@@ -241,7 +242,7 @@ async function refreshSchedules() {
     const tr = el("tr");
     const last = s.last_run;
     tr.append(el("td", s.name), el("td", s.cron), el("td", s.queue),
-      el("td", s.enabled ? when(s.next_run) : "disabled"), el("td", last ? when(last.tick) : "—"),
+      el("td", s.enabled ? when(s.next_run) : "disabled" + (s.disabled_reason ? ": " + s.disabled_reason : "")), el("td", last ? when(last.tick) : "—"),
       el("td", last ? (last.error ? "failed: " + last.error : "enqueued " + (last.job_id || "")) : "—",
         last && last.error ? "bad" : ""));
     body.append(tr);
