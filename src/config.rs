@@ -37,6 +37,31 @@ pub struct Settings {
     pub smtp: vigil_workers::email::SmtpSettings,
     pub rules: vigil_rules::RulesSettings,
     pub escalation: vigil_workers::alerts::EscalationSettings,
+    pub worker: WorkerSettings,
+}
+
+/// `[worker]`: what a `vigil worker` process serves besides its queues.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// `HOST:PORT` where `vigil worker` serves `/health`, `/ready` and `/metrics` (port 0
+    /// picks one, logged); `off` serves nothing. `vigil run` serves them on `http.listen`.
+    pub listen: String,
+}
+
+impl WorkerSettings {
+    /// The listen address, or `None` when `off`.
+    pub fn listen_addr(&self) -> Option<&str> {
+        Some(self.listen.as_str()).filter(|l| !l.eq_ignore_ascii_case("off"))
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".to_owned(),
+        }
+    }
 }
 
 /// `[log]`: how vigil writes its logs.
@@ -91,12 +116,61 @@ impl Default for DatabaseSettings {
 #[error("{0}")]
 pub struct ConfigError(String);
 
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError(message.into())
+    }
+}
+
 /// The loaded settings plus what the operator should hear about them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Loaded {
     pub settings: Settings,
     /// Non-fatal problems (unknown `VIGIL_*` variables), to log once telemetry is up.
     pub warnings: Vec<String>,
+    /// The config file path (it may not exist when it is the default).
+    pub path: PathBuf,
+    figment: Figment,
+    secret_files: Vec<(String, String, String)>,
+}
+
+impl Loaded {
+    /// Where the value of `key` (`section.key`) came from, for error messages: the file,
+    /// the environment variable, a `*_file` secret, or the default.
+    pub fn source_of(&self, key: &str) -> String {
+        if let Some((target, path, source)) = self.secret_files.iter().find(|(t, ..)| t == key) {
+            return format!("`{target}_file` = {path} from {source}");
+        }
+        // `escalation.policies[0].rules` comes from where `escalation.policies` came from.
+        let key = key.split('[').next().unwrap_or(key);
+        let var = format!(
+            "{ENV_PREFIX}{}",
+            key.replace('.', "__").to_ascii_uppercase()
+        );
+        match self.figment.find_metadata(key).map(|m| m.name.to_string()) {
+            Some(name) if name.contains("environment") => format!("environment variable {var}"),
+            Some(name) if name.contains("TOML") => format!("file {}", self.path.display()),
+            _ if self.settings_has_file() => {
+                format!("not set in {} or {var}: the default", self.path.display())
+            }
+            _ => format!("not set: no config file, no {var}: the default"),
+        }
+    }
+
+    fn settings_has_file(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// A settings-only `Loaded` (tests, tools that build settings in code).
+    pub fn from_settings(settings: Settings) -> Loaded {
+        Loaded {
+            figment: Figment::from(Serialized::defaults(&settings)),
+            settings,
+            warnings: Vec::new(),
+            path: PathBuf::from("config.toml"),
+            secret_files: Vec::new(),
+        }
+    }
 }
 
 impl Settings {
@@ -112,60 +186,96 @@ impl Settings {
         explicit: bool,
         env: Vec<(String, String)>,
     ) -> Result<Loaded, ConfigError> {
-        if explicit && !path.exists() {
-            return Err(ConfigError(format!(
-                "config file {} does not exist",
-                path.display()
-            )));
-        }
-        let env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "VIGIL_CONFIG")
-            .collect();
-        let (known_env, warnings) = split_unknown_env(&env);
-
-        let file_keys = Arc::new(Mutex::new(Vec::new()));
-        let file = StripFileKeys {
-            inner: Toml::file(path),
-            found: file_keys.clone(),
-        };
-        let vars = StripFileKeys {
-            inner: EnvVars(known_env),
-            found: file_keys.clone(),
-        };
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(file)
-            .merge(vars);
-        let secrets = read_secret_files(&lock(&file_keys))?;
-        if !secrets.is_empty() {
-            figment = figment.merge(Serialized::globals(secrets));
-        }
-        let settings: Settings = figment
+        let Layers {
+            figment,
+            warnings,
+            secret_files,
+        } = layers(path, explicit, env)?;
+        let mut settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError(describe(&e, path)))?;
-        // Rules and escalation policies are checked as a whole, here, so a mistake stops
-        // every command at start with the file and the key.
-        let rules = vigil_rules::RuleSet::load(&settings.rules)
-            .map_err(|e| ConfigError(format!("invalid [rules] in {}: {e}", path.display())))?;
-        let escalation =
-            |e: String| ConfigError(format!("invalid [escalation] in {}: {e}", path.display()));
-        settings.escalation.validate().map_err(escalation)?;
-        // A policy naming a rule that does not exist would silently never apply.
-        for (i, policy) in settings.escalation.policies.iter().enumerate() {
-            for id in &policy.rules {
-                let known = id == vigil_jobs::escalation::SECURITY_EVENT_RULE
-                    || rules.get(id).is_some()
-                    || rules.disabled().contains(id);
-                if !known {
-                    return Err(escalation(format!(
-                        "policies[{i}].rules: `{id}` is not a rule (see `vigil rules list`; \
-                         `{}` is the rule of security events)",
-                        vigil_jobs::escalation::SECURITY_EVENT_RULE
-                    )));
-                }
-            }
+        let mut loaded = Loaded {
+            settings: Settings::default(),
+            warnings,
+            path: path.to_path_buf(),
+            figment,
+            secret_files,
+        };
+        // A relative SQLite path in the file is relative to the file's folder, so every
+        // command finds the same database wherever it runs.
+        if loaded.source_of("database.url").starts_with("file ") {
+            settings.database.url = resolve_sqlite(&settings.database.url, &config_dir(path));
         }
-        Ok(Loaded { settings, warnings })
+        loaded.settings = settings;
+        Ok(loaded)
+    }
+}
+
+/// The layered sources before extraction.
+struct Layers {
+    figment: Figment,
+    warnings: Vec<String>,
+    secret_files: Vec<(String, String, String)>,
+}
+
+/// Stacks defaults, the file and the variables, and reads the `*_file` secrets.
+fn layers(path: &Path, explicit: bool, env: Vec<(String, String)>) -> Result<Layers, ConfigError> {
+    if explicit && !path.exists() {
+        return Err(ConfigError(format!(
+            "config file {} does not exist",
+            path.display()
+        )));
+    }
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "VIGIL_CONFIG")
+        .collect();
+    let (known_env, warnings) = split_unknown_env(&env);
+    let file_keys = Arc::new(Mutex::new(Vec::new()));
+    let file = StripFileKeys {
+        inner: Toml::file(path),
+        found: file_keys.clone(),
+    };
+    let vars = StripFileKeys {
+        inner: EnvVars(known_env),
+        found: file_keys.clone(),
+    };
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+        .merge(file)
+        .merge(vars);
+    let secret_files = lock(&file_keys).clone();
+    let secrets = read_secret_files(&secret_files)?;
+    if !secrets.is_empty() {
+        figment = figment.merge(Serialized::globals(secrets));
+    }
+    Ok(Layers {
+        figment,
+        warnings,
+        secret_files,
+    })
+}
+
+/// Loads one section alone (`rules`, ...) from the same layers, so a command that needs only
+/// it is not stopped by a mistake in another section.
+pub fn load_section<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    explicit: bool,
+    key: &str,
+) -> Result<T, ConfigError> {
+    let layers = layers(path, explicit, std::env::vars().collect())?;
+    layers
+        .figment
+        .extract_inner(key)
+        .map_err(|e| ConfigError(describe(&e, path)))
+}
+
+/// `sqlite://REL` → `sqlite://DIR/REL`; absolute paths, `:memory:` and other URLs unchanged.
+fn resolve_sqlite(url: &str, dir: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') && dir != Path::new(".") => {
+            format!("sqlite://{}", dir.join(rest).display())
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -319,13 +429,10 @@ fn describe(err: &figment::Error, path: &Path) -> String {
                 Some(name) => name,
                 None => "defaults".to_owned(),
             };
-            let what = match &e.kind {
-                figment::error::Kind::UnknownField(field, expected) => format!(
-                    "unknown key `{field}`; expected one of: {}",
-                    expected.join(", ")
-                ),
-                other => other.to_string(),
-            };
+            if let figment::error::Kind::UnknownField(field, expected) = &e.kind {
+                return unknown_key(&e.path, field, expected, &source);
+            }
+            let what = e.kind.to_string();
             if key.is_empty() {
                 format!("invalid configuration in {source}: {what}")
             } else {
@@ -334,6 +441,57 @@ fn describe(err: &figment::Error, path: &Path) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// "unknown key `database.ulr` in file c.toml; did you mean `database.url`?"
+fn unknown_key(path: &[String], field: &str, expected: &[&str], source: &str) -> String {
+    // figment's path ends with the unknown field itself.
+    let parent: Vec<&str> = path
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p != field)
+        .collect();
+    let full = |k: &str| {
+        parent
+            .iter()
+            .copied()
+            .chain([k])
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let nearest = expected
+        .iter()
+        .map(|k| (edit_distance(field, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= (k.len().max(field.len()) / 2).max(2));
+    match nearest {
+        Some((_, k)) => format!(
+            "unknown key `{}` in {source}; did you mean `{}`?",
+            full(field),
+            full(k)
+        ),
+        None => format!(
+            "unknown key `{}` in {source}; valid keys here: {}",
+            full(field),
+            expected.join(", ")
+        ),
+    }
+}
+
+/// Levenshtein distance (for "did you mean").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// The directory config-relative paths are resolved against (the config file's folder).
@@ -372,7 +530,11 @@ mod tests {
         let loaded =
             Settings::load_from(&cfg, true, env(&[("VIGIL_DATABASE__MAX_CONNECTIONS", "7")]))
                 .unwrap();
-        assert_eq!(loaded.settings.database.url, "sqlite://file.db");
+        // A relative SQLite path in the file is resolved against the file's folder.
+        assert_eq!(
+            loaded.settings.database.url,
+            format!("sqlite://{}", dir.path().join("file.db").display())
+        );
         assert_eq!(loaded.settings.database.max_connections, 7);
         assert_eq!(loaded.settings.log.level, LogSettings::default().level);
     }

@@ -8,6 +8,9 @@
 //! - [`config`]: layered settings (defaults, `config.toml`, `VIGIL_*` variables, `*_file` secrets).
 //! - [`telemetry`]: the tracing subscriber (pretty or JSON).
 //! - [`commands`]: one module per command group; `commands::dispatch` runs one.
+//! - [`startup`]: the daemon's build step (every fallible step) and run step.
+//! - [`shutdown`]: stop signals (a second one forces exit).
+//! - [`validate`]: every startup check of the configuration (also `vigil check-config`).
 //!
 //! The member crates, and which way their dependencies point:
 //! ```text
@@ -20,4 +23,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
+pub mod validate;

@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Output;
 
-use support::{NO_ENV, vigil};
+use support::vigil;
 
 use chrono::Utc;
 use serde_json::json;
@@ -73,7 +73,7 @@ fn the_smtp_password_file_is_read_and_never_printed() {
     let out = vigil(
         dir.path(),
         &["--config", "vigil.toml", "check-config"],
-        NO_ENV,
+        support::WITH_SECRET,
     );
     let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{all}");

@@ -10,7 +10,11 @@ use support::{NO_ENV, text, vigil};
 #[test]
 fn the_shipped_config_file_is_valid() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = vigil(repo, &["--config", "config.toml", "check-config"], NO_ENV);
+    let out = vigil(
+        repo,
+        &["--config", "config.toml", "check-config"],
+        support::WITH_SECRET,
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("[database]"));
 }
@@ -61,6 +65,7 @@ fn unknown_variables_warn_and_secrets_never_print() {
         &[
             ("VIGIL_DATABASE__URL_FILE", secret.to_str().unwrap()),
             ("VIGIL_DATABSE__URL", "typo"),
+            support::JWT_SECRET,
         ],
     );
     let t = text(&out);
@@ -90,4 +95,121 @@ fn migrate_runs_twice_on_postgres() {
         assert!(out.status.success(), "{}", text(&out));
     }
     drop(t);
+}
+
+/// `vigil check-config` in a folder holding `config.toml` = `body`, with `env`.
+fn check(body: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), body).unwrap();
+    let out = vigil(dir.path(), &["check-config"], env);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// With it, an empty config passes every check (the tests below break one thing each).
+const SECRET: (&str, &str) = support::JWT_SECRET;
+
+#[test]
+fn check_config_rejects_every_config_that_cannot_start() {
+    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+        ("", &[], "`auth.jwt_secret`", "is required"),
+        (
+            "",
+            &[("VIGIL_AUTH__JWT_SECRET", "short")],
+            "`auth.jwt_secret` (environment variable VIGIL_AUTH__JWT_SECRET)",
+            "at least 32 bytes",
+        ),
+        (
+            "[schedules.okta_fetch]\ncron = \"every minute\"\nqueue = \"okta_fetch\"\n",
+            &[SECRET],
+            "`schedules.okta_fetch.cron` (file config.toml)",
+            "invalid cron expression `every minute`",
+        ),
+        (
+            "[redis]\nurl = \"127.0.0.1:6379\"\n",
+            &[SECRET],
+            "`redis.url` (file config.toml)",
+            "not a Redis URL",
+        ),
+        (
+            "[database]\nurl = \"nosuchdb://nowhere\"\n",
+            &[SECRET],
+            "`database.url` (file config.toml)",
+            "not a database URL",
+        ),
+        (
+            "[log]\nlevel = \"inf0,,==\"\n",
+            &[SECRET],
+            "`log.level` (file config.toml)",
+            "is not a directive",
+        ),
+        (
+            "[http]\nlisten = \"8080\"\n",
+            &[SECRET],
+            "`http.listen` (file config.toml)",
+            "not HOST:PORT",
+        ),
+        (
+            "[smtp]\nfrom = \"not a mailbox\"\n",
+            &[SECRET],
+            "`smtp`",
+            "not a mailbox",
+        ),
+    ];
+    for (body, env, key, why) in cases {
+        let (code, _, stderr) = check(body, env);
+        assert_eq!(code, Some(2), "{body} {env:?}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("{key} not named for {body} {env:?}: {stderr}"));
+        assert!(line.contains(why), "{line}");
+    }
+    let (code, _, stderr) = check("", &[SECRET]);
+    assert_eq!(code, Some(0), "the baseline is valid: {stderr}");
+}
+
+#[test]
+fn a_typo_is_an_unknown_key_with_the_nearest_valid_one() {
+    let (code, _, stderr) = check("[database]\nulr = \"sqlite://x.db\"\n", &[SECRET]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "unknown key `database.ulr` in file config.toml; did you mean `database.url`?"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("invalid value"), "{stderr}");
+}
+
+#[test]
+fn the_printed_configuration_is_toml_that_loads_back() {
+    let policies = "[escalation]\nwebhook_secret = \"hunter2-webhook\"\n[[escalation.policies]]\n\
+                    name = \"soc\"\nseverities = [\"high\"]\nlevels = [{ after_seconds = 60, \
+                    emails = [\"soc@example.com\"] }]\n";
+    let (code, stdout, stderr) = check(policies, &[SECRET]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stdout.contains("hunter2"), "a secret leaked: {stdout}");
+    assert!(
+        !stdout.contains("0123456789abcdef"),
+        "a secret leaked: {stdout}"
+    );
+    assert!(stdout.contains("[[escalation.policies]]"), "{stdout}");
+    // Paste it back: it loads, and prints the same again.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), &stdout).unwrap();
+    let again = vigil(dir.path(), &["check-config"], &[SECRET]);
+    let t = text(&again);
+    assert!(
+        !t.contains("unknown key") && !t.contains("configuration error"),
+        "{t}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).replace(&dir.path().display().to_string(), ""),
+        stdout,
+        "round trip"
+    );
 }

@@ -21,6 +21,7 @@
 //! - [`ratelimit`]: budgets shared across instances through one Redis Lua script.
 //! - [`error`]: the one error shape. [`audit`]: the one door to the audit trail.
 //! - [`metrics`]: HTTP metrics. [`routes`]: one module per resource (see its doc to add one).
+//! - [`probes`]: `/health`, `/ready`, `/metrics` of a process without the API (`vigil worker`).
 
 pub mod audit;
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod context;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;
+pub mod probes;
 pub mod ratelimit;
 pub mod routes;
 pub mod settings;
@@ -45,7 +47,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, Server};
 
 pub use error::{ApiError, ApiResult, ErrorBody};
 pub use settings::{AuthSettings, HttpSettings, JwtAlgorithm, OidcSettings, RateLimitSettings};
-pub use state::{ApiSettings, ApiState, SetupError};
+pub use state::{ApiSettings, ApiState, LocalActors, SetupError};
 
 /// The whole API as one endpoint.
 pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
@@ -94,7 +96,11 @@ pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
 pub struct Listening {
     acceptor: TcpAcceptor,
     addr: SocketAddr,
+    drain: Duration,
 }
+
+/// How long in-flight requests may finish after the shutdown future resolves, by default.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 impl Listening {
     /// The bound address (the real port when `:0` was asked for).
@@ -102,16 +108,33 @@ impl Listening {
         self.addr
     }
 
-    /// Serves [`app`] until `shutdown` resolves, then lets in-flight requests finish (10 s).
+    /// Lets in-flight requests finish for up to `drain` after the shutdown future resolves
+    /// (default [`DEFAULT_DRAIN`]).
+    pub fn drain_within(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    /// Serves [`app`] until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run(
         self,
         state: ApiState,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        self.serve(app(state), shutdown).await
+    }
+
+    /// Serves any endpoint (e.g. [`probes::app`]) until `shutdown` resolves, then lets
+    /// in-flight requests finish.
+    pub async fn serve(
+        self,
+        endpoint: impl Endpoint + 'static,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
         Server::new_with_acceptor(self.acceptor)
-            .name("vigil-api")
+            .name("vigil")
             .idle_timeout(Duration::from_secs(60))
-            .run_with_graceful_shutdown(app(state), shutdown, Some(Duration::from_secs(10)))
+            .run_with_graceful_shutdown(endpoint, shutdown, Some(self.drain))
             .await
     }
 }
@@ -128,6 +151,7 @@ pub async fn bind(addr: &str) -> std::io::Result<Listening> {
     Ok(Listening {
         acceptor,
         addr: bound,
+        drain: DEFAULT_DRAIN,
     })
 }
 

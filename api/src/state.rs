@@ -1,7 +1,7 @@
 //! [`ApiState`]: everything a request handler needs, built once per process and shared
 //! (cheap to clone). Handlers reach it through `poem::web::Data<&ApiState>`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::Registry;
@@ -23,6 +23,9 @@ pub struct ApiSettings {
     pub rate_limit: RateLimitSettings,
     /// Escalation policies (alerts opened or reopened through the API escalate too).
     pub escalation: vigil_jobs::EscalationSettings,
+    /// Queues whose feature is off, with why (e.g. `okta_fetch`: `okta.enabled is false`):
+    /// listed as disabled, their schedules too, and enqueueing to them is refused with 409.
+    pub disabled_queues: std::collections::BTreeMap<vigil_jobs::Queue, String>,
 }
 
 /// Why the API could not be set up.
@@ -45,7 +48,11 @@ struct Inner {
     auth: Authenticator,
     limiter: RateLimiter,
     metrics: HttpMetrics,
+    local_actors: OnceLock<LocalActors>,
 }
+
+/// This process's own actors (when it runs workers too), for `/ready`.
+pub type LocalActors = Arc<dyn Fn() -> Vec<vigil_queue::ActorHealth> + Send + Sync>;
 
 /// The shared state of the API.
 #[derive(Clone)]
@@ -93,6 +100,7 @@ impl ApiState {
             auth,
             limiter,
             metrics,
+            local_actors: OnceLock::new(),
         })))
     }
 
@@ -104,6 +112,15 @@ impl ApiState {
     }
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
+    }
+
+    /// Why `queue` is disabled, if it is.
+    pub fn disabled(&self, queue: vigil_jobs::Queue) -> Option<&str> {
+        self.0
+            .settings
+            .disabled_queues
+            .get(&queue)
+            .map(String::as_str)
     }
     pub fn schedules(&self) -> &SchedulesSettings {
         &self.0.schedules
@@ -119,5 +136,16 @@ impl ApiState {
     }
     pub fn metrics(&self) -> &HttpMetrics {
         &self.0.metrics
+    }
+
+    /// Makes `/ready` also require this process's actors healthy (`vigil run`). Set once;
+    /// later calls are ignored.
+    pub fn set_local_actors(&self, actors: LocalActors) {
+        let _ = self.0.local_actors.set(actors);
+    }
+
+    /// This process's actors, when it runs workers.
+    pub fn local_actors(&self) -> Option<&LocalActors> {
+        self.0.local_actors.get()
     }
 }

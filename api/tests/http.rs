@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -155,6 +156,7 @@ async fn docs_and_spec_are_served() {
         "/api/v1/jobs",
         "/api/v1/queues/{queue}/pause",
         "/api/v1/schedules",
+        "/api/v1/instances",
         "/api/v1/auth/token",
         "/ready",
     ] {
@@ -170,51 +172,67 @@ async fn docs_and_spec_are_served() {
     assert!(docs.text.contains("swagger"), "Swagger UI");
 }
 
+fn actor(healthy: bool) -> ActorHealth {
+    ActorHealth {
+        instance: "worker@w1".into(),
+        name: "queue:email".into(),
+        healthy,
+        restarts: u64::from(!healthy),
+        last_error: (!healthy).then(|| "SMTP pool lost".into()),
+        updated_at: Utc::now(),
+        reported_at: Some(Utc::now()),
+    }
+}
+
+#[tokio::test]
+async fn instances_list_every_live_instance_for_any_role() {
+    let app = TestApp::new().await;
+    let analyst = app.analyst().await;
+    let empty = app.get("/api/v1/instances", Some(&analyst)).await;
+    empty.expect(200);
+    assert_eq!(empty.body, serde_json::json!([]));
+    app.engine
+        .report_actors("worker@w1", &[actor(false)], Duration::from_secs(30))
+        .await
+        .unwrap();
+    let a = app.get("/api/v1/instances", Some(&analyst)).await;
+    a.expect(200);
+    let i = &a.body[0];
+    assert_eq!(i["instance"], "worker@w1", "{}", a.text);
+    assert_eq!(i["role"], "worker");
+    assert_eq!(i["queues"], serde_json::json!(["email"]));
+    assert_eq!(i["healthy"], false);
+    assert_eq!(i["restarts"], 1);
+    assert_eq!(i["last_error"], "SMTP pool lost");
+    assert!(i["heartbeat"].is_string());
+    app.get("/api/v1/instances", None).await.expect(401);
+}
+
 #[tokio::test]
 async fn health_ready_and_metrics() {
     let app = TestApp::new().await;
     app.get("/health", None).await.expect(200);
-    // No worker instance reports: not ready, and the body says why.
+    // An API-only process is ready with Redis and the database, whether or not workers run.
+    let a = app.get("/ready", None).await;
+    a.expect(200);
+    let checks = a.body["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["redis", "database"], "{}", a.text);
+    // A process that also runs workers (`vigil run`) needs its own actors healthy.
+    let local = Arc::new(Mutex::new(vec![actor(true)]));
+    let board = local.clone();
+    app.state
+        .set_local_actors(Arc::new(move || board.lock().unwrap().clone()));
+    app.get("/ready", None).await.expect(200);
+    *local.lock().unwrap() = vec![actor(false)];
     let a = app.get("/ready", None).await;
     a.expect(503);
     assert_eq!(a.code(), "not_ready");
     assert!(
-        a.body["message"].as_str().unwrap().contains("actors"),
-        "{}",
-        a.text
-    );
-    let checks = a.body["checks"].as_array().unwrap();
-    assert!(
-        checks
-            .iter()
-            .any(|c| c["name"] == "redis" && c["ok"] == true)
-    );
-    assert!(
-        checks
-            .iter()
-            .any(|c| c["name"] == "database" && c["ok"] == true)
-    );
-    let actor = |healthy: bool| ActorHealth {
-        instance: "w1".into(),
-        name: "queue:email".into(),
-        healthy,
-        restarts: 0,
-        last_error: (!healthy).then(|| "SMTP pool lost".into()),
-        updated_at: Utc::now(),
-    };
-    app.engine
-        .report_actors("w1", &[actor(true)], Duration::from_secs(30))
-        .await
-        .unwrap();
-    app.get("/ready", None).await.expect(200);
-    app.engine
-        .report_actors("w1", &[actor(false)], Duration::from_secs(30))
-        .await
-        .unwrap();
-    let a = app.get("/ready", None).await;
-    a.expect(503);
-    assert!(
-        a.body["message"].as_str().unwrap().contains("queue:email"),
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("queue:email (SMTP pool lost)"),
         "{}",
         a.text
     );

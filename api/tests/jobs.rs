@@ -423,3 +423,62 @@ async fn retrying_a_dead_job_and_pausing_and_resuming_a_queue_are_audited() {
         assert!(r["request_id"].is_string());
     }
 }
+
+#[tokio::test]
+async fn a_disabled_queue_is_reported_and_refuses_jobs() {
+    let app = TestApp::with(|s| {
+        s.disabled_queues.insert(
+            vigil_jobs::Queue::OktaFetch,
+            "okta.enabled is false".to_owned(),
+        );
+    })
+    .await;
+    let token = app.admin().await;
+    let a = app
+        .post(
+            "/api/v1/jobs/okta_fetch",
+            Some(&token),
+            serde_json::json!({"payload": {}}),
+        )
+        .await;
+    a.expect(409);
+    assert_eq!(a.code(), "conflict");
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("okta.enabled is false"),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.body["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "{}",
+        a.text
+    );
+    let queues = app.get("/api/v1/queues", Some(&token)).await;
+    queues.expect(200);
+    for q in queues.body.as_array().unwrap() {
+        let off = q["queue"] == "okta_fetch";
+        assert_eq!(q["enabled"], !off, "{q}");
+        assert_eq!(q["disabled_reason"].is_string(), off, "{q}");
+    }
+    let schedules = app.get("/api/v1/schedules", Some(&token)).await;
+    schedules.expect(200);
+    let okta = schedules
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["queue"] == "okta_fetch")
+        .expect("the okta_fetch schedule");
+    assert_eq!(okta["enabled"], false, "{okta}");
+    assert!(okta["next_run"].is_null(), "{okta}");
+    assert!(
+        okta["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("okta.enabled is false"),
+        "{okta}"
+    );
+}

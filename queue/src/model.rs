@@ -132,4 +132,7 @@ pub struct ActorHealth {
     pub restarts: u64,
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// When the instance last published this entry (its heartbeat); absent in older reports.
+    #[serde(default)]
+    pub reported_at: Option<DateTime<Utc>>,
 }

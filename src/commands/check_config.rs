@@ -1,59 +1,56 @@
-//! `vigil check-config`: print the effective configuration with secrets redacted.
+//! `vigil check-config`: the startup validation without side effects. Prints every problem
+//! (key, where the value came from, what is wrong) on stderr and the effective
+//! configuration on stdout as TOML that loads back, secrets redacted. Exit code 2 when
+//! anything would stop vigil from starting.
 
 use std::process::ExitCode;
 
 use crate::config::Loaded;
+use crate::startup::Role;
 
-/// Prints the settings as TOML. Secret fields are never serialized (they print as absent),
-/// and passwords inside URLs are masked.
+/// Marks a redacted secret in the printed configuration.
+pub const REDACTED: &str = "[redacted]";
+
+/// Runs the checks of every role and prints the result.
 pub fn run(loaded: &Loaded) -> ExitCode {
     for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("vigil: warning: {warning}");
     }
-    let mut settings = loaded.settings.clone();
-    settings.database.url = vigil_store::db::redact_url(&settings.database.url);
-    settings.redis.url = vigil_store::db::redact_url(&settings.redis.url);
-    if !settings.escalation.webhook_secret.is_empty() {
-        settings.escalation.webhook_secret = "<redacted>".to_owned();
+    let problems = crate::validate::validate(loaded, Role::All);
+    for problem in &problems {
+        eprintln!("vigil: invalid: {problem}");
     }
-    match toml_string(&settings) {
-        Ok(text) => {
-            println!("# effective vigil configuration (secrets redacted)\n{text}");
-            ExitCode::SUCCESS
-        }
+    match render(loaded) {
+        Ok(text) => println!("# effective vigil configuration (secrets redacted)\n{text}"),
         Err(e) => {
             eprintln!("vigil: cannot print the configuration: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }
 
-fn toml_string<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    // serde_json gives a walkable tree; a dozen lines render it as TOML without a toml crate.
-    let json = serde_json::to_value(value).map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    render(&json, "", &mut out);
-    Ok(out)
-}
-
-/// A small TOML renderer for the settings tree: scalars and arrays first, then tables.
-fn render(value: &serde_json::Value, table: &str, out: &mut String) {
-    let Some(map) = value.as_object() else { return };
-    let (tables, scalars): (Vec<_>, Vec<_>) = map.iter().partition(|(_, v)| v.is_object());
-    if !table.is_empty() && !scalars.is_empty() {
-        out.push_str(&format!("\n[{table}]\n"));
-    }
-    for (key, v) in scalars {
-        if !v.is_null() {
-            out.push_str(&format!("{key} = {v}\n"));
+/// The effective settings as TOML. Secret fields serialize as [`REDACTED`], passwords in
+/// URLs are masked.
+pub fn render(loaded: &Loaded) -> Result<String, toml::ser::Error> {
+    let mut settings = loaded.settings.clone();
+    settings.database.url = vigil_store::db::redact_url(&settings.database.url);
+    settings.redis.url = settings.redis.redacted_url();
+    for secret in [
+        &mut settings.redis.password,
+        &mut settings.redis.sentinel_password,
+        &mut settings.redis.client_key,
+    ] {
+        if secret.is_some() {
+            *secret = Some(REDACTED.to_owned());
         }
     }
-    for (key, v) in tables {
-        let name = if table.is_empty() {
-            key.clone()
-        } else {
-            format!("{table}.{key}")
-        };
-        render(v, &name, out);
+    if !settings.escalation.webhook_secret.is_empty() {
+        settings.escalation.webhook_secret = REDACTED.to_owned();
     }
+    toml::to_string(&settings)
 }

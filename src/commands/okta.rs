@@ -28,7 +28,8 @@ pub async fn run(settings: &Settings, cmd: &OktaCommand) -> anyhow::Result<()> {
     }
 }
 
-fn keygen(args: &OktaKeygenArgs) -> anyhow::Result<()> {
+/// Writes a key pair; needs no configuration.
+pub fn keygen(args: &OktaKeygenArgs) -> anyhow::Result<()> {
     let kind = match args.alg.as_str() {
         "ES256" => KeyKind::Es256,
         _ => KeyKind::Rs256,

@@ -14,11 +14,16 @@ use serde_json::Value;
 use vigil_rules::{MemoryWindows, Rule, RuleSet};
 
 use crate::cli::RulesCommand;
-use crate::config::Settings;
 
-/// Runs a `vigil rules` subcommand.
-pub async fn run(settings: &Settings, cmd: &RulesCommand) -> anyhow::Result<()> {
-    let rules = RuleSet::load(&settings.rules).context("invalid [rules]")?;
+/// Runs a `vigil rules` subcommand over the `[rules]` section loaded from `path`.
+pub async fn run(
+    settings: &vigil_rules::RulesSettings,
+    path: &Path,
+    cmd: &RulesCommand,
+) -> anyhow::Result<()> {
+    let rules = RuleSet::load(settings).map_err(|e| {
+        crate::config::ConfigError::new(format!("invalid [rules] in {}: {e}", path.display()))
+    })?;
     match cmd {
         RulesCommand::List => {
             print!("{}", render_list(&rules));

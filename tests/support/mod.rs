@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::io::BufRead;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -33,6 +35,15 @@ pub fn command<K: AsRef<OsStr>, V: AsRef<OsStr>>(
 
 /// No extra environment, for [`vigil`] and [`command`].
 pub const NO_ENV: &[(&str, &str)] = &[];
+
+/// A JWT signing secret long enough for the API, so `check-config` passes on it.
+pub const JWT_SECRET: (&str, &str) = (
+    "VIGIL_AUTH__JWT_SECRET",
+    "0123456789abcdef0123456789abcdef-long-enough",
+);
+
+/// Only [`JWT_SECRET`].
+pub const WITH_SECRET: &[(&str, &str)] = &[JWT_SECRET];
 
 /// Runs `vigil ARGS` to completion (see [`command`]).
 pub fn vigil<K: AsRef<OsStr>, V: AsRef<OsStr>>(
@@ -111,6 +122,57 @@ impl Deployment {
         command(self.dir.path(), args, &self.env)
     }
 
+    /// Sets (or replaces) one `VIGIL_*` variable.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.unset(key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Removes one `VIGIL_*` variable.
+    pub fn unset(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
+    /// Runs `vigil ARGS` to its end (it must end within 60 s): exit status and stderr.
+    pub async fn run_to_exit(&self, args: &[&str]) -> (ExitStatus, String) {
+        let daemon = self.spawn(args);
+        let status = daemon.wait_exit(Duration::from_secs(60)).await;
+        (status, daemon.logs())
+    }
+
+    /// Starts `vigil ARGS` without waiting for anything; stderr is collected.
+    pub fn spawn(&self, args: &[&str]) -> Daemon {
+        self.spawn_with(args, &[])
+    }
+
+    /// [`Deployment::spawn`] with extra variables for this process only.
+    pub fn spawn_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Daemon {
+        let mut child = self
+            .command(args)
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Daemon {
+            child: Mutex::new(child),
+            logs,
+        }
+    }
+
     /// Adds a user through `vigil user add` (password on stdin).
     pub fn add_user(&self, name: &str, role: &str) {
         let mut add = self
@@ -125,28 +187,9 @@ impl Deployment {
 
     /// Starts `vigil SUBCOMMAND` and waits until `/health` answers (for API roles).
     pub async fn start(&self, subcommand: &str) -> Daemon {
-        let child = self
-            .command(&[subcommand])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let daemon = Daemon(child);
+        let daemon = self.spawn(&[subcommand]);
         if subcommand != "worker" {
-            let client = reqwest::Client::new();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if let Ok(r) = client.get(format!("{}/health", self.base())).send().await
-                    && r.status().is_success()
-                {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "vigil {subcommand} never answered /health"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_healthy(&self.base(), &daemon, subcommand).await;
         }
         daemon
     }
@@ -187,38 +230,103 @@ impl Deployment {
     }
 }
 
-/// A running vigil process, killed on drop.
-pub struct Daemon(pub Child);
+/// Polls `{base}/health` until it answers 2xx (60 s at most; fails early if `daemon` exits).
+pub async fn wait_healthy(base: &str, daemon: &Daemon, what: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vigil {what} never answered {base}/health; its log:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running vigil process (stderr collected), killed on drop.
+pub struct Daemon {
+    child: Mutex<Child>,
+    logs: Arc<Mutex<String>>,
+}
 
 impl Daemon {
-    /// Sends SIGTERM and waits for the exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
+    /// Everything the process wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Polls the log until a line contains `needle` (or `within` passes: the test fails).
+    pub async fn wait_for_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.logs().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with `{needle}`:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The base URL the process logged (`listening on http://HOST:PORT`), polled for 60 s:
+    /// a process told to listen on port 0 reports the port it got.
+    pub async fn listen_url(&self) -> String {
+        self.wait_for_log("listening on http://", Duration::from_secs(60))
+            .await;
+        let logs = self.logs();
+        let at = logs.find("listening on http://").unwrap() + "listening on ".len();
+        logs[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect()
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `INT`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.lock().unwrap().id().to_string();
         assert!(
             Command::new("kill")
-                .args(["-TERM", &pid])
+                .args([&format!("-{signal}"), &pid])
                 .status()
                 .unwrap()
                 .success()
         );
-        let deadline = Instant::now() + Duration::from_secs(40);
+    }
+
+    /// Polls until the process exits (or `within` passes: the test fails).
+    pub async fn wait_exit(&self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
         loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
+            if let Some(s) = self.child.lock().unwrap().try_wait().unwrap() {
                 return s;
             }
             assert!(
                 Instant::now() < deadline,
-                "vigil did not stop after SIGTERM"
+                "vigil did not exit within {within:?}; its log:\n{}",
+                self.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(40)).await
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -164,7 +164,8 @@ async function refreshQueues() {
       tr.append(td);
     }
     tr.append(el("td", q.processed_last_minute));
-    tr.append(el("td", q.paused ? "paused" : "running", q.paused ? "bad" : "ok"));
+    if (q.enabled === false) tr.append(el("td", "disabled: " + q.disabled_reason, "bad"));
+    else tr.append(el("td", q.paused ? "paused" : "running", q.paused ? "bad" : "ok"));
     const act = el("td", null, "admin-only");
     if (isAdmin()) {
       const verb = q.paused ? "resume" : "pause";
@@ -241,23 +242,37 @@ async function refreshSchedules() {
     const tr = el("tr");
     const last = s.last_run;
     tr.append(el("td", s.name), el("td", s.cron), el("td", s.queue),
-      el("td", s.enabled ? when(s.next_run) : "disabled"), el("td", last ? when(last.tick) : "—"),
+      el("td", s.enabled ? when(s.next_run) : "disabled" + (s.disabled_reason ? ": " + s.disabled_reason : "")), el("td", last ? when(last.tick) : "—"),
       el("td", last ? (last.error ? "failed: " + last.error : "enqueued " + (last.job_id || "")) : "—",
         last && last.error ? "bad" : ""));
     body.append(tr);
   }
 }
 
+// The fleet: every live instance (GET /api/v1/instances) with its role, queues and actors.
 async function refreshActors() {
-  let body;
-  try { body = await api("/ready"); }
-  catch (e) { body = { checks: [{ name: "ready", ok: false, detail: e.message }] }; }
   const ul = $("actors-list");
+  let instances;
+  try { instances = await api("/api/v1/instances"); }
+  catch (e) { ul.replaceChildren(el("li", "instances unavailable: " + e.message, "bad")); return; }
   ul.replaceChildren();
-  for (const c of list(body, "checks")) {
+  if (!instances.length) ul.append(el("li", "no live instance reports (is any vigil running?)", "bad"));
+  for (const i of instances) {
     const li = el("li");
-    li.append(el("span", c.ok ? "● healthy " : "● unhealthy ", c.ok ? "ok" : "bad"), el("strong", c.name));
-    if (c.detail) li.append(el("span", " — " + c.detail));
+    li.dataset.instance = i.instance;
+    li.append(el("span", i.healthy ? "● healthy " : "● unhealthy ", i.healthy ? "ok" : "bad"),
+      el("strong", i.role), el("span", " " + i.instance),
+      el("span", " — queues: " + (i.queues.length ? i.queues.join(", ") : "none")),
+      el("span", ", restarts: " + i.restarts),
+      el("span", ", heartbeat: " + when(i.heartbeat)));
+    if (i.last_error) li.append(el("span", " — last error: " + i.last_error, "bad"));
+    const actors = el("ul");
+    for (const a of i.actors) {
+      actors.append(el("li", `${a.name}: ${a.healthy ? "healthy" : "unhealthy"}` +
+        (a.restarts ? `, ${a.restarts} restarts` : "") + (a.last_error ? ` (${a.last_error})` : ""),
+        a.healthy ? "" : "bad"));
+    }
+    li.append(actors);
     ul.append(li);
   }
 }

@@ -1,5 +1,11 @@
 //! `/health` (liveness), `/ready` (readiness) and `/metrics` (Prometheus text). No token
 //! needed: probes and scrapers call them (they are exempt from rate limits by default).
+//!
+//! `/ready` means "this process can do its role": the API needs Redis and the database; a
+//! process that also runs workers (`vigil run`) needs its own queue actors healthy too. The
+//! health of other instances is the fleet view (`GET /api/v1/instances`), not readiness.
+//! [`actors_check`], [`ready_response`] and [`render_metrics`] are shared with the probes
+//! a `vigil worker` serves ([`crate::probes`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -66,7 +72,7 @@ pub enum ReadyResponse {
     NotReady(Json<NotReadyView>),
 }
 
-async fn check<E: std::fmt::Display>(
+pub(crate) async fn check<E: std::fmt::Display>(
     name: &str,
     fut: impl Future<Output = Result<(), E>>,
 ) -> CheckView {
@@ -82,24 +88,56 @@ async fn check<E: std::fmt::Display>(
     }
 }
 
-async fn actors(state: &ApiState) -> Result<(), String> {
-    let actors = state.engine().actors().await.map_err(|e| e.to_string())?;
-    if actors.is_empty() {
-        return Err("no worker instance reports its actors".to_owned());
-    }
-    let bad: Vec<String> = actors
+/// The `actors` check over this process's own actors: all healthy, at least one.
+pub async fn actors_check(actors: &[vigil_queue::ActorHealth]) -> CheckView {
+    check("actors", async {
+        if actors.is_empty() {
+            return Err("this process runs no actors yet".to_owned());
+        }
+        let bad: Vec<String> = actors
+            .iter()
+            .filter(|a| !a.healthy)
+            .map(|a| match &a.last_error {
+                Some(e) => format!("{} ({e})", a.name),
+                None => a.name.clone(),
+            })
+            .collect();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("unhealthy actors: {}", bad.join(", ")))
+        }
+    })
+    .await
+}
+
+/// 200 with every check when all pass, else 503 naming the failing ones.
+pub fn ready_response(checks: Vec<CheckView>) -> ReadyResponse {
+    let failing: Vec<String> = checks
         .iter()
-        .filter(|a| !a.healthy)
-        .map(|a| match &a.last_error {
-            Some(e) => format!("{}/{} ({e})", a.instance, a.name),
-            None => format!("{}/{}", a.instance, a.name),
-        })
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail.as_deref().unwrap_or("failing")))
         .collect();
-    if bad.is_empty() {
-        Ok(())
+    if failing.is_empty() {
+        ReadyResponse::Ready(Json(ReadyView {
+            status: "ready".to_owned(),
+            checks,
+        }))
     } else {
-        Err(format!("unhealthy actors: {}", bad.join(", ")))
+        ReadyResponse::NotReady(Json(NotReadyView {
+            error: "not_ready".to_owned(),
+            message: format!("not ready: {}", failing.join("; ")),
+            request_id: String::new(),
+            checks,
+        }))
     }
+}
+
+/// The registry in the Prometheus text format.
+pub fn render_metrics(registry: &prometheus::Registry) -> Result<String, prometheus::Error> {
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[OpenApi(tag = "Tags::Health")]
@@ -112,34 +150,19 @@ impl HealthApi {
         })
     }
 
-    /// Readiness: Redis answers, the database answers, and every worker instance reports
-    /// healthy actors (at least one instance must report).
+    /// Readiness of this process for its role: Redis and the database answer, and when the
+    /// process also runs workers (`vigil run`), its queue actors are healthy.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&ApiState>) -> ReadyResponse {
-        let (redis, database, actors) = tokio::join!(
+        let (redis, database) = tokio::join!(
             check("redis", state.engine().ping()),
             check("database", state.db().ping()),
-            check("actors", actors(&state)),
         );
-        let checks = vec![redis, database, actors];
-        let failing: Vec<String> = checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| format!("{}: {}", c.name, c.detail.as_deref().unwrap_or("failing")))
-            .collect();
-        if failing.is_empty() {
-            ReadyResponse::Ready(Json(ReadyView {
-                status: "ready".to_owned(),
-                checks,
-            }))
-        } else {
-            ReadyResponse::NotReady(Json(NotReadyView {
-                error: "not_ready".to_owned(),
-                message: format!("not ready: {}", failing.join("; ")),
-                request_id: String::new(),
-                checks,
-            }))
+        let mut checks = vec![redis, database];
+        if let Some(local) = state.local_actors() {
+            checks.push(actors_check(&local()).await);
         }
+        ready_response(checks)
     }
 
     /// Prometheus metrics (text exposition format): the engine's and workers' metrics plus
@@ -151,10 +174,8 @@ impl HealthApi {
             // The rest of the scrape is still worth having; the gauge keeps its last value.
             Err(e) => tracing::warn!(error = %e, "could not count alerts for /metrics"),
         }
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&state.registry().gather(), &mut out)
-            .map_err(|e| ApiError::internal(&e))?;
-        Ok(PlainText(String::from_utf8_lossy(&out).into_owned()))
+        render_metrics(state.registry())
+            .map(PlainText)
+            .map_err(|e| ApiError::internal(&e))
     }
 }

@@ -83,6 +83,11 @@ async fn enqueue(
     key: Option<String>,
 ) -> ApiResult<EnqueueResponse> {
     who.require_admin()?;
+    if let Some(why) = state.disabled(queue) {
+        return Err(ApiError::conflict(format!(
+            "queue {queue} is disabled ({why}): nothing would run this job"
+        )));
+    }
     if run_at.is_some() && delay.is_some() {
         return Err(ApiError::unprocessable(
             "run_at: give run_at or delay_seconds, not both",

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod emails;
 pub mod events;
 pub mod health;
+pub mod instances;
 pub mod jobs;
 pub mod models;
 pub mod payloads;
@@ -55,6 +56,8 @@ pub enum Tags {
     AuditLogs,
     /// Alerts from detection rules and security events; acknowledge, resolve, reopen.
     Alerts,
+    /// The fleet: every live vigil instance with its role, queues and actors.
+    Instances,
 }
 
 /// Every route group as one documented service.
@@ -68,6 +71,7 @@ pub type Apis = (
     events::EventsApi,
     audit_logs::AuditLogsApi,
     alerts::AlertsApi,
+    instances::InstancesApi,
 );
 
 /// The OpenAPI service of every route group.
@@ -82,6 +86,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         events::EventsApi,
         audit_logs::AuditLogsApi,
         alerts::AlertsApi,
+        instances::InstancesApi,
     );
     let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
         .description(

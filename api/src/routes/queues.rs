@@ -18,8 +18,14 @@ pub struct QueuesApi;
 
 /// One queue at a glance.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QueueView {
     pub queue: QueueName,
+    /// False when the queue's feature is off (e.g. `okta.enabled = false`): nothing consumes
+    /// it and enqueueing is refused.
+    pub enabled: bool,
+    /// Why the queue is disabled.
+    pub disabled_reason: Option<String>,
     pub counts: CountsView,
     /// A paused queue keeps accepting jobs but no instance starts them.
     pub paused: bool,
@@ -50,6 +56,8 @@ impl QueuesApi {
             stats
                 .into_iter()
                 .map(|s| QueueView {
+                    enabled: state.disabled(s.queue).is_none(),
+                    disabled_reason: state.disabled(s.queue).map(str::to_owned),
                     queue: s.queue.into(),
                     counts: s.counts.into(),
                     paused: s.paused,

@@ -33,7 +33,10 @@ pub struct ScheduleView {
     /// Six fields, seconds first, UTC.
     pub cron: String,
     pub queue: QueueName,
+    /// False when the schedule is off, or its queue is disabled.
     pub enabled: bool,
+    /// Why the schedule does not run, when its queue is disabled.
+    pub disabled_reason: Option<String>,
     /// None when disabled.
     pub next_run: Option<DateTime<Utc>>,
     pub last_run: Option<ScheduleRunView>,
@@ -56,17 +59,23 @@ impl SchedulesApi {
         let list = vigil_queue::schedules(state.schedules(), &runs, Utc::now());
         Ok(Json(
             list.into_iter()
-                .map(|s| ScheduleView {
-                    name: s.name,
-                    cron: s.cron,
-                    queue: s.queue.into(),
-                    enabled: s.enabled,
-                    next_run: s.next_run,
-                    last_run: s.last_run.map(|r| ScheduleRunView {
-                        tick: r.tick,
-                        job_id: r.job_id,
-                        error: r.error,
-                    }),
+                .map(|s| {
+                    let off = state
+                        .disabled(s.queue)
+                        .map(|why| format!("queue {} is disabled ({why})", s.queue));
+                    ScheduleView {
+                        name: s.name,
+                        cron: s.cron,
+                        queue: s.queue.into(),
+                        enabled: s.enabled && off.is_none(),
+                        next_run: s.next_run.filter(|_| off.is_none()),
+                        disabled_reason: off,
+                        last_run: s.last_run.map(|r| ScheduleRunView {
+                            tick: r.tick,
+                            job_id: r.job_id,
+                            error: r.error,
+                        }),
+                    }
                 })
                 .collect(),
         ))

@@ -267,6 +267,7 @@ async fn ticks_fleet_companions(e: &Engine) {
         restarts: 0,
         last_error: None,
         updated_at: Utc::now(),
+        reported_at: None,
     };
     e.report_actors("i1", &[actor("i1")], Duration::from_secs(30))
         .await

@@ -102,6 +102,47 @@ fn mailbox(key: &'static str, value: &str) -> Result<Mailbox, MailerError> {
         })
 }
 
+/// The `[smtp]` settings parsed: mailboxes and TLS mode.
+struct Checked {
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    tls: Tls,
+}
+
+fn checked(settings: &SmtpSettings) -> Result<Checked, MailerError> {
+    let from = mailbox("from", &settings.from)?;
+    let reply_to = settings
+        .reply_to
+        .as_deref()
+        .map(|r| mailbox("reply_to", r))
+        .transpose()?;
+    let tls_params = || {
+        TlsParameters::new_rustls(settings.host.clone()).map_err(|e| MailerError::Tls {
+            host: settings.host.clone(),
+            reason: e.to_string(),
+        })
+    };
+    let tls = match settings.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::Starttls => Tls::Required(tls_params()?),
+        SmtpTls::Tls => Tls::Wrapper(tls_params()?),
+    };
+    if settings.username.is_some() != settings.password.is_some() {
+        return Err(MailerError::HalfCredentials);
+    }
+    Ok(Checked {
+        from,
+        reply_to,
+        tls,
+    })
+}
+
+/// Checks `[smtp]` as [`Mailer::new`] does, without building a transport (for
+/// `vigil check-config`).
+pub fn check_settings(settings: &SmtpSettings) -> Result<(), MailerError> {
+    checked(settings).map(|_| ())
+}
+
 impl Mailer {
     /// A mailer over a pooled SMTP transport built from `settings`. Nothing connects until
     /// the first send.
@@ -111,24 +152,12 @@ impl Mailer {
         limiter: SendRateLimiter,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Mailer, MailerError> {
-        let from = mailbox("from", &settings.from)?;
-        let reply_to = settings
-            .reply_to
-            .as_deref()
-            .map(|r| mailbox("reply_to", r))
-            .transpose()?;
+        let Checked {
+            from,
+            reply_to,
+            tls,
+        } = checked(settings)?;
         let timeout = Duration::from_secs(settings.timeout_seconds.max(1));
-        let tls_params = || {
-            TlsParameters::new_rustls(settings.host.clone()).map_err(|e| MailerError::Tls {
-                host: settings.host.clone(),
-                reason: e.to_string(),
-            })
-        };
-        let tls = match settings.tls {
-            SmtpTls::None => Tls::None,
-            SmtpTls::Starttls => Tls::Required(tls_params()?),
-            SmtpTls::Tls => Tls::Wrapper(tls_params()?),
-        };
         let mut builder =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
                 .port(settings.port)
@@ -142,8 +171,7 @@ impl Mailer {
                     password.expose_secret().to_owned(),
                 ));
             }
-            (None, None) => {}
-            _ => return Err(MailerError::HalfCredentials),
+            _ => {}
         }
         let message_id_domain = from.email.domain().to_owned();
         Ok(Mailer {

@@ -18,7 +18,7 @@ pub mod templates;
 
 pub use crate::audit::{AuditSink, EngineAuditSink};
 pub use handler::email_handler;
-pub use mailer::{Mailer, MailerError, SendOutcome};
+pub use mailer::{Mailer, MailerError, SendOutcome, check_settings};
 pub use metrics::EmailMetrics;
 pub use ratelimit::{RateLimitError, SendRateLimiter};
 pub use settings::{SmtpSettings, SmtpTls};

@@ -62,6 +62,15 @@ pub enum TemplateError {
     },
 }
 
+/// Checks that every template compiled (for `vigil check-config` and startup): renders each
+/// with no variables, so a broken template stops vigil at start instead of killing jobs.
+pub fn check() -> Result<(), TemplateError> {
+    for name in NAMES {
+        render(name, "check", &BTreeMap::new())?;
+    }
+    Ok(())
+}
+
 /// Renders template `name` with `vars` (plus `subject`). A `url` variable is dropped unless it
 /// is an `http(s)://` link, so a job cannot plant a `javascript:` link in the HTML.
 pub fn render(

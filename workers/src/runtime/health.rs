@@ -40,6 +40,7 @@ impl HealthBoard {
             restarts: 0,
             last_error: None,
             updated_at: Utc::now(),
+            reported_at: None,
         });
         entry.healthy = healthy;
         if last_error.is_some() || healthy {

@@ -59,7 +59,11 @@ pub(crate) async fn run(shared: Shared) {
                 }
             }
             _ = report.tick() => {
-                let actors = shared.health.snapshot();
+                let now = chrono::Utc::now();
+                let mut actors = shared.health.snapshot();
+                for a in &mut actors {
+                    a.reported_at = Some(now);
+                }
                 if let Err(e) = shared.engine.report_actors(&shared.instance, &actors, HEALTH_TTL).await {
                     tracing::debug!(error = %e, "could not publish actor health");
                 }

@@ -113,6 +113,7 @@ impl Runtime {
             name: "worker".to_owned(),
             run_schedules: true,
             observer: None,
+            metrics: None,
         }
     }
 }
@@ -126,6 +127,7 @@ pub struct RuntimeBuilder {
     name: String,
     run_schedules: bool,
     observer: Option<Arc<dyn JobObserver>>,
+    metrics: Option<Metrics>,
 }
 
 impl RuntimeBuilder {
@@ -155,10 +157,20 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Metrics registered beforehand (e.g. so an API in the same process counts its
+    /// enqueues in them before the runtime starts); by default the runtime registers its own.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Registers the metrics and starts the supervisor, queue actors, scheduler and upkeep.
     pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
         vigil_queue::schedule::validate(&self.schedules)?;
-        let metrics = Metrics::register(&self.registry)?;
+        let metrics = match self.metrics {
+            Some(m) => m,
+            None => Metrics::register(&self.registry)?,
+        };
         let engine = self
             .engine
             .clone()
@@ -175,15 +187,21 @@ impl RuntimeBuilder {
             extra_observer: self.observer,
         };
         let queues: Vec<Queue> = self.handlers.iter().map(|(q, _)| *q).collect();
+        // Every queue actor is on the board from the start, so readiness waits for all.
+        for q in &queues {
+            health.set(&format!("queue:{q}"), false, Some("starting".to_owned()));
+        }
         let supervisor = RootSupervisor::new(shared.clone(), self.handlers).start();
         let scheduler = self.run_schedules.then(|| {
             scheduler::Scheduler::new(engine.clone(), self.schedules.clone(), health.clone())
                 .start()
         });
         let upkeep = tokio::spawn(maintenance::run(shared.clone()));
-        tracing::info!(%instance, ?queues, "job runtime started");
+        let names: Vec<&str> = queues.iter().map(|q| q.as_str()).collect();
+        tracing::info!(%instance, queues = %names.join(","), "job runtime started");
         Ok(RuntimeHandle {
             shared,
+            queues,
             schedules: self.schedules,
             supervisor,
             scheduler,
@@ -195,6 +213,7 @@ impl RuntimeBuilder {
 /// The running runtime.
 pub struct RuntimeHandle {
     shared: Shared,
+    queues: Vec<Queue>,
     schedules: SchedulesSettings,
     supervisor: Addr<RootSupervisor>,
     scheduler: Option<Addr<scheduler::Scheduler>>,
@@ -222,6 +241,32 @@ impl RuntimeHandle {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// The queues this instance consumes.
+    pub fn queues(&self) -> &[Queue] {
+        &self.queues
+    }
+
+    /// The names of the schedules this instance runs.
+    pub fn schedule_names(&self) -> Vec<String> {
+        self.schedules.0.keys().cloned().collect()
+    }
+
+    /// Jobs running on this instance now.
+    pub fn running_jobs(&self) -> usize {
+        self.shared
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|w| w.control.inflight())
+            .sum()
+    }
+
+    /// The live health board of this instance's actors (cheap to clone).
+    pub fn health_board(&self) -> HealthBoard {
+        self.shared.health.clone()
     }
 
     /// This instance's actors.
@@ -271,7 +316,7 @@ impl RuntimeHandle {
         let running: usize = workers.iter().map(|(_, w)| w.control.inflight()).sum();
         tracing::info!(
             running,
-            ?deadline,
+            deadline_seconds = deadline.as_secs(),
             "shutting down: leasing stopped, waiting for running jobs"
         );
         for (queue, w) in workers {
@@ -279,7 +324,15 @@ impl RuntimeHandle {
             // The apalis worker loop does not end by itself when its backend stops, so wait
             // for the jobs this worker holds to finish (or the deadline), then end the loop.
             let drained = async {
+                let mut said = tokio::time::Instant::now();
                 while control.inflight() > 0 && !task.is_finished() {
+                    if said.elapsed() >= DRAIN_REPORT_EVERY {
+                        said = tokio::time::Instant::now();
+                        let left = until.saturating_duration_since(said);
+                        tracing::info!(%queue, running = control.inflight(),
+                            deadline_in_seconds = left.as_secs(),
+                            "shutting down: still waiting for running jobs");
+                    }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             };
@@ -318,6 +371,9 @@ impl RuntimeHandle {
         tracing::info!("job runtime stopped");
     }
 }
+
+/// How often a drain that is still waiting says so.
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Stops an actor.
 #[derive(Message)]

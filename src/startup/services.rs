@@ -1,0 +1,132 @@
+//! The services behind each queue's handler, in two steps so nothing starts before every
+//! fallible step succeeded: [`Services::build`] checks and builds them (rules, SMTP
+//! settings, Okta client, metrics) without starting any actor; [`Services::start`] starts the
+//! audit writer actor and hands out one handler per queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus::Registry;
+use vigil_jobs::Queue;
+use vigil_queue::Engine;
+use vigil_workers::runtime::Handler;
+use vigil_workers::{alerts, audit, email, okta};
+
+use crate::config::Settings;
+
+/// Every queue's service, built but not started.
+pub struct Services {
+    audit: audit::AuditWriter,
+    mailer: email::Mailer,
+    escalator: alerts::Escalator,
+    webhooks: alerts::WebhookSender,
+    detector: Arc<alerts::Detector>,
+    okta: Option<okta::OktaPoller>,
+}
+
+impl Services {
+    /// Builds the audit writer (not started), the mailer (SMTP pool, shared send limit), the
+    /// escalator and webhook sender, the detector over the rules, and the Okta poller when
+    /// `okta.enabled`. Nothing connects and no actor starts.
+    pub fn build(
+        settings: &Settings,
+        engine: &Engine,
+        db: &vigil_store::Db,
+        registry: &Registry,
+    ) -> anyhow::Result<Services> {
+        let audit = audit::AuditWriter::new(
+            db.clone(),
+            audit::AuditWriterSettings::default(),
+            Some(audit::AuditMetrics::register(registry)?),
+        );
+        let limiter = email::SendRateLimiter::redis(
+            engine.redis(),
+            format!("{}:email:rate", engine.prefix()),
+            settings.smtp.rate_per_minute,
+            Duration::from_secs(settings.smtp.rate_wait_seconds),
+        );
+        let mailer = email::Mailer::new(
+            &settings.smtp,
+            db.clone(),
+            limiter,
+            Arc::new(email::EngineAuditSink::new(engine.clone())),
+        )
+        .context("invalid [smtp] settings")?
+        .with_metrics(email::EmailMetrics::register(registry)?);
+
+        let alert_metrics = alerts::AlertMetrics::register(registry)?;
+        let escalation = Arc::new(settings.escalation.clone());
+        let rules = vigil_rules::RuleSet::load(&settings.rules).context("invalid [rules]")?;
+        tracing::info!(rules = rules.rules().len(), disabled = %rules.disabled().join(","),
+            "detection rules loaded");
+        let detector = Arc::new(alerts::Detector::new(
+            Arc::new(rules),
+            Arc::new(
+                vigil_rules::RedisWindows::new(engine.redis(), engine.prefix())
+                    .clustered(engine.redis().is_cluster()),
+            ),
+            db.clone(),
+            engine.clone(),
+            escalation.clone(),
+            Some(alert_metrics.clone()),
+        ));
+        let escalator = alerts::Escalator::new(
+            db.clone(),
+            engine.clone(),
+            escalation.clone(),
+            Some(alert_metrics.clone()),
+        );
+        let webhooks = alerts::WebhookSender::new(escalation, db.clone(), Some(alert_metrics))
+            .context("while building the webhook client")?;
+
+        let okta = if settings.okta.enabled {
+            let metrics = okta::OktaMetrics::register(registry)?;
+            let poller = okta::OktaPoller::new(settings.okta.clone(), db.clone(), Some(metrics))
+                .context("invalid [okta] settings")?
+                .with_sink(detector.clone());
+            Some(poller)
+        } else {
+            None
+        };
+        Ok(Services {
+            audit,
+            mailer,
+            escalator,
+            webhooks,
+            detector,
+            okta,
+        })
+    }
+
+    /// The queues these services consume.
+    pub fn queues(&self) -> Vec<Queue> {
+        let mut queues = vec![Queue::Audit, Queue::Email, Queue::AlertEscalation];
+        if self.okta.is_some() {
+            queues.push(Queue::OktaFetch);
+        }
+        queues
+    }
+
+    /// Starts the audit writer actor and returns the handler of every queue served here.
+    /// Must run inside the actix system.
+    pub fn start(self) -> Vec<(Queue, Handler)> {
+        let writer = self.audit.start_writer();
+        let mut handlers = vec![
+            (Queue::Audit, audit::audit_handler(writer)),
+            (Queue::Email, email::email_handler(self.mailer)),
+            (
+                Queue::AlertEscalation,
+                alerts::alert_escalation_handler(
+                    self.escalator,
+                    self.webhooks,
+                    Some(self.detector),
+                ),
+            ),
+        ];
+        if let Some(poller) = self.okta {
+            handlers.push((Queue::OktaFetch, okta::okta_handler(poller)));
+        }
+        handlers
+    }
+}
