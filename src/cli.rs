@@ -122,9 +122,14 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Redis to measure against (use a scratch database: the bench deletes its own keys).
-    #[arg(long, default_value = "redis://127.0.0.1:6379/15")]
-    pub redis: String,
+    /// Redis to measure against: a redis://, rediss:// or redis+sentinel:// URL; without it,
+    /// the `[redis]` section of the configuration (any mode, Cluster included). The bench
+    /// writes under a fresh key prefix and deletes its own keys only.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Spread the jobs over all four queues (on a Cluster: over the shards that own them).
+    #[arg(long)]
+    pub spread: bool,
     /// Number of jobs.
     #[arg(long, short, default_value_t = 100_000)]
     pub n: u64,

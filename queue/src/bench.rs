@@ -97,9 +97,26 @@ pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     samples[rank.min(samples.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// Deletes every key under the engine's prefix (the bench's own prefix only).
+/// Deletes every key under the engine's prefix (the bench's own prefix only). On a Cluster,
+/// where a scan sees one node, finished jobs are pruned and each queue's keys deleted one by
+/// one (the bench leaves no unfinished job).
 pub async fn cleanup(engine: &Engine) -> Result<u64, EngineError> {
     let mut c = engine.redis();
+    if c.is_cluster() {
+        let mut deleted = engine.prune_older_than(Duration::ZERO).await?;
+        let mut keys = vec![
+            format!("{}:bench:baseline", engine.prefix()),
+            engine.keys().instances(),
+        ];
+        for q in Queue::ALL {
+            keys.extend(engine.keys().queue_keys(q));
+        }
+        for key in keys {
+            let n: u64 = redis::cmd("UNLINK").arg(&key).query_async(&mut c).await?;
+            deleted += n;
+        }
+        return Ok(deleted);
+    }
     let pattern = format!("{}:*", engine.prefix());
     let mut cursor: u64 = 0;
     let mut deleted = 0;

@@ -78,6 +78,11 @@ impl Keys {
         &self.script_keys[i]
     }
 
+    /// Every fixed key of `q` (not the job hashes, idempotency or lease-request keys).
+    pub fn queue_keys(&self, q: Queue) -> Vec<String> {
+        self.script_keys(q).to_vec()
+    }
+
     fn base(&self, q: Queue) -> String {
         format!("{}:{{{q}}}:", self.prefix)
     }

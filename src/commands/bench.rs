@@ -69,25 +69,54 @@ fn noop() -> Handler {
     Arc::new(|_ctx, _payload| async { Ok(()) }.boxed())
 }
 
-async fn engine(args: &BenchArgs, prefix: &str) -> anyhow::Result<Engine> {
+async fn engine(args: &BenchArgs, config: &RedisSettings, prefix: &str) -> anyhow::Result<Engine> {
     let mut queues = QueuesSettings::default();
-    queues.get_mut(Q).concurrency = args.concurrency.max(1);
-    queues.get_mut(Q).timeout_seconds = 60;
-    let redis = RedisSettings {
-        url: args.redis.clone(),
-        prefix: prefix.to_owned(),
-        response_timeout_ms: 5_000,
-        ..Default::default()
+    for q in queues_of(args) {
+        queues.get_mut(q).concurrency = args.concurrency.max(1);
+        queues.get_mut(q).timeout_seconds = 60;
+    }
+    let mut redis = match &args.redis {
+        Some(url) => RedisSettings {
+            url: url.clone(),
+            ..RedisSettings::default()
+        },
+        None => config.clone(),
     };
+    redis.prefix = prefix.to_owned();
     Engine::connect(&redis, EngineSettings::default(), queues)
         .await
         .context("while connecting to Redis")
 }
 
+/// The queues the bench uses: the audit queue, or all four with `--spread`.
+fn queues_of(args: &BenchArgs) -> Vec<Queue> {
+    if args.spread {
+        Queue::ALL.to_vec()
+    } else {
+        vec![Q]
+    }
+}
+
+/// Redis `used_memory` in bytes (None on a Cluster, where it is per node).
+async fn used_memory(engine: &Engine) -> Option<u64> {
+    if engine.redis().is_cluster() {
+        return None;
+    }
+    let mut c = engine.redis();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Runs the benchmark.
-pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()> {
     let prefix = format!("vigil-bench:{}", vigil_queue::lease::new_ulid());
-    let engine = engine(args, &prefix).await?;
+    let engine = engine(args, config, &prefix).await?;
     let outcome = measure(args, &engine).await;
     let cleaned = bench::cleanup(&engine).await;
     if let Err(e) = cleaned {
@@ -98,8 +127,18 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
 async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     let n = args.n.max(1) as usize;
+    let queues = queues_of(args);
     let baseline = bench::baseline_lpush(engine, n).await?;
-    let enqueue = bench::enqueue_noop(engine, Q, n).await?;
+    let memory_before = used_memory(engine).await;
+    let began = Instant::now();
+    let share = n.div_ceil(queues.len());
+    let mut enqueued = 0;
+    for q in &queues {
+        let k = share.min(n - enqueued);
+        bench::enqueue_noop(engine, *q, k).await?;
+        enqueued += k;
+    }
+    let enqueue = n as f64 / began.elapsed().as_secs_f64().max(1e-9);
 
     let timings = Arc::new(Timings::default());
     let rt = Runtime::builder(
@@ -109,9 +148,11 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     )
     .name("bench")
     .schedules(false)
-    .observer(timings.clone())
-    .handler(Q, noop())
-    .start()?;
+    .observer(timings.clone());
+    let rt = queues
+        .iter()
+        .fold(rt, |rt, q| rt.handler(*q, noop()))
+        .start()?;
     let began = Instant::now();
     let limit = Duration::from_secs(600);
     while timings.done.load(Ordering::Relaxed) < n as u64 {
@@ -120,10 +161,18 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     }
     let drain = began.elapsed();
     let process = n as f64 / drain.as_secs_f64();
+    // Finished jobs stay until their retention: what each one holds, payload included.
+    let per_job = match (memory_before, used_memory(engine).await) {
+        (Some(a), Some(b)) => Some((b.saturating_sub(a)) as f64 / n as f64),
+        _ => None,
+    };
     let mut held = std::mem::take(&mut *timings.held.lock().unwrap_or_else(|e| e.into_inner()));
     let line = json!({
         "system": "vigil",
+        "redis": engine.connector().describe(),
+        "queues": queues.len(),
         "n": n,
+        "redis_bytes_per_finished_job": per_job.map(process_round),
         "enqueue_jobs_per_s": process_round(enqueue),
         "process_jobs_per_s": process_round(process),
         "p50_ms": round3(bench::percentile_ms(&mut held, 50.0)),

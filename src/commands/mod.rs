@@ -66,7 +66,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Okta(cmd) => block_on(okta::run(settings, cmd)),
         Command::Rules(_) => unreachable!("handled above"),
         Command::Audit(cmd) => block_on(audit::run(settings, cmd)),
-        Command::Bench(args) => block_on(bench::run(args)),
+        Command::Bench(args) => block_on(bench::run(args, &settings.redis)),
     };
     ExitCode::from(report(outcome, format) as u8)
 }
