@@ -138,6 +138,30 @@ fn check_config_rejects_every_config_that_cannot_start() {
             "not a Redis URL",
         ),
         (
+            "[redis]\nmode = \"cluster\"\n",
+            &[SECRET],
+            "`redis.nodes`",
+            "needs at least one node",
+        ),
+        (
+            "[redis]\nmode = \"sentinel\"\nsentinels = [\"127.0.0.1:26379\"]\n",
+            &[SECRET],
+            "`redis.master_name`",
+            "master's name",
+        ),
+        (
+            "[redis]\nurl = \"rediss://cache:6380/0\"\nca = \"not a certificate\"\n",
+            &[SECRET],
+            "`redis.ca`",
+            "no PEM certificate",
+        ),
+        (
+            "[redis]\nurl = \"redis+sentinel://h1:26379\"\n",
+            &[SECRET],
+            "`redis.url`",
+            "needs the master name",
+        ),
+        (
             "[database]\nurl = \"nosuchdb://nowhere\"\n",
             &[SECRET],
             "`database.url` (file config.toml)",
