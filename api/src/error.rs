@@ -167,3 +167,38 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
         _ => "error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_outcome_says_so_and_names_the_header() {
+        let ApiError::Unavailable(Json(body)) =
+            ApiError::from(EngineError::OutcomeUnknown("timed out".into()))
+        else {
+            panic!("503 expected");
+        };
+        assert_eq!(body.error, "unavailable");
+        assert_eq!(body.outcome.as_deref(), Some("unknown"));
+        assert!(body.message.contains("Idempotency-Key"), "{}", body.message);
+        assert!(
+            !body.message.contains("timed out"),
+            "the cause stays in the logs"
+        );
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["outcome"], "unknown");
+        // Other errors carry no outcome field at all.
+        let ApiError::Unavailable(Json(plain)) =
+            ApiError::from(EngineError::Unavailable("down".into()))
+        else {
+            panic!("503 expected");
+        };
+        assert!(
+            serde_json::to_value(&plain)
+                .unwrap()
+                .get("outcome")
+                .is_none()
+        );
+    }
+}

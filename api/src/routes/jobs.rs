@@ -175,7 +175,8 @@ impl JobsApi {
         state: Data<&ApiState>,
         rid: Data<&RequestId>,
         body: Json<EnqueueOktaFetch>,
-        /// Within the idempotency window, a repeated key returns the first job.
+        /// Within the idempotency window, a repeated key returns the first job, so a client
+        /// can retry any 503 or timeout safely (a 503 with `"outcome": "unknown"` asks for it).
         #[oai(name = "Idempotency-Key")]
         key: Header<Option<String>>,
     ) -> ApiResult<EnqueueResponse> {
@@ -202,7 +203,8 @@ impl JobsApi {
         state: Data<&ApiState>,
         rid: Data<&RequestId>,
         body: Json<EnqueueEmail>,
-        /// Within the idempotency window, a repeated key returns the first job.
+        /// Within the idempotency window, a repeated key returns the first job, so a client
+        /// can retry any 503 or timeout safely (a 503 with `"outcome": "unknown"` asks for it).
         #[oai(name = "Idempotency-Key")]
         key: Header<Option<String>>,
     ) -> ApiResult<EnqueueResponse> {
@@ -221,7 +223,8 @@ impl JobsApi {
         state: Data<&ApiState>,
         rid: Data<&RequestId>,
         body: Json<EnqueueAudit>,
-        /// Within the idempotency window, a repeated key returns the first job.
+        /// Within the idempotency window, a repeated key returns the first job, so a client
+        /// can retry any 503 or timeout safely (a 503 with `"outcome": "unknown"` asks for it).
         #[oai(name = "Idempotency-Key")]
         key: Header<Option<String>>,
     ) -> ApiResult<EnqueueResponse> {
@@ -240,7 +243,8 @@ impl JobsApi {
         state: Data<&ApiState>,
         rid: Data<&RequestId>,
         body: Json<EnqueueAlertEscalation>,
-        /// Within the idempotency window, a repeated key returns the first job.
+        /// Within the idempotency window, a repeated key returns the first job, so a client
+        /// can retry any 503 or timeout safely (a 503 with `"outcome": "unknown"` asks for it).
         #[oai(name = "Idempotency-Key")]
         key: Header<Option<String>>,
     ) -> ApiResult<EnqueueResponse> {
