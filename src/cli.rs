@@ -63,6 +63,24 @@ pub enum UserCommand {
         /// Login name.
         name: String,
     },
+    /// Enable a disabled user again.
+    Enable {
+        /// Login name.
+        name: String,
+    },
+    /// Set a new password (read like `add` reads it; at least 12 characters).
+    SetPassword {
+        /// Login name.
+        name: String,
+    },
+    /// Change a user's role.
+    SetRole {
+        /// Login name.
+        name: String,
+        /// `admin` (everything) or `analyst` (read only).
+        #[arg(long, value_parser = ["admin", "analyst"])]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,8 +146,8 @@ pub struct BenchArgs {
     /// Number of jobs.
     #[arg(long, short, default_value_t = 100_000)]
     pub n: u64,
-    /// Worker concurrency while draining.
-    #[arg(long, short, default_value_t = 64)]
+    /// Worker concurrency while draining (no short flag: `-c` is `--config`).
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Also run the latency mode: a paced stream at this many jobs per second.
     #[arg(long)]
