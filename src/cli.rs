@@ -44,6 +44,13 @@ pub enum Command {
     Audit(AuditCommand),
     /// Measure the job engine against a Redis server and print JSON lines.
     Bench(BenchArgs),
+    /// Probe this host's vigil: GET /health on http.listen (or --url); exit 0 when it
+    /// answers 200. For container health checks (no shell or curl needed).
+    Healthcheck {
+        /// What to probe instead, e.g. a worker's http://127.0.0.1:8081/health.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
