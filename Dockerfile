@@ -16,9 +16,15 @@ COPY --from=build /usr/local/bin/vigil /usr/local/bin/vigil
 COPY config.toml /etc/vigil/config.toml
 USER vigil
 WORKDIR /var/lib/vigil
+# SQLite (when no other database is set) lives in the vigil user's home, not next to the
+# read-only config file.
 ENV VIGIL_CONFIG=/etc/vigil/config.toml \
+    VIGIL_DATABASE__URL=sqlite:///var/lib/vigil/data/vigil.db \
     VIGIL_LOG__FORMAT=json \
-    VIGIL_HTTP__LISTEN=0.0.0.0:8080
-EXPOSE 8080
+    VIGIL_HTTP__LISTEN=0.0.0.0:8080 \
+    VIGIL_WORKER__LISTEN=0.0.0.0:8081
+EXPOSE 8080 8081
+# No shell or curl needed: the binary probes its own /health.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=6 CMD ["vigil", "healthcheck"]
 ENTRYPOINT ["vigil"]
 CMD ["run"]

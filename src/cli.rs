@@ -44,6 +44,13 @@ pub enum Command {
     Audit(AuditCommand),
     /// Measure the job engine against a Redis server and print JSON lines.
     Bench(BenchArgs),
+    /// Probe this host's vigil: GET /health on http.listen (or --url); exit 0 when it
+    /// answers 200. For container health checks (no shell or curl needed).
+    Healthcheck {
+        /// What to probe instead, e.g. a worker's http://127.0.0.1:8081/health.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +69,24 @@ pub enum UserCommand {
     Disable {
         /// Login name.
         name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// Login name.
+        name: String,
+    },
+    /// Set a new password (read like `add` reads it; at least 12 characters).
+    SetPassword {
+        /// Login name.
+        name: String,
+    },
+    /// Change a user's role.
+    SetRole {
+        /// Login name.
+        name: String,
+        /// `admin` (everything) or `analyst` (read only).
+        #[arg(long, value_parser = ["admin", "analyst"])]
+        role: String,
     },
 }
 
@@ -133,8 +158,8 @@ pub struct BenchArgs {
     /// Number of jobs.
     #[arg(long, short, default_value_t = 100_000)]
     pub n: u64,
-    /// Worker concurrency while draining.
-    #[arg(long, short, default_value_t = 64)]
+    /// Worker concurrency while draining (no short flag: `-c` is `--config`).
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Also run the latency mode: a paced stream at this many jobs per second.
     #[arg(long)]

@@ -3,7 +3,8 @@
 //! `log.format = "json"` writes one JSON object per line with the fields of every enclosing
 //! span, so a job's lines carry `job_id` and `queue` and a request's lines carry
 //! `request_id` (the spans are opened by the runtime and the API). `pretty` is for people.
-//! `RUST_LOG`, when set, overrides `log.level`.
+//! `RUST_LOG`, when set, overrides `log.level`. Pretty lines print fields as `key=value`
+//! and use colour only when stderr is a terminal (never in a file or a pipe).
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,6 +17,7 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Json => builder

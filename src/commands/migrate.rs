@@ -8,7 +8,7 @@ use crate::config::Settings;
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let db = connect_db(settings).await?;
     db.migrate().await.context("while applying migrations")?;
-    tracing::info!(engine = ?db.kind(), "database schema is up to date");
+    tracing::info!(engine = %format!("{:?}", db.kind()).to_lowercase(), "database schema is up to date");
     println!("migrations applied ({:?})", db.kind());
     db.close().await;
     Ok(())

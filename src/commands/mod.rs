@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod bench;
 pub mod check_config;
+pub mod healthcheck;
 pub mod migrate;
 pub mod okta;
 pub mod rules;
@@ -67,6 +68,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Rules(_) => unreachable!("handled above"),
         Command::Audit(cmd) => block_on(audit::run(settings, cmd)),
         Command::Bench(args) => block_on(bench::run(args, &settings.redis)),
+        Command::Healthcheck { url } => block_on(healthcheck::run(settings, url.as_deref())),
     };
     ExitCode::from(report(outcome, format) as u8)
 }

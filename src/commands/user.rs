@@ -1,4 +1,5 @@
-//! `vigil user add|list|disable`: manage the API's users from the command line.
+//! `vigil user add|list|disable|enable|set-password|set-role`: manage the API's users from
+//! the command line.
 //!
 //! `add` reads the password from a hidden prompt on a terminal, else one line of stdin (so
 //! `printf '%s\n' "$PW" | vigil user add alice --role admin` works in scripts), and stores
@@ -26,7 +27,28 @@ pub async fn run(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<()> {
     let outcome = match cmd {
         UserCommand::Add { name, role } => add(settings, &db, name, role).await,
         UserCommand::List => list(&db).await,
-        UserCommand::Disable { name } => disable(settings, &db, name).await,
+        UserCommand::Disable { name } => {
+            let done = apply(settings, &db, name, users::Change::Disabled(true)).await;
+            done.map(|()| {
+                println!(
+                    "disabled user {name}: their tokens stop working within auth.user_cache_seconds"
+                )
+            })
+        }
+        UserCommand::Enable { name } => {
+            let done = apply(settings, &db, name, users::Change::Disabled(false)).await;
+            done.map(|()| println!("enabled user {name}"))
+        }
+        UserCommand::SetPassword { name } => {
+            let hash = new_password_hash(name).await?;
+            let done = apply(settings, &db, name, users::Change::PasswordHash(&hash)).await;
+            done.map(|()| println!("set a new password for {name}"))
+        }
+        UserCommand::SetRole { name, role } => {
+            let role: UserRole = role.parse()?;
+            let done = apply(settings, &db, name, users::Change::Role(role)).await;
+            done.map(|()| println!("{name} is now {role}"))
+        }
     };
     db.close().await;
     outcome
@@ -40,13 +62,7 @@ async fn add(
 ) -> anyhow::Result<()> {
     let role: UserRole = role.parse()?;
     users::validate_username(name)?;
-    let password = read_password(name)?;
-    if password.chars().count() < MIN_PASSWORD {
-        bail!("the password must have at least {MIN_PASSWORD} characters");
-    }
-    let hash = tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .context("while hashing the password")??;
+    let hash = new_password_hash(name).await?;
     let user = users::create(db, name, &hash, role).await?;
     audit_cli(
         settings,
@@ -87,13 +103,37 @@ async fn list(db: &vigil_store::Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn disable(settings: &Settings, db: &vigil_store::Db, name: &str) -> anyhow::Result<()> {
-    if !users::disable(db, name).await? {
+/// Applies `change` to user `name` and audits it (`user.disable`, `user.enable`,
+/// `user.set_password`, `user.set_role`).
+async fn apply(
+    settings: &Settings,
+    db: &vigil_store::Db,
+    name: &str,
+    change: users::Change<'_>,
+) -> anyhow::Result<()> {
+    let (action, details) = match &change {
+        users::Change::Disabled(true) => ("user.disable", serde_json::json!({})),
+        users::Change::Disabled(false) => ("user.enable", serde_json::json!({})),
+        users::Change::PasswordHash(_) => ("user.set_password", serde_json::json!({})),
+        users::Change::Role(r) => ("user.set_role", serde_json::json!({"role": r.as_str()})),
+    };
+    if !users::change(db, name, change).await? {
         bail!("no user named `{name}`");
     }
-    audit_cli(settings, "user.disable", name, serde_json::json!({})).await;
-    println!("disabled user {name}: their tokens stop working within auth.user_cache_seconds");
+    audit_cli(settings, action, name, details).await;
     Ok(())
+}
+
+/// Reads a new password for `name` and hashes it (argon2id); refuses short ones.
+async fn new_password_hash(name: &str) -> anyhow::Result<String> {
+    let password = read_password(name)?;
+    if password.chars().count() < MIN_PASSWORD {
+        bail!("the password must have at least {MIN_PASSWORD} characters");
+    }
+    let hash = tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .context("while hashing the password")??;
+    Ok(hash)
 }
 
 /// The password: a hidden prompt on a terminal, else the first line of stdin.

@@ -185,8 +185,43 @@ pub async fn list(db: &Db) -> Result<Vec<User>, StoreError> {
 
 /// Disables a user. Returns false when there is no such user.
 pub async fn disable(db: &Db, username: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
-        .bind(true)
+    set_disabled(db, username, true).await
+}
+
+/// What a change to an existing user sets.
+#[derive(Debug, Clone)]
+pub enum Change<'a> {
+    /// Disabled (tokens stop working, sign-in refused) or enabled again.
+    Disabled(bool),
+    /// A new argon2id password hash.
+    PasswordHash(&'a str),
+    /// A new role.
+    Role(UserRole),
+}
+
+/// Disables or re-enables a user; false when there is no such user.
+pub async fn set_disabled(db: &Db, username: &str, disabled: bool) -> Result<bool, StoreError> {
+    change(db, username, Change::Disabled(disabled)).await
+}
+
+/// Changes one thing about a user; false when there is no such user.
+pub async fn change(db: &Db, username: &str, change: Change<'_>) -> Result<bool, StoreError> {
+    let sql = match change {
+        Change::Disabled(_) => {
+            "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3"
+        }
+        Change::PasswordHash(_) => {
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3"
+        }
+        Change::Role(_) => "UPDATE users SET role = $1, updated_at = $2 WHERE username = $3",
+    };
+    let query = sqlx::query(sql);
+    let query = match change {
+        Change::Disabled(d) => query.bind(d),
+        Change::PasswordHash(h) => query.bind(h.to_owned()),
+        Change::Role(r) => query.bind(r.as_str()),
+    };
+    let done = query
         .bind(now_millis())
         .bind(username)
         .execute(db.pool())

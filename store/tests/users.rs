@@ -47,5 +47,18 @@ async fn users_are_added_listed_and_disabled_on_both_engines() {
             users::find(&t.db, "carol").await.unwrap().is_none(),
             "{kind:?}"
         );
+        // Re-enabled, given a new role and a new password.
+        assert!(users::set_disabled(&t.db, "bob", false).await.unwrap());
+        let change = users::Change::Role(users::UserRole::Admin);
+        assert!(users::change(&t.db, "bob", change).await.unwrap());
+        let change = users::Change::PasswordHash("$argon2id$new");
+        assert!(users::change(&t.db, "bob", change).await.unwrap());
+        let bob = users::find(&t.db, "bob").await.unwrap().unwrap();
+        assert!(!bob.disabled, "{kind:?}");
+        assert_eq!(bob.role, users::UserRole::Admin, "{kind:?}");
+        let creds = users::credentials(&t.db, "bob").await.unwrap().unwrap();
+        assert_eq!(creds.password_hash, "$argon2id$new", "{kind:?}");
+        let nobody = users::change(&t.db, "nobody", users::Change::Disabled(false));
+        assert!(!nobody.await.unwrap(), "{kind:?}");
     }
 }

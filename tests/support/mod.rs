@@ -177,14 +177,27 @@ impl Deployment {
 
     /// Adds a user through `vigil user add` (password on stdin).
     pub fn add_user(&self, name: &str, role: &str) {
-        let mut add = self
-            .command(&["user", "add", name, "--role", role])
+        let out = self.user(&["add", name, "--role", role], PASSWORD);
+        assert!(
+            out.status.success(),
+            "vigil user add failed: {}",
+            text(&out)
+        );
+    }
+
+    /// Runs `vigil user ARGS` with `password` on stdin.
+    pub fn user(&self, args: &[&str], password: &str) -> Output {
+        let mut all = vec!["user"];
+        all.extend_from_slice(args);
+        let mut child = self
+            .command(&all)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-        assert!(add.wait().unwrap().success(), "vigil user add failed");
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// Starts `vigil SUBCOMMAND` and waits until `/health` answers (for API roles).
@@ -198,16 +211,23 @@ impl Deployment {
 
     /// An access token for `name`.
     pub async fn token(&self, name: &str) -> String {
-        let tokens: Value = reqwest::Client::new()
+        let (status, tokens) = self.sign_in(name, PASSWORD).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens["access_token"].as_str().expect("a token").to_owned()
+    }
+
+    /// `POST /api/v1/auth/token`: the status and the answer.
+    pub async fn sign_in(&self, name: &str, password: &str) -> (u16, Value) {
+        let res = reqwest::Client::new()
             .post(format!("{}/api/v1/auth/token", self.base()))
-            .json(&json!({"username": name, "password": PASSWORD}))
+            .json(&json!({"username": name, "password": password}))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
-        tokens["access_token"].as_str().expect("a token").to_owned()
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
     }
 
     /// Deletes this deployment's Redis keys.

@@ -137,7 +137,7 @@ impl Actor for Scheduler {
             .filter(|(_, s)| s.enabled)
             .map(|(n, _)| n.clone())
             .collect();
-        tracing::info!(schedules = ?names, "scheduler started");
+        tracing::info!(schedules = %names.join(","), "scheduler started");
         for name in names {
             self.plan(name, now, ctx);
         }

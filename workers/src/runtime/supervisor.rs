@@ -195,7 +195,7 @@ impl Actor for QueueActor {
         if delay.is_zero() {
             self.start_worker(ctx);
         } else {
-            tracing::warn!(queue = %self.queue, ?delay, "restarting the queue worker after a backoff");
+            tracing::warn!(queue = %self.queue, delay_ms = delay.as_millis() as u64, "restarting the queue worker after a backoff");
             ctx.run_later(delay, |act, ctx| act.start_worker(ctx));
         }
     }
