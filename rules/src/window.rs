@@ -344,25 +344,30 @@ where
         F: Fn(&mut redis::Pipeline, &I),
     {
         let groups = groups(self.per_slot, items.iter().map(&key_of));
-        let mut calls = Vec::new();
-        for group in &groups {
-            for chunk in group.chunks(PIPELINE_CHUNK) {
-                let mut pipe = redis::pipe();
-                for &i in chunk {
-                    build(&mut pipe, &items[i]);
-                }
-                let mut conn = self.conn.clone();
-                calls.push(async move {
+        // Groups (slots) run concurrently; the chunks of one group in order, so each
+        // observation still sees the ones before it.
+        let build = &build;
+        let calls = groups.iter().map(|group| {
+            let mut conn = self.conn.clone();
+            async move {
+                let mut answers = Vec::with_capacity(group.len());
+                for chunk in group.chunks(PIPELINE_CHUNK) {
+                    let mut pipe = redis::pipe();
+                    for &i in chunk {
+                        build(&mut pipe, &items[i]);
+                    }
                     let out: Vec<T> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
-                    Ok::<_, WindowError>((chunk, out))
-                });
+                    answers.push((chunk, out));
+                }
+                Ok::<_, WindowError>(answers)
             }
-        }
+        });
         let mut slots: Vec<Option<T>> = (0..items.len()).map(|_| None).collect();
         for done in futures::future::join_all(calls).await {
-            let (chunk, out) = done?;
-            for (&i, v) in chunk.iter().zip(out) {
-                slots[i] = Some(v);
+            for (chunk, out) in done? {
+                for (&i, v) in chunk.iter().zip(out) {
+                    slots[i] = Some(v);
+                }
             }
         }
         slots

@@ -309,3 +309,60 @@ async fn two_workers_evaluating_the_same_event_count_it_once() {
     assert_eq!(feed(&rules, &b, vec![&last]).await, [20]);
     cleanup(&prefix).await;
 }
+
+/// The same events through a Redis Cluster (windows spread over the shards by rule, pipelines
+/// sent per slot) and a Sentinel-managed master fire exactly as in memory, one by one and as
+/// a page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_on_a_cluster_and_on_sentinel_behave_as_in_memory() {
+    use vigil_testkit::redis_topology::{RedisCluster, SentinelSet};
+    let rules = RuleSet::load(&RulesSettings::default()).unwrap();
+    let events: Vec<Value> = (0..60)
+        .map(|i| {
+            failure(
+                i,
+                &format!("u{}", i % 7),
+                &format!("203.0.113.{}", i % 3),
+                i as i64 * 5,
+            )
+        })
+        .collect();
+    let expected = firings_of(
+        &rules,
+        &vigil_rules::MemoryWindows::default(),
+        &events,
+        "okta_brute_force_ip",
+    )
+    .await;
+    assert!(!expected.is_empty(), "the events fire in memory");
+
+    let cluster = RedisCluster::start(3, 0);
+    let client = redis::cluster::ClusterClient::new(cluster.nodes()).unwrap();
+    let conn = client.get_async_connection().await.unwrap();
+    let on_cluster = RedisWindows::new(conn.clone(), "vigil-test").clustered(true);
+    let fired = firings_of(&rules, &on_cluster, &events, "okta_brute_force_ip").await;
+    assert_eq!(fired, expected, "one by one on the Cluster");
+    let paged = RedisWindows::new(conn, "vigil-test-page").clustered(true);
+    let page = rules.evaluate_all(&events, &paged).await.unwrap();
+    let in_page: usize = page
+        .iter()
+        .map(|e| {
+            e.firings
+                .iter()
+                .filter(|f| f.rule_id == "okta_brute_force_ip")
+                .count()
+        })
+        .sum();
+    assert_eq!(in_page, expected.len(), "a page on the Cluster");
+
+    let set = SentinelSet::start();
+    let master = format!("redis://127.0.0.1:{}/0", set.master_port());
+    let conn = redis::Client::open(master)
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let on_sentinel_master = RedisWindows::new(conn, "vigil-test");
+    let fired = firings_of(&rules, &on_sentinel_master, &events, "okta_brute_force_ip").await;
+    assert_eq!(fired, expected, "on the Sentinel-managed master");
+}
