@@ -35,7 +35,6 @@ async fn deployment(smtp: &SmtpServer, fake: &FakeOkta) -> Deployment {
             ("VIGIL_OKTA__AUTH", "ssws"),
             ("VIGIL_OKTA__API_TOKEN", TOKEN),
             ("VIGIL_RATE_LIMIT__ENABLED", "false"),
-            ("VIGIL_WORKER__LISTEN", "127.0.0.1:0"),
         ],
     );
     // The alert the brute force opens escalates at once, so the escalation panel has data.

@@ -100,6 +100,8 @@ impl Deployment {
             ("VIGIL_SMTP__PORT", smtp_port.to_string()),
             ("VIGIL_SMTP__TLS", "none".to_owned()),
             ("VIGIL_LOG__FORMAT", "json".to_owned()),
+            // Each worker's probes on a port of its own (see `Daemon::listen_url`).
+            ("VIGIL_WORKER__LISTEN", "127.0.0.1:0".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -164,14 +164,12 @@ impl Mailer {
                 .tls(tls)
                 .timeout(Some(timeout))
                 .pool_config(PoolConfig::new().max_size(settings.pool_max_size.max(1)));
-        match (&settings.username, &settings.password) {
-            (Some(user), Some(password)) => {
-                builder = builder.credentials(Credentials::new(
-                    user.clone(),
-                    password.expose_secret().to_owned(),
-                ));
-            }
-            _ => {}
+        // `checked` refused a user without a password and the reverse.
+        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            ));
         }
         let message_id_domain = from.email.domain().to_owned();
         Ok(Mailer {
