@@ -112,12 +112,12 @@ fn check(body: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
 /// With it, an empty config passes every check (the tests below break one thing each).
 const SECRET: (&str, &str) = support::JWT_SECRET;
 
-/// A bad config: the file, its environment, the key named and the message expected.
-type BadConfig<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+/// A bad config: file body, variables, the key the error names, what it says.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
 
 #[test]
 fn check_config_rejects_every_config_that_cannot_start() {
-    let cases: &[BadConfig<'_>] = &[
+    let cases: &[Case<'_>] = &[
         ("", &[], "`auth.jwt_secret`", "is required"),
         (
             "",

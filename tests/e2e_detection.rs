@@ -41,16 +41,8 @@ async fn a_brute_force_from_okta_opens_an_alert_that_escalates_until_acknowledge
         e
     }));
 
-    let vigil = Deployment::new(
-        smtp.port(),
-        &[
-            ("VIGIL_OKTA__ENABLED", "true"),
-            ("VIGIL_OKTA__DOMAIN", &fake.base_url()),
-            ("VIGIL_OKTA__AUTH", "ssws"),
-            ("VIGIL_OKTA__API_TOKEN", TOKEN),
-            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
-        ],
-    );
+    let domain = fake.base_url();
+    let vigil = Deployment::new(smtp.port(), &support::okta_settings(&domain, TOKEN));
     std::fs::write(
         vigil.dir.path().join("config.toml"),
         format!(

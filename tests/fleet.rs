@@ -27,17 +27,8 @@ async fn deployment(smtp: &SmtpServer, fake: &FakeOkta) -> Deployment {
         e["client"]["ipAddress"] = json!("198.51.100.23");
         e
     }));
-    let vigil = Deployment::new(
-        smtp.port(),
-        &[
-            ("VIGIL_OKTA__ENABLED", "true"),
-            ("VIGIL_OKTA__DOMAIN", &fake.base_url()),
-            ("VIGIL_OKTA__AUTH", "ssws"),
-            ("VIGIL_OKTA__API_TOKEN", TOKEN),
-            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
-            ("VIGIL_WORKER__LISTEN", "127.0.0.1:0"),
-        ],
-    );
+    let domain = fake.base_url();
+    let vigil = Deployment::new(smtp.port(), &support::okta_settings(&domain, TOKEN));
     // The alert the brute force opens escalates at once, so the escalation panel has data.
     std::fs::write(
         vigil.dir.path().join("config.toml"),

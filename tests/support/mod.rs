@@ -63,6 +63,17 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// Settings that poll the fake Okta org at `domain` with SSWS `token` (rate limits off).
+pub fn okta_settings<'a>(domain: &'a str, token: &'a str) -> [(&'a str, &'a str); 5] {
+    [
+        ("VIGIL_OKTA__ENABLED", "true"),
+        ("VIGIL_OKTA__DOMAIN", domain),
+        ("VIGIL_OKTA__AUTH", "ssws"),
+        ("VIGIL_OKTA__API_TOKEN", token),
+        ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+    ]
+}
+
 /// One isolated vigil deployment: its folder, environment, port and Redis prefix.
 pub struct Deployment {
     pub dir: tempfile::TempDir,
@@ -100,7 +111,7 @@ impl Deployment {
             ("VIGIL_SMTP__PORT", smtp_port.to_string()),
             ("VIGIL_SMTP__TLS", "none".to_owned()),
             ("VIGIL_LOG__FORMAT", "json".to_owned()),
-            // Several workers of one deployment run side by side: each picks a free port.
+            // Each worker's probes on a port of its own (see `Daemon::listen_url`).
             ("VIGIL_WORKER__LISTEN", "127.0.0.1:0".to_owned()),
         ]
         .into_iter()

@@ -164,6 +164,7 @@ impl Mailer {
                 .tls(tls)
                 .timeout(Some(timeout))
                 .pool_config(PoolConfig::new().max_size(settings.pool_max_size.max(1)));
+        // `checked` refused a user without a password and the reverse.
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
             builder = builder.credentials(Credentials::new(
                 user.clone(),
