@@ -52,9 +52,11 @@ CLUSTER_CFG="$WORK/cluster.toml"
 
 single=(); cluster=()
 for r in $(seq 1 "$ROUNDS"); do
-  a="$("$VIGIL" bench --redis "redis://127.0.0.1:$SINGLE/0" --spread -n "$N" | head -1)"
+  "$VIGIL" bench --redis "redis://127.0.0.1:$SINGLE/0" --spread -n "$N" >"$WORK/a" 2>"$WORK/a.log"
+  a="$(grep -m1 '"system":"vigil"' "$WORK/a")"
   echo "$a"; single+=("$(echo "$a" | sed -E 's/.*"process_jobs_per_s":([0-9.]+).*/\1/')")
-  b="$("$VIGIL" --config "$CLUSTER_CFG" bench --spread -n "$N" | head -1)"
+  "$VIGIL" --config "$CLUSTER_CFG" bench --spread -n "$N" >"$WORK/b" 2>"$WORK/b.log"
+  b="$(grep -m1 '"system":"vigil"' "$WORK/b")"
   echo "$b"; cluster+=("$(echo "$b" | sed -E 's/.*"process_jobs_per_s":([0-9.]+).*/\1/')")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
