@@ -30,6 +30,7 @@ pub mod models;
 pub mod payloads;
 pub mod queues;
 pub mod schedules;
+pub mod users;
 
 use poem_openapi::{OpenApiService, Tags as TagsDerive};
 
@@ -58,6 +59,8 @@ pub enum Tags {
     Alerts,
     /// The fleet: every live vigil instance with its role, queues and actors.
     Instances,
+    /// The API's users: roles, enable/disable, passwords (admin).
+    Users,
 }
 
 /// Every route group as one documented service.
@@ -72,6 +75,7 @@ pub type Apis = (
     audit_logs::AuditLogsApi,
     alerts::AlertsApi,
     instances::InstancesApi,
+    users::UsersApi,
 );
 
 /// The OpenAPI service of every route group.
@@ -87,6 +91,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         audit_logs::AuditLogsApi,
         alerts::AlertsApi,
         instances::InstancesApi,
+        users::UsersApi,
     );
     let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
         .description(
