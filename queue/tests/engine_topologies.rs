@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -129,27 +128,10 @@ async fn enqueue_through(
 }
 
 async fn drain_exactly_once(e: &vigil_queue::Engine, ids: &[String]) {
-    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
-    let r = runs.clone();
-    let (control, _task) = worker(e, Queue::Email, 8, move |job| {
-        let r = r.clone();
-        async move {
-            *r.lock().unwrap().entry(job.id).or_default() += 1;
-            Ok(())
-        }
-    });
-    eventually(
-        Duration::from_secs(60),
-        "every acknowledged job done",
-        || async {
-            let r = runs.lock().unwrap().clone();
-            ids.iter().all(|id| r.contains_key(id))
-        },
-    )
-    .await;
-    let r = runs.lock().unwrap().clone();
+    let runs = Runs::default();
+    let (control, _task) = counting_worker(e, Queue::Email, 8, &runs);
+    each_ran_once(&runs, ids, Duration::from_secs(60)).await;
     for id in ids {
-        assert_eq!(r[id], 1, "{id} ran once");
         assert_eq!(e.get(id).await.unwrap().unwrap().status, JobStatus::Done);
     }
     control.stop_leasing();

@@ -89,19 +89,8 @@ impl Engine {
         queue: Queue,
         jobs: &[(String, String)],
     ) -> Result<Vec<bool>, EngineError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut inv = scripts::COMPLETE.prepare_invoke();
-        with_keys(&mut inv, &self.keys, queue);
-        inv.arg(self.ttl_ms(queue, |q| q.retain_done.as_millis()))
-            .arg(jobs.len());
-        for (id, token) in jobs {
-            inv.arg(id).arg(token);
-        }
-        let mut c = self.conn.clone();
-        let out: Vec<i64> = inv.invoke_async(&mut c).await?;
-        Ok(out.into_iter().map(|v| v == 1).collect())
+        let ttl = self.ttl_ms(queue, |q| q.retain_done.as_millis());
+        self.per_job(&scripts::COMPLETE, queue, ttl, jobs).await
     }
 
     /// Marks one leased job done; `false` when fenced.
@@ -153,13 +142,25 @@ impl Engine {
         queue: Queue,
         jobs: &[(String, String)],
     ) -> Result<Vec<bool>, EngineError> {
+        let lease_ms = self.engine.lease_seconds.max(1) * 1000;
+        self.per_job(&scripts::RENEW, queue, lease_ms, jobs).await
+    }
+
+    /// Runs a script that takes (`first`, count, then id/token pairs) and answers 1 or 0 per
+    /// job (complete, renew).
+    async fn per_job(
+        &self,
+        script: &redis::Script,
+        queue: Queue,
+        first: u64,
+        jobs: &[(String, String)],
+    ) -> Result<Vec<bool>, EngineError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = scripts::RENEW.prepare_invoke();
+        let mut inv = script.prepare_invoke();
         with_keys(&mut inv, &self.keys, queue);
-        inv.arg(self.engine.lease_seconds.max(1) * 1000)
-            .arg(jobs.len());
+        inv.arg(first).arg(jobs.len());
         for (id, token) in jobs {
             inv.arg(id).arg(token);
         }

@@ -180,3 +180,36 @@ pub fn sentinel_settings(set: &vigil_testkit::redis_topology::SentinelSet) -> Re
         ..RedisSettings::default()
     }
 }
+
+/// How many times each job id ran, shared by counting workers.
+pub type Runs = Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>;
+
+/// A worker on `queue` that only counts the runs of each job in `runs`.
+pub fn counting_worker(
+    engine: &Engine,
+    queue: Queue,
+    concurrency: usize,
+    runs: &Runs,
+) -> (WorkerControl, tokio::task::JoinHandle<()>) {
+    let r = runs.clone();
+    worker(engine, queue, concurrency, move |job| {
+        let r = r.clone();
+        async move {
+            *r.lock().unwrap().entry(job.id).or_default() += 1;
+            Ok(())
+        }
+    })
+}
+
+/// Waits until every job of `ids` ran, then asserts each ran exactly once.
+pub async fn each_ran_once(runs: &Runs, ids: &[String], limit: Duration) {
+    eventually(limit, "every job ran", || async {
+        let r = runs.lock().unwrap().clone();
+        ids.iter().all(|id| r.contains_key(id))
+    })
+    .await;
+    let r = runs.lock().unwrap().clone();
+    for id in ids {
+        assert_eq!(r[id], 1, "{id} ran exactly once");
+    }
+}

@@ -3,8 +3,6 @@
 //! idempotency, delayed jobs, pause/resume, cancel, retry, retention, counts and lists,
 //! schedule ticks, the fleet report, companion jobs, and a worker draining every queue.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,7 +11,7 @@ use vigil_queue::{
     ActorHealth, Companion, Engine, FailOutcome, JobFilter, JobStatus, NewJob, Queue,
 };
 
-use super::{counts, eventually, worker};
+use super::{Runs, counting_worker, counts, each_ran_once, eventually};
 
 fn raw(q: Queue, n: usize) -> Vec<NewJob> {
     (0..n).map(|i| NewJob::new(q, json!({ "i": i }))).collect()
@@ -299,18 +297,11 @@ async fn ticks_fleet_companions(e: &Engine) {
 }
 
 async fn a_worker_drains_every_queue(e: &Engine) {
-    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let runs = Runs::default();
     let mut workers = Vec::new();
     let mut ids = Vec::new();
     for q in Queue::ALL {
-        let r = runs.clone();
-        workers.push(worker(e, q, 4, move |job| {
-            let r = r.clone();
-            async move {
-                *r.lock().unwrap().entry(job.id).or_default() += 1;
-                Ok(())
-            }
-        }));
+        workers.push(counting_worker(e, q, 4, &runs));
         ids.extend(
             e.enqueue_raw(raw(q, 50))
                 .await
@@ -319,17 +310,7 @@ async fn a_worker_drains_every_queue(e: &Engine) {
                 .map(|x| x.job.id),
         );
     }
-    eventually(
-        Duration::from_secs(30),
-        "every job of every queue done",
-        || async {
-            let r = runs.lock().unwrap().clone();
-            ids.iter().all(|id| r.contains_key(id))
-        },
-    )
-    .await;
-    let r = runs.lock().unwrap().clone();
-    assert!(ids.iter().all(|id| r[id] == 1), "each job ran exactly once");
+    each_ran_once(&runs, &ids, Duration::from_secs(30)).await;
     for (control, _) in &workers {
         control.stop_leasing();
     }
