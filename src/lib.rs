@@ -8,6 +8,7 @@
 //! - [`config`]: layered settings (defaults, `config.toml`, `VIGIL_*` variables, `*_file` secrets).
 //! - [`telemetry`]: the tracing subscriber (pretty or JSON).
 //! - [`commands`]: one module per command group; `commands::dispatch` runs one.
+//! - [`role`]: which parts of vigil a process runs.
 //! - [`startup`]: the daemon's build step (every fallible step) and run step.
 //! - [`shutdown`]: stop signals (a second one forces exit).
 //! - [`validate`]: every startup check of the configuration (also `vigil check-config`).
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod role;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

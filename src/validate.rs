@@ -8,7 +8,7 @@ use std::fmt;
 use vigil_api::auth::jwt::{KeyError, TokenKeys};
 
 use crate::config::{Loaded, Settings};
-use crate::startup::Role;
+use crate::role::Role;
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

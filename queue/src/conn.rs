@@ -15,11 +15,9 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::{
-    Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
-    RedisFuture, RedisResult, Value,
-};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
+use crate::plan::{Plan, client_for, clone_certs, connection_info};
 use crate::redis_settings::{Endpoint, RedisConfigError, RedisSettings, Target};
 use crate::sentinel::SentinelConn;
 
@@ -74,17 +72,6 @@ impl ConnectionLike for RedisConn {
             Inner::Sentinel(s) => s.db(),
         }
     }
-}
-
-/// Everything needed to open connections, resolved once from `[redis]`.
-pub(crate) struct Plan {
-    pub(crate) target: Target,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
-    pub(crate) sentinel_username: Option<String>,
-    pub(crate) sentinel_password: Option<String>,
-    pub(crate) tls: Option<redis::TlsCertificates>,
-    pub(crate) timeout: Duration,
 }
 
 /// Opens connections to the configured deployment.
@@ -266,45 +253,4 @@ fn timed_out(what: &str) -> redis::RedisError {
         std::io::ErrorKind::TimedOut,
         format!("timed out {what}"),
     ))
-}
-
-fn clone_certs(c: &redis::TlsCertificates) -> redis::TlsCertificates {
-    redis::TlsCertificates {
-        client_tls: c.client_tls.as_ref().map(|t| redis::ClientTlsConfig {
-            client_cert: t.client_cert.clone(),
-            client_key: t.client_key.clone(),
-        }),
-        root_cert: c.root_cert.clone(),
-    }
-}
-
-/// Connection info for a data node (credentials and database of the plan).
-pub(crate) fn connection_info(plan: &Plan, ep: &Endpoint, db: i64) -> RedisResult<ConnectionInfo> {
-    let addr = if ep.tls {
-        ConnectionAddr::TcpTls {
-            host: ep.host.clone(),
-            port: ep.port,
-            insecure: false,
-            tls_params: None,
-        }
-    } else {
-        ConnectionAddr::Tcp(ep.host.clone(), ep.port)
-    };
-    let mut redis = RedisConnectionInfo::default().set_db(db);
-    if let Some(u) = &plan.username {
-        redis = redis.set_username(u);
-    }
-    if let Some(p) = &plan.password {
-        redis = redis.set_password(p);
-    }
-    Ok(addr.into_connection_info()?.set_redis_settings(redis))
-}
-
-/// A client for one data node, with the plan's TLS material.
-pub(crate) fn client_for(plan: &Plan, ep: &Endpoint, db: i64) -> RedisResult<Client> {
-    let info = connection_info(plan, ep, db)?;
-    match (&plan.tls, ep.tls) {
-        (Some(certs), true) => Client::build_with_tls(info, clone_certs(certs)),
-        _ => Client::open(info),
-    }
 }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod keys;
 pub mod lease;
 pub mod model;
+mod plan;
 pub mod redis_settings;
 pub mod schedule;
 mod scripts;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 
-use crate::conn::{Plan, client_for};
+use crate::plan::{Plan, client_for, clone_certs};
 use crate::redis_settings::{Endpoint, Target};
 
 /// A connection to whichever node the sentinels name as master.
@@ -129,13 +129,7 @@ impl SentinelConn {
             password: self.plan.sentinel_password.clone(),
             sentinel_username: None,
             sentinel_password: None,
-            tls: self.plan.tls.as_ref().map(|c| redis::TlsCertificates {
-                client_tls: c.client_tls.as_ref().map(|t| redis::ClientTlsConfig {
-                    client_cert: t.client_cert.clone(),
-                    client_key: t.client_key.clone(),
-                }),
-                root_cert: c.root_cert.clone(),
-            }),
+            tls: self.plan.tls.as_ref().map(clone_certs),
             timeout: self.plan.timeout,
         };
         let mut conn = self.open(&plan, sentinel, 0).await?;
