@@ -102,8 +102,9 @@ return out
 });
 
 /// ARGV[1] n, ARGV[2] worker id, ARGV[3] lease ms, ARGV[4] request id. A request id seen
-/// before (a retry after a lost reply) gets the jobs that call leased back, where they still
-/// run under its tokens. Returns {more, next_due or -1, paused, {{id, attempt, max_attempts,
+/// before (a retry after a lost reply, from the same worker) gets the jobs that call leased
+/// back, where they still run under its tokens (the record holds `id:attempt` pairs: a token is
+/// `worker:attempt`). Returns {more, next_due or -1, paused, {{id, attempt, max_attempts,
 /// token, payload, created_at, run_at, started_at}...}}.
 pub(crate) static LEASE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -124,11 +125,12 @@ end
 local prior = redis.call('GET', req)
 if prior then
   local out = {}
-  for _, pair in ipairs(cjson.decode(prior)) do
-    local k = jk(pair[1])
-    local f = redis.call('HMGET', k, 'status', 'token', 'attempts')
-    if f[1] == 'running' and f[2] == pair[2] then
-      out[#out + 1] = row(pair[1], k, tonumber(f[3]), pair[2])
+  for id, att in string.gmatch(prior, '([^,:]+):(%d+)') do
+    local k = jk(id)
+    local f = redis.call('HMGET', k, 'status', 'token')
+    local token = worker .. ':' .. att
+    if f[1] == 'running' and f[2] == token then
+      out[#out + 1] = row(id, k, tonumber(att), token)
     end
   end
   return {0, next_due(), 0, out}
@@ -164,12 +166,12 @@ while taken < n and rounds < 8 do
       move(id, 'pending', 'running')
       redis.call('ZADD', K.leases, now + lease, id)
       out[#out + 1] = row(id, k, att, token)
-      handed[#handed + 1] = {id, token}
+      handed[#handed + 1] = id .. ':' .. att
       taken = taken + 1
     end
   end
 end
-if taken > 0 then redis.call('SET', req, cjson.encode(handed), 'PX', lease) end
+if taken > 0 then redis.call('SET', req, table.concat(handed, ','), 'PX', lease) end
 local more = 0
 if redis.call('LLEN', K.pending) > 0 then
   more = 1
