@@ -108,27 +108,20 @@ impl Connector {
         } else {
             None
         };
-        let sentinel_from_url = matches!(target, Target::Sentinel { .. })
-            && settings.url.starts_with("redis+sentinel://");
+        // Credentials in a redis+sentinel:// URL are the sentinels'; in a redis(s):// URL,
+        // the data node's. Explicit keys win over either.
+        let (data_url, sentinel_url) = if settings.url.starts_with("redis+sentinel://") {
+            (Default::default(), from_url)
+        } else {
+            (from_url, Default::default())
+        };
         Ok(Connector {
             plan: Arc::new(Plan {
                 target,
-                username: settings.username.clone().or(if sentinel_from_url {
-                    None
-                } else {
-                    from_url.username.clone()
-                }),
-                password: settings.password.clone().or(if sentinel_from_url {
-                    None
-                } else {
-                    from_url.password.clone()
-                }),
+                username: settings.username.clone().or(data_url.username),
+                password: settings.password.clone().or(data_url.password),
                 sentinel_username: settings.sentinel_username.clone(),
-                sentinel_password: settings.sentinel_password.clone().or(if sentinel_from_url {
-                    from_url.password
-                } else {
-                    None
-                }),
+                sentinel_password: settings.sentinel_password.clone().or(sentinel_url.password),
                 tls,
                 timeout: Duration::from_millis(settings.response_timeout_ms.max(1)),
             }),

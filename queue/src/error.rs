@@ -54,9 +54,25 @@ impl EngineError {
         }
     }
 
-    /// A failed first connection: a client-side configuration problem (bad TLS material, a
-    /// certificate the server does not accept) is reported as such, with the cause.
+    /// A failed first connection: a certificate the client refuses (wrong `ca`, a server
+    /// certificate for another name) or a client configuration Redis rejects is a
+    /// configuration mistake, reported as [`EngineError::Config`] so startup stops at once
+    /// instead of retrying; anything else is `Unavailable` (retried).
     pub(crate) fn from_connect(e: redis::RedisError) -> EngineError {
-        EngineError::Unavailable(e.to_string())
+        let text = e.to_string();
+        let lower = text.to_lowercase();
+        if e.kind() == redis::ErrorKind::InvalidClientConfig {
+            EngineError::Config(RedisConfigError {
+                key: "url",
+                message: format!("the client configuration was refused: {text}"),
+            })
+        } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+            EngineError::Config(RedisConfigError {
+                key: "ca",
+                message: format!("the server's TLS certificate is not accepted: {text}"),
+            })
+        } else {
+            EngineError::Unavailable(text)
+        }
     }
 }

@@ -124,14 +124,14 @@ impl Engine {
             let payload = serde_json::to_string(&job.payload).map_err(|e| {
                 EngineError::Invalid(ValidationError::new("payload", e.to_string()))
             })?;
-            let companion = match &job.companion {
-                Some(c) => serde_json::to_string(&OutboxEntry {
-                    id: new_job_id(c.queue),
-                    queue: c.queue,
-                    payload: c.payload.clone(),
-                    at: now.timestamp_millis(),
-                })
-                .map_err(|e| {
+            let entry = job.companion.as_ref().map(|c| OutboxEntry {
+                id: new_job_id(c.queue),
+                queue: c.queue,
+                payload: c.payload.clone(),
+                at: now.timestamp_millis(),
+            });
+            let companion = match &entry {
+                Some(e) => serde_json::to_string(e).map_err(|e| {
                     EngineError::Invalid(ValidationError::new("companion", e.to_string()))
                 })?,
                 None => String::new(),
@@ -143,20 +143,30 @@ impl Engine {
                 .arg(job.idempotency_key.as_deref().unwrap_or(""))
                 .arg(explicit)
                 .arg(&companion);
-            entries.push(
-                (!companion.is_empty())
-                    .then(|| serde_json::from_str::<OutboxEntry>(&companion).ok())
-                    .flatten(),
-            );
+            entries.push(entry);
         }
         let answer: Vec<(String, i64, i64, i64)> = self.invoke_acked(&inv).await?;
         let mut out = Vec::with_capacity(jobs.len());
         let mut fresh = 0u64;
         let mut relay = Vec::new();
+        // The first jobs of the duplicates, read in one pipeline.
+        let dup_ids: Vec<String> = answer
+            .iter()
+            .filter(|a| a.1 == 1)
+            .map(|a| a.0.clone())
+            .collect();
+        let firsts: std::collections::HashMap<String, JobRecord> = self
+            .get_many(&dup_ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
         for ((job, (id, dup, created, run_at)), entry) in jobs.iter().zip(answer).zip(entries) {
             if dup == 1 {
-                let first = self.get(&id).await?;
-                let record = first
+                // Cloned: one batch may repeat a key.
+                let record = firsts
+                    .get(&id)
+                    .cloned()
                     .unwrap_or_else(|| record_of(&id, queue, job, created, run_at, max_attempts));
                 out.push(Enqueued {
                     job: record,
