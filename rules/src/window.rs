@@ -336,6 +336,7 @@ where
     async fn per_group<I, T, F>(
         &self,
         items: &[I],
+        load: Option<&redis::Script>,
         key_of: impl Fn(&I) -> &str,
         build: F,
     ) -> Result<Vec<T>, WindowError>
@@ -353,6 +354,11 @@ where
                 let mut answers = Vec::with_capacity(group.len());
                 for chunk in group.chunks(PIPELINE_CHUNK) {
                     let mut pipe = redis::pipe();
+                    // Loaded in the same pipeline (on the node it goes to): a restarted
+                    // Redis forgets scripts, and a pipeline does not retry.
+                    if let Some(script) = load {
+                        pipe.load_script(script).ignore();
+                    }
                     for &i in chunk {
                         build(&mut pipe, &items[i]);
                     }
@@ -386,18 +392,10 @@ where
         batch: &'a [Observation],
     ) -> BoxFuture<'a, Result<Vec<WindowStats>, WindowError>> {
         Box::pin(async move {
-            // Load first: a Redis restart forgets scripts, and a pipeline does not retry.
-            let mut conn = self.conn.clone();
-            if !batch.is_empty() {
-                self.script
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(redis_err)?;
-            }
             let out: Vec<Vec<i64>> = self
                 .per_group(
                     batch,
+                    Some(&self.script),
                     |o| o.key.as_str(),
                     |pipe, obs| {
                         let events = self.key(&obs.key);
@@ -427,6 +425,7 @@ where
         Box::pin(async move {
             self.per_group(
                 queries,
+                None,
                 |q| q.key.as_str(),
                 |pipe, q| {
                     pipe.cmd("ZREVRANGEBYSCORE")
@@ -449,6 +448,7 @@ where
         Box::pin(async move {
             self.per_group(
                 queries,
+                None,
                 |q| q.key.as_str(),
                 |pipe, q| {
                     pipe.cmd("ZCOUNT")
