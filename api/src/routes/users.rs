@@ -171,7 +171,10 @@ impl UsersApi {
             ));
         }
         for (c, action, details) in changes {
-            users::change(state.db(), &name, c).await?;
+            if !users::change(state.db(), &name, c).await? {
+                // Removed between the check above and this change.
+                return Err(ApiError::not_found(format!("no user named `{name}`")));
+            }
             audit::record(
                 state.engine(),
                 Entry {

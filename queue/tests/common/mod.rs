@@ -213,3 +213,26 @@ pub async fn each_ran_once(runs: &Runs, ids: &[String], limit: Duration) {
         assert_eq!(r[id], 1, "{id} ran exactly once");
     }
 }
+
+/// Leases from `queue` as `worker` until the job `id` comes out (`limit` at most); returns
+/// how long that took.
+pub async fn leased_within(
+    engine: &Engine,
+    queue: Queue,
+    worker: &str,
+    id: &str,
+    limit: Duration,
+) -> Duration {
+    let began = Instant::now();
+    eventually(limit, "the job is leased", || async {
+        engine
+            .lease(queue, worker, 10)
+            .await
+            .unwrap()
+            .jobs
+            .iter()
+            .any(|j| j.id == id)
+    })
+    .await;
+    began.elapsed()
+}

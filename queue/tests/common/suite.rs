@@ -11,7 +11,7 @@ use vigil_queue::{
     ActorHealth, Companion, Engine, FailOutcome, JobFilter, JobStatus, NewJob, Queue,
 };
 
-use super::{Runs, counting_worker, counts, each_ran_once, eventually};
+use super::{Runs, counting_worker, counts, each_ran_once, eventually, leased_within};
 
 fn raw(q: Queue, n: usize) -> Vec<NewJob> {
     (0..n).map(|i| NewJob::new(q, json!({ "i": i }))).collect()
@@ -137,19 +137,7 @@ async fn idempotency_delays_cancel_retry(e: &Engine) {
         .map(|j| j.id)
         .collect();
     assert!(!before.contains(&delayed.id), "not before its time");
-    eventually(
-        Duration::from_secs(5),
-        "the delayed job is leased when due",
-        || async {
-            e.lease(q, "w1", 10)
-                .await
-                .unwrap()
-                .jobs
-                .iter()
-                .any(|j| j.id == delayed.id)
-        },
-    )
-    .await;
+    leased_within(e, q, "w1", &delayed.id, Duration::from_secs(5)).await;
     // Cancel a pending job; retry a dead one.
     let c = e.enqueue_raw(raw(q, 1)).await.unwrap().remove(0).job;
     assert_eq!(e.cancel(&c.id).await.unwrap().status, JobStatus::Cancelled);
