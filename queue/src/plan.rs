@@ -21,6 +21,22 @@ pub(crate) struct Plan {
     pub(crate) timeout: Duration,
 }
 
+impl Plan {
+    /// The same plan with the sentinels' credentials in place of the data nodes' (for the
+    /// connections that ask a sentinel where the master is).
+    pub(crate) fn for_sentinels(&self) -> Plan {
+        Plan {
+            target: self.target.clone(),
+            username: self.sentinel_username.clone(),
+            password: self.sentinel_password.clone(),
+            sentinel_username: None,
+            sentinel_password: None,
+            tls: self.tls.as_ref().map(clone_certs),
+            timeout: self.timeout,
+        }
+    }
+}
+
 pub(crate) fn clone_certs(c: &redis::TlsCertificates) -> redis::TlsCertificates {
     redis::TlsCertificates {
         client_tls: c.client_tls.as_ref().map(|t| redis::ClientTlsConfig {

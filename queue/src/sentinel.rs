@@ -10,12 +10,14 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 
-use crate::plan::{Plan, client_for, clone_certs};
+use crate::plan::{Plan, client_for};
 use crate::redis_settings::{Endpoint, Target};
 
 /// A connection to whichever node the sentinels name as master.
 pub(crate) struct SentinelConn {
     plan: Arc<Plan>,
+    /// The plan with the sentinels' own credentials.
+    sentinels: Plan,
     timeout: Duration,
     state: std::sync::Mutex<State>,
     resolving: tokio::sync::Mutex<()>,
@@ -30,6 +32,7 @@ struct State {
 impl SentinelConn {
     pub(crate) fn new(plan: Arc<Plan>, timeout: Duration) -> SentinelConn {
         SentinelConn {
+            sentinels: plan.for_sentinels(),
             plan,
             timeout,
             state: std::sync::Mutex::new(State::default()),
@@ -123,16 +126,7 @@ impl SentinelConn {
     }
 
     async fn ask(&self, sentinel: &Endpoint, name: &str) -> RedisResult<(String, u16)> {
-        let plan = Plan {
-            target: self.plan.target.clone(),
-            username: self.plan.sentinel_username.clone(),
-            password: self.plan.sentinel_password.clone(),
-            sentinel_username: None,
-            sentinel_password: None,
-            tls: self.plan.tls.as_ref().map(clone_certs),
-            timeout: self.plan.timeout,
-        };
-        let mut conn = self.open(&plan, sentinel, 0).await?;
+        let mut conn = self.open(&self.sentinels, sentinel, 0).await?;
         let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(name)
