@@ -104,11 +104,7 @@ impl RedisCluster {
 
     /// `redis://127.0.0.1:<port>` of every node still running (killed ones are left out).
     pub fn nodes(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .filter(|n| n.is_running())
-            .map(RedisNode::url)
-            .collect()
+        super::node::running_urls(&self.nodes)
     }
 
     /// `redis://127.0.0.1:<port>` of the current masters, as the cluster reports them.

@@ -47,6 +47,15 @@ struct Proc {
     guard: Child,
 }
 
+/// The URLs of the nodes of `nodes` that still run (killed ones are left out).
+pub fn running_urls(nodes: &[RedisNode]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(RedisNode::url)
+        .collect()
+}
+
 impl RedisNode {
     /// Starts a node, retrying on another port when the chosen one is taken. `args` builds
     /// the command line for a port and a fresh dir (it may write config files there);

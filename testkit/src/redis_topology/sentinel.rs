@@ -174,11 +174,7 @@ impl SentinelSet {
 
     /// `redis://127.0.0.1:<port>` of each running sentinel.
     pub fn sentinel_urls(&self) -> Vec<String> {
-        self.sentinels
-            .iter()
-            .filter(|n| n.is_running())
-            .map(RedisNode::url)
-            .collect()
+        super::node::running_urls(&self.sentinels)
     }
 
     /// Ports of the running sentinels.
