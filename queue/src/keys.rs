@@ -4,7 +4,8 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:{q}:job:<id>` | hash | the job (payload, status, attempts, errors, times, lease token) |
+//! | `P:{q}:job:<id>` | hash | a job until it is done (payload, status, attempts, errors, times, lease token) |
+//! | `P:{q}:fin` | hash | done jobs, one compact field each (id -> see `scripts::COMPLETE`), until pruned |
 //! | `P:{q}:pending` | list | ids due now (stale ids of cancelled jobs are skipped) |
 //! | `P:{q}:scheduled` | zset | delayed and retrying ids by due time (ms) |
 //! | `P:{q}:leases` | zset | running ids by lease expiry (ms) |
@@ -21,14 +22,16 @@
 //! | `P:{fleet}:instances` | zset | live instances by report expiry (trimmed on every report) |
 //!
 //! Job ids are `<queue>-<ULID>`, so a read by id finds the job's slot without a lookup.
-//! Finished jobs are deleted by the pruner after their queue's retention (`retain_done`,
-//! `retain_dead`, `retain_cancelled`); their hash also carries an expiry one hour later as a
-//! safety net, so no key grows without bound. Times in scripts are Redis server time (`TIME`).
+//! A done job leaves its hash: one field of `fin` holds it in a compact form (a hash key per
+//! job costs more than the job), so a finished job holds a few hundred bytes of Redis. Finished
+//! jobs are deleted by the pruner after their queue's retention (`retain_done`, `retain_dead`,
+//! `retain_cancelled`); dead and cancelled hashes also carry an expiry one hour later as a
+//! safety net. Times in scripts are Redis server time (`TIME`).
 
 use vigil_jobs::{JobStatus, Queue};
 
 /// The fixed keys of one queue, in the order every script receives them as `KEYS`.
-pub(crate) const SCRIPT_KEYS: [&str; 10] = [
+pub(crate) const SCRIPT_KEYS: [&str; 11] = [
     "pending",
     "scheduled",
     "leases",
@@ -39,6 +42,7 @@ pub(crate) const SCRIPT_KEYS: [&str; 10] = [
     "stat:",
     "outbox",
     "lease:",
+    "fin",
 ];
 
 /// Key builder for one prefix.
@@ -118,6 +122,11 @@ impl Keys {
 
     pub fn stat(&self, q: Queue, what: &str, bucket: i64) -> String {
         format!("{}stat:{what}:{bucket}", self.base(q))
+    }
+
+    /// Done jobs of `q`, one compact field per job.
+    pub fn fin(&self, q: Queue) -> String {
+        format!("{}fin", self.base(q))
     }
 
     pub fn outbox(&self, q: Queue) -> String {

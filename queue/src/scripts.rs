@@ -16,10 +16,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local K = {pending = KEYS[1], scheduled = KEYS[2], leases = KEYS[3], notify = KEYS[4],
   paused = KEYS[5], job = KEYS[6], idem = KEYS[7], stat = KEYS[8], outbox = KEYS[9],
-  lease = KEYS[10]}
-local S = {pending = KEYS[11], scheduled = KEYS[12], running = KEYS[13], done = KEYS[14],
-  failed = KEYS[15], dead = KEYS[16], cancelled = KEYS[17]}
+  lease = KEYS[10], fin = KEYS[11]}
+local S = {pending = KEYS[12], scheduled = KEYS[13], running = KEYS[14], done = KEYS[15],
+  failed = KEYS[16], dead = KEYS[17], cancelled = KEYS[18]}
 local function jk(id) return K.job .. id end
+local function known(id)
+  return redis.call('EXISTS', jk(id)) == 1 or redis.call('HEXISTS', K.fin, id) == 1
+end
+local function missing_or_done(id)
+  if redis.call('HEXISTS', K.fin, id) == 1 then return {'invalid', 'done'} end
+  return {'missing'}
+end
 local function move(id, from, to)
   if from then redis.call('ZREM', S[from], id) end
   redis.call('ZADD', S[to], now, id)
@@ -58,11 +65,11 @@ for i = 0, n - 1 do
   local id, payload, delay, maxa, idem = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4]
   local explicit, companion = ARGV[b + 5], ARGV[b + 6]
   local dup = nil
-  if explicit == '1' and redis.call('EXISTS', jk(id)) == 1 then dup = id end
+  if explicit == '1' and known(id) then dup = id end
   if not dup and idem ~= '' then
     local ik = K.idem .. idem
     local existing = redis.call('GET', ik)
-    if existing and redis.call('EXISTS', jk(existing)) == 1 then
+    if existing and known(existing) then
       dup = existing
     else
       redis.call('SET', ik, id, 'PX', window)
@@ -70,10 +77,16 @@ for i = 0, n - 1 do
   end
   if dup then
     local f = redis.call('HMGET', jk(dup), 'created_at', 'run_at')
+    local created, run_at = tonumber(f[1]), tonumber(f[2])
+    if not created then
+      local c, r = string.match(redis.call('HGET', K.fin, dup) or '', '^1|%d+|%d+|(%d+)|(%-?%d+)|')
+      created = tonumber(c)
+      if created then run_at = created + tonumber(r) end
+    end
     out[#out + 1] = dup
     out[#out + 1] = 1
-    out[#out + 1] = tonumber(f[1]) or now
-    out[#out + 1] = tonumber(f[2]) or now
+    out[#out + 1] = created or now
+    out[#out + 1] = run_at or now
   else
     local run_at = now + math.max(delay, 0)
     local status = 'pending'
@@ -101,9 +114,10 @@ return out
     )
 });
 
-/// ARGV[1] n, ARGV[2] worker id, ARGV[3] lease ms, ARGV[4] request id. A request id seen
-/// before (a retry after a lost reply, from the same worker) gets the jobs that call leased
-/// back, where they still run under its tokens (the record holds `id:attempt` pairs: a token is
+/// ARGV[1] n, ARGV[2] worker id, ARGV[3] lease ms, ARGV[4] request id, ARGV[5] the same
+/// worker's previous request id whose reply arrived ('' = none: its record is dropped, so a
+/// worker keeps at most one). A request id seen before (a retry after a lost reply, from the
+/// same worker) gets the jobs that call leased back, where they still run under its tokens (the record holds `id:attempt` pairs: a token is
 /// `worker:attempt`). Returns {more, next_due or -1, paused, {{id, attempt, max_attempts,
 /// token, payload, created_at, run_at, started_at}...}}.
 pub(crate) static LEASE: LazyLock<Script> = LazyLock::new(|| {
@@ -113,6 +127,7 @@ local n = tonumber(ARGV[1])
 local worker = ARGV[2]
 local lease = tonumber(ARGV[3])
 local req = K.lease .. ARGV[4]
+if ARGV[5] ~= '' and ARGV[5] ~= ARGV[4] then redis.call('DEL', K.lease .. ARGV[5]) end
 local function next_due()
   local nd = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
   if nd[2] then return tonumber(nd[2]) end
@@ -145,7 +160,8 @@ for _, id in ipairs(due) do
   if st == 'scheduled' or st == 'failed' then
     redis.call('HSET', jk(id), 'status', 'pending', 'updated_at', now)
     move(id, st, 'pending')
-    redis.call('RPUSH', K.pending, id)
+    -- behind the jobs already waiting: retries never starve first attempts
+    redis.call('LPUSH', K.pending, id)
   end
 end
 local out = {}
@@ -182,26 +198,36 @@ return {more, next_due(), 0, out}
     )
 });
 
-/// ARGV[1] ttl ms of done hashes, ARGV[2] count, then pairs (id, token). Returns one 1 (done)
-/// or 0 (fenced) per job.
+/// ARGV[1] count, then pairs (id, token). Returns one 1 (done) or 0 (fenced) per job.
+///
+/// A done job's hash is replaced by one field of `fin` (id -> compact record), version 1:
+/// `1|attempts|max_attempts|created_at|run_at-created_at|started_at-created_at|
+/// finished_at-started_at|len(idem)|len(errors)|` then idem, errors (JSON, empty when none)
+/// and the payload, back to back (lengths in bytes; times in ms). `read::record_from_fin`
+/// reads it.
 pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local ttl = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[1])
 local out = {}
 local done = 0
 for i = 0, n - 1 do
-  local id = ARGV[3 + 2 * i]
-  local token = ARGV[4 + 2 * i]
+  local id = ARGV[2 + 2 * i]
+  local token = ARGV[3 + 2 * i]
   local k = jk(id)
-  local f = redis.call('HMGET', k, 'status', 'token')
+  local f = redis.call('HMGET', k, 'status', 'token', 'attempts', 'max_attempts', 'created_at',
+    'run_at', 'started_at', 'idem', 'errors', 'payload')
   if f[1] == 'running' and f[2] == token then
-    redis.call('HSET', k, 'status', 'done', 'finished_at', now, 'updated_at', now)
-    redis.call('HDEL', k, 'token')
+    local created = tonumber(f[5]) or now
+    local started = tonumber(f[7]) or now
+    local idem, errors = f[8] or '', f[9] or ''
+    if errors == '[]' then errors = '' end
+    local head = table.concat({'1', tonumber(f[3]) or 0, tonumber(f[4]) or 0, created,
+      (tonumber(f[6]) or created) - created, started - created, now - started, #idem, #errors}, '|')
+    redis.call('HSET', K.fin, id, head .. '|' .. idem .. errors .. (f[10] or ''))
+    redis.call('DEL', k)
     redis.call('ZREM', K.leases, id)
     move(id, 'running', 'done')
-    redis.call('PEXPIRE', k, ttl)
     out[#out + 1] = 1
     done = done + 1
   else
@@ -328,7 +354,7 @@ pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
 local id = ARGV[1]
 local k = jk(id)
 local st = redis.call('HGET', k, 'status')
-if not st then return {'missing'} end
+if not st then return missing_or_done(id) end
 if st ~= 'pending' and st ~= 'scheduled' and st ~= 'failed' then return {'invalid', st} end
 redis.call('ZREM', K.scheduled, id)
 redis.call('HSET', k, 'status', 'cancelled', 'finished_at', now, 'updated_at', now)
@@ -347,7 +373,7 @@ pub(crate) static RETRY: LazyLock<Script> = LazyLock::new(|| {
 local id = ARGV[1]
 local k = jk(id)
 local f = redis.call('HMGET', k, 'status', 'attempts')
-if not f[1] then return {'missing'} end
+if not f[1] then return missing_or_done(id) end
 if f[1] ~= 'dead' and f[1] ~= 'failed' then return {'invalid', f[1]} end
 redis.call('ZREM', K.scheduled, id)
 redis.call('HSET', k, 'status', 'pending', 'max_attempts', tonumber(f[2]) + tonumber(ARGV[2]),
@@ -374,6 +400,7 @@ for i, st in ipairs({'done', 'dead', 'cancelled'}) do
   local ids = redis.call('ZRANGEBYSCORE', S[st], '-inf', cutoff, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     redis.call('DEL', jk(id))
+    if st == 'done' then redis.call('HDEL', K.fin, id) end
     redis.call('ZREM', S[st], id)
     removed = removed + 1
   end

@@ -363,6 +363,25 @@ async fn a_lease_whose_reply_is_lost_gets_its_jobs_back_at_once() {
         "lost lease reply: jobs back {:?} after Redis answered",
         began.elapsed()
     );
+    // The answered call's replay record lives until the worker's next call, which drops it:
+    // a worker keeps at most one in Redis, however many calls it makes.
+    let records = || async {
+        let mut c = e.redis();
+        let found: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:{{{q}}}:lease:*", e.prefix()))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        found.len()
+    };
+    assert_eq!(records().await, 1);
+    e.enqueue_raw(vec![NewJob::new(q, json!({"i": 5}))])
+        .await
+        .unwrap();
+    assert_eq!(e.lease(q, "w", 10).await.unwrap().jobs.len(), 1);
+    assert_eq!(records().await, 1, "the previous record is dropped");
+    assert!(e.lease(q, "w", 10).await.unwrap().jobs.is_empty());
+    assert_eq!(records().await, 0, "an empty call leaves none");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

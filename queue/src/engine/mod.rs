@@ -44,6 +44,8 @@ pub struct Engine {
     replica_ack_timeout: Duration,
     /// Added to this host's clock (tests of skewed hosts); no script reads it.
     clock_offset: chrono::Duration,
+    /// Each worker's last answered lease request (its replay record is dropped next call).
+    answered_leases: Arc<work::AnsweredLeases>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -79,6 +81,7 @@ impl Engine {
             min_replicas_ack: redis.min_replicas_ack,
             replica_ack_timeout: Duration::from_millis(redis.replica_ack_timeout_ms.max(1)),
             clock_offset: chrono::Duration::zero(),
+            answered_leases: Arc::default(),
         })
     }
 

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use redis::AsyncCommands;
 use vigil_jobs::{JobRecord, JobStatus, Queue, QueueCounts};
 
 use super::{Engine, ms_to_time, with_keys};
@@ -18,15 +17,11 @@ const MERGE_DEPTH: u64 = 20_000;
 impl Engine {
     /// One job by id (`None` for an unknown id or one vigil did not make).
     pub async fn get(&self, id: &str) -> Result<Option<JobRecord>, EngineError> {
-        let (Some(queue), Some(key)) = (queue_of_id(id), self.keys.job(id)) else {
-            return Ok(None);
-        };
-        let mut c = self.conn.clone();
-        let map: HashMap<String, String> = c.hgetall(key).await?;
-        Ok(record_from_hash(id, queue, &map))
+        Ok(self.get_many(&[id.to_owned()]).await?.pop())
     }
 
-    /// Jobs by id, in the order given (missing ones left out); one pipeline per queue.
+    /// Jobs by id, in the order given (missing ones left out); one pipeline per queue, asking
+    /// for each id's hash and its done record (`fin`) at once.
     pub(crate) async fn get_many(&self, ids: &[String]) -> Result<Vec<JobRecord>, EngineError> {
         let mut found: HashMap<&str, JobRecord> = HashMap::with_capacity(ids.len());
         for queue in Queue::ALL {
@@ -38,15 +33,19 @@ impl Engine {
                 continue;
             }
             let mut pipe = redis::pipe();
+            let fin = self.keys.fin(queue);
             for id in &mine {
                 if let Some(k) = self.keys.job(id) {
-                    pipe.hgetall(k);
+                    pipe.hgetall(k).hget(&fin, id.as_str());
                 }
             }
             let mut c = self.conn.clone();
-            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await?;
-            for (id, map) in mine.into_iter().zip(maps) {
-                if let Some(r) = record_from_hash(id, queue, &map) {
+            let answers: Vec<(HashMap<String, String>, Option<String>)> =
+                pipe.query_async(&mut c).await?;
+            for (id, (map, done)) in mine.into_iter().zip(answers) {
+                let record = record_from_hash(id, queue, &map)
+                    .or_else(|| done.and_then(|v| record_from_fin(id, queue, &v)));
+                if let Some(r) = record {
                     found.insert(id.as_str(), r);
                 }
             }
@@ -174,4 +173,68 @@ pub(crate) fn record_from_hash(
         started_at: ms("started_at"),
         finished_at: ms("finished_at"),
     })
+}
+
+/// A done job's compact record (see `scripts::COMPLETE`) to a record (None when damaged).
+pub(crate) fn record_from_fin(id: &str, queue: Queue, value: &str) -> Option<JobRecord> {
+    let mut head = value.splitn(10, '|');
+    if head.next()? != "1" {
+        return None;
+    }
+    let mut n = || head.next()?.parse::<i64>().ok();
+    let (attempts, max_attempts, created) = (n()?, n()?, n()?);
+    let (run_after, start_after, run_for) = (n()?, n()?, n()?);
+    let (idem_len, errors_len) = (usize::try_from(n()?).ok()?, usize::try_from(n()?).ok()?);
+    let rest = head.next()?;
+    let idem = rest.get(..idem_len)?;
+    let errors = rest.get(idem_len..idem_len + errors_len)?;
+    let payload = rest.get(idem_len + errors_len..)?;
+    let started = created + start_after;
+    Some(JobRecord {
+        id: id.to_owned(),
+        queue,
+        payload: serde_json::from_str(payload).unwrap_or(serde_json::Value::Null),
+        status: JobStatus::Done,
+        attempts: u32::try_from(attempts).ok()?,
+        max_attempts: u32::try_from(max_attempts).ok()?,
+        errors: serde_json::from_str(errors).unwrap_or_default(),
+        idempotency_key: (!idem.is_empty()).then(|| idem.to_owned()),
+        created_at: ms_to_time(created),
+        run_at: ms_to_time(created + run_after),
+        started_at: Some(ms_to_time(started)),
+        finished_at: Some(ms_to_time(started + run_for)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_done_record_reads_back_with_every_field() {
+        let errors = r#"[{"attempt":1,"at":"2026-12-07T01:00:00Z","error":"e"}]"#;
+        let v = format!(
+            "1|2|5|1765000000000|250|300|42|3|{}|k|1{errors}{}",
+            errors.len(),
+            r#"{"to":["a|b@x.org"]}"#
+        );
+        let r = record_from_fin("email-01JABCDEFGHJKMNPQRSTVWXYZ0", Queue::Email, &v).unwrap();
+        assert_eq!(r.status, JobStatus::Done);
+        assert_eq!((r.attempts, r.max_attempts), (2, 5));
+        assert_eq!(r.created_at.timestamp_millis(), 1_765_000_000_000);
+        assert_eq!(r.run_at.timestamp_millis(), 1_765_000_000_250);
+        assert_eq!(r.started_at.unwrap().timestamp_millis(), 1_765_000_000_300);
+        assert_eq!(r.finished_at.unwrap().timestamp_millis(), 1_765_000_000_342);
+        assert_eq!(r.idempotency_key.as_deref(), Some("k|1"));
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.payload["to"][0], "a|b@x.org");
+    }
+
+    #[test]
+    fn a_damaged_or_unknown_record_is_none() {
+        let q = Queue::Audit;
+        assert!(record_from_fin("a", q, "2|1|1|1|0|0|0|0|0|{}").is_none());
+        assert!(record_from_fin("a", q, "1|1|1|1|0|0|0|9|0|{}").is_none());
+        assert!(record_from_fin("a", q, "1|x").is_none());
+    }
 }

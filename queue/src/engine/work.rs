@@ -2,6 +2,7 @@
 //! come back instead of waiting for their lease to expire), complete, fail, renew, release,
 //! reap expired leases, prune finished jobs, and the blocking wake-up.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use vigil_jobs::{AttemptError, Queue};
@@ -29,8 +30,18 @@ impl Engine {
         let lease_ms = self.engine.lease_seconds.max(1) * 1000;
         let give_up = Instant::now() + Duration::from_millis(lease_ms);
         let mut pause = Duration::from_millis(50);
+        let slot = (queue, worker.to_owned());
+        let previous = self.answered_leases.take(&slot);
         loop {
-            match self.lease_once(queue, worker, n, &request, lease_ms).await {
+            let answer = self
+                .lease_once(queue, worker, n, &request, &previous, lease_ms)
+                .await;
+            if let Ok(batch) = &answer
+                && !batch.jobs.is_empty()
+            {
+                self.answered_leases.put(slot.clone(), request.clone());
+            }
+            match answer {
                 Err(EngineError::OutcomeUnknown(why)) if Instant::now() < give_up => {
                     tracing::warn!(queue = %queue, error = %why,
                         "lease reply lost; asking again with the same request id");
@@ -48,12 +59,17 @@ impl Engine {
         worker: &str,
         n: usize,
         request: &str,
+        previous: &str,
         lease_ms: u64,
     ) -> Result<LeaseBatch, EngineError> {
         type Row = (String, u32, u32, String, String, i64, i64, i64);
         let mut inv = scripts::LEASE.prepare_invoke();
         with_keys(&mut inv, &self.keys, queue);
-        inv.arg(n.max(1)).arg(worker).arg(lease_ms).arg(request);
+        inv.arg(n.max(1))
+            .arg(worker)
+            .arg(lease_ms)
+            .arg(request)
+            .arg(previous);
         let mut c = self.conn.clone();
         let (more, next_due, paused, rows): (i64, i64, i64, Vec<Row>) = inv
             .invoke_async(&mut c)
@@ -89,8 +105,7 @@ impl Engine {
         queue: Queue,
         jobs: &[(String, String)],
     ) -> Result<Vec<bool>, EngineError> {
-        let ttl = self.ttl_ms(queue, |q| q.retain_done.as_millis());
-        self.per_job(&scripts::COMPLETE, queue, ttl, jobs).await
+        self.per_job(&scripts::COMPLETE, queue, None, jobs).await
     }
 
     /// Marks one leased job done; `false` when fenced.
@@ -143,16 +158,17 @@ impl Engine {
         jobs: &[(String, String)],
     ) -> Result<Vec<bool>, EngineError> {
         let lease_ms = self.engine.lease_seconds.max(1) * 1000;
-        self.per_job(&scripts::RENEW, queue, lease_ms, jobs).await
+        self.per_job(&scripts::RENEW, queue, Some(lease_ms), jobs)
+            .await
     }
 
-    /// Runs a script that takes (`first`, count, then id/token pairs) and answers 1 or 0 per
+    /// Runs a script that takes ([`first`], count, then id/token pairs) and answers 1 or 0 per
     /// job (complete, renew).
     async fn per_job(
         &self,
         script: &redis::Script,
         queue: Queue,
-        first: u64,
+        first: Option<u64>,
         jobs: &[(String, String)],
     ) -> Result<Vec<bool>, EngineError> {
         if jobs.is_empty() {
@@ -160,7 +176,10 @@ impl Engine {
         }
         let mut inv = script.prepare_invoke();
         with_keys(&mut inv, &self.keys, queue);
-        inv.arg(first).arg(jobs.len());
+        if let Some(first) = first {
+            inv.arg(first);
+        }
+        inv.arg(jobs.len());
         for (id, token) in jobs {
             inv.arg(id).arg(token);
         }
@@ -288,6 +307,23 @@ impl Engine {
     /// A dedicated blocking connection for [`Engine::wait_for_work`] (opened lazily).
     pub fn waiter(&self) -> Waiter {
         Waiter { conn: None }
+    }
+}
+
+/// Per (queue, worker): the last lease request whose reply arrived. The next lease call of that
+/// worker drops its replay record, so each worker keeps at most one in Redis.
+#[derive(Debug, Default)]
+pub(crate) struct AnsweredLeases(std::sync::Mutex<HashMap<(Queue, String), String>>);
+
+impl AnsweredLeases {
+    fn take(&self, slot: &(Queue, String)) -> String {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(slot).unwrap_or_default()
+    }
+
+    fn put(&self, slot: (Queue, String), request: String) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(slot, request);
     }
 }
 

@@ -36,6 +36,8 @@ pub async fn behaviour_suite(e: &Engine) {
     pause_and_resume(e).await;
     reaper_counts_an_expired_lease(e).await;
     lists_counts_retention(e).await;
+    done_jobs_are_compact_and_still_read(e).await;
+    retries_wait_behind_first_attempts(e).await;
     ticks_fleet_companions(e).await;
     a_worker_drains_every_queue(e).await;
 }
@@ -237,6 +239,129 @@ async fn lists_counts_retention(e: &Engine) {
         .sum();
     assert_eq!(e.prune_older_than(Duration::ZERO).await.unwrap(), finished);
     assert_eq!(counts(e, Queue::Email).await.done, 0);
+}
+
+/// Leases `id` once its retry is due (by server time).
+async fn lease_when_due(e: &Engine, q: Queue, id: &str) -> vigil_queue::LeasedJob {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(j) = e.lease(q, "w1", 1).await.unwrap().jobs.pop() {
+            assert_eq!(j.id, id, "only this job is waiting on {q}");
+            return j;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} was never due again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A done job leaves its hash for one compact field, and reads, dedup and refusals see it as
+/// before.
+async fn done_jobs_are_compact_and_still_read(e: &Engine) {
+    let q = Queue::Email;
+    let payload = json!({"to": ["a|b@example.org"], "note": "pipes | and unicode é"});
+    let mut job = NewJob::new(q, payload.clone());
+    job.idempotency_key = Some("compact|key".into());
+    let first = e
+        .enqueue_raw(vec![job.clone()])
+        .await
+        .unwrap()
+        .remove(0)
+        .job;
+    let leased = lease_one(e, q, "w1").await;
+    assert_eq!(leased.id, first.id);
+    assert!(matches!(
+        e.fail(&leased, "first try failed", false).await.unwrap(),
+        FailOutcome::Retry { .. }
+    ));
+    let second = lease_when_due(e, q, &first.id).await;
+    assert!(e.complete(&second).await.unwrap());
+
+    let done = e.get(&first.id).await.unwrap().expect("a done job is read");
+    assert_eq!(done.status, JobStatus::Done);
+    assert_eq!(done.payload, payload);
+    assert_eq!((done.attempts, done.max_attempts), (2, first.max_attempts));
+    assert_eq!(done.errors.len(), 1);
+    assert_eq!(done.errors[0].error, "first try failed");
+    assert_eq!(done.idempotency_key.as_deref(), Some("compact|key"));
+    assert_eq!(done.created_at, first.created_at);
+    let (started, finished) = (done.started_at.unwrap(), done.finished_at.unwrap());
+    assert!(done.run_at >= done.created_at && started >= done.run_at && finished >= started);
+
+    let key = e.keys().job(&first.id).unwrap();
+    let mut c = e.redis();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!exists, "the job's hash is gone once it is done");
+
+    let again = e.enqueue_raw(vec![job]).await.unwrap().remove(0);
+    assert!(
+        again.duplicate,
+        "the idempotency key still finds the done job"
+    );
+    assert_eq!(
+        (again.job.id.as_str(), again.job.created_at),
+        (first.id.as_str(), first.created_at)
+    );
+    let mut explicit = NewJob::new(q, json!({}));
+    explicit.id = Some(first.id.clone());
+    assert!(e.enqueue_raw(vec![explicit]).await.unwrap()[0].duplicate);
+    for refused in [e.cancel(&first.id).await, e.retry(&first.id).await] {
+        let err = refused.expect_err("a done job cannot be cancelled or retried");
+        assert!(err.to_string().contains("it is done"), "{err}");
+    }
+    let listed = e
+        .list(&JobFilter {
+            queue: Some(q),
+            status: Some(JobStatus::Done),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.jobs.first().map(|j| j.id.as_str()),
+        Some(first.id.as_str())
+    );
+    assert!(e.prune_older_than(Duration::ZERO).await.unwrap() >= 1);
+    assert!(e.get(&first.id).await.unwrap().is_none(), "pruned");
+}
+
+/// A retry that comes due joins the back of the line: jobs never tried are not starved.
+async fn retries_wait_behind_first_attempts(e: &Engine) {
+    let q = Queue::AlertEscalation;
+    let retried = e.enqueue_raw(raw(q, 1)).await.unwrap()[0].job.id.clone();
+    let job = lease_one(e, q, "w1").await;
+    assert_eq!(job.id, retried);
+    let FailOutcome::Retry { run_at } = e.fail(&job, "later", false).await.unwrap() else {
+        panic!("a first failure is retried");
+    };
+    // Wait (by server time) until the retry is due, then queue fresh jobs ahead of its lease.
+    eventually(Duration::from_secs(30), "the retry comes due", || async {
+        e.server_time().await.unwrap() > run_at
+    })
+    .await;
+    let fresh: Vec<String> = e
+        .enqueue_raw(raw(q, 3))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.job.id)
+        .collect();
+    let mut order = Vec::new();
+    while order.len() < 4 {
+        let batch = e.lease(q, "w1", 1).await.unwrap();
+        for j in batch.jobs {
+            order.push(j.id.clone());
+            e.complete(&j).await.unwrap();
+        }
+    }
+    assert_eq!(order[..3], fresh[..], "first attempts first");
+    assert_eq!(order[3], retried, "then the retry");
 }
 
 async fn ticks_fleet_companions(e: &Engine) {
