@@ -69,6 +69,65 @@ pub async fn enqueue_noop(engine: &Engine, queue: Queue, n: usize) -> Result<f64
     Ok(n as f64 / began.elapsed().as_secs_f64().max(1e-9))
 }
 
+/// Redis `used_memory` in bytes (None on a Cluster, where it is per node).
+pub async fn used_memory(engine: &Engine) -> Option<u64> {
+    if engine.redis().is_cluster() {
+        return None;
+    }
+    let mut c = engine.redis();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The plain layout's bytes per finished job, as a same-run baseline: `n` no-op jobs kept
+/// the way a job hash per job plus a status index keeps them (one hash key per job with
+/// payload, status, attempts and times, and a sorted-set entry), measured by `used_memory`
+/// and deleted again. `None` on a Cluster.
+pub async fn baseline_hash_bytes(engine: &Engine, n: usize) -> Result<Option<f64>, EngineError> {
+    let Some(before) = used_memory(engine).await else {
+        return Ok(None);
+    };
+    let base = format!("{}:bench:{{hash}}:", engine.prefix());
+    let index = format!("{base}done");
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut c = engine.redis();
+    for start in (0..n).step_by(BATCH) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + BATCH).min(n) {
+            let id = crate::keys::new_job_id(Queue::Audit);
+            let payload =
+                serde_json::to_string(&noop_job(Queue::Audit).payload).unwrap_or_default();
+            pipe.hset_multiple(
+                format!("{base}job:{id}"),
+                &[
+                    ("payload", payload),
+                    ("status", "done".to_owned()),
+                    ("attempts", "1".to_owned()),
+                    ("max_attempts", "8".to_owned()),
+                    ("created_at", (now + i as i64).to_string()),
+                    ("run_at", (now + i as i64).to_string()),
+                    ("started_at", (now + i as i64 + 1).to_string()),
+                    ("finished_at", (now + i as i64 + 2).to_string()),
+                ],
+            )
+            .ignore()
+            .zadd(&index, &id, now + i as i64)
+            .ignore();
+        }
+        pipe.query_async::<()>(&mut c).await?;
+    }
+    let after = used_memory(engine).await;
+    let deleted = cleanup_pattern(engine, &format!("{base}*")).await;
+    deleted?;
+    Ok(after.map(|a| a.saturating_sub(before) as f64 / n.max(1) as f64))
+}
+
 /// A no-op job stamped with the current wall clock (µs since the epoch).
 pub fn noop_job(queue: Queue) -> NewJob {
     NewJob::new(queue, json!({ "t": now_us() }))
@@ -117,14 +176,19 @@ pub async fn cleanup(engine: &Engine) -> Result<u64, EngineError> {
         }
         return Ok(deleted);
     }
-    let pattern = format!("{}:*", engine.prefix());
+    cleanup_pattern(engine, &format!("{}:*", engine.prefix())).await
+}
+
+/// Deletes the keys matching `pattern` (standalone and Sentinel: one SCAN walk).
+async fn cleanup_pattern(engine: &Engine, pattern: &str) -> Result<u64, EngineError> {
+    let mut c = engine.redis();
     let mut cursor: u64 = 0;
     let mut deleted = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(&pattern)
+            .arg(pattern)
             .arg("COUNT")
             .arg(5_000)
             .query_async(&mut c)

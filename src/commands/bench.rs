@@ -5,7 +5,8 @@
 //! 1. `{"system":"vigil","n":..,"enqueue_jobs_per_s":..,"process_jobs_per_s":..,"p50_ms":..,"p99_ms":..}`
 //!    where process = drain of an N-job backlog at concurrency C, and p50/p99 = per-job time
 //!    from start to outcome recorded in Redis;
-//! 2. the baseline: raw pipelined LPUSH ops/s on the same single connection, and the ratios;
+//! 2. the baselines: raw pipelined LPUSH ops/s on the same single connection, the bytes a plain
+//!    one-hash-per-job layout holds for the same jobs, and the ratios;
 //! 3. with `--rate R`: a paced stream of R jobs/s, enqueue-to-start p50/p99.
 //!
 //! Keys live under a fresh `vigil-bench:<id>` prefix, deleted at the end.
@@ -97,22 +98,6 @@ fn queues_of(args: &BenchArgs) -> Vec<Queue> {
     }
 }
 
-/// Redis `used_memory` in bytes (None on a Cluster, where it is per node).
-async fn used_memory(engine: &Engine) -> Option<u64> {
-    if engine.redis().is_cluster() {
-        return None;
-    }
-    let mut c = engine.redis();
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut c)
-        .await
-        .ok()?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// Runs the benchmark.
 pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()> {
     let prefix = format!("vigil-bench:{}", vigil_queue::lease::new_ulid());
@@ -129,7 +114,7 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     let n = args.n.max(1) as usize;
     let queues = queues_of(args);
     let baseline = bench::baseline_lpush(engine, n).await?;
-    let memory_before = used_memory(engine).await;
+    let memory_before = bench::used_memory(engine).await;
     let began = Instant::now();
     let share = n.div_ceil(queues.len());
     let mut enqueued = 0;
@@ -162,10 +147,12 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     let drain = began.elapsed();
     let process = n as f64 / drain.as_secs_f64();
     // Finished jobs stay until their retention: what each one holds, payload included.
-    let per_job = match (memory_before, used_memory(engine).await) {
+    let per_job = match (memory_before, bench::used_memory(engine).await) {
         (Some(a), Some(b)) => Some((b.saturating_sub(a)) as f64 / n as f64),
         _ => None,
     };
+    // The same-run baseline: the plain one-hash-per-job layout's bytes for the same jobs.
+    let hash_per_job = bench::baseline_hash_bytes(engine, n.min(20_000)).await?;
     let mut held = std::mem::take(&mut *timings.held.lock().unwrap_or_else(|e| e.into_inner()));
     let line = json!({
         "system": "vigil",
@@ -188,6 +175,10 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
             "lpush_ops_per_s": process_round(baseline),
             "enqueue_vs_lpush": round3(enqueue / baseline),
             "process_vs_lpush": round3(process / baseline),
+            "hash_per_job_bytes": hash_per_job.map(process_round),
+            "finished_job_bytes_vs_hash_per_job": per_job
+                .zip(hash_per_job)
+                .map(|(v, h)| round3(v / h.max(1.0))),
             "p50_p99_meaning": "per job, from start to outcome recorded in Redis",
         })
     );
