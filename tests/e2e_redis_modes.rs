@@ -96,3 +96,109 @@ async fn vigil_runs_on_sentinel() {
     let url = format!("redis+sentinel://{}/{}", hosts.join(","), set.master_name());
     email_and_audit_end_to_end(&[("VIGIL_REDIS__URL", &url)]).await;
 }
+
+/// Under continuous API enqueues, `SENTINEL FAILOVER` with `redis.min_replicas_ack = 1`: every
+/// email the API acknowledged (202) is delivered exactly once. A client that gets a 503 retries
+/// with the same `Idempotency-Key`, as the error body tells it to. A job outcome written to the
+/// old master in its last moment is not replicated (outcomes are not replica-confirmed): that
+/// job runs again once its lease (5 s here) expires, and the mailer's delivery record keeps
+/// the second run from sending again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vigil_run_delivers_every_acknowledged_email_once_through_a_sentinel_failover() {
+    let set = SentinelSet::start();
+    let hosts: Vec<String> = set
+        .sentinel_ports()
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let url = format!("redis+sentinel://{}/{}", hosts.join(","), set.master_name());
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_REDIS__URL", &url),
+            ("VIGIL_REDIS__MIN_REPLICAS_ACK", "1"),
+            ("VIGIL_REDIS__REPLICA_ACK_TIMEOUT_MS", "1000"),
+            ("VIGIL_ENGINE__LEASE_SECONDS", "5"),
+            ("VIGIL_SMTP__RATE_PER_MINUTE", "60000"),
+            ("VIGIL_RATE_LIMIT__AUTHENTICATED_PER_MINUTE", "100000"),
+        ],
+    );
+    vigil.add_user("alice", "admin");
+    let daemon = vigil.start("run").await;
+    let (base, token) = (vigil.base(), vigil.token("alice").await);
+    const N: usize = 120;
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let traffic = {
+        let (base, token, acked) = (base.clone(), token.clone(), acked.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut ids, mut refused) = (Vec::new(), 0);
+            for i in 0..N {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    let res = client
+                        .post(format!("{base}/api/v1/jobs/email"))
+                        .bearer_auth(&token)
+                        .header("Idempotency-Key", format!("failover-{i}"))
+                        .json(&json!({"payload": {"to": ["soc@example.com"],
+                            "subject": format!("failover {i}"), "body": {"text": "x"}}}))
+                        .send()
+                        .await;
+                    if let Ok(r) = res {
+                        if r.status() == 202 {
+                            let job: Value = r.json().await.unwrap();
+                            ids.push(job["id"].as_str().unwrap().to_owned());
+                            acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                        assert_eq!(r.status(), 503, "only 'unavailable' while Redis fails over");
+                    }
+                    refused += 1;
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "enqueue {i} never accepted"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            (ids, refused)
+        })
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while acked.load(std::sync::atomic::Ordering::Relaxed) < N / 3 {
+        assert!(std::time::Instant::now() < until, "enqueues did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old = set.master_port();
+    tokio::task::block_in_place(|| set.failover());
+    assert_ne!(set.master_port(), old, "the master changed");
+    let (ids, refused) = traffic.await.unwrap();
+    eprintln!(
+        "API enqueues through SENTINEL FAILOVER: {N} acknowledged, {refused} answers were 503 and retried"
+    );
+    for id in &ids {
+        let job = wait_status(&base, &token, id, "done").await;
+        if job["status"] != "done" {
+            let logs = daemon.logs();
+            let tail: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            panic!("{job}\n{}", tail.join("\n"));
+        }
+    }
+    let messages = smtp.wait_for(N, Duration::from_secs(30)).await;
+    let mut subjects: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.header("Subject"))
+        .collect();
+    subjects.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("failover {i}")).collect();
+    want.sort();
+    assert_eq!(
+        subjects, want,
+        "every acknowledged email, each exactly once"
+    );
+    assert!(daemon.terminate().await.success());
+}
