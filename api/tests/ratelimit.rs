@@ -77,3 +77,51 @@ async fn users_are_counted_apart_from_anonymous_callers_and_groups_can_have_thei
     // Anonymous callers still have their default budget.
     app.get("/api/v1/queues", None).await.expect(401);
 }
+
+/// The shared budget on a Redis Cluster (callers' windows land on different shards) and on a
+/// Sentinel master, started by the test: counts are exact and the budget holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_holds_on_a_cluster_and_on_sentinel() {
+    use vigil_api::ratelimit::{Caller, RateLimiter};
+    use vigil_queue::{Connector, RedisMode, RedisSettings};
+    use vigil_testkit::redis_topology::{RedisCluster, SentinelSet};
+
+    let cluster = RedisCluster::start(3, 0);
+    let set = SentinelSet::start();
+    let deployments = [
+        RedisSettings {
+            mode: RedisMode::Cluster,
+            nodes: cluster.nodes(),
+            ..RedisSettings::default()
+        },
+        RedisSettings {
+            mode: RedisMode::Sentinel,
+            sentinels: set.sentinel_urls(),
+            master_name: set.master_name().to_owned(),
+            password: set.password().map(str::to_owned),
+            ..RedisSettings::default()
+        },
+    ];
+    for redis in deployments {
+        let conn = Connector::new(&redis).unwrap().shared().await.unwrap();
+        let mut settings = vigil_api::settings::RateLimitSettings::default();
+        settings.authenticated_per_minute = 3;
+        let limiter = RateLimiter::new(conn, "rl-topology", settings);
+        // Enough callers that their keys fall on every shard of the cluster.
+        for user in (0..12).map(|i| format!("user-{i}")) {
+            let caller = Caller::User(user.clone());
+            for left in (0..3u64).rev() {
+                let d = limiter.check("jobs", &caller).await.unwrap();
+                assert!(d.allowed, "{:?}: {user} within budget", redis.mode);
+                assert_eq!(d.remaining, left);
+            }
+            let d = limiter.check("jobs", &caller).await.unwrap();
+            assert!(
+                !d.allowed,
+                "{:?}: {user}'s fourth request is refused",
+                redis.mode
+            );
+            assert!((1..=60).contains(&d.reset_secs));
+        }
+    }
+}
