@@ -61,6 +61,17 @@ pub fn validate(loaded: &Loaded, role: Role) -> Vec<ConfigProblem> {
     redis(&mut p, s);
     if role.runs_api() {
         p.check("http.listen", listen_address(&s.http.listen));
+        p.check(
+            "http.trusted_proxies",
+            vigil_api::proxy::TrustedProxies::parse(&s.http.trusted_proxies).map(|_| ()),
+        );
+        if s.http.trust_forwarded_for.is_some() {
+            p.add(
+                "http.trust_forwarded_for",
+                "was replaced by http.trusted_proxies: list the proxies' addresses or CIDRs \
+                 (e.g. [\"10.0.0.0/8\"]); forwarding headers from other peers are ignored",
+            );
+        }
         auth(&mut p, s);
     }
     if role == Role::Worker
@@ -145,6 +156,9 @@ fn auth(p: &mut Problems<'_>, s: &Settings) {
             _ => "",
         };
         p.add(&key, format!("{e}{hint}"));
+    }
+    if let Err((key, message)) = s.auth.lockout.validate() {
+        p.add(&format!("auth.lockout.{key}"), message);
     }
 }
 

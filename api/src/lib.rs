@@ -6,7 +6,8 @@
 //!
 //! # Routes
 //! - `/docs` Swagger UI, `/openapi.json` the spec; `/health`, `/ready`, `/metrics`.
-//! - `/api/v1/auth/token`, `/api/v1/auth/refresh`.
+//! - `/api/v1/auth/token`, `/api/v1/auth/refresh`, `/api/v1/auth/logout`,
+//!   `/api/v1/auth/lockouts`.
 //! - `/api/v1/jobs/{okta_fetch|email|audit|alert_escalation}` (POST: enqueue),
 //!   `/api/v1/jobs`, `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/retry`, `/api/v1/jobs/{id}/cancel`.
 //! - `/api/v1/queues`, `/api/v1/queues/{queue}/pause`, `/api/v1/queues/{queue}/resume`.
@@ -19,6 +20,7 @@
 //!   error shape, security headers, metrics, logging).
 //! - [`auth`]: tokens (vigil's and an external OIDC issuer's), passwords, roles.
 //! - [`ratelimit`]: budgets shared across instances through one Redis Lua script.
+//! - [`proxy`]: the client address, believing forwarding headers only from trusted proxies.
 //! - [`error`]: the one error shape. [`audit`]: the one door to the audit trail.
 //! - [`metrics`]: HTTP metrics. [`routes`]: one module per resource (see its doc to add one).
 //! - [`probes`]: `/health`, `/ready`, `/metrics` of a process without the API (`vigil worker`).
@@ -30,6 +32,7 @@ pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod probes;
+pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
 pub mod settings;
@@ -73,11 +76,18 @@ pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
     } else {
         let cors = Cors::new()
             .allow_origins(http.cors_origins.iter().map(String::as_str))
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
             .allow_headers([
                 "authorization",
                 "content-type",
                 "idempotency-key",
+                "x-api-key",
                 "x-request-id",
             ])
             .expose_headers([
