@@ -65,6 +65,13 @@ pub fn validate(loaded: &Loaded, role: Role) -> Vec<ConfigProblem> {
             "http.trusted_proxies",
             vigil_api::proxy::TrustedProxies::parse(&s.http.trusted_proxies).map(|_| ()),
         );
+        if let Err(e) = s.http.tls_config() {
+            let key = e.split(':').next().unwrap_or("http.tls_cert").to_owned();
+            p.add(
+                &key,
+                e.split_once(": ").map_or(e.clone(), |(_, m)| m.to_owned()),
+            );
+        }
         if s.http.trust_forwarded_for.is_some() {
             p.add(
                 "http.trust_forwarded_for",

@@ -55,6 +55,8 @@ pub struct Pipeline<E> {
     /// operationId -> OpenAPI path template (`/api/v1/jobs/{id}`), the metrics' route label.
     templates: HashMap<String, String>,
     proxies: TrustedProxies,
+    /// Send `Strict-Transport-Security` (the listener speaks TLS).
+    hsts: bool,
 }
 
 impl<E> Pipeline<E> {
@@ -63,11 +65,13 @@ impl<E> Pipeline<E> {
         // Checked at startup (`ApiState::new`, check-config); an error here cannot happen.
         let proxies =
             TrustedProxies::parse(&state.settings().http.trusted_proxies).unwrap_or_default();
+        let hsts = state.settings().http.tls();
         Self {
             inner,
             state,
             templates: route_templates(spec),
             proxies,
+            hsts,
         }
     }
 }
@@ -117,6 +121,12 @@ impl<E: Endpoint> Endpoint for Pipeline<E> {
                 resp = reshape_error(resp, &request_id).await;
             }
             finish_headers(&mut resp, &request_id, &path, limit);
+            if self.hsts {
+                resp.headers_mut().insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000"),
+                );
+            }
             let status = resp.status().as_u16();
             let elapsed = started.elapsed().as_secs_f64();
             self.state

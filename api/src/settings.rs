@@ -25,6 +25,32 @@ pub struct HttpSettings {
     pub trust_forwarded_for: Option<bool>,
     /// The public base URL, used in the OpenAPI `servers` list; empty for relative.
     pub public_url: String,
+    /// TLS certificate chain, PEM (set `tls_cert_file`). With `tls_key`, the listener speaks
+    /// HTTPS only and answers with `Strict-Transport-Security`.
+    pub tls_cert: Option<String>,
+    /// TLS private key, PEM (set `tls_key_file`).
+    #[serde(serialize_with = "redacted")]
+    pub tls_key: Option<SecretString>,
+}
+
+impl HttpSettings {
+    /// True when TLS is configured.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_key.is_some()
+    }
+
+    /// The TLS server configuration, if TLS is configured; the error names the key.
+    pub fn tls_config(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        use secrecy::ExposeSecret;
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                crate::tls::server_config(cert, key.expose_secret()).map(Some)
+            }
+            (Some(_), None) => Err("http.tls_key: required with http.tls_cert".to_owned()),
+            (None, Some(_)) => Err("http.tls_cert: required with http.tls_key".to_owned()),
+        }
+    }
 }
 
 impl Default for HttpSettings {
@@ -36,6 +62,8 @@ impl Default for HttpSettings {
             trusted_proxies: Vec::new(),
             trust_forwarded_for: None,
             public_url: String::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

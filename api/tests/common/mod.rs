@@ -238,8 +238,13 @@ impl Drop for Served {
 impl TestApp {
     /// Serves this app over TCP, so requests come from real source addresses.
     pub async fn serve(&self) -> Served {
-        let listening = vigil_api::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listening.local_addr());
+        let mut listening = vigil_api::bind("127.0.0.1:0").await.expect("bind");
+        let mut scheme = "http";
+        if let Some(config) = self.state.settings().http.tls_config().expect("TLS config") {
+            listening = listening.with_tls(config);
+            scheme = "https";
+        }
+        let base = format!("{scheme}://{}", listening.local_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = self.state.clone();
         tokio::spawn(async move {
