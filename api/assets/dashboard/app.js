@@ -33,10 +33,10 @@ function list(body, ...keys) {
 
 // Refresh tokens rotate and a retired one revokes the whole session, so concurrent 401s
 // share one refresh instead of each sending the same token.
-let refreshing = null;
+let tokenRefresh = null;
 function refreshTokens() {
-  if (!refreshing) refreshing = refreshOnce().finally(() => { refreshing = null; });
-  return refreshing;
+  if (!tokenRefresh) tokenRefresh = refreshOnce().finally(() => { tokenRefresh = null; });
+  return tokenRefresh;
 }
 
 async function refreshOnce() {
