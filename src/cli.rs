@@ -88,6 +88,12 @@ pub enum UserCommand {
         #[arg(long, value_parser = ["admin", "analyst"])]
         role: String,
     },
+    /// Revoke every sign-in session of a user: their refresh tokens and the access tokens of
+    /// those sessions stop working (within auth.user_cache_seconds); they may sign in again.
+    RevokeSessions {
+        /// Login name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -61,6 +61,24 @@ pub fn validate(loaded: &Loaded, role: Role) -> Vec<ConfigProblem> {
     redis(&mut p, s);
     if role.runs_api() {
         p.check("http.listen", listen_address(&s.http.listen));
+        p.check(
+            "http.trusted_proxies",
+            vigil_api::proxy::TrustedProxies::parse(&s.http.trusted_proxies).map(|_| ()),
+        );
+        if let Err(e) = s.http.tls_config() {
+            let key = e.split(':').next().unwrap_or("http.tls_cert").to_owned();
+            p.add(
+                &key,
+                e.split_once(": ").map_or(e.clone(), |(_, m)| m.to_owned()),
+            );
+        }
+        if s.http.trust_forwarded_for.is_some() {
+            p.add(
+                "http.trust_forwarded_for",
+                "was replaced by http.trusted_proxies: list the proxies' addresses or CIDRs \
+                 (e.g. [\"10.0.0.0/8\"]); forwarding headers from other peers are ignored",
+            );
+        }
         auth(&mut p, s);
     }
     if role == Role::Worker
@@ -145,6 +163,9 @@ fn auth(p: &mut Problems<'_>, s: &Settings) {
             _ => "",
         };
         p.add(&key, format!("{e}{hint}"));
+    }
+    if let Err((key, message)) = s.auth.lockout.validate() {
+        p.add(&format!("auth.lockout.{key}"), message);
     }
 }
 

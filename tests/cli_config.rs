@@ -126,6 +126,30 @@ fn check_config_rejects_every_config_that_cannot_start() {
             "at least 32 bytes",
         ),
         (
+            "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            &[SECRET],
+            "`http.trusted_proxies` (file config.toml)",
+            "prefix length must be 0 to 32",
+        ),
+        (
+            "[http]\ntrust_forwarded_for = true\n",
+            &[SECRET],
+            "`http.trust_forwarded_for`",
+            "replaced by http.trusted_proxies",
+        ),
+        (
+            "[http]\ntls_cert = \"not a certificate\"\ntls_key = \"x\"\n",
+            &[SECRET],
+            "`http.tls_cert`",
+            "no certificate found",
+        ),
+        (
+            "[auth.lockout]\nbase_lock_ms = 1000\nmax_lock_ms = 10\n",
+            &[SECRET],
+            "`auth.lockout.max_lock_ms` (file config.toml)",
+            "at least base_lock_ms",
+        ),
+        (
             "[schedules.okta_fetch]\ncron = \"every minute\"\nqueue = \"okta_fetch\"\n",
             &[SECRET],
             "`schedules.okta_fetch.cron` (file config.toml)",

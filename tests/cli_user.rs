@@ -1,5 +1,6 @@
-//! `vigil user disable|enable|set-password|set-role` against a running `vigil api`: each
-//! change takes effect at sign-in and is in the audit trail.
+//! `vigil user disable|enable|set-password|set-role|revoke-sessions` against a running
+//! `vigil api`: each change takes effect at sign-in (revoked sessions at once) and is in the
+//! audit trail.
 
 mod support;
 
@@ -45,6 +46,29 @@ async fn users_can_be_reenabled_given_a_new_password_and_a_new_role() {
         );
     }
 
+    // Revoking bob's sessions ends his signed-in tokens (access and refresh) at once.
+    let (_, t) = vigil.sign_in("bob", NEW_PASSWORD).await;
+    let access = t["access_token"].as_str().unwrap();
+    let queues = format!("{}/api/v1/queues", vigil.base());
+    let get = |token: &str| {
+        reqwest::Client::new()
+            .get(&queues)
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(get(access).await.unwrap().status().as_u16(), 200);
+    let out = vigil.user(&["revoke-sessions", "bob"], "");
+    ok(out);
+    assert_eq!(get(access).await.unwrap().status().as_u16(), 401);
+    let refreshed = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/refresh", vigil.base()))
+        .json(&serde_json::json!({"refresh_token": t["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status().as_u16(), 401);
+    assert_eq!(vigil.sign_in("bob", NEW_PASSWORD).await.0, 200);
+
     let missing = vigil.user(&["enable", "nobody"], "");
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing).contains("no user named `nobody`"));
@@ -59,6 +83,7 @@ async fn users_can_be_reenabled_given_a_new_password_and_a_new_role() {
             ("user.enable", "bob"),
             ("user.set_password", "bob"),
             ("user.set_role", "bob"),
+            ("user.revoke_sessions", "bob"),
         ],
     )
     .await;

@@ -19,12 +19,18 @@ use tracing::Instrument;
 
 use crate::auth::Identified;
 use crate::error::{ErrorBody, code_for_status};
+use crate::proxy::TrustedProxies;
 use crate::ratelimit::{Caller, Decision};
 use crate::state::ApiState;
 
 /// The id of the current request (request data, for handlers and audit records).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
+
+/// The client's IP address as the pipeline determined it (request data, for handlers'
+/// audit records and per-IP limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIp(pub String);
 
 /// The header carrying the request id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -48,15 +54,24 @@ pub struct Pipeline<E> {
     state: ApiState,
     /// operationId -> OpenAPI path template (`/api/v1/jobs/{id}`), the metrics' route label.
     templates: HashMap<String, String>,
+    proxies: TrustedProxies,
+    /// Send `Strict-Transport-Security` (the listener speaks TLS).
+    hsts: bool,
 }
 
 impl<E> Pipeline<E> {
     /// `spec` is the OpenAPI document (JSON), read for the route templates.
     pub fn new(inner: E, state: ApiState, spec: &str) -> Self {
+        // Checked at startup (`ApiState::new`, check-config); an error here cannot happen.
+        let proxies =
+            TrustedProxies::parse(&state.settings().http.trusted_proxies).unwrap_or_default();
+        let hsts = state.settings().http.tls();
         Self {
             inner,
             state,
             templates: route_templates(spec),
+            proxies,
+            hsts,
         }
     }
 }
@@ -106,6 +121,12 @@ impl<E: Endpoint> Endpoint for Pipeline<E> {
                 resp = reshape_error(resp, &request_id).await;
             }
             finish_headers(&mut resp, &request_id, &path, limit);
+            if self.hsts {
+                resp.headers_mut().insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000"),
+                );
+            }
             let status = resp.status().as_u16();
             let elapsed = started.elapsed().as_secs_f64();
             self.state
@@ -142,9 +163,11 @@ impl<E: Endpoint> Pipeline<E> {
             }
         }
 
+        let ip = self.client_ip(&req);
+        req.set_data(ClientIp(ip.clone()));
         let mut decision = None;
         if let Some(group) = self.state.limiter().group_of(path) {
-            let caller = self.caller(&mut req).await;
+            let caller = self.caller(&mut req, ip).await;
             // A limiter that cannot reach Redis quickly lets the request through at once
             // (the route itself then answers, or fails with its own bounded timeout).
             let checked = tokio::time::timeout(
@@ -190,8 +213,9 @@ impl<E: Endpoint> Pipeline<E> {
         (resp, decision)
     }
 
-    /// The caller the rate limit counts: the token's user when the token verifies, else the IP.
-    async fn caller(&self, req: &mut Request) -> Caller {
+    /// The caller the rate limit counts: the token's user (or API key) when it verifies, else
+    /// the IP.
+    async fn caller(&self, req: &mut Request, ip: String) -> Caller {
         let token = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -200,34 +224,34 @@ impl<E: Endpoint> Pipeline<E> {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
+            .or_else(|| {
+                req.headers()
+                    .get(crate::auth::API_KEY_HEADER)
+                    .and_then(|v| v.to_str().ok())
+            })
             .map(|t| t.trim().to_owned());
         if let Some(token) = token {
             let result = self.state.auth().identify(&token).await;
-            let name = result.as_ref().ok().map(|p| p.username.clone());
+            let caller = result.as_ref().ok().map(|p| match &p.api_key {
+                Some(k) => Caller::Key {
+                    id: k.id.clone(),
+                    per_minute: k.rate_per_minute,
+                },
+                None => Caller::User(p.username.clone()),
+            });
             req.set_data(Identified(token, result));
-            if let Some(name) = name {
-                return Caller::User(name);
+            if let Some(caller) = caller {
+                return caller;
             }
         }
-        Caller::Anonymous(self.client_ip(req))
+        Caller::Anonymous(ip)
     }
 
     fn client_ip(&self, req: &Request) -> String {
-        if self.state.settings().http.trust_forwarded_for
-            && let Some(first) = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-        {
-            return first.to_owned();
+        match req.remote_addr().as_socket_addr() {
+            Some(peer) => self.proxies.client_ip(peer.ip(), req.headers()).to_string(),
+            None => "unknown".to_owned(),
         }
-        req.remote_addr()
-            .as_socket_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned())
     }
 }
 

@@ -53,9 +53,14 @@ pub enum ApiError {
     /// The body is well-formed but a field breaks a rule.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// Too many requests; see `Retry-After`.
+    /// Too many requests, or an account locked after failed sign-ins; see `Retry-After`.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>),
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        Option<u64>,
+    ),
     /// An internal error (details are in the logs under the request id).
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -98,6 +103,10 @@ impl ApiError {
     }
     pub fn unprocessable(message: impl Into<String>) -> Self {
         ApiError::Unprocessable(body("validation_failed", message))
+    }
+    /// 429 with `Retry-After: retry_after_secs`.
+    pub fn too_many(code: &str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+        ApiError::TooManyRequests(body(code, message), Some(retry_after_secs))
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError::Unavailable(body("unavailable", message))

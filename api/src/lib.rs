@@ -6,7 +6,8 @@
 //!
 //! # Routes
 //! - `/docs` Swagger UI, `/openapi.json` the spec; `/health`, `/ready`, `/metrics`.
-//! - `/api/v1/auth/token`, `/api/v1/auth/refresh`.
+//! - `/api/v1/auth/token`, `/api/v1/auth/refresh`, `/api/v1/auth/logout`,
+//!   `/api/v1/auth/lockouts`.
 //! - `/api/v1/jobs/{okta_fetch|email|audit|alert_escalation}` (POST: enqueue),
 //!   `/api/v1/jobs`, `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/retry`, `/api/v1/jobs/{id}/cancel`.
 //! - `/api/v1/queues`, `/api/v1/queues/{queue}/pause`, `/api/v1/queues/{queue}/resume`.
@@ -19,6 +20,8 @@
 //!   error shape, security headers, metrics, logging).
 //! - [`auth`]: tokens (vigil's and an external OIDC issuer's), passwords, roles.
 //! - [`ratelimit`]: budgets shared across instances through one Redis Lua script.
+//! - [`tls`]: optional HTTPS for the listener (rustls).
+//! - [`proxy`]: the client address, believing forwarding headers only from trusted proxies.
 //! - [`error`]: the one error shape. [`audit`]: the one door to the audit trail.
 //! - [`metrics`]: HTTP metrics. [`routes`]: one module per resource (see its doc to add one).
 //! - [`probes`]: `/health`, `/ready`, `/metrics` of a process without the API (`vigil worker`).
@@ -30,10 +33,12 @@ pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod probes;
+pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
 pub mod settings;
 pub mod state;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -73,11 +78,18 @@ pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
     } else {
         let cors = Cors::new()
             .allow_origins(http.cors_origins.iter().map(String::as_str))
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
             .allow_headers([
                 "authorization",
                 "content-type",
                 "idempotency-key",
+                "x-api-key",
                 "x-request-id",
             ])
             .expose_headers([
@@ -97,6 +109,7 @@ pub struct Listening {
     acceptor: TcpAcceptor,
     addr: SocketAddr,
     drain: Duration,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// How long in-flight requests may finish after the shutdown future resolves, by default.
@@ -106,6 +119,13 @@ impl Listening {
     /// The bound address (the real port when `:0` was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serves HTTPS with `config` instead of plain HTTP.
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        tracing::info!(port = self.addr.port(), "TLS on: https://{}", self.addr);
+        self.tls = Some(config);
+        self
     }
 
     /// Lets in-flight requests finish for up to `drain` after the shutdown future resolves
@@ -131,11 +151,22 @@ impl Listening {
         endpoint: impl Endpoint + 'static,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        Server::new_with_acceptor(self.acceptor)
-            .name("vigil")
-            .idle_timeout(Duration::from_secs(60))
-            .run_with_graceful_shutdown(endpoint, shutdown, Some(self.drain))
-            .await
+        match self.tls {
+            Some(config) => {
+                Server::new_with_acceptor(tls::TlsAcceptor::new(self.acceptor, config))
+                    .name("vigil")
+                    .idle_timeout(Duration::from_secs(60))
+                    .run_with_graceful_shutdown(endpoint, shutdown, Some(self.drain))
+                    .await
+            }
+            None => {
+                Server::new_with_acceptor(self.acceptor)
+                    .name("vigil")
+                    .idle_timeout(Duration::from_secs(60))
+                    .run_with_graceful_shutdown(endpoint, shutdown, Some(self.drain))
+                    .await
+            }
+        }
     }
 }
 
@@ -152,6 +183,7 @@ pub async fn bind(addr: &str) -> std::io::Result<Listening> {
         acceptor,
         addr: bound,
         drain: DEFAULT_DRAIN,
+        tls: None,
     })
 }
 
@@ -160,6 +192,10 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let listening = bind(&state.settings().http.listen).await?;
+    let http = &state.settings().http;
+    let mut listening = bind(&http.listen).await?;
+    if let Some(config) = http.tls_config().map_err(std::io::Error::other)? {
+        listening = listening.with_tls(config);
+    }
     listening.run(state, shutdown).await
 }

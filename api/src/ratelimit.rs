@@ -3,7 +3,8 @@
 //! A fixed one-minute window per (route group, caller): one Lua script increments the
 //! counter, starts the window on the first hit and returns the count and the time left, so
 //! concurrent requests on any number of instances are counted exactly. Callers with a valid
-//! token are counted per user, others per client IP. If Redis cannot be reached the request
+//! token are counted per user, API keys per key (with the key's own budget when it has one),
+//! others per client IP. If Redis cannot be reached the request
 //! is let through (logged): rate limiting must not take the API down with it.
 
 use vigil_queue::RedisConn;
@@ -32,6 +33,8 @@ pub enum Caller {
     Anonymous(String),
     /// A request with a valid token, by username.
     User(String),
+    /// A request with a valid API key, by key id, with the key's own budget if it has one.
+    Key { id: String, per_minute: Option<u64> },
 }
 
 /// The outcome of one check, with what the `X-RateLimit-*` headers say.
@@ -96,6 +99,10 @@ impl RateLimiter {
         let (limit, who) = match caller {
             Caller::Anonymous(ip) => (budget.anonymous_per_minute, format!("ip:{ip}")),
             Caller::User(name) => (budget.authenticated_per_minute, format!("user:{name}")),
+            Caller::Key { id, per_minute } => (
+                per_minute.unwrap_or(budget.authenticated_per_minute),
+                format!("key:{id}"),
+            ),
         };
         let key = format!("{}:ratelimit:{bucket}:{who}", self.prefix);
         let mut conn = self.conn.clone();

@@ -17,10 +17,40 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Origins allowed by CORS; empty means CORS is off (no CORS headers at all).
     pub cors_origins: Vec<String>,
-    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Peers (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For` headers are believed;
+    /// from any other peer the socket address is the client (see [`crate::proxy`]).
+    pub trusted_proxies: Vec<String>,
+    /// Removed: replaced by `trusted_proxies` (setting it is a config error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_forwarded_for: Option<bool>,
     /// The public base URL, used in the OpenAPI `servers` list; empty for relative.
     pub public_url: String,
+    /// TLS certificate chain, PEM (set `tls_cert_file`). With `tls_key`, the listener speaks
+    /// HTTPS only and answers with `Strict-Transport-Security`.
+    pub tls_cert: Option<String>,
+    /// TLS private key, PEM (set `tls_key_file`).
+    #[serde(serialize_with = "redacted")]
+    pub tls_key: Option<SecretString>,
+}
+
+impl HttpSettings {
+    /// True when TLS is configured.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_key.is_some()
+    }
+
+    /// The TLS server configuration, if TLS is configured; the error names the key.
+    pub fn tls_config(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        use secrecy::ExposeSecret;
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                crate::tls::server_config(cert, key.expose_secret()).map(Some)
+            }
+            (Some(_), None) => Err("http.tls_key: required with http.tls_cert".to_owned()),
+            (None, Some(_)) => Err("http.tls_cert: required with http.tls_key".to_owned()),
+        }
+    }
 }
 
 impl Default for HttpSettings {
@@ -29,8 +59,11 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:8080".to_owned(),
             max_body_bytes: 1024 * 1024,
             cors_origins: Vec::new(),
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            trust_forwarded_for: None,
             public_url: String::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -76,6 +109,67 @@ pub struct AuthSettings {
     pub user_cache_seconds: u64,
     /// Optionally also accept tokens of an external OpenID Connect issuer.
     pub oidc: Option<OidcSettings>,
+    /// Per-account protection against password guessing.
+    pub lockout: LockoutSettings,
+}
+
+/// `[auth.lockout]`: after `max_failures` failed sign-ins for one account name within
+/// `window_seconds` (from any number of addresses), that name is locked for `base_lock_ms`;
+/// each further lock lasts twice as long, up to `max_lock_ms`. A successful sign-in (after
+/// the lock) or an admin's unlock resets it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockoutSettings {
+    pub enabled: bool,
+    pub max_failures: u32,
+    pub window_seconds: u64,
+    pub base_lock_ms: u64,
+    pub max_lock_ms: u64,
+}
+
+impl Default for LockoutSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_failures: 5,
+            window_seconds: 900,
+            base_lock_ms: 60_000,
+            max_lock_ms: 3_600_000,
+        }
+    }
+}
+
+impl LockoutSettings {
+    /// The problem with these values, naming the key under `auth.lockout`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.max_failures == 0 {
+            return Err(("max_failures", "must be at least 1".to_owned()));
+        }
+        if self.window_seconds == 0 {
+            return Err(("window_seconds", "must be at least 1".to_owned()));
+        }
+        if self.base_lock_ms == 0 {
+            return Err(("base_lock_ms", "must be at least 1".to_owned()));
+        }
+        if self.max_lock_ms < self.base_lock_ms {
+            return Err((
+                "max_lock_ms",
+                format!("must be at least base_lock_ms ({})", self.base_lock_ms),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store's policy.
+    pub fn policy(&self) -> vigil_store::lockouts::Policy {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        vigil_store::lockouts::Policy {
+            max_failures: i64::from(self.max_failures),
+            window_ms: ms(self.window_seconds.saturating_mul(1000)),
+            base_lock_ms: ms(self.base_lock_ms),
+            max_lock_ms: ms(self.max_lock_ms),
+        }
+    }
 }
 
 impl Default for AuthSettings {
@@ -93,6 +187,7 @@ impl Default for AuthSettings {
             leeway_seconds: 30,
             user_cache_seconds: 5,
             oidc: None,
+            lockout: LockoutSettings::default(),
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum SetupError {
     Key(#[from] KeyError),
     #[error("auth.oidc: {0}")]
     Oidc(String),
+    #[error("http.trusted_proxies: {0}")]
+    Proxies(String),
     #[error("cannot register the HTTP metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -77,6 +79,8 @@ impl ApiState {
         registry: Registry,
     ) -> Result<ApiState, SetupError> {
         let keys = TokenKeys::from_settings(&settings.auth)?;
+        crate::proxy::TrustedProxies::parse(&settings.http.trusted_proxies)
+            .map_err(SetupError::Proxies)?;
         let oidc = match &settings.auth.oidc {
             Some(o) => Some(OidcVerifier::new(o.clone()).map_err(SetupError::Oidc)?),
             None => None,

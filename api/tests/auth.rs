@@ -24,6 +24,7 @@ fn claims(sub: &str) -> Claims {
         jti: "t".into(),
         token_type: TokenType::Access,
         role: UserRole::Admin,
+        sid: None,
     }
 }
 

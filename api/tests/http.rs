@@ -101,6 +101,54 @@ async fn cors_only_for_configured_origins() {
         a.header("access-control-allow-origin"),
         Some("https://soc.example.com")
     );
+    // A cross-origin client may acknowledge an alert: PATCH with a token and a JSON body.
+    let resp = app
+        .client
+        .request(Method::OPTIONS, "/api/v1/alerts/1")
+        .header("Origin", "https://soc.example.com")
+        .header("Access-Control-Request-Method", "PATCH")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type, idempotency-key",
+        )
+        .send()
+        .await;
+    let a = TestApp::answer(resp).await;
+    assert!(a.status.is_success(), "{} {}", a.status, a.text);
+    assert_eq!(
+        a.header("access-control-allow-origin"),
+        Some("https://soc.example.com")
+    );
+    let methods = a
+        .header("access-control-allow-methods")
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    for m in ["GET", "POST", "PATCH", "DELETE", "OPTIONS"] {
+        assert!(methods.contains(m), "{m} in {methods}");
+    }
+    let headers = a
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for h in ["authorization", "content-type", "idempotency-key"] {
+        assert!(headers.contains(h), "{h} in {headers}");
+    }
+    // A method outside the list is refused in preflight.
+    let resp = app
+        .client
+        .request(Method::OPTIONS, "/api/v1/alerts/1")
+        .header("Origin", "https://soc.example.com")
+        .header("Access-Control-Request-Method", "PUT")
+        .send()
+        .await;
+    let a = TestApp::answer(resp).await;
+    assert_ne!(
+        a.header("access-control-allow-origin"),
+        Some("https://soc.example.com"),
+        "PUT is not allowed: {} {}",
+        a.status,
+        a.text
+    );
     let resp = app
         .client
         .get("/health")

@@ -1,5 +1,5 @@
-//! `vigil user add|list|disable|enable|set-password|set-role`: manage the API's users from
-//! the command line.
+//! `vigil user add|list|disable|enable|set-password|set-role|revoke-sessions`: manage the
+//! API's users from the command line.
 //!
 //! `add` reads the password from a hidden prompt on a terminal, else one line of stdin (so
 //! `printf '%s\n' "$PW" | vigil user add alice --role admin` works in scripts), and stores
@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use vigil_api::audit::{self, Entry};
 use vigil_api::auth::password;
 use vigil_jobs::AuditActor;
+use vigil_store::sessions;
 use vigil_store::users::{self, UserRole};
 
 use crate::cli::UserCommand;
@@ -49,6 +50,7 @@ pub async fn run(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<()> {
             let done = apply(settings, &db, name, users::Change::Role(role)).await;
             done.map(|()| println!("{name} is now {role}"))
         }
+        UserCommand::RevokeSessions { name } => revoke_sessions(settings, &db, name).await,
     };
     db.close().await;
     outcome
@@ -100,6 +102,31 @@ async fn list(db: &vigil_store::Db) -> anyhow::Result<()> {
             u.created_at.format("%Y-%m-%d %H:%M UTC"),
         );
     }
+    Ok(())
+}
+
+/// Revokes every session of `name` (audited as `user.revoke_sessions`).
+async fn revoke_sessions(
+    settings: &Settings,
+    db: &vigil_store::Db,
+    name: &str,
+) -> anyhow::Result<()> {
+    if users::find(db, name).await?.is_none() {
+        bail!("no user named `{name}`");
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let revoked = sessions::revoke_user(db, name, sessions::reason::ADMIN, now).await?;
+    audit_cli(
+        settings,
+        "user.revoke_sessions",
+        name,
+        serde_json::json!({"sessions": revoked}),
+    )
+    .await;
+    println!(
+        "revoked {} session(s) of {name}: their tokens stop working within auth.user_cache_seconds",
+        revoked.len()
+    );
     Ok(())
 }
 

@@ -101,7 +101,10 @@ impl Application {
                 registry.clone(),
             )
             .context("while setting up the API")?;
-            let listening = bind("http.listen", &settings.http.listen, loaded).await?;
+            let mut listening = bind("http.listen", &settings.http.listen, loaded).await?;
+            if let Some(config) = settings.http.tls_config().map_err(|e| anyhow!(e))? {
+                listening = listening.with_tls(config);
+            }
             Some(Server::Api { state, listening })
         } else if let Some(addr) = settings.worker.listen_addr() {
             Some(Server::Probes(bind("worker.listen", addr, loaded).await?))

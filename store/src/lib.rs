@@ -18,12 +18,15 @@
 //! - one module per table group, each owning its queries (added by each feature).
 
 pub mod alerts;
+pub mod api_keys;
 pub mod audit;
 pub mod db;
 pub mod emails;
 pub mod events;
+pub mod lockouts;
 pub mod okta_cursor;
 pub mod security_events;
+pub mod sessions;
 pub mod time;
 pub mod users;
 

@@ -9,9 +9,11 @@
 //!   processes, with failover, kill and stall helpers.
 //! - [`smtp`]: a real SMTP server in-process, with injectable failures and outages.
 //! - [`webhook`]: a real HTTP server receiving webhooks, with answers of your choice.
+//! - [`certs`]: a throwaway CA and server certificate for TLS listeners.
 //!
 //! Other modules (fake Okta) are added by their features.
 
+pub mod certs;
 pub mod db;
 pub mod fake_okta;
 pub mod redis;

@@ -31,7 +31,15 @@ function list(body, ...keys) {
 
 // ---- API access -----------------------------------------------------------------------
 
-async function refreshTokens() {
+// Refresh tokens rotate and a retired one revokes the whole session, so concurrent 401s
+// share one refresh instead of each sending the same token.
+let tokenRefresh = null;
+function refreshTokens() {
+  if (!tokenRefresh) tokenRefresh = refreshOnce().finally(() => { tokenRefresh = null; });
+  return tokenRefresh;
+}
+
+async function refreshOnce() {
   const refresh = store.getItem("vigil.refresh");
   if (!refresh) return false;
   const res = await fetch("/api/v1/auth/refresh", {
@@ -344,7 +352,15 @@ async function refreshAll() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("sign-in-form").addEventListener("submit", signIn);
-  $("sign-out").addEventListener("click", () => signOut());
+  $("sign-out").addEventListener("click", () => {
+    // End the session server-side too (best effort), then forget the tokens.
+    const token = store.getItem("vigil.access");
+    if (token) {
+      fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + token } })
+        .catch(() => {});
+    }
+    signOut();
+  });
   $("jobs-prev").addEventListener("click", () => { state.page = Math.max(1, state.page - 1); refreshJobs(); });
   $("jobs-next").addEventListener("click", () => { state.page += 1; refreshJobs(); });
   $("filter-queue").addEventListener("change", () => { state.page = 1; refreshJobs(); });

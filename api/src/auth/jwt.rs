@@ -38,6 +38,10 @@ pub struct Claims {
     pub jti: String,
     pub token_type: TokenType,
     pub role: UserRole,
+    /// The sign-in session (token family) the token belongs to: a refresh rotates within it,
+    /// and revoking it ends its access tokens too. Absent in tokens issued before sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Why a token was refused. The message is safe to send to the client.
@@ -65,6 +69,8 @@ pub enum TokenError {
     WrongType(&'static str),
     #[error("token not accepted: {0}")]
     Other(String),
+    #[error("the database did not answer in time; retry later")]
+    Unavailable,
 }
 
 impl From<jsonwebtoken::errors::Error> for TokenError {
@@ -209,10 +215,16 @@ impl TokenKeys {
         }
     }
 
-    /// Signs a new token for `user`.
+    /// Signs a new token for `user` outside any session.
     pub fn issue(&self, user: &str, role: UserRole, ty: TokenType) -> Result<String, TokenError> {
+        self.sign(&self.claims(user, role, ty, None))
+    }
+
+    /// The claims of a new token for `user` in session `sid` (a fresh `jti`), to sign with
+    /// [`TokenKeys::sign`].
+    pub fn claims(&self, user: &str, role: UserRole, ty: TokenType, sid: Option<&str>) -> Claims {
         let now = now_secs();
-        let claims = Claims {
+        Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: user.to_owned(),
@@ -222,8 +234,8 @@ impl TokenKeys {
             jti: uuid::Uuid::new_v4().simple().to_string(),
             token_type: ty,
             role,
-        };
-        self.sign(&claims)
+            sid: sid.map(str::to_owned),
+        }
     }
 
     /// Signs arbitrary claims with vigil's key (tests forge edge cases with it).

@@ -503,47 +503,18 @@ impl AlertsApi {
                 )));
             }
         }
-        let now = Utc::now();
-        let who = auth.0.actor().label();
-        let stored = security_events::insert(
-            state.db(),
-            &security_events::NewSecurityEvent {
-                uuid: uuid::Uuid::new_v4().to_string(),
-                source: input.source.clone(),
-                event_type: input.event_type.clone(),
-                severity: input.severity,
-                description: input.description.clone(),
-                details: details_text,
-                created_by: who,
-                created_at: now,
-            },
-        )
-        .await?;
-        tracing::info!(id = stored.id, source = %stored.source, event_type = %stored.event_type,
-            severity = stored.severity, "security event reported");
-        let target = stored.uuid.clone();
-        audit::record(
-            state.engine(),
-            Entry {
-                actor: auth.0.actor(),
-                action: "security_event.create",
-                target_type: "security_event",
-                target_id: &target,
-                details: serde_json::json!({ "source": stored.source, "event_type": stored.event_type,
-                                             "severity": stored.severity }),
-                request_id: Some(&rid.0.0),
-                job_id: None,
-            },
-        )
-        .await;
-        // The detection rules see it in the next escalation run: queue one now.
-        queue_escalation(state.0, None, &format!("security-event-{}", stored.uuid)).await;
-        let mut alert_id = None;
-        if stored.severity >= 3 {
-            let id = open_security_alert(state.0, &stored, &rid.0.0).await?;
-            security_events::set_alert(state.db(), stored.id, id).await?;
-            alert_id = Some(id);
-        }
+        let event = security_events::NewSecurityEvent {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            source: input.source.clone(),
+            event_type: input.event_type.clone(),
+            severity: input.severity,
+            description: input.description.clone(),
+            details: details_text,
+            created_by: auth.0.actor().label(),
+            created_at: Utc::now(),
+        };
+        let (stored, alert_id) =
+            report_security_event(state.0, auth.0.actor(), event, &rid.0.0).await?;
         Ok(SecurityEventCreated::Created(Json(SecurityEventView {
             id: stored.id,
             uuid: stored.uuid,
@@ -556,6 +527,44 @@ impl AlertsApi {
             alert_id,
         })))
     }
+}
+
+/// Stores a security event reported by `actor`, audits it (`security_event.create`), queues
+/// an escalation run (which puts it through the detection rules) and, for High (3) and
+/// Critical (4), opens its alert at once. Returns the stored event and the alert's id.
+pub(crate) async fn report_security_event(
+    state: &ApiState,
+    actor: AuditActor,
+    event: security_events::NewSecurityEvent,
+    request_id: &str,
+) -> ApiResult<(security_events::SecurityEvent, Option<i64>)> {
+    let stored = security_events::insert(state.db(), &event).await?;
+    tracing::info!(id = stored.id, source = %stored.source, event_type = %stored.event_type,
+        severity = stored.severity, "security event reported");
+    let target = stored.uuid.clone();
+    audit::record(
+        state.engine(),
+        Entry {
+            actor,
+            action: "security_event.create",
+            target_type: "security_event",
+            target_id: &target,
+            details: serde_json::json!({ "source": stored.source, "event_type": stored.event_type,
+                                         "severity": stored.severity }),
+            request_id: Some(request_id),
+            job_id: None,
+        },
+    )
+    .await;
+    // The detection rules see it in the next escalation run: queue one now.
+    queue_escalation(state, None, &format!("security-event-{}", stored.uuid)).await;
+    let mut alert_id = None;
+    if stored.severity >= 3 {
+        let id = open_security_alert(state, &stored, request_id).await?;
+        security_events::set_alert(state.db(), stored.id, id).await?;
+        alert_id = Some(id);
+    }
+    Ok((stored, alert_id))
 }
 
 /// Opens the alert of a High or Critical security event and starts its escalation.

@@ -1,22 +1,38 @@
-//! `/api/v1/auth`: sign in with username and password, renew with a refresh token.
+//! `/api/v1/auth`: sign in with username and password, renew with a refresh token, sign out.
 //!
-//! Both answer with a fresh access token (default 60 minutes) and refresh token (default one
-//! day). A wrong password, an unknown user and a disabled user get the same 401, and take the
-//! same time (an unknown user is checked against a dummy hash). Every attempt is audited.
+//! Sign-in and refresh answer with a fresh access token (default 60 minutes) and refresh
+//! token (default one day), both naming the sign-in session (`sid`). A wrong password, an
+//! unknown user and a disabled user get the same 401, and take the same time (an unknown user
+//! is checked against a dummy hash). Every attempt is audited.
+//!
+//! Refresh tokens rotate: each is good for one refresh, which retires it and returns the
+//! next. Presenting a retired token again means two parties hold the family (one of them
+//! stole it): the whole session is revoked, its access tokens stop working, the reuse is
+//! audited (`auth.refresh_reuse`) and reported as a High security event
+//! (`vigil.auth.refresh_token_reuse`), which opens an alert. `POST /api/v1/auth/logout`
+//! revokes the caller's session.
 
+use chrono::Utc;
 use poem::web::Data;
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use vigil_jobs::AuditActor;
+use vigil_store::lockouts;
+use vigil_store::security_events::NewSecurityEvent;
+use vigil_store::sessions::{self, Rotation, reason};
 use vigil_store::users::{self, UserRole};
 
 use crate::audit::{self, Entry};
 use crate::auth::jwt::TokenType;
-use crate::auth::password;
-use crate::context::RequestId;
+use crate::auth::{BearerAuth, password};
+use crate::context::{ClientIp, RequestId};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
 use crate::state::ApiState;
+
+/// The security event reported when a retired refresh token is presented again.
+pub const REUSE_EVENT: &str = "vigil.auth.refresh_token_reuse";
 
 /// The auth routes.
 pub struct AuthApi;
@@ -56,22 +72,59 @@ pub struct TokenPair {
     pub role: String,
 }
 
-fn pair(state: &ApiState, user: &str, role: UserRole) -> ApiResult<TokenPair> {
+/// A new pair in session `sid`; also returns the refresh token's `jti` and expiry (ms).
+fn pair(
+    state: &ApiState,
+    user: &str,
+    role: UserRole,
+    sid: &str,
+) -> ApiResult<(TokenPair, String, i64)> {
     let keys = state.auth().keys();
-    let access = keys
-        .issue(user, role, TokenType::Access)
-        .map_err(|e| ApiError::internal(&e))?;
-    let refresh = keys
-        .issue(user, role, TokenType::Refresh)
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok(TokenPair {
+    let sign = |ty| {
+        let claims = keys.claims(user, role, ty, Some(sid));
+        keys.sign(&claims)
+            .map(|token| (token, claims))
+            .map_err(|e| ApiError::internal(&e))
+    };
+    let (access, _) = sign(TokenType::Access)?;
+    let (refresh, claims) = sign(TokenType::Refresh)?;
+    let pair = TokenPair {
         access_token: access,
         refresh_token: refresh,
         token_type: "Bearer".to_owned(),
         expires_in: keys.lifetime(TokenType::Access),
         refresh_expires_in: keys.lifetime(TokenType::Refresh),
         role: role.as_str().to_owned(),
-    })
+    };
+    Ok((pair, claims.jti, claims.exp.saturating_mul(1000)))
+}
+
+/// An account name's lock state.
+#[derive(Debug, Clone, Object)]
+pub struct LockoutView {
+    pub username: String,
+    /// Locked now.
+    pub locked: bool,
+    /// Locks so far (each twice as long as the one before).
+    pub locks: i64,
+    pub locked_until: Option<chrono::DateTime<Utc>>,
+    pub last_failure_at: chrono::DateTime<Utc>,
+}
+
+/// Unlocking answers 204.
+#[derive(Debug, ApiResponse)]
+pub enum Unlocked {
+    /// The name may sign in again at once.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// Signing out answers 204.
+#[derive(Debug, ApiResponse)]
+pub enum LoggedOut {
+    /// The session is revoked: its refresh token and access tokens no longer work.
+    #[oai(status = 204)]
+    Done,
 }
 
 async fn audit_auth(
@@ -79,8 +132,12 @@ async fn audit_auth(
     user: &str,
     action: &str,
     request_id: &str,
-    details: serde_json::Value,
+    mut details: serde_json::Value,
+    ip: &ClientIp,
 ) {
+    if let Some(map) = details.as_object_mut() {
+        map.insert("ip".to_owned(), serde_json::Value::String(ip.0.clone()));
+    }
     audit::record(
         state.engine(),
         Entry {
@@ -108,27 +165,66 @@ impl AuthApi {
         &self,
         state: Data<&ApiState>,
         rid: Data<&RequestId>,
+        ip: Data<&ClientIp>,
         body: Json<LoginRequest>,
     ) -> ApiResult<Json<TokenPair>> {
         let LoginRequest { username, password } = body.0;
+        let lockout = &state.settings().auth.lockout;
+        if lockout.enabled
+            && let Some(until) =
+                lockouts::locked_until(state.db(), &username, Utc::now().timestamp_millis()).await?
+        {
+            let wait_ms = (until - Utc::now()).num_milliseconds().max(1);
+            let wait = u64::try_from(wait_ms).unwrap_or(1).div_ceil(1000);
+            tracing::info!(wait_ms, "sign-in refused: account locked");
+            audit_auth(
+                &state,
+                &username,
+                "auth.login_failed",
+                &rid.0.0,
+                serde_json::json!({"reason": "account locked"}),
+                &ip,
+            )
+            .await;
+            return Err(ApiError::too_many(
+                "account_locked",
+                format!(
+                    "too many failed sign-ins for this account; try again in {wait} s \
+                     (or ask an admin to unlock it)"
+                ),
+                wait,
+            ));
+        }
         let creds = users::credentials(state.db(), &username).await?;
         let (stored, user) = match creds {
             Some(c) => (Some(c.password_hash), Some(c.user)),
             None => (None, None),
         };
+        // An unknown user is checked against a dummy hash: the same work, the same time.
         let matches = password::verify_async(password, stored).await;
         match user {
             Some(user) if matches && !user.disabled => {
                 state.auth().forget(&user.username);
-                let tokens = pair(&state, &user.username, user.role)?;
+                if lockout.enabled {
+                    lockouts::clear(state.db(), &user.username).await?;
+                }
+                let sid = uuid::Uuid::new_v4().simple().to_string();
+                let (tokens, jti, expires_ms) = pair(&state, &user.username, user.role, &sid)?;
+                let now = Utc::now().timestamp_millis();
+                sessions::start(state.db(), &sid, &user.username, &jti, expires_ms, now).await?;
                 audit_auth(
                     &state,
                     &user.username,
                     "auth.login",
                     &rid.0.0,
-                    serde_json::json!({}),
+                    serde_json::json!({"session": sid}),
+                    &ip,
                 )
                 .await;
+                let policy = lockout.policy();
+                state
+                    .auth()
+                    .prune_in_background(policy.max_lock_ms.saturating_add(policy.window_ms));
                 Ok(Json(tokens))
             }
             other => {
@@ -144,14 +240,90 @@ impl AuthApi {
                     "auth.login_failed",
                     &rid.0.0,
                     serde_json::json!({"reason": reason}),
+                    &ip,
                 )
                 .await;
+                if lockout.enabled {
+                    let now = Utc::now().timestamp_millis();
+                    let policy = lockout.policy();
+                    if let Some(lock) =
+                        lockouts::record_failure(state.db(), &username, &policy, now).await?
+                    {
+                        locked(&state, &lock, &policy, &rid.0.0, &ip).await;
+                    }
+                }
                 Err(ApiError::unauthorized("invalid username or password"))
             }
         }
     }
 
-    /// Renew: exchange a valid refresh token for a new pair (the user must still be enabled).
+    /// Account names locked after failed sign-ins (admin): current and earlier locks still
+    /// remembered, the latest first. Names that do not exist are locked the same way.
+    #[oai(
+        path = "/api/v1/auth/lockouts",
+        method = "get",
+        operation_id = "list_lockouts"
+    )]
+    async fn lockouts(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+    ) -> ApiResult<Json<Vec<LockoutView>>> {
+        auth.0.require_admin()?;
+        let now = Utc::now().timestamp_millis();
+        let found = lockouts::list(state.db()).await?;
+        Ok(Json(
+            found
+                .into_iter()
+                .map(|l| LockoutView {
+                    locked: l.is_locked(now),
+                    username: l.username,
+                    locks: l.locks,
+                    locked_until: l.locked_until,
+                    last_failure_at: l.last_failure_at,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Unlock an account name now and forget its failures (admin; audited as `auth.unlock`).
+    #[oai(
+        path = "/api/v1/auth/lockouts/:username",
+        method = "delete",
+        operation_id = "unlock_account"
+    )]
+    async fn unlock(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        #[oai(validator(min_length = 1, max_length = 100))] username: Path<String>,
+    ) -> ApiResult<Unlocked> {
+        auth.0.require_admin()?;
+        if !lockouts::clear(state.db(), &username.0).await? {
+            return Err(ApiError::not_found(format!(
+                "no failed sign-ins recorded for `{}`",
+                username.0
+            )));
+        }
+        audit::record(
+            state.engine(),
+            Entry {
+                actor: auth.0.actor(),
+                action: "auth.unlock",
+                target_type: "user",
+                target_id: &username.0,
+                details: serde_json::json!({}),
+                request_id: Some(&rid.0.0),
+                job_id: None,
+            },
+        )
+        .await;
+        Ok(Unlocked::Done)
+    }
+
+    /// Renew: exchange a refresh token for a new pair (the user must still be enabled). The
+    /// presented token is retired; presenting it again revokes the whole session.
     #[oai(
         path = "/api/v1/auth/refresh",
         method = "post",
@@ -161,6 +333,7 @@ impl AuthApi {
         &self,
         state: Data<&ApiState>,
         rid: Data<&RequestId>,
+        ip: Data<&ClientIp>,
         body: Json<RefreshRequest>,
     ) -> ApiResult<Json<TokenPair>> {
         let claims = state
@@ -174,15 +347,138 @@ impl AuthApi {
             Some(_) => return Err(ApiError::unauthorized("this user is disabled")),
             None => return Err(ApiError::unauthorized("this user no longer exists")),
         };
-        let tokens = pair(&state, &user.username, user.role)?;
+        let Some(sid) = claims.sid.as_deref() else {
+            return Err(ApiError::unauthorized(
+                "this refresh token predates sessions; sign in again",
+            ));
+        };
+        let (tokens, new_jti, expires_ms) = pair(&state, &user.username, user.role, sid)?;
+        let now = Utc::now().timestamp_millis();
+        match sessions::rotate(state.db(), &claims.jti, &new_jti, expires_ms, now).await? {
+            Rotation::Rotated(session)
+                if session.id == sid && session.username == user.username =>
+            {
+                audit_auth(
+                    &state,
+                    &user.username,
+                    "auth.refresh",
+                    &rid.0.0,
+                    serde_json::json!({"session": sid}),
+                    &ip,
+                )
+                .await;
+                Ok(Json(tokens))
+            }
+            Rotation::Reused { session, newly } => {
+                state.auth().forget_session(&session.id);
+                if newly {
+                    refresh_reused(&state, &session, &rid.0.0, &ip).await;
+                }
+                Err(ApiError::unauthorized(
+                    "this refresh token was already used: the session is revoked; sign in again",
+                ))
+            }
+            Rotation::Revoked(_) => Err(ApiError::unauthorized(
+                "this session has ended (signed out or revoked); sign in again",
+            )),
+            Rotation::Rotated(_) | Rotation::Unknown => Err(ApiError::unauthorized(
+                "unknown refresh token; sign in again",
+            )),
+        }
+    }
+
+    /// Sign out: revoke the session of the access token used (its refresh token and every
+    /// access token of the session stop working).
+    #[oai(path = "/api/v1/auth/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        ip: Data<&ClientIp>,
+    ) -> ApiResult<LoggedOut> {
+        let Some(sid) = auth.0.session.as_deref() else {
+            return Err(ApiError::conflict(
+                "this token has no vigil session to end (an external or API-key token)",
+            ));
+        };
+        let now = Utc::now().timestamp_millis();
+        sessions::revoke(state.db(), sid, reason::LOGOUT, now).await?;
+        state.auth().forget_session(sid);
         audit_auth(
             &state,
-            &user.username,
-            "auth.refresh",
+            &auth.0.username,
+            "auth.logout",
             &rid.0.0,
-            serde_json::json!({}),
+            serde_json::json!({"session": sid}),
+            &ip,
         )
         .await;
-        Ok(Json(tokens))
+        Ok(LoggedOut::Done)
+    }
+}
+
+/// An account name was just locked: log and audit it (`auth.lockout`).
+async fn locked(
+    state: &ApiState,
+    lock: &lockouts::Lockout,
+    policy: &lockouts::Policy,
+    request_id: &str,
+    ip: &ClientIp,
+) {
+    let lock_ms = policy.lock_ms(lock.locks);
+    tracing::warn!(locks = lock.locks, lock_ms, ip = %ip.0, "account locked after failed sign-ins");
+    audit_auth(
+        state,
+        &lock.username,
+        "auth.lockout",
+        request_id,
+        serde_json::json!({"locks": lock.locks, "lock_ms": lock_ms,
+                           "locked_until": lock.locked_until,
+                           "max_failures": policy.max_failures}),
+        ip,
+    )
+    .await;
+}
+
+/// A retired refresh token came back: audit it and report a High security event (an alert).
+async fn refresh_reused(
+    state: &ApiState,
+    session: &sessions::Session,
+    request_id: &str,
+    ip: &ClientIp,
+) {
+    tracing::warn!(user = %session.username, session = %session.id, ip = %ip.0,
+        "refresh token reuse: session revoked");
+    audit_auth(
+        state,
+        &session.username,
+        "auth.refresh_reuse",
+        request_id,
+        serde_json::json!({"session": session.id}),
+        ip,
+    )
+    .await;
+    let event = NewSecurityEvent {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        source: "vigil".to_owned(),
+        event_type: REUSE_EVENT.to_owned(),
+        severity: 3,
+        description: format!(
+            "A retired refresh token of {} was presented again from {}: the session was revoked. \
+             Someone else may hold the user's tokens.",
+            session.username, ip.0
+        ),
+        details: serde_json::json!({"user": session.username, "session": session.id,
+                                    "ip": ip.0})
+        .to_string(),
+        created_by: AuditActor::System.label(),
+        created_at: Utc::now(),
+    };
+    if let Err(e) =
+        crate::routes::alerts::report_security_event(state, AuditActor::System, event, request_id)
+            .await
+    {
+        tracing::error!(error = ?e, "could not report the refresh token reuse");
     }
 }

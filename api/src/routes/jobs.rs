@@ -83,6 +83,7 @@ async fn enqueue(
     key: Option<String>,
 ) -> ApiResult<EnqueueResponse> {
     who.require_admin()?;
+    who.require_queue(queue.as_str())?;
     if let Some(why) = state.disabled(queue) {
         return Err(ApiError::conflict(format!(
             "queue {queue} is disabled ({why}): nothing would run this job"
@@ -141,6 +142,11 @@ async fn act(
     action: &'static str,
 ) -> ApiResult<Json<JobView>> {
     who.require_admin()?;
+    if who.api_key.as_ref().is_some_and(|k| k.queues.is_some())
+        && let Some(job) = state.engine().get(id).await?
+    {
+        who.require_queue(job.queue.as_str())?;
+    }
     let job = match action {
         "job.retry" => state.engine().retry(id).await?,
         _ => state.engine().cancel(id).await?,

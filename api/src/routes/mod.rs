@@ -19,6 +19,7 @@
 //! 6. Test it in `api/tests/` with `common::TestApp` (in-process, real Redis and SQLite).
 
 pub mod alerts;
+pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod emails;
@@ -59,8 +60,10 @@ pub enum Tags {
     Alerts,
     /// The fleet: every live vigil instance with its role, queues and actors.
     Instances,
-    /// The API's users: roles, enable/disable, passwords (admin).
+    /// The API's users: roles, enable/disable, passwords, sessions (admin).
     Users,
+    /// API keys of service accounts (admin).
+    ApiKeys,
 }
 
 /// Every route group as one documented service.
@@ -76,6 +79,7 @@ pub type Apis = (
     alerts::AlertsApi,
     instances::InstancesApi,
     users::UsersApi,
+    api_keys::ApiKeysApi,
 );
 
 /// The OpenAPI service of every route group.
@@ -92,12 +96,14 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         alerts::AlertsApi,
         instances::InstancesApi,
         users::UsersApi,
+        api_keys::ApiKeysApi,
     );
     let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
         .description(
             "Enqueue jobs and read the state of vigil, the security-operations worker system. \
              Authenticate with `POST /api/v1/auth/token`, then send `Authorization: Bearer \
-             <access_token>`. Errors are `{\"error\", \"message\", \"request_id\"}`.",
+             <access_token>`; service accounts send their API key as `Authorization: Bearer \
+             <key>` or `X-API-Key: <key>`. Errors are `{\"error\", \"message\", \"request_id\"}`.",
         )
         .extra_response_header::<String, _>(
             poem_openapi::ExtraHeader::new(REQUEST_ID.to_ascii_uppercase())

@@ -110,6 +110,7 @@ async fn set_paused(
 ) -> ApiResult<Json<PauseView>> {
     auth.0.require_admin()?;
     let q: vigil_jobs::Queue = queue.into();
+    auth.0.require_queue(q.as_str())?;
     if paused {
         state.engine().pause(q).await?;
     } else {

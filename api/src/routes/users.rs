@@ -3,12 +3,17 @@
 //! set-password`, audited under the same actions (`user.enable`, `user.disable`,
 //! `user.set_role`, `user.set_password`). An admin cannot disable or demote themselves (that
 //! could lock the last admin out); a change takes effect at the user's next request.
+//!
+//! `GET /api/v1/users/{username}/sessions` lists a user's sign-in sessions (not yet
+//! expired, revoked ones included) and `DELETE` on it revokes them all (`user.revoke_sessions`,
+//! as `vigil user revoke-sessions`): refresh and access tokens of those sessions stop working.
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
+use vigil_store::sessions::{self, Session};
 use vigil_store::users::{self, Change, User, UserRole};
 
 use crate::audit::{self, Entry};
@@ -87,6 +92,40 @@ pub struct UserChange {
     pub password: Option<String>,
 }
 
+/// A sign-in session (one token family: a sign-in and every refresh after it).
+#[derive(Debug, Clone, Object)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    /// The last refresh.
+    pub last_used_at: DateTime<Utc>,
+    /// When its newest refresh token expires.
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// `logout`, `refresh_token_reuse` or `revoked_by_admin`.
+    pub revoked_reason: Option<String>,
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        SessionView {
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            revoked_at: s.revoked_at,
+            revoked_reason: s.revoked_reason,
+        }
+    }
+}
+
+/// What revoking a user's sessions did.
+#[derive(Debug, Clone, Object)]
+pub struct SessionsRevoked {
+    /// The sessions revoked by this call.
+    pub revoked: Vec<String>,
+}
+
 #[OpenApi(tag = "Tags::Users")]
 impl UsersApi {
     /// Every user (admin).
@@ -117,6 +156,7 @@ impl UsersApi {
         body: Json<UserChange>,
     ) -> ApiResult<Json<UserView>> {
         auth.0.require_admin()?;
+        auth.0.require_person()?;
         let name = username.0;
         let change = body.0;
         if change.disabled.is_none() && change.role.is_none() && change.password.is_none() {
@@ -194,5 +234,72 @@ impl UsersApi {
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no user named `{name}`")))?;
         Ok(Json(user.into()))
+    }
+
+    /// A user's sign-in sessions that have not expired, revoked ones included (admin).
+    #[oai(
+        path = "/api/v1/users/:username/sessions",
+        method = "get",
+        operation_id = "list_user_sessions"
+    )]
+    async fn sessions(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        username: Path<String>,
+    ) -> ApiResult<Json<Vec<SessionView>>> {
+        auth.0.require_admin()?;
+        if users::find(state.db(), &username.0).await?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "no user named `{}`",
+                username.0
+            )));
+        }
+        let now = Utc::now().timestamp_millis();
+        let found = sessions::list_for_user(state.db(), &username.0, now).await?;
+        Ok(Json(found.into_iter().map(SessionView::from).collect()))
+    }
+
+    /// Revoke every session of a user (admin): their refresh tokens and the access tokens of
+    /// those sessions stop working; they can sign in again. Audited as
+    /// `user.revoke_sessions`.
+    #[oai(
+        path = "/api/v1/users/:username/sessions",
+        method = "delete",
+        operation_id = "revoke_user_sessions"
+    )]
+    async fn revoke_sessions(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        username: Path<String>,
+    ) -> ApiResult<Json<SessionsRevoked>> {
+        auth.0.require_admin()?;
+        auth.0.require_person()?;
+        let name = username.0;
+        if users::find(state.db(), &name).await?.is_none() {
+            return Err(ApiError::not_found(format!("no user named `{name}`")));
+        }
+        let now = Utc::now().timestamp_millis();
+        let revoked =
+            sessions::revoke_user(state.db(), &name, sessions::reason::ADMIN, now).await?;
+        for id in &revoked {
+            state.auth().forget_session(id);
+        }
+        audit::record(
+            state.engine(),
+            Entry {
+                actor: auth.0.actor(),
+                action: "user.revoke_sessions",
+                target_type: "user",
+                target_id: &name,
+                details: serde_json::json!({"sessions": revoked}),
+                request_id: Some(&rid.0.0),
+                job_id: None,
+            },
+        )
+        .await;
+        Ok(Json(SessionsRevoked { revoked }))
     }
 }

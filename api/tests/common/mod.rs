@@ -221,6 +221,56 @@ impl TestApp {
     }
 }
 
+/// The app served on a real socket (127.0.0.1, port 0) until dropped.
+pub struct Served {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// Serves this app over TCP, so requests come from real source addresses.
+    pub async fn serve(&self) -> Served {
+        let mut listening = vigil_api::bind("127.0.0.1:0").await.expect("bind");
+        let mut scheme = "http";
+        if let Some(config) = self.state.settings().http.tls_config().expect("TLS config") {
+            listening = listening.with_tls(config);
+            scheme = "https";
+        }
+        let base = format!("{scheme}://{}", listening.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let _ = listening
+                .run(state, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Served {
+            base,
+            stop: Some(stop),
+        }
+    }
+}
+
+/// An HTTP client whose connections come from `source` (any 127.0.0.0/8 address works on
+/// Linux loopback), to act as many different clients.
+pub fn client_from(source: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().expect("source address"))
+        .build()
+        .expect("client")
+}
+
 impl Drop for TestApp {
     /// Deletes this test's keys from the shared Redis.
     fn drop(&mut self) {
