@@ -104,8 +104,10 @@ async fn the_budget_holds_on_a_cluster_and_on_sentinel() {
     ];
     for redis in deployments {
         let conn = Connector::new(&redis).unwrap().shared().await.unwrap();
-        let mut settings = vigil_api::settings::RateLimitSettings::default();
-        settings.authenticated_per_minute = 3;
+        let settings = vigil_api::settings::RateLimitSettings {
+            authenticated_per_minute: 3,
+            ..Default::default()
+        };
         let limiter = RateLimiter::new(conn, "rl-topology", settings);
         // Enough callers that their keys fall on every shard of the cluster.
         for user in (0..12).map(|i| format!("user-{i}")) {
