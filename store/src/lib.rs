@@ -23,7 +23,9 @@ pub mod db;
 pub mod emails;
 pub mod events;
 pub mod okta_cursor;
+pub mod okta_event;
 pub mod security_events;
+pub mod storable;
 pub mod time;
 pub mod users;
 
