@@ -42,6 +42,7 @@ async fn seed(app: &TestApp, n: i64) {
                 display_message: Some("User login to Okta".into()),
                 transaction_id: None,
                 raw: raw.to_string(),
+                published_reported: None,
             }
         })
         .collect();

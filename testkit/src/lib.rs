@@ -10,10 +10,12 @@
 //! - [`smtp`]: a real SMTP server in-process, with injectable failures and outages.
 //! - [`webhook`]: a real HTTP server receiving webhooks, with answers of your choice.
 //!
-//! Other modules (fake Okta) are added by their features.
+//! - [`fake_okta`]: a fake Okta org (System Log API, OAuth + DPoP, rate limits, faults);
+//!   [`okta_hook`]: an Okta Event Hook sender (verification and deliveries).
 
 pub mod db;
 pub mod fake_okta;
+pub mod okta_hook;
 pub mod redis;
 pub mod redis_topology;
 pub mod smtp;

@@ -27,6 +27,7 @@ pub mod health;
 pub mod instances;
 pub mod jobs;
 pub mod models;
+pub mod okta_hooks;
 pub mod payloads;
 pub mod queues;
 pub mod schedules;
@@ -61,6 +62,8 @@ pub enum Tags {
     Instances,
     /// The API's users: roles, enable/disable, passwords (admin).
     Users,
+    /// Okta Event Hooks: deliveries pushed by Okta (authenticated by a shared secret header).
+    OktaHooks,
 }
 
 /// Every route group as one documented service.
@@ -76,6 +79,7 @@ pub type Apis = (
     alerts::AlertsApi,
     instances::InstancesApi,
     users::UsersApi,
+    okta_hooks::OktaHooksApi,
 );
 
 /// The OpenAPI service of every route group.
@@ -92,6 +96,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         alerts::AlertsApi,
         instances::InstancesApi,
         users::UsersApi,
+        okta_hooks::OktaHooksApi,
     );
     let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
         .description(
