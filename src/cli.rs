@@ -131,6 +131,10 @@ pub struct OktaBackfillArgs {
     /// Stop after this many events.
     #[arg(long)]
     pub limit: Option<u32>,
+    /// Store only: mark the stored events as detected without running the rules, so this
+    /// backfill never raises alerts (default: run detection on what it stores, as polling does).
+    #[arg(long)]
+    pub no_detect: bool,
 }
 
 #[derive(Debug, Subcommand)]

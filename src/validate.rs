@@ -80,6 +80,7 @@ pub fn validate(loaded: &Loaded, role: Role) -> Vec<ConfigProblem> {
             );
         }
         auth(&mut p, s);
+        okta_hook(&mut p, s);
     }
     if role == Role::Worker
         && let Some(addr) = s.worker.listen_addr()
@@ -122,6 +123,9 @@ fn listen_address(addr: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The largest `okta.max_clock_skew_seconds` (a day).
+const MAX_CLOCK_SKEW_SECONDS: u64 = 86_400;
 
 /// The levels a `log.level` directive may name.
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
@@ -169,6 +173,39 @@ fn auth(p: &mut Problems<'_>, s: &Settings) {
     }
 }
 
+/// The shortest `okta.event_hook_secret` accepted.
+const MIN_HOOK_SECRET: usize = 16;
+
+/// Okta Event Hooks: a long enough secret in a header name HTTP allows.
+fn okta_hook(p: &mut Problems<'_>, s: &Settings) {
+    let Some(secret) = &s.okta.event_hook_secret else {
+        return;
+    };
+    if secrecy::ExposeSecret::expose_secret(secret)
+        .trim()
+        .chars()
+        .count()
+        < MIN_HOOK_SECRET
+    {
+        p.add(
+            "okta.event_hook_secret",
+            format!(
+                "is shorter than {MIN_HOOK_SECRET} characters; use a long random value \
+                 (e.g. `head -c 32 /dev/urandom | base64`) and the same in Okta's \
+                 Authentication secret"
+            ),
+        );
+    }
+    let header = s.okta.event_hook_header.trim();
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if header.is_empty() || !header.chars().all(token_char) {
+        p.add(
+            "okta.event_hook_header",
+            format!("`{header}` is not an HTTP header name (e.g. Authorization)"),
+        );
+    }
+}
+
 fn workers(p: &mut Problems<'_>, s: &Settings) {
     for (name, schedule) in &s.schedules.0 {
         let parsed = vigil_queue::next_tick(name, &schedule.cron, chrono::Utc::now());
@@ -181,6 +218,15 @@ fn workers(p: &mut Problems<'_>, s: &Settings) {
             "okta",
             vigil_workers::okta::OktaClient::new(&s.okta, None).map(|_| ()),
         );
+        if !(1..=MAX_CLOCK_SKEW_SECONDS).contains(&s.okta.max_clock_skew_seconds) {
+            p.add(
+                "okta.max_clock_skew_seconds",
+                format!(
+                    "{} is out of range; give 1 to {MAX_CLOCK_SKEW_SECONDS} seconds (default 300)",
+                    s.okta.max_clock_skew_seconds
+                ),
+            );
+        }
     }
     rules_and_escalation(p, s);
 }

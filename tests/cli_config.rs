@@ -162,6 +162,24 @@ fn check_config_rejects_every_config_that_cannot_start() {
             "not a Redis URL",
         ),
         (
+            "[okta]\nevent_hook_secret = \"short\"\n",
+            &[SECRET],
+            "`okta.event_hook_secret` (file config.toml)",
+            "shorter than 16 characters",
+        ),
+        (
+            "[okta]\nevent_hook_secret = \"0123456789abcdef-long\"\nevent_hook_header = \"X Bad\"\n",
+            &[SECRET],
+            "`okta.event_hook_header` (file config.toml)",
+            "not an HTTP header name",
+        ),
+        (
+            "[okta]\nenabled = true\ndomain = \"https://acme.okta.com\"\nauth = \"ssws\"\napi_token = \"x\"\nmax_clock_skew_seconds = 0\n",
+            &[SECRET],
+            "`okta.max_clock_skew_seconds` (file config.toml)",
+            "out of range",
+        ),
+        (
             "[redis]\nmode = \"cluster\"\n",
             &[SECRET],
             "`redis.nodes`",

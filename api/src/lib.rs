@@ -12,6 +12,8 @@
 //!   `/api/v1/jobs`, `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/retry`, `/api/v1/jobs/{id}/cancel`.
 //! - `/api/v1/queues`, `/api/v1/queues/{queue}/pause`, `/api/v1/queues/{queue}/resume`.
 //! - `/api/v1/schedules`.
+//! - `/api/v1/hooks/okta/events`: Okta Event Hooks (verification `GET`, delivery `POST`),
+//!   authenticated by the configured secret header instead of a token.
 //!
 //! # Layout
 //! - [`settings`]: `[http]`, `[auth]`, `[rate_limit]` config sections.

@@ -13,6 +13,7 @@ use crate::auth::jwt::{KeyError, TokenKeys};
 use crate::auth::oidc::OidcVerifier;
 use crate::metrics::HttpMetrics;
 use crate::ratelimit::RateLimiter;
+use crate::routes::okta_hooks::OktaHookMetrics;
 use crate::settings::{AuthSettings, HttpSettings, RateLimitSettings};
 
 /// The API's config sections together.
@@ -26,6 +27,8 @@ pub struct ApiSettings {
     /// Queues whose feature is off, with why (e.g. `okta_fetch`: `okta.enabled is false`):
     /// listed as disabled, their schedules too, and enqueueing to them is refused with 409.
     pub disabled_queues: std::collections::BTreeMap<vigil_jobs::Queue, String>,
+    /// Okta Event Hook deliveries (`/api/v1/hooks/okta/events`); `None`: the route is off.
+    pub okta_hook: Option<crate::routes::okta_hooks::OktaHookSettings>,
 }
 
 /// Why the API could not be set up.
@@ -50,6 +53,7 @@ struct Inner {
     auth: Authenticator,
     limiter: RateLimiter,
     metrics: HttpMetrics,
+    hook_metrics: OktaHookMetrics,
     local_actors: OnceLock<LocalActors>,
 }
 
@@ -93,6 +97,7 @@ impl ApiState {
             Duration::from_secs(settings.auth.user_cache_seconds),
         );
         let metrics = HttpMetrics::register(&registry)?;
+        let hook_metrics = OktaHookMetrics::register(&registry)?;
         let limiter =
             RateLimiter::new(engine.redis(), engine.prefix(), settings.rate_limit.clone());
         Ok(ApiState(Arc::new(Inner {
@@ -104,6 +109,7 @@ impl ApiState {
             auth,
             limiter,
             metrics,
+            hook_metrics,
             local_actors: OnceLock::new(),
         })))
     }
@@ -140,6 +146,9 @@ impl ApiState {
     }
     pub fn metrics(&self) -> &HttpMetrics {
         &self.0.metrics
+    }
+    pub fn hook_metrics(&self) -> &OktaHookMetrics {
+        &self.0.hook_metrics
     }
 
     /// Makes `/ready` also require this process's actors healthy (`vigil run`). Set once;

@@ -42,6 +42,7 @@ async fn seed(app: &TestApp, n: i64) {
                 display_message: Some("User login to Okta".into()),
                 transaction_id: None,
                 raw: raw.to_string(),
+                published_reported: None,
             }
         })
         .collect();
@@ -151,4 +152,37 @@ async fn one_event_comes_with_its_raw_json_and_errors_are_clear() {
         .await
         .expect(400);
     app.get("/api/v1/events", None).await.expect(401);
+}
+
+#[tokio::test]
+async fn every_uuid_ingestion_accepts_can_be_read_back() {
+    let app = TestApp::new().await;
+    let token = app.analyst().await;
+    let longest = "u".repeat(vigil_store::events::MAX_UUID_LEN);
+    let raw = format!(
+        r#"{{"uuid":"{longest}","published":"2026-11-22T10:00:00.000Z","eventType":"user.session.start"}}"#
+    );
+    let parsed = vigil_store::okta_event::parse_event(
+        &serde_json::value::RawValue::from_string(raw).unwrap(),
+    )
+    .expect("ingestion accepts a uuid of the maximum length");
+    events::insert_batch(&app.db.db, &[parsed]).await.unwrap();
+    app.call(
+        poem::http::Method::GET,
+        &format!("/api/v1/events/{longest}"),
+        Some(&token),
+        None,
+    )
+    .await
+    .expect(200);
+    let a = app
+        .call(
+            poem::http::Method::GET,
+            &format!("/api/v1/events/{longest}u"),
+            Some(&token),
+            None,
+        )
+        .await;
+    a.expect(400);
+    assert_eq!(a.code(), "bad_request");
 }

@@ -237,6 +237,10 @@ impl Validate for AuditJob {
 ///
 /// With `alert_id`, looks at that alert only (enqueued when an alert opens). Idempotent:
 /// each (alert, level) notifies once, whatever the number of runs or instances.
+///
+/// With `okta_event_ids` (queued by the Okta Event Hook route for the events a delivery
+/// stored), the run first puts those events through the detection rules (those not
+/// detected yet; detecting twice changes nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertEscalationJob {
@@ -245,6 +249,14 @@ pub struct AlertEscalationJob {
     /// Instead of a run: deliver one escalation level's webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookDelivery>,
+    /// Stored Okta events (their `id`) to run through detection first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub okta_event_ids: Vec<i64>,
+}
+
+impl AlertEscalationJob {
+    /// The most `okta_event_ids` one job carries.
+    pub const MAX_OKTA_EVENTS: usize = 1000;
 }
 
 /// One webhook call of an escalation level: a signed JSON POST of the alert to `url`
@@ -285,6 +297,21 @@ impl Validate for AlertEscalationJob {
                     "must be an http:// or https:// URL of at most 2000 characters",
                 ));
             }
+            if !self.okta_event_ids.is_empty() {
+                return Err(ValidationError::new(
+                    "okta_event_ids",
+                    "give either webhook (a delivery) or okta_event_ids (a run), not both",
+                ));
+            }
+        }
+        if self.okta_event_ids.len() > Self::MAX_OKTA_EVENTS {
+            return Err(ValidationError::new(
+                "okta_event_ids",
+                format!("must hold at most {} ids", Self::MAX_OKTA_EVENTS),
+            ));
+        }
+        if self.okta_event_ids.iter().any(|id| *id < 1) {
+            return Err(ValidationError::new("okta_event_ids", "must be positive"));
         }
         Ok(())
     }

@@ -4,21 +4,44 @@
 //!   OAuth `private_key_jwt` client assertion and prints the public JWK to register on the
 //!   Okta API Services app.
 //! - `backfill` fetches a bounded window now (`since`/`until`, `limit`) with the same client,
-//!   store and uuid dedup as polling; it never moves the polling cursor. A spinner shows
-//!   progress on a terminal; a summary line ends the run.
+//!   store and uuid dedup as polling; it never moves the polling cursor. It runs detection on
+//!   each stored page (the rules' windows in Redis, alerts in the database, escalations
+//!   queued), unless `--no-detect` (then the events are marked detected unseen by the rules).
+//!   It shares the org's rate budget with the daemons through Redis. A spinner shows progress
+//!   on a terminal, otherwise a line every few seconds; a summary line ends the run.
 
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
+use futures::future::BoxFuture;
 use vigil_jobs::{OktaFetchJob, Validate};
-use vigil_workers::okta::{KeyKind, OktaPoller, generate};
+use vigil_store::events::StoredEvent;
+use vigil_workers::okta::{FetchSummary, KeyKind, NewEventsSink, OktaPoller, generate};
 
 use crate::cli::{OktaBackfillArgs, OktaCommand, OktaKeygenArgs};
 use crate::config::Settings;
 
 /// The window of a backfill without `--minutes` or `--since`.
 const DEFAULT_BACKFILL_MINUTES: u32 = 15;
+/// How often a progress line is printed when stdout is not a terminal.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `--no-detect`: marks stored events detected without running the rules.
+struct MarkOnly(vigil_store::Db);
+
+impl NewEventsSink for MarkOnly {
+    fn on_new_events<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+            if let Err(e) = vigil_store::events::mark_detected(&self.0, &ids, Utc::now()).await {
+                tracing::warn!(error = %e, "could not mark backfilled events as detected");
+            }
+        })
+    }
+}
 
 /// Runs a `vigil okta` subcommand.
 pub async fn run(settings: &Settings, cmd: &OktaCommand) -> anyhow::Result<()> {
@@ -95,9 +118,37 @@ async fn backfill(settings: &Settings, args: &OktaBackfillArgs) -> anyhow::Resul
 
     let db = super::migrate::connect_db(settings).await?;
     db.migrate().await.context("while applying migrations")?;
-    let poller = OktaPoller::new(settings.okta.clone(), db.clone(), None)?;
+    let mut poller = OktaPoller::new(settings.okta.clone(), db.clone(), None)?;
+    let engine = vigil_queue::Engine::connect(
+        &settings.redis,
+        settings.engine.clone(),
+        settings.queues.clone(),
+    )
+    .await;
+    match (engine, args.no_detect) {
+        (Ok(engine), no_detect) => {
+            poller = poller.with_redis(engine.redis(), engine.prefix());
+            poller = if no_detect {
+                poller.with_sink(Arc::new(MarkOnly(db.clone())))
+            } else {
+                poller.with_sink(crate::startup::detector(settings, &engine, &db, None)?)
+            };
+        }
+        (Err(e), true) => {
+            eprintln!(
+                "warning: Redis is unreachable ({e}); the Okta rate budget is not shared with the daemons"
+            );
+            poller = poller.with_sink(Arc::new(MarkOnly(db.clone())));
+        }
+        (Err(e), false) => {
+            return Err(anyhow::anyhow!(e)).context(
+                "detection needs Redis (its threshold windows and alert jobs live there); \
+                 fix [redis] or pass --no-detect to store the events only",
+            );
+        }
+    }
 
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if std::io::stdout().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar.set_message("fetching…");
@@ -107,12 +158,21 @@ async fn backfill(settings: &Settings, args: &OktaBackfillArgs) -> anyhow::Resul
     };
     let progress = {
         let bar = bar.clone();
-        move |s: &vigil_workers::okta::FetchSummary| {
-            if let Some(bar) = &bar {
-                bar.set_message(format!(
-                    "{} events received, {} new, {} pages",
-                    s.received, s.stored, s.pages
-                ));
+        let last: Mutex<Option<Instant>> = Mutex::new(None);
+        move |s: &FetchSummary| {
+            let line = format!(
+                "{} events received, {} new, {} already stored, {} malformed, {} pages",
+                s.received, s.stored, s.duplicates, s.malformed, s.pages
+            );
+            match &bar {
+                Some(bar) => bar.set_message(line),
+                None => {
+                    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.is_none_or(|l| l.elapsed() >= PROGRESS_EVERY) {
+                        *last = Some(Instant::now());
+                        println!("okta backfill progress: {line}");
+                    }
+                }
             }
         }
     };
@@ -125,7 +185,7 @@ async fn backfill(settings: &Settings, args: &OktaBackfillArgs) -> anyhow::Resul
     db.close().await;
     let s = outcome.map_err(|e| anyhow::anyhow!("backfill failed: {e}"))?;
     println!(
-        "okta backfill {}..{}: {} events received, {} new, {} already stored, {} malformed, {} pages{}",
+        "okta backfill {}..{}: {} events received, {} new, {} already stored, {} malformed, {} pages, detection {}{}",
         since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         s.received,
@@ -133,6 +193,11 @@ async fn backfill(settings: &Settings, args: &OktaBackfillArgs) -> anyhow::Resul
         s.duplicates,
         s.malformed,
         s.pages,
+        if args.no_detect {
+            "skipped (--no-detect)"
+        } else {
+            "run"
+        },
         if s.caught_up {
             ""
         } else {

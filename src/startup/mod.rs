@@ -18,7 +18,7 @@ use vigil_workers::runtime::{Metrics as JobMetrics, Runtime, RuntimeHandle};
 
 use crate::config::{Loaded, Settings};
 use crate::shutdown::Shutdown;
-pub use services::Services;
+pub use services::{Services, detector};
 
 pub use crate::role::Role;
 
@@ -39,6 +39,19 @@ impl Server {
             Server::Api { listening, .. } | Server::Probes(listening) => listening.local_addr(),
         }
     }
+}
+
+/// The Okta Event Hook route's settings from `[okta]` (the API does not read that section).
+fn okta_hook(settings: &Settings) -> Option<vigil_api::routes::okta_hooks::OktaHookSettings> {
+    let secret = settings.okta.event_hook_secret.clone()?;
+    Some(vigil_api::routes::okta_hooks::OktaHookSettings {
+        header: settings.okta.event_hook_header.trim().to_owned(),
+        secret,
+        max_clock_skew: i64::try_from(settings.okta.max_clock_skew_seconds)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .unwrap_or(chrono::TimeDelta::MAX),
+    })
 }
 
 /// Everything built and checked; nothing running yet.
@@ -96,6 +109,7 @@ impl Application {
                     rate_limit: settings.rate_limit.clone(),
                     escalation: settings.escalation.clone(),
                     disabled_queues: disabled_queues(&settings),
+                    okta_hook: okta_hook(&settings),
                 },
                 settings.schedules.clone(),
                 registry.clone(),

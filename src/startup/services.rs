@@ -15,6 +15,30 @@ use vigil_workers::{alerts, audit, email, okta};
 
 use crate::config::Settings;
 
+/// The detector over the configured rules, with windows in Redis (also used by
+/// `vigil okta backfill`).
+pub fn detector(
+    settings: &Settings,
+    engine: &Engine,
+    db: &vigil_store::Db,
+    metrics: Option<alerts::AlertMetrics>,
+) -> anyhow::Result<Arc<alerts::Detector>> {
+    let rules = vigil_rules::RuleSet::load(&settings.rules).context("invalid [rules]")?;
+    tracing::info!(rules = rules.rules().len(), disabled = %rules.disabled().join(","),
+        "detection rules loaded");
+    Ok(Arc::new(alerts::Detector::new(
+        Arc::new(rules),
+        Arc::new(
+            vigil_rules::RedisWindows::new(engine.redis(), engine.prefix())
+                .clustered(engine.redis().is_cluster()),
+        ),
+        db.clone(),
+        engine.clone(),
+        Arc::new(settings.escalation.clone()),
+        metrics,
+    )))
+}
+
 /// Every queue's service, built but not started.
 pub struct Services {
     audit: audit::AuditWriter,
@@ -57,20 +81,7 @@ impl Services {
 
         let alert_metrics = alerts::AlertMetrics::register(registry)?;
         let escalation = Arc::new(settings.escalation.clone());
-        let rules = vigil_rules::RuleSet::load(&settings.rules).context("invalid [rules]")?;
-        tracing::info!(rules = rules.rules().len(), disabled = %rules.disabled().join(","),
-            "detection rules loaded");
-        let detector = Arc::new(alerts::Detector::new(
-            Arc::new(rules),
-            Arc::new(
-                vigil_rules::RedisWindows::new(engine.redis(), engine.prefix())
-                    .clustered(engine.redis().is_cluster()),
-            ),
-            db.clone(),
-            engine.clone(),
-            escalation.clone(),
-            Some(alert_metrics.clone()),
-        ));
+        let detector = detector(settings, engine, db, Some(alert_metrics.clone()))?;
         let escalator = alerts::Escalator::new(
             db.clone(),
             engine.clone(),
@@ -84,6 +95,7 @@ impl Services {
             let metrics = okta::OktaMetrics::register(registry)?;
             let poller = okta::OktaPoller::new(settings.okta.clone(), db.clone(), Some(metrics))
                 .context("invalid [okta] settings")?
+                .with_redis(engine.redis(), engine.prefix())
                 .with_sink(detector.clone());
             Some(poller)
         } else {

@@ -5,6 +5,11 @@
 //! `ON CONFLICT(uuid) DO NOTHING ... RETURNING`, so a page fetched twice (a retry, a restart,
 //! an overlap) is stored once and the caller learns which events were new. Events that cannot
 //! be read go to `okta_malformed_events` instead of blocking the stream.
+//!
+//! No event can block the stream: columns hold the [`storable`](crate::storable) form of
+//! each value (bounded when indexed, no NUL), and when the database still refuses a batch,
+//! [`insert_isolating_in`] stores its events one by one, each under its own savepoint, and
+//! hands back the refused ones with the database's reason, for the malformed table.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,11 +17,17 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 
+use crate::storable::{blames_the_row, indexed_form, text_form};
 use crate::time::{from_millis, now_millis, to_millis};
 use crate::{Db, StoreError};
 
-/// Rows per INSERT statement: 15 parameters each stays far below both engines' limits.
+/// Rows per INSERT statement: 16 parameters each stays far below both engines' limits.
 const INSERT_CHUNK: usize = 500;
+
+/// The longest event uuid stored (Okta's are 36 characters); the API's limit too. Ingestion
+/// records an event with a longer uuid as malformed, so every stored event can be read back
+/// by `GET /api/v1/events/{uuid}`.
+pub const MAX_UUID_LEN: usize = 100;
 
 /// The largest page [`list`] returns.
 pub const MAX_PAGE: u32 = 1000;
@@ -39,6 +50,9 @@ pub struct NewEvent {
     pub transaction_id: Option<String>,
     /// The event exactly as received.
     pub raw: String,
+    /// The `published` Okta reported when it lay further in the future than the allowed
+    /// clock skew; `published` then holds the time of receipt ([`NewEvent::clamp_future`]).
+    pub published_reported: Option<DateTime<Utc>>,
 }
 
 /// A stored event.
@@ -60,6 +74,50 @@ pub struct StoredEvent {
     pub transaction_id: Option<String>,
     pub raw: String,
     pub ingested_at: DateTime<Utc>,
+    /// Set when `published` was clamped: what Okta reported (see [`NewEvent::clamp_future`]).
+    pub published_reported: Option<DateTime<Utc>>,
+}
+
+impl NewEvent {
+    /// Clock sanity: when `published` lies more than `max_skew` after `received`, keeps it
+    /// in `published_reported` (flagged) and stores `received` as `published`, so the event
+    /// does not sit on top of every newest-first list nor fake the ingestion lag. Returns
+    /// whether it was clamped.
+    pub fn clamp_future(&mut self, received: DateTime<Utc>, max_skew: chrono::Duration) -> bool {
+        match received.checked_add_signed(max_skew) {
+            Some(limit) if self.published > limit => {}
+            _ => return false,
+        }
+        self.published_reported = Some(self.published);
+        self.published = received;
+        true
+    }
+
+    /// This event as the columns hold it: indexed columns in their [`indexed_form`], other
+    /// text in its [`text_form`]; `uuid` and `raw` unchanged (ingestion checks the uuid,
+    /// and raw JSON text cannot hold a NUL byte).
+    pub fn storable(&self) -> NewEvent {
+        let idx = |s: &String| indexed_form(s).into_owned();
+        let opt_idx = |s: &Option<String>| s.as_deref().map(|s| indexed_form(s).into_owned());
+        let txt = |s: &Option<String>| s.as_deref().map(|s| text_form(s).into_owned());
+        NewEvent {
+            uuid: self.uuid.clone(),
+            published: self.published,
+            event_type: idx(&self.event_type),
+            severity: txt(&self.severity),
+            actor_id: opt_idx(&self.actor_id),
+            actor_alternate_id: opt_idx(&self.actor_alternate_id),
+            actor_display_name: txt(&self.actor_display_name),
+            client_ip: opt_idx(&self.client_ip),
+            country: txt(&self.country),
+            outcome_result: opt_idx(&self.outcome_result),
+            outcome_reason: txt(&self.outcome_reason),
+            display_message: txt(&self.display_message),
+            transaction_id: txt(&self.transaction_id),
+            raw: self.raw.clone(),
+            published_reported: self.published_reported,
+        }
+    }
 }
 
 impl StoredEvent {
@@ -81,6 +139,7 @@ impl StoredEvent {
             transaction_id: e.transaction_id.clone(),
             raw: e.raw.clone(),
             ingested_at: from_millis(ingested_at),
+            published_reported: e.published_reported,
         }
     }
 }
@@ -98,7 +157,7 @@ pub struct MalformedEvent {
 
 const COLUMNS: &str = "id, uuid, published, event_type, severity, actor_id, actor_alternate_id, \
     actor_display_name, client_ip, country, outcome_result, outcome_reason, display_message, \
-    transaction_id, raw, ingested_at";
+    transaction_id, raw, ingested_at, published_reported";
 
 fn event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
@@ -118,6 +177,9 @@ fn event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
         transaction_id: row.try_get("transaction_id")?,
         raw: row.try_get("raw")?,
         ingested_at: from_millis(row.try_get("ingested_at")?),
+        published_reported: row
+            .try_get::<Option<i64>, _>("published_reported")?
+            .map(from_millis),
     })
 }
 
@@ -130,11 +192,14 @@ pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<StoredEven
 }
 
 /// Stores `events` on `conn` (inside the caller's transaction); returns the new ones, in
-/// input order. A uuid already stored, or repeated within `events`, is skipped.
+/// input order. A uuid already stored, or repeated within `events`, is skipped. Values are
+/// stored in their [`NewEvent::storable`] form.
 pub async fn insert_batch_in(
     conn: &mut AnyConnection,
     events: &[NewEvent],
 ) -> Result<Vec<StoredEvent>, StoreError> {
+    let events: Vec<NewEvent> = events.iter().map(NewEvent::storable).collect();
+    let events = events.as_slice();
     let ingested_at = now_millis();
     let mut ids: HashMap<String, i64> = HashMap::with_capacity(events.len());
     for chunk in events.chunks(INSERT_CHUNK) {
@@ -156,7 +221,8 @@ pub async fn insert_batch_in(
                 .bind(e.display_message.as_deref())
                 .bind(e.transaction_id.as_deref())
                 .bind(e.raw.as_str())
-                .bind(ingested_at);
+                .bind(ingested_at)
+                .bind(e.published_reported.map(to_millis));
         }
         for row in q.fetch_all(&mut *conn).await? {
             let id: i64 = row.try_get("id")?;
@@ -174,13 +240,87 @@ pub async fn insert_batch_in(
     Ok(new)
 }
 
+/// What [`insert_isolating_in`] did with a batch.
+#[derive(Debug, Default)]
+pub struct Isolated {
+    /// The events stored for the first time, in input order.
+    pub new: Vec<StoredEvent>,
+    /// The events the database refused, each with its reason, for the malformed table.
+    pub refused: Vec<MalformedEvent>,
+}
+
+/// Like [`insert_batch_in`], but a batch the database refuses does not fail: it is stored
+/// again event by event, each under its own savepoint, and an event refused alone is handed
+/// back in [`Isolated::refused`] with the database's message. Errors that do not blame the
+/// data (a lost connection, a timeout) still fail the call, so the caller retries later
+/// instead of recording good events as malformed.
+pub async fn insert_isolating_in(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<Isolated, StoreError> {
+    match savepoint(conn, events).await {
+        Ok(new) => {
+            return Ok(Isolated {
+                new,
+                refused: Vec::new(),
+            });
+        }
+        Err(StoreError::Sql(e)) if blames_the_row(&e) => {
+            tracing::warn!(error = %e, events = events.len(),
+                "the database refused a page of events; storing them one by one");
+        }
+        Err(e) => return Err(e),
+    }
+    let mut out = Isolated::default();
+    for e in events {
+        match savepoint(conn, std::slice::from_ref(e)).await {
+            Ok(new) => out.new.extend(new),
+            Err(StoreError::Sql(err)) if blames_the_row(&err) => {
+                let reason = match &err {
+                    sqlx::Error::Database(db) => {
+                        format!("the database refused it: {}", db.message())
+                    }
+                    other => format!("the database refused it: {other}"),
+                };
+                tracing::warn!(uuid = %e.uuid, %reason, "an event the database refuses is kept as malformed");
+                out.refused.push(MalformedEvent {
+                    uuid: Some(e.uuid.clone()),
+                    reason,
+                    raw: e.raw.clone(),
+                });
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(out)
+}
+
+/// [`insert_batch_in`] under a savepoint: on failure only this insert is undone.
+async fn savepoint(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut sp = sqlx::Connection::begin(&mut *conn).await?;
+    match insert_batch_in(&mut sp, events).await {
+        Ok(new) => {
+            sp.commit().await?;
+            Ok(new)
+        }
+        Err(e) => {
+            sp.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
 fn insert_sql(rows: usize) -> String {
-    const PER_ROW: usize = 15;
+    const PER_ROW: usize = 16;
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
         "INSERT INTO events (uuid, published, event_type, severity, actor_id, \
          actor_alternate_id, actor_display_name, client_ip, country, outcome_result, \
-         outcome_reason, display_message, transaction_id, raw, ingested_at) VALUES ",
+         outcome_reason, display_message, transaction_id, raw, ingested_at, \
+         published_reported) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
@@ -236,6 +376,29 @@ pub async fn undetected(
     rows.iter().map(event_from_row).collect()
 }
 
+/// The events among `ids` that detection has not marked yet, in id order.
+pub async fn undetected_by_ids(db: &Db, ids: &[i64]) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let placeholders = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE detected_at IS NULL AND id IN ({placeholders}) \
+             ORDER BY id"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(db.pool()).await? {
+            found.push(event_from_row(&row)?);
+        }
+    }
+    Ok(found)
+}
+
 /// Records events that could not be read (inside the caller's transaction).
 pub async fn record_malformed_in(
     conn: &mut AnyConnection,
@@ -247,9 +410,9 @@ pub async fn record_malformed_in(
             "INSERT INTO okta_malformed_events (uuid, reason, raw, received_at) \
              VALUES ($1, $2, $3, $4)",
         )
-        .bind(m.uuid.as_deref())
-        .bind(m.reason.as_str())
-        .bind(m.raw.as_str())
+        .bind(m.uuid.as_deref().map(|u| indexed_form(u).into_owned()))
+        .bind(text_form(&m.reason).into_owned())
+        .bind(text_form(&m.raw).into_owned())
         .bind(now)
         .execute(&mut *conn)
         .await?;
@@ -273,11 +436,13 @@ pub async fn count(db: &Db) -> Result<i64, StoreError> {
     Ok(row.try_get("n")?)
 }
 
-/// The newest `published` stored, if any.
+/// The newest `published` stored, if any (clamped events left out: their `published` is
+/// the time of receipt, not Okta's).
 pub async fn newest_published(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let row = sqlx::query("SELECT MAX(published) AS p FROM events")
-        .fetch_one(db.pool())
-        .await?;
+    let row =
+        sqlx::query("SELECT MAX(published) AS p FROM events WHERE published_reported IS NULL")
+            .fetch_one(db.pool())
+            .await?;
     let p: Option<i64> = row.try_get("p")?;
     Ok(p.map(from_millis))
 }
@@ -370,11 +535,16 @@ pub async fn list(db: &Db, q: &EventQuery) -> Result<EventPage, StoreError> {
         I(i64),
     }
     let mut args: Vec<Arg<'_>> = Vec::new();
-    if let Some(t) = &q.event_type {
+    // Filter values in the form the indexed columns hold (bounded, no NUL).
+    let event_type = q.event_type.as_deref().map(indexed_form);
+    let actor = q.actor.as_deref().map(indexed_form);
+    let outcome = q.outcome.as_deref().map(indexed_form);
+    let ip = q.ip.as_deref().map(indexed_form);
+    if let Some(t) = &event_type {
         sql.push_str(&format!(" AND event_type = {}", ph()));
         args.push(Arg::S(t));
     }
-    if let Some(a) = &q.actor {
+    if let Some(a) = &actor {
         sql.push_str(&format!(
             " AND (actor_alternate_id = {} OR actor_id = {})",
             ph(),
@@ -383,11 +553,11 @@ pub async fn list(db: &Db, q: &EventQuery) -> Result<EventPage, StoreError> {
         args.push(Arg::S(a));
         args.push(Arg::S(a));
     }
-    if let Some(o) = &q.outcome {
+    if let Some(o) = &outcome {
         sql.push_str(&format!(" AND outcome_result = {}", ph()));
         args.push(Arg::S(o));
     }
-    if let Some(ip) = &q.ip {
+    if let Some(ip) = &ip {
         sql.push_str(&format!(" AND client_ip = {}", ph()));
         args.push(Arg::S(ip));
     }
@@ -449,8 +619,8 @@ mod tests {
     fn insert_sql_numbers_every_placeholder() {
         let sql = insert_sql(2);
         assert!(sql.contains("($1,$2,"));
-        assert!(sql.contains(",$30)"));
-        assert!(!sql.contains("$31"));
+        assert!(sql.contains(",$32)"));
+        assert!(!sql.contains("$33"));
     }
 
     #[test]

@@ -25,8 +25,10 @@ pub mod emails;
 pub mod events;
 pub mod lockouts;
 pub mod okta_cursor;
+pub mod okta_event;
 pub mod security_events;
 pub mod sessions;
+pub mod storable;
 pub mod time;
 pub mod users;
 

@@ -4,11 +4,24 @@
 //! a URL). [`commit_page`] stores a page's events and that link in ONE transaction: a crash
 //! can lose neither an event whose page advanced the cursor, nor the cursor of stored events
 //! (a replayed page is harmless anyway: events are unique by uuid).
+//!
+//! A page the database refuses is stored event by event
+//! ([`events::insert_isolating_in`]): the refused events join the page's malformed ones and
+//! the cursor moves on, so one event can never stop ingestion.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use crate::events::{self, MalformedEvent, NewEvent, StoredEvent};
+
+/// What [`commit_page`] stored.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Events stored for the first time, in page order.
+    pub new: Vec<StoredEvent>,
+    /// Parsed events the database refused, recorded as malformed with its reason.
+    pub refused: Vec<MalformedEvent>,
+}
 use crate::time::{from_millis, now_millis, to_millis};
 use crate::{Db, StoreError};
 
@@ -54,18 +67,19 @@ pub async fn clear(db: &Db, source: &str) -> Result<(), StoreError> {
 }
 
 /// Stores a page in one transaction: its events (deduplicated by uuid), its malformed
-/// events, and — when `next_url` is given (polling) — the cursor to resume from. Returns the
-/// events that were new.
+/// events, the events the database refuses (as malformed), and — when `next_url` is given
+/// (polling) — the cursor to resume from.
 pub async fn commit_page(
     db: &Db,
     source: &str,
     page: &[NewEvent],
     malformed: &[MalformedEvent],
     next_url: Option<&str>,
-) -> Result<Vec<StoredEvent>, StoreError> {
+) -> Result<Committed, StoreError> {
     let mut tx = db.pool().begin().await?;
-    let new = events::insert_batch_in(&mut tx, page).await?;
+    let stored = events::insert_isolating_in(&mut tx, page).await?;
     events::record_malformed_in(&mut tx, malformed).await?;
+    events::record_malformed_in(&mut tx, &stored.refused).await?;
     if let Some(next) = next_url {
         let last = page.iter().map(|e| to_millis(e.published)).max();
         sqlx::query(
@@ -83,5 +97,8 @@ pub async fn commit_page(
         .await?;
     }
     tx.commit().await?;
-    Ok(new)
+    Ok(Committed {
+        new: stored.new,
+        refused: stored.refused,
+    })
 }

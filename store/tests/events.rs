@@ -23,6 +23,7 @@ fn event(i: i64, event_type: &str, actor: &str, outcome: &str, ip: &str) -> NewE
         display_message: Some("User login to Okta".to_owned()),
         transaction_id: None,
         raw: format!(r#"{{"uuid":"{i}","note":"raw kept \u00e9xactly"}}"#),
+        published_reported: None,
     }
 }
 
@@ -189,7 +190,8 @@ async fn cursor_is_committed_with_its_page() {
         )
         .await
         .unwrap();
-        assert_eq!(new.len(), 10, "{kind:?}");
+        assert_eq!(new.new.len(), 10, "{kind:?}");
+        assert!(new.refused.is_empty());
         let c = okta_cursor::load(&t.db, "default").await.unwrap().unwrap();
         assert_eq!(c.next_url, "https://acme.okta.com/api/v1/logs?after=1_1");
         assert_eq!(c.last_published, Some(page[9].published), "{kind:?}");
@@ -216,5 +218,58 @@ async fn cursor_is_committed_with_its_page() {
         );
         okta_cursor::clear(&t.db, "default").await.unwrap();
         assert!(okta_cursor::load(&t.db, "default").await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn future_events_are_clamped_flagged_and_kept_out_of_the_newest() {
+    for t in TestDb::both().await {
+        let kind = t.kind();
+        let received = Utc::now();
+        let mut sane = event(1, "user.session.start", "alice", "SUCCESS", "1.2.3.4");
+        sane.published = received - Duration::minutes(1);
+        let mut future = event(2, "user.session.start", "mallory", "SUCCESS", "1.2.3.4");
+        future.published = Utc.with_ymd_and_hms(2999, 1, 1, 0, 0, 0).unwrap();
+        let skew = Duration::seconds(300);
+        assert!(!sane.clamp_future(received, skew));
+        assert!(future.clamp_future(received, skew));
+        let mut near = event(3, "user.session.start", "bob", "SUCCESS", "1.2.3.4");
+        near.published = received + Duration::seconds(299);
+        assert!(
+            !near.clamp_future(received, skew),
+            "within the skew: as reported"
+        );
+        events::insert_batch(&t.db, &[sane.clone(), future.clone()])
+            .await
+            .unwrap();
+        let got = events::get(&t.db, &future.uuid).await.unwrap().unwrap();
+        assert_eq!(
+            got.published_reported,
+            Some(Utc.with_ymd_and_hms(2999, 1, 1, 0, 0, 0).unwrap()),
+            "{kind:?}"
+        );
+        assert!(got.published <= Utc::now(), "{kind:?}");
+        assert_eq!(
+            events::newest_published(&t.db)
+                .await
+                .unwrap()
+                .map(|p| p.timestamp_millis()),
+            Some(sane.published.timestamp_millis()),
+            "{kind:?}: the flagged event is not the newest"
+        );
+        let page = events::list(
+            &t.db,
+            &EventQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(page.events.len(), 2);
+        assert_eq!(
+            page.events[0].uuid, future.uuid,
+            "{kind:?}: newest by receipt"
+        );
     }
 }

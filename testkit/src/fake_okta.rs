@@ -12,6 +12,8 @@
 //!   two `link` header lines, `limit` 0..=1000 (default 100), `X-Rate-Limit-*` headers and
 //!   429 + E0000047 when the window's budget is spent; `Authorization: SSWS`, `Bearer` or
 //!   `DPoP` (proof with `ath`, optional resource nonce challenge via 401 + `www-authenticate`).
+//! - `/oauth2/v1/token` has its own rate-limit bucket (`token_rate_limit`), with the same
+//!   headers and 429 + E0000047.
 //! - Injectable faults: 500 (E0000009), hangs, truncated bodies, forced 429s; late events
 //!   are simply events persisted after newer ones ([`FakeOkta::add_events`] with old
 //!   `published` values).
@@ -58,6 +60,10 @@ pub struct FakeOktaConfig {
     pub rate_limit: u32,
     /// Length of a rate-limit window (whole seconds; Okta's is 60).
     pub rate_window: Duration,
+    /// `/oauth2/v1/token` requests allowed per rate-limit window (its own bucket, as in
+    /// Okta); every token response carries `X-Rate-Limit-*`, and a spent budget is 429 +
+    /// E0000047.
+    pub token_rate_limit: u32,
 }
 
 impl Default for FakeOktaConfig {
@@ -72,6 +78,7 @@ impl Default for FakeOktaConfig {
             token_lifetime: Duration::from_secs(3600),
             rate_limit: 10_000,
             rate_window: Duration::from_secs(60),
+            token_rate_limit: 10_000,
         }
     }
 }
@@ -144,6 +151,8 @@ struct State {
     nonce: String,
     window_end: i64,
     remaining: u32,
+    token_window_end: i64,
+    token_remaining: u32,
     faults: VecDeque<Fault>,
     fault_every: Option<(u64, Fault)>,
     counters: Counters,
@@ -184,6 +193,7 @@ impl FakeOkta {
             .as_socket_addr()
             .expect("a TCP address");
         let remaining = config.rate_limit;
+        let token_remaining = config.token_rate_limit;
         let shared = Arc::new(Shared {
             base: format!("http://{addr}"),
             state: Mutex::new(State {
@@ -195,6 +205,8 @@ impl FakeOkta {
                 nonce: random_id(),
                 window_end: 0,
                 remaining,
+                token_window_end: 0,
+                token_remaining,
                 faults: VecDeque::new(),
                 fault_every: None,
                 counters: Counters::default(),
@@ -271,6 +283,13 @@ impl FakeOkta {
         let mut st = self.shared.lock();
         roll_window(&mut st);
         st.remaining = 0;
+    }
+
+    /// Spends the token endpoint's budget for the current window.
+    pub fn exhaust_token_rate_limit(&self) {
+        let mut st = self.shared.lock();
+        roll_token_window(&mut st);
+        st.token_remaining = 0;
     }
 
     /// Invalidates every issued access token (as if revoked or expired early).
@@ -357,6 +376,15 @@ fn roll_window(st: &mut State) {
         let secs = i64::try_from(st.config.rate_window.as_secs().max(1)).unwrap_or(60);
         st.window_end = now + secs;
         st.remaining = st.config.rate_limit;
+    }
+}
+
+fn roll_token_window(st: &mut State) {
+    let now = Utc::now().timestamp();
+    if now >= st.token_window_end {
+        let secs = i64::try_from(st.config.rate_window.as_secs().max(1)).unwrap_or(60);
+        st.token_window_end = now + secs;
+        st.token_remaining = st.config.token_rate_limit;
     }
 }
 
@@ -461,7 +489,37 @@ impl FakeEndpoint {
     }
 
     async fn token(&self, req: Request) -> Response {
-        self.0.lock().counters.token_requests += 1;
+        let (limit, remaining, reset, spent) = {
+            let mut st = self.0.lock();
+            st.counters.token_requests += 1;
+            roll_token_window(&mut st);
+            let spent = st.token_remaining == 0;
+            if !spent {
+                st.token_remaining -= 1;
+            }
+            (
+                st.config.token_rate_limit,
+                st.token_remaining,
+                st.token_window_end,
+                spent,
+            )
+        };
+        let mut resp = self.token_answer(req, spent).await;
+        let h = resp.headers_mut();
+        h.insert("X-Rate-Limit-Limit", limit.into());
+        h.insert("X-Rate-Limit-Remaining", remaining.into());
+        h.insert("X-Rate-Limit-Reset", reset.into());
+        resp
+    }
+
+    async fn token_answer(&self, req: Request, spent: bool) -> Response {
+        if spent {
+            let b = okta_error(
+                "E0000047",
+                "API call exceeded rate limit due to too many requests.",
+            );
+            return json_response(StatusCode::TOO_MANY_REQUESTS).body(b.to_string());
+        }
         let token_url = format!("{}/oauth2/v1/token", self.0.base);
         let dpop = req.header("dpop").map(str::to_owned);
         let body = req.into_body().into_string().await.unwrap_or_default();

@@ -11,11 +11,13 @@
 //! - [`webhook`]: a real HTTP server receiving webhooks, with answers of your choice.
 //! - [`certs`]: a throwaway CA and server certificate for TLS listeners.
 //!
-//! Other modules (fake Okta) are added by their features.
+//! - [`fake_okta`]: a fake Okta org (System Log API, OAuth + DPoP, rate limits, faults);
+//!   [`okta_hook`]: an Okta Event Hook sender (verification and deliveries).
 
 pub mod certs;
 pub mod db;
 pub mod fake_okta;
+pub mod okta_hook;
 pub mod redis;
 pub mod redis_topology;
 pub mod smtp;

@@ -19,6 +19,7 @@ use vigil_queue::{Engine, NewJob, SchedulesSettings};
 use vigil_rules::{RedisWindows, RuleSet, RulesSettings};
 use vigil_store::alerts::{self, AlertAction, AlertStatus};
 use vigil_store::events::{self, NewEvent, StoredEvent};
+use vigil_store::okta_event::parse_event;
 use vigil_testkit::db::TestDb;
 use vigil_testkit::fake_okta::FakeOkta;
 use vigil_testkit::smtp::SmtpServer;
@@ -27,7 +28,6 @@ use vigil_workers::alerts::{Detector, Escalator, WebhookSender, alert_escalation
 use vigil_workers::email::{
     EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls, email_handler,
 };
-use vigil_workers::okta::event::parse_event;
 use vigil_workers::runtime::Runtime;
 
 use common::{cleanup, eventually, jobs, system};

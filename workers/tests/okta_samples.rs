@@ -7,10 +7,10 @@ use okta_common::*;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use vigil_store::events;
+use vigil_store::okta_event::parse_event;
 use vigil_testkit::db::TestDb;
 use vigil_testkit::fake_okta::FakeOkta;
 use vigil_workers::okta::OktaPoller;
-use vigil_workers::okta::event::parse_event;
 
 #[test]
 fn every_sample_event_parses_and_round_trips() {

@@ -636,6 +636,7 @@ async fn queue_escalation(state: &ApiState, alert_id: Option<i64>, key: &str) {
     let job = AlertEscalationJob {
         alert_id,
         webhook: None,
+        okta_event_ids: Vec::new(),
     };
     let mut new = NewJob::new(
         Queue::AlertEscalation,

@@ -17,6 +17,10 @@ use crate::state::ApiState;
 /// The events routes.
 pub struct EventsApi;
 
+// `GET /api/v1/events/{uuid}` accepts every uuid ingestion stores (`max_length` below counts
+// characters, as ingestion does); keep the two limits one.
+const _: () = assert!(events::MAX_UUID_LEN == 100);
+
 /// One stored event: the indexed fields, and (on the single-event route) the raw event.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -36,6 +40,9 @@ pub struct EventView {
     pub display_message: Option<String>,
     pub transaction_id: Option<String>,
     pub ingested_at: DateTime<Utc>,
+    /// Present when Okta's `published` lay further in the future than the allowed clock
+    /// skew: the time Okta reported; `published` is then the time vigil received the event.
+    pub published_reported: Option<DateTime<Utc>>,
     /// The event exactly as Okta sent it (only on `GET /api/v1/events/{uuid}`).
     pub raw: Option<serde_json::Value>,
 }
@@ -43,7 +50,8 @@ pub struct EventView {
 impl EventView {
     fn new(e: StoredEvent, with_raw: bool) -> EventView {
         let raw = with_raw.then(|| {
-            serde_json::from_str(&e.raw).unwrap_or(serde_json::Value::String(e.raw.clone()))
+            vigil_store::storable::parse_lenient(&e.raw)
+                .unwrap_or(serde_json::Value::String(e.raw.clone()))
         });
         EventView {
             uuid: e.uuid,
@@ -60,6 +68,7 @@ impl EventView {
             display_message: e.display_message,
             transaction_id: e.transaction_id,
             ingested_at: e.ingested_at,
+            published_reported: e.published_reported,
             raw,
         }
     }
@@ -144,7 +153,9 @@ impl EventsApi {
         &self,
         _auth: BearerAuth,
         state: Data<&ApiState>,
-        #[oai(validator(max_length = 100))] uuid: Path<String>,
+        /// Okta's event uuid (at most 100 characters, as ingestion accepts).
+        #[oai(validator(max_length = 100))]
+        uuid: Path<String>,
     ) -> ApiResult<Json<EventView>> {
         match events::get(state.db(), &uuid.0).await? {
             Some(e) => Ok(Json(EventView::new(e, true))),

@@ -28,6 +28,7 @@ pub mod health;
 pub mod instances;
 pub mod jobs;
 pub mod models;
+pub mod okta_hooks;
 pub mod payloads;
 pub mod queues;
 pub mod schedules;
@@ -64,6 +65,8 @@ pub enum Tags {
     Users,
     /// API keys of service accounts (admin).
     ApiKeys,
+    /// Okta Event Hooks: deliveries pushed by Okta (authenticated by a shared secret header).
+    OktaHooks,
 }
 
 /// Every route group as one documented service.
@@ -80,6 +83,7 @@ pub type Apis = (
     instances::InstancesApi,
     users::UsersApi,
     api_keys::ApiKeysApi,
+    okta_hooks::OktaHooksApi,
 );
 
 /// The OpenAPI service of every route group.
@@ -97,6 +101,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         instances::InstancesApi,
         users::UsersApi,
         api_keys::ApiKeysApi,
+        okta_hooks::OktaHooksApi,
     );
     let mut service = OpenApiService::new(apis, "vigil API", env!("CARGO_PKG_VERSION"))
         .description(

@@ -123,6 +123,16 @@ impl Detector {
         Ok(total)
     }
 
+    /// Detects the stored Okta events `ids` not detected yet (an Event Hook delivery stored
+    /// them through the API) and marks them.
+    pub async fn detect_stored(&self, ids: &[i64]) -> Result<DetectSummary, DetectError> {
+        let events = vigil_store::events::undetected_by_ids(&self.db, ids).await?;
+        if events.is_empty() {
+            return Ok(DetectSummary::default());
+        }
+        self.detect_and_mark(&events).await
+    }
+
     /// Runs the rules on security events posted through the API that they have not seen yet
     /// (the escalation run calls it every minute, and the API queues a run per event).
     pub async fn detect_security_events(&self) -> Result<DetectSummary, DetectError> {
@@ -146,10 +156,25 @@ impl Detector {
     /// Runs the rules on `events` (in order) and raises their alerts.
     pub async fn detect(&self, events: &[StoredEvent]) -> Result<DetectSummary, DetectError> {
         let mut summary = DetectSummary::default();
-        // Stored events were parsed once already; one that no longer parses is skipped.
+        // Stored events were parsed once already; one that no longer parses is skipped. An
+        // event published beyond the allowed clock skew counts at its time of receipt, so it
+        // cannot push a threshold window's other events out.
         let docs: Vec<serde_json::Value> = events
             .iter()
-            .filter_map(|e| serde_json::from_str(&e.raw).ok())
+            .filter_map(|e| {
+                let mut doc = vigil_store::storable::parse_lenient(&e.raw).ok()?;
+                if e.published_reported.is_some()
+                    && let Some(o) = doc.as_object_mut()
+                {
+                    o.insert(
+                        "published".to_owned(),
+                        e.published
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                            .into(),
+                    );
+                }
+                Some(doc)
+            })
             .collect();
         self.evaluate(&docs, &mut summary).await?;
         Ok(summary)
@@ -241,6 +266,7 @@ impl Detector {
                 let job = AlertEscalationJob {
                     alert_id: Some(raised.alert_id),
                     webhook: None,
+                    okta_event_ids: Vec::new(),
                 };
                 let mut new = NewJob::new(
                     Queue::AlertEscalation,

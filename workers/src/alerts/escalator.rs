@@ -204,6 +204,7 @@ impl Escalator {
                     level: level.level,
                     url,
                 }),
+                okta_event_ids: Vec::new(),
             };
             let mut job = NewJob::new(
                 Queue::AlertEscalation,

@@ -1,5 +1,6 @@
 //! The `alert_escalation` queue's handler: a run (`{}` or `{"alert_id": N}`) first runs the
-//! detection rules on new security events (when a [`Detector`] is given), then goes to the
+//! detection rules on the Okta events an Event Hook delivery stored (`okta_event_ids`) and
+//! on new security events (when a [`Detector`] is given), then goes to the
 //! [`Escalator`]; a webhook delivery (`{"webhook": {...}}`) goes to the [`WebhookSender`].
 
 use std::sync::Arc;
@@ -40,6 +41,20 @@ pub fn alert_escalation_handler(
             match &job.webhook {
                 Some(delivery) => webhooks.deliver(delivery).await,
                 None => {
+                    if let Some(detector) = &detector
+                        && !job.okta_event_ids.is_empty()
+                    {
+                        let found =
+                            detector
+                                .detect_stored(&job.okta_event_ids)
+                                .await
+                                .map_err(|e| {
+                                    JobError::Retryable(format!(
+                                        "detection on pushed Okta events: {e}"
+                                    ))
+                                })?;
+                        tracing::info!(?found, "Okta Event Hook events through the rules");
+                    }
                     if let Some(detector) = &detector {
                         let found = detector.detect_security_events().await.map_err(|e| {
                             JobError::Retryable(format!("detection on security events: {e}"))

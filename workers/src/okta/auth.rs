@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use super::client::{FetchError, describe_error, record};
+use super::budget::Endpoint;
+use super::client::{Ctx, FetchError, describe_error, rate_limit, record};
 use super::keys::SigningKey;
-use super::metrics::OktaMetrics;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Lifetime of a client assertion: Okta refuses one hour or more.
@@ -166,8 +166,7 @@ impl OauthAuth {
     /// Headers for a resource request to `url`, fetching a token first when needed.
     pub async fn resource_auth(
         &self,
-        http: &reqwest::Client,
-        metrics: Option<&OktaMetrics>,
+        ctx: &Ctx<'_>,
         htm: &str,
         url: &Url,
     ) -> Result<ResourceAuth, FetchError> {
@@ -178,7 +177,7 @@ impl OauthAuth {
             .is_none_or(|t| Instant::now() >= t.renew_at)
         {
             state.token = None;
-            let token = self.request_token(http, metrics, &mut state).await?;
+            let token = self.request_token(ctx, &mut state).await?;
             state.token = Some(token);
         }
         let Some(token) = state.token.as_ref() else {
@@ -215,8 +214,7 @@ impl OauthAuth {
 
     async fn request_token(
         &self,
-        http: &reqwest::Client,
-        metrics: Option<&OktaMetrics>,
+        ctx: &Ctx<'_>,
         state: &mut TokenState,
     ) -> Result<Token, FetchError> {
         // First try plus one retry per fresh nonce; Okta asks for a nonce at most once.
@@ -228,7 +226,11 @@ impl OauthAuth {
                 ("client_assertion_type", ASSERTION_TYPE),
                 ("client_assertion", assertion.as_str()),
             ];
-            let mut req = http
+            if let Some(wait) = ctx.budget.take(Endpoint::Token, 0).await {
+                return Err(FetchError::budget_spent(Endpoint::Token, wait));
+            }
+            let mut req = ctx
+                .http
                 .post(&self.token_url)
                 .header(reqwest::header::ACCEPT, "application/json")
                 .form(&form);
@@ -244,8 +246,12 @@ impl OauthAuth {
             }
             let started = Instant::now();
             let resp = req.send().await;
-            let resp = record(metrics, "token", started, resp)?;
+            let resp = record(ctx.metrics, "token", started, resp)?;
             let status = resp.status();
+            let rate = rate_limit(resp.headers());
+            ctx.budget
+                .record(Endpoint::Token, rate.limit, rate.remaining, rate.reset)
+                .await;
             if let Some(nonce) = resp
                 .headers()
                 .get("dpop-nonce")
@@ -282,7 +288,9 @@ impl OauthAuth {
                 continue;
             }
             return Err(FetchError::from_status(
+                "token",
                 status,
+                &rate,
                 describe_error("the token endpoint", status, &body),
             ));
         }
@@ -296,8 +304,7 @@ impl Auth {
     /// Headers for a resource request.
     pub async fn resource_auth(
         &self,
-        http: &reqwest::Client,
-        metrics: Option<&OktaMetrics>,
+        ctx: &Ctx<'_>,
         htm: &str,
         url: &Url,
     ) -> Result<ResourceAuth, FetchError> {
@@ -306,7 +313,7 @@ impl Auth {
                 authorization: format!("SSWS {}", token.expose_secret()),
                 dpop: None,
             }),
-            Auth::Oauth(o) => o.resource_auth(http, metrics, htm, url).await,
+            Auth::Oauth(o) => o.resource_auth(ctx, htm, url).await,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! bodies: retry with backoff), [`FetchError::RateLimited`] (429: wait for the reset) and
 //! [`FetchError::Permanent`] (other 4xx: naming Okta's `errorCode` and `errorSummary`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{StatusCode, Url};
@@ -12,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::OktaError;
 use super::auth::{Auth, OauthAuth, TokenState};
+use super::budget::{Budget, Endpoint};
 use super::keys::SigningKey;
 use super::metrics::OktaMetrics;
 use super::settings::{OktaAuthMode, OktaSettings};
@@ -22,19 +24,34 @@ pub enum FetchError {
     /// Another try may work (5xx, timeout, connection, truncated body).
     #[error("{0}")]
     Transient(String),
-    /// HTTP 429: wait until `reset` (epoch seconds) when given.
+    /// No request now: Okta answered 429 (`by_okta`), or the org's shared budget for
+    /// `endpoint` is spent down to its reserve (nothing was sent). `wait` is the time to
+    /// `X-Rate-Limit-Reset` when known.
     #[error("{message}")]
-    RateLimited { reset: Option<i64>, message: String },
+    RateLimited {
+        endpoint: &'static str,
+        wait: Option<Duration>,
+        by_okta: bool,
+        message: String,
+    },
     /// No retry will fix it (4xx other than 429, refused credentials).
     #[error("{0}")]
     Permanent(String),
 }
 
 impl FetchError {
-    pub(crate) fn from_status(status: StatusCode, message: String) -> FetchError {
+    /// The error of a non-2xx answer of `endpoint` with rate-limit headers `rate`.
+    pub(crate) fn from_status(
+        endpoint: &'static str,
+        status: StatusCode,
+        rate: &RateLimit,
+        message: String,
+    ) -> FetchError {
         if status == StatusCode::TOO_MANY_REQUESTS {
             FetchError::RateLimited {
-                reset: None,
+                endpoint,
+                wait: reset_wait(rate.reset),
+                by_okta: true,
                 message,
             }
         } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
@@ -43,7 +60,30 @@ impl FetchError {
             FetchError::Permanent(message)
         }
     }
+
+    /// The error of a request not sent because the shared budget is spent.
+    pub(crate) fn budget_spent(endpoint: Endpoint, wait: Duration) -> FetchError {
+        FetchError::RateLimited {
+            endpoint: endpoint.as_str(),
+            wait: Some(wait),
+            by_okta: false,
+            message: format!(
+                "the org's Okta rate budget for {} is spent down to its reserve until the reset",
+                endpoint.as_str()
+            ),
+        }
+    }
 }
+
+/// How long until `reset` (epoch seconds) plus a small margin; `None` without a reset.
+pub(crate) fn reset_wait(reset: Option<i64>) -> Option<Duration> {
+    let reset_ms = reset?.checked_mul(1000)?;
+    let wait = reset_ms + 250 - chrono::Utc::now().timestamp_millis();
+    Some(Duration::from_millis(wait.max(0) as u64).min(MAX_RESET_WAIT))
+}
+
+/// The longest single wait for a rate-limit reset (Okta windows are one minute).
+pub(crate) const MAX_RESET_WAIT: Duration = Duration::from_secs(120);
 
 /// `X-Rate-Limit-*` of a response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,13 +106,22 @@ pub struct LogsPage {
     pub rate: RateLimit,
 }
 
-/// The Okta client: base URL, authentication, HTTP connection pool.
+/// The Okta client: base URL, authentication, HTTP connection pool, rate budget.
 #[derive(Debug)]
 pub struct OktaClient {
     http: reqwest::Client,
     base: Url,
     auth: Auth,
     metrics: Option<OktaMetrics>,
+    budget: Arc<Budget>,
+    reserve_percent: u8,
+}
+
+/// What a request needs besides its URL: the connection pool, metrics and the budget.
+pub(crate) struct Ctx<'a> {
+    pub http: &'a reqwest::Client,
+    pub metrics: Option<&'a OktaMetrics>,
+    pub budget: &'a Budget,
 }
 
 impl OktaClient {
@@ -135,7 +184,23 @@ impl OktaClient {
             base,
             auth,
             metrics,
+            budget: Arc::new(Budget::local()),
+            reserve_percent: settings.rate_limit_reserve_percent.min(100),
         })
+    }
+
+    /// Shares the rate budget through `budget` (Redis) instead of keeping it in-process.
+    pub fn with_budget(mut self, budget: Budget) -> OktaClient {
+        self.budget = Arc::new(budget);
+        self
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            http: &self.http,
+            metrics: self.metrics.as_ref(),
+            budget: &self.budget,
+        }
     }
 
     /// The org's base URL.
@@ -157,10 +222,10 @@ impl OktaClient {
         let mut nonce_retried = false;
         let mut token_renewed = false;
         loop {
-            let auth = self
-                .auth
-                .resource_auth(&self.http, self.metrics.as_ref(), "GET", url)
-                .await?;
+            let auth = self.auth.resource_auth(&self.ctx(), "GET", url).await?;
+            if let Some(wait) = self.budget.take(Endpoint::Logs, self.reserve_percent).await {
+                return Err(FetchError::budget_spent(Endpoint::Logs, wait));
+            }
             let mut req = self
                 .http
                 .get(url.clone())
@@ -174,6 +239,9 @@ impl OktaClient {
             let status = resp.status();
             let headers = resp.headers().clone();
             let rate = rate_limit(&headers);
+            self.budget
+                .record(Endpoint::Logs, rate.limit, rate.remaining, rate.reset)
+                .await;
             if let (Some(m), Some(r)) = (&self.metrics, rate.remaining) {
                 m.rate_limit_remaining.set(r);
             }
@@ -200,15 +268,11 @@ impl OktaClient {
                 .text()
                 .await
                 .map_err(|e| FetchError::Transient(format!("Okta's response broke off: {e}")))?;
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                return Err(FetchError::RateLimited {
-                    reset: rate.reset,
-                    message: describe_error("/api/v1/logs", status, &body),
-                });
-            }
             if !status.is_success() {
                 return Err(FetchError::from_status(
+                    "logs",
                     status,
+                    &rate,
                     describe_error("/api/v1/logs", status, &body),
                 ));
             }
@@ -302,7 +366,7 @@ fn header_str<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn rate_limit(headers: &reqwest::header::HeaderMap) -> RateLimit {
+pub(crate) fn rate_limit(headers: &reqwest::header::HeaderMap) -> RateLimit {
     let num = |n: &str| header_str(headers, n).and_then(|v| v.trim().parse::<i64>().ok());
     RateLimit {
         limit: num("x-rate-limit-limit"),

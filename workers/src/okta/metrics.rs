@@ -18,8 +18,16 @@ pub struct OktaMetrics {
     pub events_ingested: IntCounter,
     /// `vigil_okta_malformed_events_total`: events recorded as malformed and skipped.
     pub malformed_events: IntCounter,
-    /// `vigil_okta_ingestion_lag_seconds`: now minus the newest `published` stored.
+    /// `vigil_okta_ingestion_lag_seconds`: now minus the newest `published` stored (events
+    /// published beyond the allowed clock skew left out).
     pub ingestion_lag: Gauge,
+    /// `vigil_okta_rate_limit_waits_total{endpoint, cause}`: waits for a reset, `cause` =
+    /// `429` (Okta refused) or `budget` (the shared budget was spent to its reserve).
+    pub rate_limit_waits: IntCounterVec,
+    /// `vigil_okta_runs_skipped_total`: polling runs skipped because one was still running.
+    pub runs_skipped: IntCounter,
+    /// `vigil_okta_future_events_total`: events published beyond the allowed clock skew.
+    pub future_events: IntCounter,
 }
 
 impl OktaMetrics {
@@ -54,8 +62,26 @@ impl OktaMetrics {
                 "vigil_okta_ingestion_lag_seconds",
                 "Now minus the newest published time stored",
             )?,
+            rate_limit_waits: IntCounterVec::new(
+                Opts::new(
+                    "vigil_okta_rate_limit_waits_total",
+                    "Waits for an Okta rate-limit reset, by endpoint and cause",
+                ),
+                &["endpoint", "cause"],
+            )?,
+            runs_skipped: IntCounter::new(
+                "vigil_okta_runs_skipped_total",
+                "Okta polling runs skipped because a run of the org was still going",
+            )?,
+            future_events: IntCounter::new(
+                "vigil_okta_future_events_total",
+                "Okta events published further in the future than okta.max_clock_skew_seconds",
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.rate_limit_waits.clone()))?;
+        registry.register(Box::new(m.runs_skipped.clone()))?;
+        registry.register(Box::new(m.future_events.clone()))?;
         registry.register(Box::new(m.latency.clone()))?;
         registry.register(Box::new(m.rate_limit_remaining.clone()))?;
         registry.register(Box::new(m.events_ingested.clone()))?;

@@ -6,23 +6,27 @@
 //! - [`keys`]: the client-assertion key (PEM), the per-process DPoP key, `okta keygen`.
 //! - `auth`: SSWS, or OAuth 2.0 client credentials with `private_key_jwt` and DPoP
 //!   (nonce challenges, `ath`, cached tokens renewed before expiry).
+//! - [`budget`]: the org's rate-limit budget per endpoint, shared through Redis.
 //! - [`client`]: one `GET /api/v1/logs` with links, rate-limit headers and error classes.
-//! - [`event`]: tolerant parsing of a `LogEvent` into stored columns + raw JSON.
+//! - event parsing is `vigil_store::okta_event` (shared with the API's Event Hook route).
 //! - [`poller`]: polling from the persisted cursor and bounded backfills, pacing by the
 //!   rate-limit headers, retries; hands new events to a [`NewEventsSink`].
+//! - [`run_guard`]: one polling run per org at a time; overlapping ticks are skipped.
 //! - [`metrics`]: Prometheus series.
 //!
 //! Tokens, assertions and keys never reach a log line, an error or a `Debug` output.
 
 mod auth;
+pub mod budget;
 pub mod client;
-pub mod event;
 pub mod handler;
 pub mod keys;
 pub mod metrics;
 pub mod poller;
+pub mod run_guard;
 pub mod settings;
 
+pub use budget::Budget;
 pub use client::{FetchError, OktaClient};
 pub use handler::okta_handler;
 pub use keys::{GeneratedKey, KeyKind, SigningKey, generate};

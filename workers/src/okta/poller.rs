@@ -9,8 +9,10 @@
 //! **Bounded** (backfills: `since`/`until`/`limit`): walks `next` links until the last page
 //! (no `next`) or the limit; stores events with the same dedup, never touches the cursor.
 //!
-//! Rate limits: after each response, when `X-Rate-Limit-Remaining` falls to the reserve
-//! share the poller sleeps until `X-Rate-Limit-Reset`; a 429 also waits for the reset. 5xx,
+//! Rate limits: every request first takes a unit of the org's budget for its endpoint
+//! ([`super::budget`], shared through Redis by every process): when the window is spent down
+//! to the reserve share, or Okta answered 429 (logs or token endpoint), the poller sleeps
+//! until `X-Rate-Limit-Reset` (a backoff only when Okta sent no reset). 5xx,
 //! timeouts and broken bodies are retried with exponential backoff, then surface as
 //! [`JobError::Retryable`]; other 4xx are [`JobError::Permanent`] with Okta's error.
 
@@ -24,21 +26,20 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use vigil_jobs::OktaFetchJob;
 use vigil_store::events::{MalformedEvent, NewEvent, StoredEvent};
+use vigil_store::okta_event::parse_event;
 use vigil_store::{Db, okta_cursor};
 
 use super::OktaError;
-use super::client::{FetchError, LogsPage, OktaClient, RateLimit};
-use super::event::parse_event;
+use super::client::{FetchError, LogsPage, MAX_RESET_WAIT, OktaClient};
 use super::metrics::OktaMetrics;
+use super::run_guard::{RunGuard, created_ms};
 use super::settings::OktaSettings;
 use crate::JobError;
 
 /// Okta's default page size when a URL carries no `limit`.
 const OKTA_DEFAULT_LIMIT: u32 = 100;
-/// Consecutive 429s tolerated within one run before giving the job back to the queue.
+/// Consecutive rate-limit waits for one request before giving the job back to the queue.
 const MAX_RATE_LIMIT_WAITS: u32 = 5;
-/// The longest single wait for a rate-limit reset (Okta windows are one minute).
-const MAX_RESET_WAIT: Duration = Duration::from_secs(120);
 /// How far before the last stored event a lost cursor restarts (dedup absorbs the overlap).
 const CURSOR_FALLBACK_OVERLAP_MINUTES: i64 = 5;
 
@@ -96,6 +97,9 @@ pub struct FetchSummary {
     pub rate_limit_waits: u32,
     /// Polling reached a short page (nothing more to read now); bounded reached the end.
     pub caught_up: bool,
+    /// The polling run was skipped: another run of the org was going, or one started
+    /// after the job was created.
+    pub skipped: bool,
 }
 
 /// The long-lived Okta poller (one per process; the runtime wraps it in its handler).
@@ -107,6 +111,7 @@ pub struct OktaPoller {
     metrics: Option<OktaMetrics>,
     source: String,
     newest_published: Mutex<Option<DateTime<Utc>>>,
+    run_guard: RunGuard,
 }
 
 impl std::fmt::Debug for OktaPoller {
@@ -135,7 +140,27 @@ impl OktaPoller {
             metrics,
             source: okta_cursor::DEFAULT_SOURCE.to_owned(),
             newest_published: Mutex::new(None),
+            run_guard: RunGuard::local(),
         })
+    }
+
+    /// Shares the org's rate budget and run claim with every process using the same Redis
+    /// and `prefix` (keyed by the org's host and port), instead of keeping them in-process.
+    pub fn with_redis(mut self, conn: vigil_queue::RedisConn, prefix: &str) -> OktaPoller {
+        let base = self.client.base();
+        let org = match base.port() {
+            Some(p) => format!("{}_{p}", base.host_str().unwrap_or_default()),
+            None => base.host_str().unwrap_or_default().to_owned(),
+        };
+        let org: String = org
+            .chars()
+            .map(|c| if matches!(c, '{' | '}' | ':') { '_' } else { c })
+            .collect();
+        self.run_guard = RunGuard::redis(conn.clone(), prefix, &org);
+        self.client = self
+            .client
+            .with_budget(super::Budget::redis(conn, prefix, &org));
+        self
     }
 
     /// Hands newly stored events to `sink` (alert detection).
@@ -144,7 +169,9 @@ impl OktaPoller {
         self
     }
 
-    /// The `okta_fetch` handler: a bounded run when the job has `since`, else a polling run.
+    /// The `okta_fetch` handler: a bounded run when the job has `since`, else a polling run
+    /// — skipped when another polling run of the org is going or one started after the job
+    /// was created ([`super::run_guard`]).
     pub async fn fetch(&self, job_id: &str, job: &OktaFetchJob) -> Result<FetchSummary, JobError> {
         let summary = match job.since {
             Some(since) => {
@@ -152,7 +179,27 @@ impl OktaPoller {
                 self.backfill(since, until, job.limit.map(u64::from), &|_| {})
                     .await?
             }
-            None => self.poll().await?,
+            None => match self.run_guard.claim(created_ms(job_id)).await {
+                Ok(claim) => {
+                    let result = self.poll().await;
+                    claim.release().await;
+                    result?
+                }
+                Err(skip) => {
+                    if let Some(m) = &self.metrics {
+                        m.runs_skipped.inc();
+                    }
+                    tracing::info!(
+                        job_id,
+                        ?skip,
+                        "okta polling run skipped: the org's run is going or already covered this tick"
+                    );
+                    return Ok(FetchSummary {
+                        skipped: true,
+                        ..Default::default()
+                    });
+                }
+            },
         };
         tracing::info!(
             job_id,
@@ -186,7 +233,6 @@ impl OktaPoller {
             };
             self.store(&page, next.as_ref().map(Url::as_str), None, &mut summary)
                 .await?;
-            self.pace(&page.rate, &mut summary).await;
             if count < limit as usize {
                 summary.caught_up = true;
                 break;
@@ -235,7 +281,6 @@ impl OktaPoller {
             let room = limit.map(|l| l.saturating_sub(summary.received));
             self.store(&page, None, room, &mut summary).await?;
             progress(&summary);
-            self.pace(&page.rate, &mut summary).await;
             if limit.is_some_and(|l| summary.received >= l) {
                 break;
             }
@@ -335,18 +380,39 @@ impl OktaPoller {
                 }
             }
         }
-        let newest = events.iter().map(|e| e.published).max();
-        let new = okta_cursor::commit_page(&self.db, &self.source, &events, &malformed, next)
+        let received = Utc::now();
+        let skew = i64::try_from(self.settings.max_clock_skew_seconds)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        for e in &mut events {
+            if e.clamp_future(received, skew) {
+                tracing::warn!(uuid = %e.uuid, reported = ?e.published_reported,
+                    "Okta event published in the future beyond okta.max_clock_skew_seconds; stored with the time of receipt and flagged");
+                if let Some(m) = &self.metrics {
+                    m.future_events.inc();
+                }
+            }
+        }
+        let newest = events
+            .iter()
+            .filter(|e| e.published_reported.is_none())
+            .map(|e| e.published)
+            .max();
+        let committed = okta_cursor::commit_page(&self.db, &self.source, &events, &malformed, next)
             .await
             .map_err(|e| JobError::retryable(format!("cannot store Okta events: {e}")))?;
+        let new = committed.new;
+        let refused = committed.refused.len();
         summary.pages += 1;
         summary.received += take as u64;
         summary.stored += new.len() as u64;
-        summary.duplicates += (events.len() - new.len()) as u64;
-        summary.malformed += malformed.len() as u64;
+        summary.duplicates += (events.len() - new.len() - refused) as u64;
+        summary.malformed += (malformed.len() + refused) as u64;
         if let Some(m) = &self.metrics {
             m.events_ingested.inc_by(new.len() as u64);
-            m.malformed_events.inc_by(malformed.len() as u64);
+            m.malformed_events
+                .inc_by((malformed.len() + refused) as u64);
         }
         self.update_lag(newest).await;
         if !new.is_empty() {
@@ -388,17 +454,39 @@ impl OktaPoller {
             match self.client.get_logs(url).await {
                 Ok(page) => return Ok(page),
                 Err(FetchError::Permanent(msg)) => return Err(JobError::Permanent(msg)),
-                Err(FetchError::RateLimited { reset, message }) => {
+                Err(FetchError::RateLimited {
+                    endpoint,
+                    wait,
+                    by_okta,
+                    message,
+                }) => {
                     limited += 1;
                     if limited > MAX_RATE_LIMIT_WAITS {
                         return Err(JobError::Retryable(message));
                     }
                     summary.rate_limit_waits += 1;
-                    let wait = reset_wait(reset).unwrap_or_else(|| self.backoff(limited));
-                    tracing::info!(
-                        wait_ms = wait.as_millis() as u64,
-                        "Okta rate limit hit (429); waiting for the reset"
-                    );
+                    if let Some(m) = &self.metrics {
+                        m.rate_limit_waits
+                            .with_label_values(&[endpoint, if by_okta { "429" } else { "budget" }])
+                            .inc();
+                    }
+                    match (by_okta, wait) {
+                        (true, Some(wait)) => tracing::info!(
+                            endpoint,
+                            wait_ms = wait.as_millis() as u64,
+                            "Okta answered 429; waiting until its X-Rate-Limit-Reset"
+                        ),
+                        (false, Some(wait)) => tracing::info!(
+                            endpoint,
+                            wait_ms = wait.as_millis() as u64,
+                            "the org's Okta rate budget is spent down to the reserve; waiting until X-Rate-Limit-Reset"
+                        ),
+                        (_, None) => tracing::warn!(
+                            endpoint,
+                            "Okta answered 429 without X-Rate-Limit-Reset; backing off"
+                        ),
+                    }
+                    let wait = wait.unwrap_or_else(|| self.backoff(limited));
                     tokio::time::sleep(wait).await;
                 }
                 Err(FetchError::Transient(msg)) => {
@@ -425,36 +513,6 @@ impl OktaPoller {
         let jitter = rand::random_range(0.75..1.25);
         Duration::from_millis((ms as f64 * jitter) as u64).min(MAX_RESET_WAIT)
     }
-
-    /// Sleeps until the reset when the remaining budget is down to the reserve share.
-    async fn pace(&self, rate: &RateLimit, summary: &mut FetchSummary) {
-        let Some(remaining) = rate.remaining else {
-            return;
-        };
-        let reserve = rate.limit.map_or(0, |l| {
-            (l.max(0) * i64::from(self.settings.rate_limit_reserve_percent.min(100)) + 99) / 100
-        });
-        if remaining > reserve {
-            return;
-        }
-        if let Some(wait) = reset_wait(rate.reset) {
-            summary.rate_limit_waits += 1;
-            tracing::info!(
-                remaining,
-                reserve,
-                wait_ms = wait.as_millis() as u64,
-                "Okta rate-limit budget used up to the reserve; waiting for the reset"
-            );
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-/// How long until `reset` (epoch seconds) plus a small margin; `None` without a reset.
-fn reset_wait(reset: Option<i64>) -> Option<Duration> {
-    let reset_ms = reset?.checked_mul(1000)?;
-    let wait = reset_ms + 250 - Utc::now().timestamp_millis();
-    Some(Duration::from_millis(wait.max(0) as u64).min(MAX_RESET_WAIT))
 }
 
 /// The `limit` of a logs URL (Okta's default when absent).
@@ -484,7 +542,5 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(okta_time(t), "2024-04-02T19:17:37.621Z");
-        assert!(reset_wait(None).is_none());
-        assert_eq!(reset_wait(Some(0)), Some(Duration::ZERO));
     }
 }

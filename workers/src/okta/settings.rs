@@ -52,6 +52,17 @@ pub struct OktaSettings {
     pub max_retries: u32,
     /// First backoff between those retries (doubles each time).
     pub retry_backoff_millis: u64,
+    /// Clock sanity: an event published more than this many seconds after vigil received
+    /// it is stored with `published` = the time of receipt and Okta's time kept in
+    /// `published_reported` (flagged), out of the lag metric and newest-first ordering.
+    pub max_clock_skew_seconds: u64,
+    /// Okta Event Hooks: the secret Okta sends in [`Self::event_hook_header`] (the hook's
+    /// "Authentication secret"); unset turns `/api/v1/hooks/okta/events` off. Best given as
+    /// `event_hook_secret_file`.
+    #[serde(serialize_with = "redacted")]
+    pub event_hook_secret: Option<SecretString>,
+    /// The header carrying it (the hook's "Authentication field").
+    pub event_hook_header: String,
 }
 
 impl Default for OktaSettings {
@@ -73,6 +84,9 @@ impl Default for OktaSettings {
             max_pages_per_run: 100,
             max_retries: 3,
             retry_backoff_millis: 500,
+            max_clock_skew_seconds: 300,
+            event_hook_secret: None,
+            event_hook_header: "Authorization".to_owned(),
         }
     }
 }

@@ -1,14 +1,30 @@
-//! Reading one Okta `LogEvent` tolerantly into the columns vigil stores.
+//! Reading one Okta `LogEvent` tolerantly into the columns vigil stores — the one parser of
+//! polling (`vigil-workers`) and Event Hook deliveries (`vigil-api`), so both store an
+//! event the same way.
 //!
 //! Only `uuid`, `published` and `eventType` are required; everything else is optional and
 //! may have any JSON type (real events carry the string `"null"`, JSON inside strings,
 //! numbers where strings are documented). The raw text is kept byte for byte, so unknown
-//! fields survive. An event missing a required field becomes a [`MalformedEvent`].
+//! fields survive. A lone surrogate escape reads as U+FFFD
+//! ([`parse_lenient`]); the store bounds and cleans the columns ([`NewEvent::storable`]).
+//!
+//! An event missing a required field, with a uuid the API could not look up (longer than
+//! [`MAX_UUID_LEN`], or holding control characters), or that is no JSON value at all becomes
+//! a [`MalformedEvent`]: with the uuid whenever one can be read, and the reason as it is.
 
+use crate::events::{MAX_UUID_LEN, MalformedEvent, NewEvent};
+use crate::storable::parse_lenient;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use vigil_store::events::{MalformedEvent, NewEvent};
+
+/// Just the uuid of an event whose whole text does not parse (other fields are skipped
+/// without being decoded, so whatever broke the parse elsewhere does not matter here).
+#[derive(Deserialize)]
+struct UuidOnly {
+    uuid: Option<String>,
+}
 
 /// Reads one event of a page. `Err` carries the malformed record to keep.
 pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
@@ -18,14 +34,36 @@ pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
         reason: reason.to_owned(),
         raw: text.to_owned(),
     };
-    let v: Value = serde_json::from_str(text).map_err(|_| malformed(None, "not JSON"))?;
+    let v: Value = match parse_lenient(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let uuid = serde_json::from_str::<UuidOnly>(text)
+                .ok()
+                .and_then(|u| u.uuid);
+            return Err(malformed(uuid, &format!("not valid JSON: {e}")));
+        }
+    };
     if !v.is_object() {
         return Err(malformed(None, "not a JSON object"));
     }
-    let uuid = match v.get("uuid").and_then(Value::as_str) {
-        Some(u) if !u.trim().is_empty() && u.len() <= 200 => u.to_owned(),
-        _ => return Err(malformed(None, "missing uuid")),
+    let uuid = match v.get("uuid") {
+        Some(Value::String(u)) if !u.trim().is_empty() => u.clone(),
+        Some(Value::String(_)) => return Err(malformed(None, "empty uuid")),
+        Some(other) => {
+            return Err(malformed(Some(other.to_string()), "uuid is not a string"));
+        }
+        None => return Err(malformed(None, "missing uuid")),
     };
+    let chars = uuid.chars().count();
+    if chars > MAX_UUID_LEN {
+        return Err(malformed(
+            Some(uuid),
+            &format!("uuid is {chars} characters long; at most {MAX_UUID_LEN} are accepted"),
+        ));
+    }
+    if uuid.chars().any(char::is_control) {
+        return Err(malformed(Some(uuid), "uuid holds control characters"));
+    }
     let published = match v
         .get("published")
         .and_then(Value::as_str)
@@ -53,6 +91,7 @@ pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
         display_message: text_at(&v, "/displayMessage"),
         transaction_id: text_at(&v, "/transaction/id"),
         raw: text.to_owned(),
+        published_reported: None,
     })
 }
 
@@ -101,5 +140,34 @@ mod tests {
         .unwrap_err();
         assert_eq!(m.uuid.as_deref(), Some("x"));
         assert!(parse_event(&raw("[1]")).is_err());
+    }
+
+    #[test]
+    fn a_broken_event_keeps_its_uuid_and_the_real_reason() {
+        let m = parse_event(&raw(
+            r#"{"uuid":"u-9","published":"2024-04-02T19:17:37.621Z","eventType":"a","x":1e400}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(m.uuid.as_deref(), Some("u-9"));
+        assert!(
+            m.reason.starts_with("not valid JSON: number out of range"),
+            "{}",
+            m.reason
+        );
+        let long = "u".repeat(MAX_UUID_LEN + 1);
+        let m = parse_event(&raw(&format!(
+            r#"{{"uuid":"{long}","published":"2024-04-02T19:17:37.621Z","eventType":"a"}}"#
+        )))
+        .unwrap_err();
+        assert_eq!(m.uuid.as_deref(), Some(long.as_str()));
+        assert!(m.reason.contains("at most 100"), "{}", m.reason);
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_read_not_refused() {
+        let e = parse_event(&raw(r#"{"uuid":"u-8","published":"2024-04-02T19:17:37.621Z","eventType":"a","actor":{"alternateId":"bob\ud800"}}"#))
+            .unwrap();
+        assert_eq!(e.actor_alternate_id.as_deref(), Some("bob\u{fffd}"));
+        assert!(e.raw.contains("\\ud800"));
     }
 }
