@@ -5,7 +5,6 @@
 //! numbers where strings are documented). The raw text is kept byte for byte, so unknown
 //! fields survive. An event missing a required field becomes a [`MalformedEvent`].
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use vigil_store::events::{MalformedEvent, NewEvent};
@@ -22,19 +21,18 @@ pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
     if !v.is_object() {
         return Err(malformed(None, "not a JSON object"));
     }
-    let uuid = match v.get("uuid").and_then(Value::as_str) {
+    let uuid = match vigil_rules::field::get_key(&v, "uuid").and_then(Value::as_str) {
         Some(u) if !u.trim().is_empty() && u.len() <= 200 => u.to_owned(),
         _ => return Err(malformed(None, "missing uuid")),
     };
-    let published = match v
-        .get("published")
-        .and_then(Value::as_str)
-        .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
-    {
-        Some(p) => p.with_timezone(&Utc),
+    // RFC 3339 from Okta; SQL-style UTC times and epoch milliseconds from re-exports.
+    let published = match vigil_rules::time::published(&v) {
+        Some(p) => p,
         None => return Err(malformed(Some(uuid), "missing or invalid published")),
     };
-    let event_type = match text_at(&v, "/eventType") {
+    let event_type = match vigil_rules::evaluate::text_at(&v, "eventType")
+        .filter(|t| !t.is_empty() && t != "null")
+    {
         Some(t) => t,
         None => return Err(malformed(Some(uuid), "missing eventType")),
     };
@@ -101,5 +99,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(m.uuid.as_deref(), Some("x"));
         assert!(parse_event(&raw("[1]")).is_err());
+    }
+
+    #[test]
+    fn exported_times_and_lowercase_keys_are_read() {
+        let want = parse_event(&raw(
+            r#"{"uuid":"a","published":"2020-11-25T21:27:03.496Z","eventType":"t"}"#,
+        ))
+        .unwrap()
+        .published;
+        for text in [
+            r#"{"uuid":"a","published":"2020-11-25 21:27:03.496000000","eventType":"t"}"#,
+            r#"{"uuid":"a","published":1606339623496,"eventType":"t"}"#,
+            r#"{"UUID":"a","published":"1606339623496","eventtype":"t"}"#,
+        ] {
+            let e = parse_event(&raw(text)).unwrap();
+            assert_eq!((e.published, e.event_type.as_str()), (want, "t"), "{text}");
+        }
     }
 }
