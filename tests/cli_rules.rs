@@ -121,10 +121,14 @@ fn test_prints_one_line_per_event_and_threshold_rules_fire_on_the_twentieth_fail
         got[19]
     );
     // A success is no failure (it passes the match of the rules about successes: no push
-    // bombing before it, one country: no alert).
+    // bombing before it, one country, its session's first event: no alert).
     assert_eq!(
         got[20]["matches"],
-        json!(["okta_mfa_push_bombing_accepted", "okta_impossible_travel"])
+        json!([
+            "okta_mfa_push_bombing_accepted",
+            "okta_impossible_travel",
+            "okta_stolen_session"
+        ])
     );
     assert_eq!(got[20]["alerts"], json!([]));
 

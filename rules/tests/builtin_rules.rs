@@ -1945,7 +1945,10 @@ async fn a_session_replayed_from_another_network_and_client_is_critical() {
     assert_eq!(f.window_uuids, ["own", "thief"]);
     assert_eq!(f.first_seen, evs[0].published);
     // Okta's `unknown` (sample 17) and no session or device id at all: nothing is tracked.
-    assert!(!matched(&one(sample("17_user.authentication.sso")).await, "okta_stolen_session"));
+    assert!(!matched(
+        &one(sample("17_user.authentication.sso")).await,
+        "okta_stolen_session"
+    ));
     let mut bare = owner;
     bare["authenticationContext"] = json!({});
     bare["debugContext"] = json!({});
