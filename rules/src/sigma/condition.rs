@@ -60,8 +60,8 @@ pub fn parse(text: &str, selections: &BTreeMap<String, Expr>) -> Result<Expr, Co
     let toks = tokens(text);
     if toks.contains(&Tok::Pipe) {
         return Err(ConditionError {
-            message: "aggregation (`| count() ...`) is not supported: use a threshold \
-                      override in [rules.sigma_override] instead"
+            message: "aggregation (`| count() ...`): use a threshold override in \
+                      [rules.sigma_override] instead"
                 .to_owned(),
             unsupported: true,
         });
@@ -180,7 +180,7 @@ impl Parser<'_> {
                 }
                 if lower.parse::<u64>().is_ok() && self.peek_word("of") {
                     return Err(ConditionError {
-                        message: format!("`{w} of` is not supported (write `1 of` or `all of`)"),
+                        message: format!("`{w} of` (write `1 of` or `all of`)"),
                         unsupported: true,
                     });
                 }

@@ -441,7 +441,7 @@ fn field_test(
                 return Err(unsupported(
                     construct,
                     format!(
-                        "modifier `{other}` is not supported (vigil supports contains, \
+                        "modifier `{other}` (vigil supports contains, \
                          startswith, endswith, all, re, cidr, exists, base64, base64offset, \
                          cased, gt, gte, lt, lte)"
                     ),
