@@ -139,13 +139,20 @@ pub struct OktaBackfillArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Print the active detection rules.
-    List,
+    /// Print the active detection rules (built-in, from config, Sigma) and where each comes from.
+    List {
+        /// Also load these Sigma rule files or folders (beside `[rules] sigma`).
+        #[arg(long, value_name = "PATH")]
+        sigma: Vec<PathBuf>,
+    },
     /// Evaluate the rules on the events in FILE (a JSON array or JSON lines), in file order,
     /// with fresh state and no side effects; prints one JSON line per event.
     Test {
         /// File of Okta events.
         file: PathBuf,
+        /// Also load these Sigma rule files or folders (beside `[rules] sigma`).
+        #[arg(long, value_name = "PATH")]
+        sigma: Vec<PathBuf>,
     },
 }
 

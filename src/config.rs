@@ -206,6 +206,8 @@ impl Settings {
         if loaded.source_of("database.url").starts_with("file ") {
             settings.database.url = resolve_sqlite(&settings.database.url, &config_dir(path));
         }
+        // Sigma rule paths are relative to the config file's folder too.
+        settings.rules.resolve_paths(&config_dir(path));
         loaded.settings = settings;
         Ok(loaded)
     }

@@ -121,10 +121,14 @@ fn test_prints_one_line_per_event_and_threshold_rules_fire_on_the_twentieth_fail
         got[19]
     );
     // A success is no failure (it passes the match of the rules about successes: no push
-    // bombing before it, one country: no alert).
+    // bombing before it, one country, its session's first event: no alert).
     assert_eq!(
         got[20]["matches"],
-        json!(["okta_mfa_push_bombing_accepted", "okta_impossible_travel"])
+        json!([
+            "okta_mfa_push_bombing_accepted",
+            "okta_impossible_travel",
+            "okta_stolen_session"
+        ])
     );
     assert_eq!(got[20]["alerts"], json!([]));
 
@@ -174,6 +178,158 @@ fn test_uses_each_events_time_so_a_window_can_run_out() {
     }
 }
 
+/// The Sigma rules written for the rules crate's tests (good ones and refused ones).
+fn sigma_fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/tests/sigma/okta")
+}
+
+#[test]
+fn sigma_rules_from_config_and_the_command_line_are_listed_with_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // From config (relative to the config file's folder): one file.
+    std::fs::create_dir(dir.path().join("sigma")).unwrap();
+    std::fs::copy(
+        sigma_fixtures().join("admin_console_via_anonymizer.yml"),
+        dir.path().join("sigma/admin.yml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[rules]\nsigma = [\"sigma\"]\n[rules.sigma_override.\"bd527844-d2d9-43b7-b986-904003e58d5b\"]\ngroup_by = [\"client.ipAddress\"]\nthreshold = { window_seconds = 600, count = 2 }\n",
+    )
+    .unwrap();
+    let out = vigil(dir.path(), &["rules", "list"], NO_ENV);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let row = |t: &str, id: &str| {
+        t.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("{id} missing: {t}"))
+            .to_owned()
+    };
+    let admin = row(&t, "bd527844-d2d9-43b7-b986-904003e58d5b");
+    assert!(admin.contains("2 in 10m by client.ipAddress"), "{admin}");
+    assert!(admin.contains("sigma/admin.yml"), "{admin}");
+    assert!(
+        admin.contains("Okta admin console opened through an anonymizer"),
+        "{admin}"
+    );
+    assert!(row(&t, "okta_brute_force_ip").contains("built-in"), "{t}");
+    assert!(t.contains("rules active (1 from Sigma files)"), "{t}");
+
+    // Plus a folder on the command line: its good rules are listed, the bad ones reported.
+    let folder = sigma_fixtures();
+    let out = vigil(
+        dir.path(),
+        &["rules", "list", "--sigma", folder.to_str().unwrap()],
+        NO_ENV,
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        row(&t, "7491e581-e3b6-4a5d-b808-f84913df3e8b").contains("scripted_clients.yml"),
+        "{t}"
+    );
+    assert!(t.contains("(4 from Sigma files)"), "{t}");
+    // The same rule id from config and from the folder: the second is reported.
+    assert!(
+        t.contains("admin_console_via_anonymizer.yml: rule `bd527844-d2d9-43b7-b986-904003e58d5b`: id: another rule already has this id"),
+        "{t}"
+    );
+    assert!(
+        t.contains("warning: Sigma rule not loaded:")
+            && t.contains("windash.yml: rule `91ecc755-3212-4f9b-a9d0-1c5c0f6f1ccb`"),
+        "{t}"
+    );
+    assert!(t.contains("correlation.yml: rule `95500df6-2457-446c-bde2-173ba8ed6e63`: correlation: not supported"), "{t}");
+
+    // `rules test --sigma`: a Sigma rule matches and fires on a file of events.
+    let event = sample("06_user.session.start", "s1", 0, |v| {
+        v["eventType"] = json!("system.push.send_factor_verify_push");
+        v["debugContext"]["debugData"]["behaviors"] = json!("{New Device=POSITIVE}");
+    });
+    std::fs::write(dir.path().join("e.jsonl"), format!("{event}\n")).unwrap();
+    let file = folder.join("scripted_clients.yml");
+    let out = vigil(
+        dir.path(),
+        &[
+            "rules",
+            "test",
+            "e.jsonl",
+            "--sigma",
+            file.to_str().unwrap(),
+        ],
+        NO_ENV,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let got = lines(&out);
+    assert_eq!(
+        got[0]["alerts"],
+        json!(["1bba3aec-3ca1-491b-afde-d79ff7043b8b"]),
+        "{got:?}"
+    );
+
+    // A path that does not exist is an error naming it.
+    let out = vigil(dir.path(), &["rules", "list", "--sigma", "nope"], NO_ENV);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("`nope`: cannot read it"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn data_lake_exports_with_lowercase_keys_and_other_time_formats_match() {
+    let dir = tempfile::tempdir().unwrap();
+    // Twenty failed sign-ins from one IP, re-exported by a data lake: lower-case top-level
+    // keys, and `published` as SQL-style UTC text or epoch milliseconds, alternately.
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            let v = sample("06_user.session.start", &format!("f{i}"), i, |v| {
+                v["outcome"] = json!({"result": "FAILURE", "reason": "INVALID_CREDENTIALS"});
+                v["client"]["ipAddress"] = json!("203.0.113.9");
+            });
+            let mut lower: serde_json::Map<String, Value> = v
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, x)| (k.to_ascii_lowercase(), x.clone()))
+                .collect();
+            lower["published"] = if i % 2 == 0 {
+                json!(format!("2026-11-22 10:{i:02}:00.000000000"))
+            } else {
+                json!(1_795_341_600_000_i64 + i64::from(i) * 60_000)
+            };
+            Value::Object(lower)
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("lake.json"),
+        serde_json::to_string(&events).unwrap(),
+    )
+    .unwrap();
+    let out = vigil(dir.path(), &["rules", "test", "lake.json"], NO_ENV);
+    assert!(out.status.success(), "{}", text(&out));
+    let got = lines(&out);
+    assert_eq!(got.len(), 20);
+    assert!(
+        got[0]["matches"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("okta_brute_force_ip")),
+        "{got:?}"
+    );
+    assert_eq!(got[18]["alerts"], json!([]), "{got:?}");
+    assert!(
+        got[19]["alerts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("okta_brute_force_ip")),
+        "{got:?}"
+    );
+}
+
 #[test]
 fn bad_rules_and_bad_files_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,7 +364,7 @@ fn bad_rules_and_bad_files_get_clear_errors() {
     let out = vigil(ok.path(), &["rules", "test", "noclock.jsonl"], NO_ENV);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out).contains("noclock.jsonl event 2: `published` is missing or not an RFC 3339 time (got \"yesterday\")"),
+        text(&out).contains("noclock.jsonl event 2: `published` is missing or unreadable (got \"yesterday\"); rules test uses it as the clock: write it as RFC 3339"),
         "{}",
         text(&out)
     );

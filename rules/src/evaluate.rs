@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use crate::field::FieldPath;
 use crate::rule::{Severity, Threshold};
 use crate::settings::RuleSet;
-use crate::window::{Observation, RecentQuery, WindowError, WindowStats, WindowStore};
+use crate::window::{
+    Observation, RecentQuery, SessionObservation, WindowError, WindowStats, WindowStore,
+};
 
 /// What the rules made of one event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,12 +78,12 @@ impl RuleSet {
         let mut pending: Vec<Pending> = Vec::new();
         let mut observations: Vec<Observation> = Vec::new();
         let mut after_queries: Vec<RecentQuery> = Vec::new();
+        let mut sessions: Vec<SessionObservation> = Vec::new();
+        let mut pending_sessions: Vec<(usize, usize, std::ops::Range<usize>)> = Vec::new();
         for (e, event) in events.iter().enumerate() {
             let evaluation = Evaluation {
                 uuid: text_at(event, "uuid").unwrap_or_default(),
-                published: text_at(event, "published")
-                    .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
-                    .map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+                published: crate::time::published(event).unwrap_or_else(Utc::now),
                 matches: Vec::new(),
                 firings: Vec::new(),
             };
@@ -94,6 +96,33 @@ impl RuleSet {
                     continue;
                 }
                 matches.push(rule.id.clone());
+                if let Some(spec) = &rule.session {
+                    let values: Vec<String> = spec
+                        .network
+                        .iter()
+                        .chain(&spec.client)
+                        .map(|f| f.first(event).unwrap_or_default())
+                        .collect();
+                    let first = sessions.len();
+                    for (i, k) in spec.keys.iter().enumerate() {
+                        // Okta writes `unknown` where there is no session: not an id.
+                        let id = k
+                            .first(event)
+                            .filter(|v| !v.eq_ignore_ascii_case("unknown"));
+                        if let Some(id) = id {
+                            sessions.push(SessionObservation {
+                                key: format!("{}:s{i}={id}", rule.id),
+                                uuid: evaluation.uuid.clone(),
+                                at_ms: evaluation.published.timestamp_millis(),
+                                lifetime_ms: i64::try_from(spec.lifetime_seconds * 1000)
+                                    .unwrap_or(i64::MAX),
+                                values: values.clone(),
+                            });
+                        }
+                    }
+                    pending_sessions.push((e, r, first..sessions.len()));
+                    continue;
+                }
                 let Some(group_key) = rule.group_key(event) else {
                     continue;
                 };
@@ -162,6 +191,40 @@ impl RuleSet {
             }
         }
         let mut recents = windows.recent_all(&queries).await?;
+        let origins = if sessions.is_empty() {
+            Vec::new()
+        } else {
+            windows.sessions_all(&sessions).await?
+        };
+        // Session rules: the first tracked key whose origin differs in network and client.
+        for (e, r, range) in pending_sessions {
+            let rule = &self.rules()[r];
+            let Some(spec) = &rule.session else { continue };
+            let evaluation = &mut evaluations[e];
+            for i in range {
+                let (obs, Some(origin)) = (&sessions[i], origins.get(i)) else {
+                    continue;
+                };
+                let Some(observed) = session_change(spec, obs, origin) else {
+                    continue;
+                };
+                let group_key = obs.key.split_once('=').map_or("", |(_, v)| v).to_owned();
+                evaluation.firings.push(Firing {
+                    rule_id: rule.id.clone(),
+                    title: rule.title.clone(),
+                    severity: rule.severity_for(&events[e]),
+                    group_key,
+                    event_uuid: evaluation.uuid.clone(),
+                    window_uuids: vec![origin.uuid.clone(), evaluation.uuid.clone()],
+                    observed,
+                    count: 2,
+                    first_seen: DateTime::from_timestamp_millis(origin.at_ms)
+                        .unwrap_or(evaluation.published),
+                    dedup_window_seconds: rule.dedup_window_seconds,
+                });
+                break;
+            }
+        }
         // 4. Firings, in event then rule order.
         for p in pending {
             let rule = &self.rules()[p.rule];
@@ -218,6 +281,58 @@ struct Pending {
     fired: Option<(usize, Value, DateTime<Utc>)>,
 }
 
+/// Whether a session event differs from the session's first one in network (a known value
+/// of a network field changed) and in client; the figures for the alert when it does.
+fn session_change(
+    spec: &crate::rule::SessionSpec,
+    obs: &SessionObservation,
+    origin: &crate::window::SessionOrigin,
+) -> Option<Value> {
+    if origin.uuid == obs.uuid {
+        return None;
+    }
+    let n = spec.network.len();
+    let differs = |i: usize| {
+        let (a, b) = (
+            obs.values.get(i).map_or("", String::as_str),
+            origin.values.get(i).map_or("", String::as_str),
+        );
+        !a.is_empty() && !b.is_empty() && !a.eq_ignore_ascii_case(b)
+    };
+    let network = (0..n).any(differs);
+    let client = (n..n + spec.client.len()).any(differs);
+    if !(network && client) {
+        return None;
+    }
+    let fields: Vec<String> = spec
+        .network
+        .iter()
+        .chain(&spec.client)
+        .map(|f| f.to_string())
+        .collect();
+    let side = |values: &[String]| -> BTreeMap<String, String> {
+        fields.iter().cloned().zip(values.iter().cloned()).collect()
+    };
+    let (field, id) = obs
+        .key
+        .split_once(':')
+        .and_then(|(_, k)| k.split_once('='))
+        .unwrap_or(("", ""));
+    let key_field = field
+        .strip_prefix('s')
+        .and_then(|i| i.parse::<usize>().ok())
+        .and_then(|i| spec.keys.get(i))
+        .map(|f| f.to_string())
+        .unwrap_or_default();
+    Some(json!({
+        "count": 2,
+        "session": { "field": key_field, "id": id },
+        "first": side(&origin.values),
+        "first_uuid": origin.uuid,
+        "now": side(&obs.values),
+    }))
+}
+
 /// Whether the window's figures meet the threshold; the figures for the alert when they do.
 fn check(t: &Threshold, stats: &WindowStats) -> Option<Value> {
     if stats.count < t.count {
@@ -272,7 +387,10 @@ fn check(t: &Threshold, stats: &WindowStats) -> Option<Value> {
     Some(json!(observed))
 }
 
-/// The text of a top-level string field.
-fn text_at(event: &Value, key: &str) -> Option<String> {
-    event.get(key).and_then(Value::as_str).map(str::to_owned)
+/// The text of a top-level string field, its key matched ignoring case (`eventtype` from a
+/// data lake is `eventType`).
+pub fn text_at(event: &Value, key: &str) -> Option<String> {
+    crate::field::get_key(event, key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }

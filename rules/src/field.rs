@@ -149,7 +149,7 @@ fn flatten(value: &Value) -> Vec<&Value> {
 }
 
 /// `object[key]`, exact first, then ignoring ASCII case.
-fn get_key<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+pub fn get_key<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     let map = value.as_object()?;
     map.get(key).or_else(|| {
         map.iter()

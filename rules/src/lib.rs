@@ -7,22 +7,30 @@
 //!
 //! # Layout
 //! - [`field`]: reading Okta JSON paths forgivingly (`target[type=User].alternateId`).
+//! - [`iplist`]: IP deny lists / threat-intel feeds (CIDRs), re-read when they change.
 //! - [`rule`]: the TOML shape of a rule and its compiled, checked form.
 //! - [`settings`]: `[rules]` in config.toml and the [`RuleSet`] in force.
+//! - [`sigma`]: Sigma rules (YAML) loaded natively beside the built-in ones.
 //! - [`window`]: threshold windows in Redis (shared, durable) or memory (`vigil rules test`).
 //! - [`evaluate`]: one event through every rule → matches and firings.
+//! - [`time`]: `published` in the forms exports carry (RFC 3339, SQL-style, epoch ms).
 //!
 //! The crate does no other I/O: turning firings into alerts is the workers' job.
 
 pub mod evaluate;
 pub mod field;
+pub mod iplist;
 pub mod rule;
 pub mod settings;
+pub mod sigma;
+pub mod time;
 pub mod window;
 
 pub use evaluate::{Evaluation, Firing};
-pub use rule::{Rule, RuleDef, RuleError, Severity};
+pub use rule::{Rule, RuleDef, RuleError, RuleSource, Severity};
 pub use settings::{RuleSet, RulesSettings};
+pub use sigma::{SigmaInfo, SigmaProblem};
 pub use window::{
-    MemoryWindows, Observation, RecentQuery, RedisWindows, WindowError, WindowStats, WindowStore,
+    MemoryWindows, Observation, RecentQuery, RedisWindows, SessionObservation, SessionOrigin,
+    WindowError, WindowStats, WindowStore,
 };

@@ -15,14 +15,20 @@
 //! ```
 //!
 //! Conditions take one operator each: `equals`, `not_equals`, `any_of`, `none_of`,
-//! `contains`, `not_contains`, `starts_with` or `exists`. Comparisons ignore ASCII case.
+//! `contains`, `not_contains`, `starts_with`, `exists`, `not_equals_field` (another field
+//! path: no value of this field is a value of that one) or `in_ip_list` (a file of
+//! addresses and CIDR networks, re-read when it changes). Comparisons ignore ASCII case.
 //! A positive operator holds when any value of the field matches; a negative one when none
 //! does (so `not_equals` holds on a missing field).
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::field::FieldPath;
+use crate::iplist::IpList;
+use crate::sigma::{Expr, SigmaInfo, SigmaRule};
 
 /// How bad an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -82,6 +88,32 @@ pub struct RuleDef {
     /// enough events just before this one (a sequence: e.g. push bombing, then a success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<AfterDef>,
+    /// A stateful session rule: fire when a session or device is seen again within its
+    /// lifetime from a different network and a different client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionDef>,
+}
+
+/// `session = { keys = [...], lifetime_seconds = 43200, network = [...], client = [...] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionDef {
+    /// Fields that identify a session or a device; each is tracked on its own.
+    pub keys: Vec<String>,
+    pub lifetime_seconds: u64,
+    /// A change of any of these (both values known) is a different network.
+    pub network: Vec<String>,
+    /// A change of any of these (both values known) is a different client.
+    pub client: Vec<String>,
+}
+
+/// A compiled [`SessionDef`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSpec {
+    pub keys: Vec<FieldPath>,
+    pub lifetime_seconds: u64,
+    pub network: Vec<FieldPath>,
+    pub client: Vec<FieldPath>,
 }
 
 /// `after = { rule = "okta_mfa_push_bombing", count = 5, within_seconds = 1200 }`.
@@ -129,6 +161,12 @@ pub struct ConditionDef {
     pub starts_with: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exists: Option<bool>,
+    /// Another field's path: holds when no value of `field` is one of its values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_equals_field: Option<String>,
+    /// A file of IP addresses and CIDR networks, one a line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_ip_list: Option<String>,
 }
 
 /// When a rule fires: enough matching events with the same grouping key within a window.
@@ -205,6 +243,8 @@ enum Op {
     NotContains(String),
     StartsWith(String),
     Exists(bool),
+    NotEqualsField(FieldPath),
+    InIpList(Arc<IpList>),
 }
 
 /// A compiled condition.
@@ -250,13 +290,24 @@ impl Condition {
         if let Some(v) = def.exists {
             ops.push(Op::Exists(v));
         }
+        if let Some(other) = &def.not_equals_field {
+            ops.push(Op::NotEqualsField(
+                FieldPath::parse(other).map_err(|e| err(&format!("not_equals_field: {e}")))?,
+            ));
+        }
+        if let Some(path) = &def.in_ip_list {
+            ops.push(Op::InIpList(Arc::new(
+                IpList::load(std::path::Path::new(path))
+                    .map_err(|e| err(&format!("in_ip_list: {e}")))?,
+            )));
+        }
         match ops.len() {
             1 => Ok(Condition {
                 field,
                 op: ops.remove(0),
             }),
             0 => Err(err(
-                "needs one operator: equals, not_equals, any_of, none_of, contains, not_contains, starts_with or exists",
+                "needs one operator: equals, not_equals, any_of, none_of, contains, not_contains, starts_with, exists, not_equals_field or in_ip_list",
             )),
             _ => Err(err("takes exactly one operator")),
         }
@@ -275,6 +326,15 @@ impl Condition {
             Op::NotContains(x) => !any(&|v| v.contains(x.as_str())),
             Op::StartsWith(x) => any(&|v| v.starts_with(x.as_str())),
             Op::Exists(want) => values.is_empty() != *want,
+            Op::NotEqualsField(other) => {
+                let others: Vec<String> = other
+                    .values(event)
+                    .iter()
+                    .map(|v| v.to_ascii_lowercase())
+                    .collect();
+                !any(&|v| others.iter().any(|o| o == v))
+            }
+            Op::InIpList(list) => values.iter().any(|v| list.contains(v)),
         }
     }
 }
@@ -331,6 +391,28 @@ pub struct Threshold {
     pub tracked: Vec<FieldPath>,
 }
 
+/// Where a rule comes from (what `vigil rules list` shows).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RuleSource {
+    #[default]
+    Builtin,
+    /// `[[rules.custom]]` in config.
+    Custom,
+    /// A Sigma rule file.
+    Sigma(Box<SigmaInfo>),
+}
+
+impl RuleSource {
+    /// `built-in`, `config` or the Sigma file.
+    pub fn label(&self) -> String {
+        match self {
+            RuleSource::Builtin => "built-in".to_owned(),
+            RuleSource::Custom => "config".to_owned(),
+            RuleSource::Sigma(info) => info.file.display().to_string(),
+        }
+    }
+}
+
 /// A rule ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
@@ -343,10 +425,14 @@ pub struct Rule {
     pub dedup_window_seconds: u64,
     /// Checked by the rule set (it needs the other rule): see [`AfterDef`].
     pub after: Option<AfterDef>,
+    pub session: Option<SessionSpec>,
     clauses: Vec<Clause>,
     severity_when: Vec<(Severity, Vec<Condition>)>,
     /// The definition it was compiled from (what `vigil rules list` prints).
     pub def: RuleDef,
+    pub source: RuleSource,
+    /// A Sigma rule's detection, matched instead of `clauses`.
+    sigma: Option<Expr>,
 }
 
 /// The dedup window of a rule without a threshold or an explicit one.
@@ -357,6 +443,23 @@ const MAX_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
 impl Rule {
     /// Checks and compiles `def`; every problem names the rule and the key.
     pub fn compile(def: &RuleDef) -> Result<Rule, RuleError> {
+        Rule::compile_with(def, None)
+    }
+
+    /// Compiles a Sigma rule (its definition carries any config override).
+    pub fn compile_sigma(sigma: &SigmaRule) -> Result<Rule, RuleError> {
+        let mut rule = Rule::compile_with(&sigma.def, Some(sigma.expr.clone()))?;
+        rule.source = RuleSource::Sigma(Box::new(sigma.info.clone()));
+        Ok(rule)
+    }
+
+    fn compile_with(def: &RuleDef, sigma: Option<Expr>) -> Result<Rule, RuleError> {
+        let id_ok = |c: char| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || c == '_'
+                || (sigma.is_some() && c == '-')
+        };
         let fail = |key: &str, message: &str| RuleError {
             rule: if def.id.is_empty() {
                 "<no id>".to_owned()
@@ -366,13 +469,7 @@ impl Rule {
             key: key.to_owned(),
             message: message.to_owned(),
         };
-        if def.id.is_empty()
-            || def.id.len() > 100
-            || !def
-                .id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
+        if def.id.is_empty() || def.id.len() > 100 || !def.id.chars().all(id_ok) {
             return Err(fail(
                 "id",
                 "use 1-100 lower-case letters, digits and `_` (e.g. okta_brute_force_ip)",
@@ -381,7 +478,7 @@ impl Rule {
         if def.title.trim().is_empty() {
             return Err(fail("title", "cannot be empty"));
         }
-        if def.matches.is_empty() {
+        if def.matches.is_empty() && sigma.is_none() {
             return Err(fail("match", "needs at least one clause"));
         }
         let mut clauses = Vec::new();
@@ -445,7 +542,39 @@ impl Rule {
                 .as_ref()
                 .map_or(DEFAULT_DEDUP_WINDOW_SECONDS, |t| t.window_seconds),
         };
+        let session = match &def.session {
+            None => None,
+            Some(sd) => {
+                if def.threshold.is_some() || def.after.is_some() {
+                    return Err(fail(
+                        "session",
+                        "a session rule takes no threshold or after",
+                    ));
+                }
+                if sd.lifetime_seconds == 0 || sd.lifetime_seconds > MAX_WINDOW_SECONDS {
+                    return Err(fail(
+                        "session.lifetime_seconds",
+                        &format!("must be between 1 and {MAX_WINDOW_SECONDS}"),
+                    ));
+                }
+                let paths = |list: &[String], key: &str| {
+                    if list.is_empty() {
+                        return Err(fail(key, "needs at least one field"));
+                    }
+                    list.iter()
+                        .map(|f| FieldPath::parse(f).map_err(|m| fail(key, &m)))
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                Some(SessionSpec {
+                    keys: paths(&sd.keys, "session.keys")?,
+                    lifetime_seconds: sd.lifetime_seconds,
+                    network: paths(&sd.network, "session.network")?,
+                    client: paths(&sd.client, "session.client")?,
+                })
+            }
+        };
         Ok(Rule {
+            session,
             id: def.id.clone(),
             title: def.title.clone(),
             description: def.description.clone(),
@@ -457,12 +586,17 @@ impl Rule {
             clauses,
             severity_when,
             def: def.clone(),
+            source: RuleSource::Builtin,
+            sigma,
         })
     }
 
     /// Whether `event` (of type `event_type`, lower-case) passes the rule's match.
     pub fn matches(&self, event_type: &str, event: &Value) -> bool {
-        self.clauses.iter().any(|c| c.matches(event_type, event))
+        match &self.sigma {
+            Some(expr) => expr.eval(event),
+            None => self.clauses.iter().any(|c| c.matches(event_type, event)),
+        }
     }
 
     /// The severity for an alert raised on `event`.

@@ -11,13 +11,21 @@
 //! severity = "medium"
 //! match = [{ event_types = ["user.session.access_admin_app"],
 //!            conditions = [{ field = "client.ipAddress", starts_with = "10.8." }] }]
+//! sigma = ["sigma/okta"]                 # Sigma rule files or folders
+//! [rules.sigma_override."5f1c0e4a-0a51-4c3e-9a55-7d0b6a2c9e10"]
+//! group_by = ["client.ipAddress"]
+//! threshold = { window_seconds = 600, count = 5 }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::rule::{DistinctDef, PerValueDef, Rule, RuleDef, RuleError, Severity, ThresholdDef};
+use crate::rule::{
+    DistinctDef, PerValueDef, Rule, RuleDef, RuleError, RuleSource, Severity, ThresholdDef,
+};
+use crate::sigma::{self, SigmaProblem};
 
 /// The built-in rules, as shipped.
 const BUILTIN_TOML: &str = include_str!("../builtin.toml");
@@ -30,6 +38,53 @@ pub struct RulesSettings {
     pub builtin: BTreeMap<String, RuleOverride>,
     /// Operators' own rules, in the built-in rules' vocabulary.
     pub custom: Vec<RuleDef>,
+    /// Sigma rule files or folders (relative to the config file's folder).
+    pub sigma: Vec<PathBuf>,
+    /// Changes to Sigma rules, by rule id.
+    pub sigma_override: BTreeMap<String, SigmaOverride>,
+    /// Countries (as Okta names them: `client.geographicalContext.country`) whose sign-ins
+    /// raise `okta_blocked_country`; empty turns the rule off.
+    pub blocked_countries: Vec<String>,
+    /// A file of IP addresses and CIDR networks (a deny list, a threat-intel feed) whose
+    /// requests raise `okta_denylisted_ip`; re-read when it changes.
+    pub ip_denylist: Option<PathBuf>,
+}
+
+impl RulesSettings {
+    /// Makes relative paths relative to `dir` (the config file's folder).
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        self.sigma.iter_mut().for_each(resolve);
+        self.ip_denylist.iter_mut().for_each(resolve);
+        for rule in &mut self.custom {
+            for clause in &mut rule.matches {
+                for c in &mut clause.conditions {
+                    if let Some(p) = c.in_ip_list.as_mut()
+                        && Path::new(p).is_relative()
+                    {
+                        *p = dir.join(&*p).display().to_string();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What config.toml may change in a Sigma rule: the same as a built-in one, plus the
+/// grouping, and a whole threshold (a Sigma rule has none of its own).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigmaOverride {
+    pub enabled: Option<bool>,
+    pub severity: Option<Severity>,
+    pub dedup_window_seconds: Option<u64>,
+    /// Fields that group alerts and threshold windows (default `actor.alternateId`).
+    pub group_by: Option<Vec<String>>,
+    pub threshold: Option<ThresholdDef>,
 }
 
 /// What config.toml may change in a built-in rule.
@@ -73,6 +128,8 @@ pub fn builtin_defs() -> Vec<RuleDef> {
 pub struct RuleSet {
     rules: Vec<Rule>,
     disabled: Vec<String>,
+    /// Sigma rules that were not loaded, and why.
+    problems: Vec<SigmaProblem>,
 }
 
 impl RuleSet {
@@ -80,6 +137,8 @@ impl RuleSet {
     /// for an override of a rule that does not exist, `rules.custom[i]` for custom ones).
     pub fn load(settings: &RulesSettings) -> Result<RuleSet, RuleError> {
         let mut defs = builtin_defs();
+        defs.extend(configured_defs(settings));
+        let builtin_count = defs.len();
         for (id, change) in &settings.builtin {
             let def = defs
                 .iter_mut()
@@ -108,18 +167,39 @@ impl RuleSet {
         }
         let mut rules = Vec::new();
         let mut disabled = Vec::new();
-        for def in &defs {
-            let rule = Rule::compile(def)?;
+        for (i, def) in defs.iter().enumerate() {
+            let mut rule = Rule::compile(def).map_err(|e| match def.id.as_str() {
+                // The list comes from config: name its key.
+                "okta_denylisted_ip" if settings.ip_denylist.is_some() => RuleError {
+                    key: "rules.ip_denylist".to_owned(),
+                    message: e.message.trim_start_matches("in_ip_list: ").to_owned(),
+                    ..e
+                },
+                _ => e,
+            })?;
+            if i >= builtin_count {
+                rule.source = RuleSource::Custom;
+            }
             if def.enabled {
                 rules.push(rule);
             } else {
                 disabled.push(def.id.clone());
             }
         }
+        let problems = load_sigma(settings, &mut rules, &mut disabled)?;
         for rule in &rules {
             check_after(rule, &rules)?;
         }
-        Ok(RuleSet { rules, disabled })
+        Ok(RuleSet {
+            rules,
+            disabled,
+            problems,
+        })
+    }
+
+    /// The Sigma rules that were refused (file, rule, construct), in load order.
+    pub fn problems(&self) -> &[SigmaProblem] {
+        &self.problems
     }
 
     /// The enabled rules, built-in first.
@@ -134,6 +214,171 @@ impl RuleSet {
 
     pub fn get(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
+    }
+}
+
+/// The built-in rules that exist only when config gives them their list: blocked countries,
+/// the IP deny list.
+fn configured_defs(settings: &RulesSettings) -> Vec<RuleDef> {
+    use crate::rule::{ClauseDef, ConditionDef};
+    let mut defs = Vec::new();
+    let signins = [
+        "user.session.start",
+        "user.authentication.*",
+        "policy.evaluate_sign_on",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if !settings.blocked_countries.is_empty() {
+        defs.push(RuleDef {
+            id: "okta_blocked_country".to_owned(),
+            title: "Sign-in from a blocked country".to_owned(),
+            description: format!(
+                "A sign-in or authentication (user.session.start, user.authentication.*, \
+                 policy.evaluate_sign_on) from a country in [rules] blocked_countries: {}.",
+                settings.blocked_countries.join(", ")
+            ),
+            severity: Severity::High,
+            enabled: true,
+            matches: vec![ClauseDef {
+                event_types: signins,
+                conditions: vec![ConditionDef {
+                    field: "client.geographicalContext.country".to_owned(),
+                    any_of: Some(
+                        settings
+                            .blocked_countries
+                            .iter()
+                            .map(|c| serde_json::Value::from(c.as_str()))
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }],
+            }],
+            group_by: vec!["actor.alternateId".to_owned()],
+            threshold: None,
+            severity_when: Vec::new(),
+            dedup_window_seconds: None,
+            after: None,
+            session: None,
+        });
+    }
+    if let Some(path) = &settings.ip_denylist {
+        defs.push(RuleDef {
+            id: "okta_denylisted_ip".to_owned(),
+            title: "Request from a deny-listed IP".to_owned(),
+            description: format!(
+                "Any event whose client.ipAddress is in the IP deny list {} (re-read when it \
+                 changes).",
+                path.display()
+            ),
+            severity: Severity::High,
+            enabled: true,
+            matches: vec![ClauseDef {
+                event_types: Vec::new(),
+                conditions: vec![ConditionDef {
+                    field: "client.ipAddress".to_owned(),
+                    in_ip_list: Some(path.display().to_string()),
+                    ..Default::default()
+                }],
+            }],
+            group_by: vec!["client.ipAddress".to_owned()],
+            threshold: None,
+            severity_when: Vec::new(),
+            dedup_window_seconds: None,
+            after: None,
+            session: None,
+        });
+    }
+    defs
+}
+
+/// Loads the Sigma rules named in config beside `rules`, with their overrides. A path that
+/// cannot be read and a bad override are errors (config mistakes); a rule that cannot be
+/// used is a problem, reported, and the others load.
+fn load_sigma(
+    settings: &RulesSettings,
+    rules: &mut Vec<Rule>,
+    disabled: &mut Vec<String>,
+) -> Result<Vec<SigmaProblem>, RuleError> {
+    let mut taken: BTreeSet<String> = rules
+        .iter()
+        .map(|r| r.id.clone())
+        .chain(disabled.iter().cloned())
+        .collect();
+    let mut problems = Vec::new();
+    let mut overridden = BTreeSet::new();
+    for (i, path) in settings.sigma.iter().enumerate() {
+        let (loaded, refused) =
+            sigma::load_paths(std::slice::from_ref(path)).map_err(|message| RuleError {
+                rule: "sigma".to_owned(),
+                key: format!("rules.sigma[{i}]"),
+                message,
+            })?;
+        problems.extend(refused);
+        for mut s in loaded {
+            if !taken.insert(s.def.id.clone()) {
+                problems.push(SigmaProblem {
+                    file: s.info.file.clone(),
+                    rule: s.def.id.clone(),
+                    construct: "id".to_owned(),
+                    message: "another rule already has this id".to_owned(),
+                });
+                continue;
+            }
+            if let Some(change) = settings.sigma_override.get(&s.def.id) {
+                overridden.insert(s.def.id.clone());
+                apply_sigma(&mut s.def, change);
+                let rule = Rule::compile_sigma(&s).map_err(|e| RuleError {
+                    key: format!("rules.sigma_override.\"{}\" ({})", s.def.id, e.key),
+                    ..e
+                })?;
+                if s.def.enabled {
+                    rules.push(rule);
+                } else {
+                    disabled.push(s.def.id.clone());
+                }
+                continue;
+            }
+            match Rule::compile_sigma(&s) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => problems.push(SigmaProblem {
+                    file: s.info.file.clone(),
+                    rule: s.def.id.clone(),
+                    construct: e.key,
+                    message: e.message,
+                }),
+            }
+        }
+    }
+    for id in settings.sigma_override.keys() {
+        if !overridden.contains(id) {
+            problems.push(SigmaProblem {
+                file: PathBuf::from("config"),
+                rule: id.clone(),
+                construct: format!("rules.sigma_override.\"{id}\""),
+                message: "no Sigma rule with this id was loaded (see `vigil rules list`)"
+                    .to_owned(),
+            });
+        }
+    }
+    Ok(problems)
+}
+
+fn apply_sigma(def: &mut RuleDef, change: &SigmaOverride) {
+    if let Some(on) = change.enabled {
+        def.enabled = on;
+    }
+    if let Some(s) = change.severity {
+        def.severity = s;
+    }
+    if let Some(w) = change.dedup_window_seconds {
+        def.dedup_window_seconds = Some(w);
+    }
+    if let Some(g) = &change.group_by {
+        def.group_by = g.clone();
+    }
+    if let Some(t) = &change.threshold {
+        def.threshold = Some(t.clone());
     }
 }
 
@@ -302,7 +547,7 @@ mod tests {
         };
         assert_eq!(
             custom("match = [{ conditions = [{ field = \"a\" }] }]"),
-            "rule `acme_x`: match[0].conditions[0]: needs one operator: equals, not_equals, any_of, none_of, contains, not_contains, starts_with or exists"
+            "rule `acme_x`: match[0].conditions[0]: needs one operator: equals, not_equals, any_of, none_of, contains, not_contains, starts_with, exists, not_equals_field or in_ip_list"
         );
         assert!(
             custom("match = [{ conditions = [{ field = \"a\", equals = 1, contains = \"b\" }] }]")

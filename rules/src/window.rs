@@ -55,8 +55,50 @@ pub struct WindowStats {
     pub distinct: Vec<u64>,
 }
 
+/// One event of a tracked session (or device) for a stateful session rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionObservation {
+    /// `{rule id}:s{key index}={session or device id}`.
+    pub key: String,
+    pub uuid: String,
+    pub at_ms: i64,
+    /// How long a session lives: an event later than this after the first one starts over.
+    pub lifetime_ms: i64,
+    /// The event's network and client values (empty: unknown), in the rule's order.
+    pub values: Vec<String>,
+}
+
+/// What a session looked like when it was first seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOrigin {
+    pub uuid: String,
+    pub at_ms: i64,
+    pub values: Vec<String>,
+}
+
+impl SessionOrigin {
+    fn from_parts(parts: Vec<String>) -> Result<SessionOrigin, WindowError> {
+        let mut it = parts.into_iter();
+        let (Some(uuid), Some(at)) = (it.next(), it.next()) else {
+            return Err(WindowError("unexpected session state".to_owned()));
+        };
+        Ok(SessionOrigin {
+            uuid,
+            at_ms: at.parse().unwrap_or(0),
+            values: it.collect(),
+        })
+    }
+}
+
 /// Storage of threshold windows. Both calls take a batch and answer in its order.
 pub trait WindowStore: Send + Sync {
+    /// For each observation in order: the session's first event within its lifetime (this
+    /// one when it is the first). Keyed by session, so replaying an event changes nothing.
+    fn sessions_all<'a>(
+        &'a self,
+        batch: &'a [SessionObservation],
+    ) -> BoxFuture<'a, Result<Vec<SessionOrigin>, WindowError>>;
+
     /// Applies each observation in order: adds the event to its window, forgets what fell
     /// out of it, and returns the window's figures right after that event.
     fn observe_all<'a>(
@@ -89,6 +131,7 @@ struct MemoryWindow {
 #[derive(Debug, Default)]
 pub struct MemoryWindows {
     windows: Mutex<HashMap<String, MemoryWindow>>,
+    sessions: Mutex<HashMap<String, SessionOrigin>>,
 }
 
 impl MemoryWindows {
@@ -150,6 +193,29 @@ impl MemoryWindows {
 }
 
 impl WindowStore for MemoryWindows {
+    fn sessions_all<'a>(
+        &'a self,
+        batch: &'a [SessionObservation],
+    ) -> BoxFuture<'a, Result<Vec<SessionOrigin>, WindowError>> {
+        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let out = batch
+            .iter()
+            .map(|o| {
+                let fresh = SessionOrigin {
+                    uuid: o.uuid.clone(),
+                    at_ms: o.at_ms,
+                    values: o.values.clone(),
+                };
+                let origin = all.entry(o.key.clone()).or_insert_with(|| fresh.clone());
+                if o.at_ms - origin.at_ms > o.lifetime_ms {
+                    *origin = fresh;
+                }
+                origin.clone()
+            })
+            .collect();
+        Box::pin(async move { Ok(out) })
+    }
+
     fn observe_all<'a>(
         &'a self,
         batch: &'a [Observation],
@@ -230,6 +296,7 @@ pub struct RedisWindows<C = redis::aio::ConnectionManager> {
     prefix: String,
     per_slot: bool,
     script: redis::Script,
+    session_script: redis::Script,
 }
 
 impl<C> std::fmt::Debug for RedisWindows<C> {
@@ -248,6 +315,7 @@ impl<C> RedisWindows<C> {
             prefix: format!("{prefix}:rules:"),
             per_slot: false,
             script: redis::Script::new(OBSERVE_LUA),
+            session_script: redis::Script::new(SESSION_LUA),
         }
     }
 
@@ -383,10 +451,50 @@ where
     }
 }
 
+/// A session's first event: KEYS[1] the session (a list: uuid, time, values...); ARGV
+/// at_ms, uuid, lifetime_ms, values... Returns the first event within the lifetime,
+/// recording this one when there is none (the key expires after twice the lifetime).
+const SESSION_LUA: &str = r"
+local cur = redis.call('LRANGE', KEYS[1], 0, -1)
+if #cur >= 2 and tonumber(ARGV[1]) - tonumber(cur[2]) <= tonumber(ARGV[3]) then
+  return cur
+end
+local new = {ARGV[2], ARGV[1]}
+for i = 4, #ARGV do new[#new + 1] = ARGV[i] end
+redis.call('DEL', KEYS[1])
+redis.call('RPUSH', KEYS[1], unpack(new))
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
+return new
+";
+
 impl<C> WindowStore for RedisWindows<C>
 where
     C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
 {
+    fn sessions_all<'a>(
+        &'a self,
+        batch: &'a [SessionObservation],
+    ) -> BoxFuture<'a, Result<Vec<SessionOrigin>, WindowError>> {
+        Box::pin(async move {
+            let out: Vec<Vec<String>> = self
+                .per_group(
+                    batch,
+                    Some(&self.session_script),
+                    |o| o.key.as_str(),
+                    |pipe, obs| {
+                        let mut call = self.session_script.key(self.key(&obs.key));
+                        call.arg(obs.at_ms).arg(&obs.uuid).arg(obs.lifetime_ms);
+                        for v in &obs.values {
+                            call.arg(v);
+                        }
+                        pipe.invoke_script(&call);
+                    },
+                )
+                .await?;
+            out.into_iter().map(SessionOrigin::from_parts).collect()
+        })
+    }
+
     fn observe_all<'a>(
         &'a self,
         batch: &'a [Observation],

@@ -959,7 +959,11 @@ async fn repeated_lockouts_link_all_three_of_one_user_only() {
     // An unlock is no lockout.
     let unlock = set(lock, "eventType", json!("user.account.unlock"));
     let evs = run(&series(3, "u", |_| unlock.clone(), |i| i as i64)).await;
-    assert!(evs.iter().all(|e| e.matches.is_empty()), "{evs:?}");
+    assert!(
+        evs.iter()
+            .all(|e| !matched(e, "okta_account_locked") && !matched(e, "okta_repeated_lockouts")),
+        "{evs:?}"
+    );
 }
 
 #[tokio::test]
@@ -1394,4 +1398,559 @@ async fn field_quirks_on_threshold_rules() {
             "b@x.com"
         );
     }
+}
+
+/// `event` with every top-level key lower-cased, as data lakes export it.
+fn lowercased(event: &Value) -> Value {
+    Value::Object(
+        event
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn lowercase_top_level_keys_match_like_okta_s_own() {
+    let lock = lowercased(&sample("14_user.account.lock"));
+    assert!(lock.get("eventType").is_none() && lock.get("eventtype").is_some());
+    let ev = one(lock).await;
+    assert!(fired(&ev, "okta_account_locked"), "{ev:?}");
+    assert_eq!(ev.uuid, sample("14_user.account.lock")["uuid"]);
+    // `published` read from its lower-case, SQL-style form is the window's clock.
+    let mut failures = Vec::new();
+    for i in 0..20 {
+        let mut e = lowercased(&at(
+            &set(
+                sample("06_user.session.start"),
+                "outcome",
+                json!({"result": "FAILURE"}),
+            ),
+            &format!("lf{i}"),
+            i * 60,
+        ));
+        e["published"] = json!(format!("2026-11-22 10:{i:02}:00.5"));
+        failures.push(e);
+    }
+    let evs = run(&failures).await;
+    assert!(never(&evs[..19], "okta_brute_force_ip"));
+    let f = firing(&evs[19], "okta_brute_force_ip");
+    assert_eq!(f.first_seen.to_rfc3339(), "2026-11-22T10:00:00.500+00:00");
+}
+
+// ------------------------------------------------------ coverage added in #16 ------------
+
+/// `event_type` on sample 06 with `actor` and `target` replaced.
+fn acted(event_type: &str, actor: &str, target: Value) -> Value {
+    let e = set(
+        typed(event_type),
+        "actor",
+        json!({"id": "00uA", "type": "User", "alternateId": actor, "displayName": actor}),
+    );
+    set(e, "target", target)
+}
+
+fn user_target(login: &str) -> Value {
+    json!([{"id": format!("00u-{login}"), "type": "User", "alternateId": login, "displayName": login}])
+}
+
+const SUPPORT: &str = "system@okta.com";
+
+#[tokio::test]
+async fn okta_support_apps_idps_tokens_and_limits_fire_on_their_events_only() {
+    let app = |event_type: &str, reason: Option<&str>| {
+        let e = acted(
+            event_type,
+            "admin@example.com",
+            json!([{"id": "0oa1", "type": "AppInstance", "alternateId": "Acme SCIM", "displayName": "Acme SCIM"}]),
+        );
+        match reason {
+            Some(r) => set(e, "outcome", json!({"result": "SUCCESS", "reason": r})),
+            None => e,
+        }
+    };
+    let show_password = |actor: &str, user: &str| {
+        acted(
+            "application.user_membership.show_password",
+            actor,
+            json!([{"id": "0oa1", "type": "AppInstance", "alternateId": "Payroll", "displayName": "Payroll"},
+                   {"id": "0ua1", "type": "AppUser", "alternateId": user, "displayName": user},
+                   {"id": "00u9", "type": "User", "alternateId": user, "displayName": user}]),
+        )
+    };
+    let admin_console = |behaviors: Option<&str>, security_data: Option<&str>, app: &str| {
+        let mut e = acted(
+            "policy.evaluate_sign_on",
+            "admin@example.com",
+            json!([{"id": "0oa2", "type": "AppInstance", "alternateId": app, "displayName": app}]),
+        );
+        e = set(e, "debugContext", json!({"debugData": {}}));
+        if let Some(b) = behaviors {
+            e = set(e, "debugContext.debugData.behaviors", json!(b));
+        }
+        if let Some(d) = security_data {
+            e = set(e, "debugContext.debugData.logOnlySecurityData", json!(d));
+        }
+        e
+    };
+    let both =
+        "{New Geo-Location=NEGATIVE, New Device=POSITIVE, New IP=POSITIVE, New City=NEGATIVE}";
+    let device_only =
+        "{New Geo-Location=NEGATIVE, New Device=POSITIVE, New IP=NEGATIVE, New City=NEGATIVE}";
+    let json_both = r#"{"risk":{"level":"MEDIUM"},"behaviors":{"New Device":"POSITIVE","New IP":"POSITIVE","Velocity":"NEGATIVE"}}"#;
+    let json_ip_only =
+        r#"{"risk":{"level":"LOW"},"behaviors":{"New Device":"NEGATIVE","New IP":"POSITIVE"}}"#;
+    let mfa = sample("24_user.authentication.auth_via_mfa");
+    let cases: Vec<(&str, Vec<Value>, Vec<Value>)> = vec![
+        (
+            "okta_support_impersonation",
+            vec![
+                acted(
+                    "user.session.impersonation.grant",
+                    "admin@example.com",
+                    user_target("admin@example.com"),
+                ),
+                acted(
+                    "user.session.impersonation.initiate",
+                    SUPPORT,
+                    user_target("admin@example.com"),
+                ),
+            ],
+            vec![
+                acted(
+                    "user.session.impersonation.end",
+                    SUPPORT,
+                    user_target("a@example.com"),
+                ),
+                acted("user.session.start", SUPPORT, user_target("a@example.com")),
+            ],
+        ),
+        (
+            "okta_support_reset_or_mfa_change",
+            vec![
+                acted(
+                    "user.account.reset_password",
+                    SUPPORT,
+                    user_target("a@example.com"),
+                ),
+                acted(
+                    "user.mfa.factor.update",
+                    "SYSTEM@okta.com",
+                    user_target("a@example.com"),
+                ),
+                acted(
+                    "user.mfa.attempt_bypass",
+                    SUPPORT,
+                    user_target("a@example.com"),
+                ),
+            ],
+            vec![
+                acted(
+                    "user.account.reset_password",
+                    "helpdesk@example.com",
+                    user_target("a@example.com"),
+                ),
+                acted(
+                    "user.mfa.factor.update",
+                    "a@example.com",
+                    user_target("a@example.com"),
+                ),
+                acted(
+                    "user.account.update_password",
+                    SUPPORT,
+                    user_target("a@example.com"),
+                ),
+            ],
+        ),
+        (
+            "okta_mfa_bypass_attempt",
+            vec![acted(
+                "user.mfa.attempt_bypass",
+                "helpdesk@example.com",
+                user_target("a@example.com"),
+            )],
+            vec![acted(
+                "user.mfa.factor.update",
+                "helpdesk@example.com",
+                user_target("a@example.com"),
+            )],
+        ),
+        (
+            "okta_idp_changed",
+            vec![
+                typed("system.idp.lifecycle.update"),
+                typed("system.idp.lifecycle.activate"),
+                typed("system.idp.lifecycle.deactivate"),
+                typed("system.idp.lifecycle.delete"),
+            ],
+            vec![
+                typed("system.idp.lifecycle.create"),
+                typed("user.authentication.auth_via_IDP"),
+            ],
+        ),
+        (
+            "okta_admin_console_new_device_and_ip",
+            vec![
+                admin_console(Some(both), None, "Okta Admin Console"),
+                admin_console(None, Some(json_both), "Okta Admin Console"),
+            ],
+            vec![
+                admin_console(Some(device_only), None, "Okta Admin Console"),
+                admin_console(None, Some(json_ip_only), "Okta Admin Console"),
+                admin_console(Some(both), None, "Okta Dashboard"),
+                sample("09_policy.evaluate_sign_on"),
+                set(
+                    admin_console(Some(both), None, "Okta Admin Console"),
+                    "eventType",
+                    json!("user.session.start"),
+                ),
+            ],
+        ),
+        (
+            "okta_oauth_token_reuse",
+            vec![
+                typed("app.oauth2.as.token.detect_reuse"),
+                typed("app.oauth2.token.detect_reuse"),
+            ],
+            vec![
+                typed("app.oauth2.as.token.grant.refresh_token"),
+                typed("app.oauth2.token.revoke"),
+            ],
+        ),
+        (
+            "okta_app_pushes_cleartext_passwords",
+            vec![app(
+                "application.lifecycle.update",
+                Some("Pushing user passwords: enabled"),
+            )],
+            vec![
+                app("application.lifecycle.update", None),
+                app("application.lifecycle.update", Some("Profile updated")),
+                app(
+                    "application.lifecycle.create",
+                    Some("Pushing user passwords: enabled"),
+                ),
+            ],
+        ),
+        (
+            "okta_app_password_revealed",
+            vec![show_password("admin@example.com", "victim@example.com")],
+            vec![
+                show_password("victim@example.com", "VICTIM@example.com"),
+                acted(
+                    "application.user_membership.show_password",
+                    "admin@example.com",
+                    json!([{"id": "0oa1", "type": "AppInstance", "alternateId": "Payroll"}]),
+                ),
+                acted(
+                    "application.user_membership.add",
+                    "admin@example.com",
+                    user_target("victim@example.com"),
+                ),
+            ],
+        ),
+        (
+            "okta_app_modified_or_deleted",
+            vec![
+                app("application.lifecycle.update", None),
+                app("application.lifecycle.deactivate", None),
+                app("application.lifecycle.delete", None),
+            ],
+            vec![
+                app("application.lifecycle.create", None),
+                app("application.lifecycle.activate", None),
+            ],
+        ),
+        (
+            "okta_mfa_factor_suspended",
+            vec![acted(
+                "user.mfa.factor.suspend",
+                "admin@example.com",
+                user_target("a@example.com"),
+            )],
+            vec![acted(
+                "user.mfa.factor.unsuspend",
+                "admin@example.com",
+                user_target("a@example.com"),
+            )],
+        ),
+        (
+            "okta_account_lock_limit",
+            vec![typed("user.account.lock.limit")],
+            vec![sample("14_user.account.lock"), typed("user.account.unlock")],
+        ),
+        (
+            "okta_rate_limit_violation",
+            vec![
+                sample("02_system.operation.rate_limit.violation"),
+                sample("05_core.concurrency.org.limit.violation"),
+                typed("system.org.rate_limit.violation"),
+                typed("system.client.rate_limit.violation"),
+                typed("system.client.concurrency_rate_limit.violation"),
+                typed("application.integration.rate_limit_exceeded"),
+            ],
+            vec![
+                typed("system.org.rate_limit.warning"),
+                typed("system.operation.rate_limit.notification"),
+            ],
+        ),
+        (
+            "okta_mfa_via_anonymizing_proxy",
+            vec![
+                mfa.clone(),
+                set(
+                    set(
+                        sample("13_user.authentication.verify"),
+                        "securityContext.isProxy",
+                        json!("True"),
+                    ),
+                    "outcome.result",
+                    json!("SUCCESS"),
+                ),
+            ],
+            vec![
+                sample("16_user.authentication.auth_via_mfa"),
+                set(mfa.clone(), "outcome.result", json!("FAILURE")),
+                set(mfa.clone(), "securityContext.isProxy", json!(false)),
+                set(mfa.clone(), "eventType", json!("user.authentication.sso")),
+            ],
+        ),
+    ];
+    for (rule, firing, quiet) in cases {
+        for (i, e) in firing.into_iter().enumerate() {
+            let ev = one(e).await;
+            assert!(fired(&ev, rule), "{rule}: firing case {i}: {ev:?}");
+        }
+        for (i, e) in quiet.into_iter().enumerate() {
+            let ev = one(e).await;
+            assert!(!matched(&ev, rule), "{rule}: quiet case {i}: {ev:?}");
+        }
+    }
+    // Severities the issue asks for: IdP creation high, other IdP changes medium.
+    let set_ = rules();
+    assert_eq!(
+        set_.get("okta_idp_created").unwrap().severity,
+        Severity::High
+    );
+    assert_eq!(
+        set_.get("okta_idp_changed").unwrap().severity,
+        Severity::Medium
+    );
+}
+
+#[tokio::test]
+async fn unauthorized_app_access_fires_on_the_fifth_attempt_within_thirty_minutes() {
+    let attempt = acted(
+        "app.generic.unauth_app_access_attempt",
+        "eve@example.com",
+        json!([{"id": "0oa1", "type": "AppInstance", "alternateId": "Payroll"}]),
+    );
+    // Five within 30 minutes: fires on the fifth.
+    let evs = run(&series(5, "ua", |_| attempt.clone(), |i| i as i64 * 420)).await;
+    assert!(never(&evs[..4], "okta_unauthorized_app_access"));
+    let f = firing(&evs[4], "okta_unauthorized_app_access");
+    assert_eq!((f.count, f.group_key.as_str()), (5, "eve@example.com"));
+    // Five over 40 minutes: the first has left the window when the fifth comes.
+    let evs = run(&series(5, "ub", |_| attempt.clone(), |i| i as i64 * 600)).await;
+    assert!(never(&evs, "okta_unauthorized_app_access"));
+    // Five by five different users: nobody tried five times.
+    let evs = run(&series(
+        5,
+        "uc",
+        |i| {
+            set(
+                attempt.clone(),
+                "actor.alternateId",
+                json!(format!("u{i}@example.com")),
+            )
+        },
+        |i| i as i64,
+    ))
+    .await;
+    assert!(never(&evs, "okta_unauthorized_app_access"));
+}
+
+#[tokio::test]
+async fn a_user_created_then_made_admin_within_a_day_is_a_new_admin() {
+    let created = acted(
+        "user.lifecycle.create",
+        "admin@example.com",
+        user_target("new@example.com"),
+    );
+    let granted = acted(
+        "user.account.privilege.grant",
+        "admin@example.com",
+        user_target("new@example.com"),
+    );
+    let other = acted(
+        "user.account.privilege.grant",
+        "admin@example.com",
+        user_target("old@example.com"),
+    );
+    let evs = run(&[
+        at(&created, "c1", 0),
+        at(&other, "g0", 60),
+        at(&granted, "g1", 3600),
+    ])
+    .await;
+    assert!(fired(&evs[0], "okta_user_created"));
+    assert_eq!(firing(&evs[0], "okta_user_created").severity, Severity::Low);
+    assert!(
+        !fired(&evs[1], "okta_new_admin_created"),
+        "old@ was not just created"
+    );
+    assert!(fired(&evs[1], "okta_admin_role_granted"));
+    let f = firing(&evs[2], "okta_new_admin_created");
+    assert_eq!(
+        (f.severity, f.group_key.as_str()),
+        (Severity::High, "00u-new@example.com")
+    );
+    // More than a day later, the grant is an ordinary one.
+    let evs = run(&[at(&created, "c2", 0), at(&granted, "g2", 86_400 + 60)]).await;
+    assert!(!fired(&evs[1], "okta_new_admin_created") && fired(&evs[1], "okta_admin_role_granted"));
+}
+
+#[tokio::test]
+async fn blocked_countries_come_from_config() {
+    let signin = sample("06_user.session.start"); // Canada
+    let load = |countries: &[&str]| {
+        RuleSet::load(&RulesSettings {
+            blocked_countries: countries.iter().map(|c| (*c).to_owned()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    assert!(
+        rules().get("okta_blocked_country").is_none(),
+        "off without a list"
+    );
+    let set_ = load(&["North Korea", "canada"]);
+    let w = MemoryWindows::default();
+    let ev = set_.evaluate(&signin, &w).await.unwrap();
+    assert!(fired(&ev, "okta_blocked_country"), "{ev:?}");
+    let ev = set_
+        .evaluate(&sample("13_user.authentication.verify"), &w)
+        .await
+        .unwrap();
+    assert!(!fired(&ev, "okta_blocked_country"), "{ev:?}");
+    let ev = set_
+        .evaluate(
+            &set(
+                typed("user.account.lock"),
+                "client.geographicalContext.country",
+                json!("Canada"),
+            ),
+            &w,
+        )
+        .await
+        .unwrap();
+    assert!(!matched(&ev, "okta_blocked_country"), "not a sign-in");
+    let ev = load(&["North Korea"]).evaluate(&signin, &w).await.unwrap();
+    assert!(!fired(&ev, "okta_blocked_country"));
+}
+
+#[tokio::test]
+async fn the_ip_deny_list_matches_client_ips_and_is_reloaded_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("deny.txt");
+    std::fs::write(&list, "# threat intel\n203.0.113.0/24\n").unwrap();
+    let set_ = RuleSet::load(&RulesSettings {
+        ip_denylist: Some(list.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let w = MemoryWindows::default();
+    let from = |ip: &str| {
+        set(
+            sample("14_user.account.lock"),
+            "client.ipAddress",
+            json!(ip),
+        )
+    };
+    let ev = set_.evaluate(&from("203.0.113.77"), &w).await.unwrap();
+    let f = firing(&ev, "okta_denylisted_ip");
+    assert_eq!(
+        (f.severity, f.group_key.as_str()),
+        (Severity::High, "203.0.113.77")
+    );
+    assert!(!fired(
+        &set_.evaluate(&from("198.51.100.1"), &w).await.unwrap(),
+        "okta_denylisted_ip"
+    ));
+    // The feed changes: the new network matches within a few seconds, without a restart.
+    std::fs::write(&list, "203.0.113.0/24\n198.51.100.0/24 # added\n").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if fired(
+            &set_.evaluate(&from("198.51.100.1"), &w).await.unwrap(),
+            "okta_denylisted_ip",
+        ) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the changed list was not re-read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A missing file is a config error naming the key.
+    let err = RuleSet::load(&RulesSettings {
+        ip_denylist: Some(dir.path().join("nope.txt")),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("rules.ip_denylist: `") && err.contains("nope.txt`: cannot read it"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_replayed_from_another_network_and_client_is_critical() {
+    // The real SSO sample, then the same session from elsewhere (memory state; the Redis
+    // state has its own test in redis_windows.rs).
+    let owner = at(&sample("13_user.authentication.verify"), "own", 0);
+    let mut thief = at(&owner, "thief", 600);
+    thief = set(thief, "securityContext.asNumber", json!(9009));
+    thief = set(
+        thief,
+        "client.geographicalContext.country",
+        json!("Romania"),
+    );
+    thief = set(
+        thief,
+        "client.userAgent.rawUserAgent",
+        json!("python-requests/2.32.3"),
+    );
+    let same_browser_elsewhere = set(
+        set(
+            at(&owner, "trip", 300),
+            "securityContext.asNumber",
+            json!(9009),
+        ),
+        "client.geographicalContext.country",
+        json!("Romania"),
+    );
+    let evs = run(&[owner.clone(), same_browser_elsewhere, thief]).await;
+    assert!(matched(&evs[0], "okta_stolen_session") && !fired(&evs[0], "okta_stolen_session"));
+    assert!(
+        !fired(&evs[1], "okta_stolen_session"),
+        "same client: travel, not theft"
+    );
+    let f = firing(&evs[2], "okta_stolen_session");
+    assert_eq!(f.severity, Severity::Critical);
+    assert_eq!(f.window_uuids, ["own", "thief"]);
+    assert_eq!(f.first_seen, evs[0].published);
+    // Okta's `unknown` (sample 17) and no session or device id at all: nothing is tracked.
+    assert!(!matched(
+        &one(sample("17_user.authentication.sso")).await,
+        "okta_stolen_session"
+    ));
+    let mut bare = owner;
+    bare["authenticationContext"] = json!({});
+    bare["debugContext"] = json!({});
+    assert!(!matched(&one(bare).await, "okta_stolen_session"));
 }

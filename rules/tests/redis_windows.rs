@@ -366,3 +366,108 @@ async fn windows_on_a_cluster_and_on_sentinel_behave_as_in_memory() {
     let fired = firings_of(&rules, &on_sentinel_master, &events, "okta_brute_force_ip").await;
     assert_eq!(fired, expected, "on the Sentinel-managed master");
 }
+
+/// A successful SSO of session `sid` (sample 17, which carries a session), `minutes` after
+/// 10:00, from ASN `asn` in `country` with browser `ua`.
+fn session_event(uuid: &str, sid: &str, minutes: i64, asn: u32, country: &str, ua: &str) -> Value {
+    let (_, text) = vigil_testkit::fake_okta::FakeOkta::sample_events()
+        .into_iter()
+        .find(|(name, _)| name.starts_with("17_user.authentication.sso"))
+        .unwrap();
+    let mut e: Value = serde_json::from_str(&text).unwrap();
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap()
+        + chrono::Duration::minutes(minutes);
+    e["uuid"] = json!(uuid);
+    e["published"] = json!(t.to_utc().to_rfc3339());
+    e["authenticationContext"] = json!({"externalSessionId": sid, "rootSessionId": null});
+    e["securityContext"]["asNumber"] = json!(asn);
+    e["client"]["geographicalContext"]["country"] = json!(country);
+    e["client"]["userAgent"]["rawUserAgent"] = json!(ua);
+    e["debugContext"] = json!({"debugData": {}});
+    e
+}
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+const CURL: &str = "python-requests/2.32.3";
+
+#[tokio::test]
+async fn a_stolen_session_is_critical_and_its_state_is_shared_idempotent_and_expires() {
+    let prefix = vigil_testkit::redis::unique_prefix("rules-session");
+    let rules = RuleSet::load(&RulesSettings::default()).unwrap();
+    let worker_a = RedisWindows::new(connection().await, &prefix);
+    let worker_b = RedisWindows::new(connection().await, &prefix);
+    let stolen = |e: &vigil_rules::Evaluation| {
+        e.firings
+            .iter()
+            .find(|f| f.rule_id == "okta_stolen_session")
+            .cloned()
+    };
+    // The owner signs in (worker A), keeps using the session from the same network and
+    // browser, and from a new network with the same browser (travel): nothing.
+    let owner = session_event("s1", "idxSESSION1", 0, 7922, "United States", FIREFOX);
+    let ev = rules.evaluate(&owner, &worker_a).await.unwrap();
+    assert!(ev.matches.iter().any(|m| m == "okta_stolen_session"));
+    assert!(stolen(&ev).is_none());
+    let same = session_event("s2", "idxSESSION1", 5, 7922, "United States", FIREFOX);
+    assert!(stolen(&rules.evaluate(&same, &worker_b).await.unwrap()).is_none());
+    let travel = session_event("s3", "idxSESSION1", 30, 3741, "France", FIREFOX);
+    assert!(stolen(&rules.evaluate(&travel, &worker_b).await.unwrap()).is_none());
+    // Another client on the same network (a second browser behind the same NAT): nothing.
+    let nat = session_event("s4", "idxSESSION1", 31, 7922, "United States", CURL);
+    assert!(stolen(&rules.evaluate(&nat, &worker_a).await.unwrap()).is_none());
+    // The cookie replayed from another ASN and country with another client, seen by the
+    // other worker: critical, linking the session's first event.
+    let thief = session_event("s5", "idxSESSION1", 40, 9009, "Romania", CURL);
+    let ev = rules.evaluate(&thief, &worker_b).await.unwrap();
+    let f = stolen(&ev).expect("a stolen session fires");
+    assert_eq!(f.severity, vigil_rules::Severity::Critical);
+    assert_eq!(f.group_key, "idxSESSION1");
+    assert_eq!(f.window_uuids, ["s1", "s5"]);
+    assert_eq!(f.observed["first"]["securityContext.asNumber"], "7922");
+    assert_eq!(
+        f.observed["now"]["client.geographicalContext.country"],
+        "Romania"
+    );
+    assert_eq!(
+        f.observed["session"]["field"],
+        "authenticationContext.externalSessionId"
+    );
+    // Replaying events changes nothing: the owner's first event is still the origin, and
+    // the thief's event fires the same way again (the alert is updated, not duplicated).
+    assert!(stolen(&rules.evaluate(&owner, &worker_a).await.unwrap()).is_none());
+    let again = stolen(&rules.evaluate(&thief, &worker_a).await.unwrap()).expect("same answer");
+    assert_eq!(again.window_uuids, ["s1", "s5"]);
+    // Another session is its own state.
+    let other = session_event("o1", "idxSESSION2", 41, 9009, "Romania", CURL);
+    assert!(stolen(&rules.evaluate(&other, &worker_a).await.unwrap()).is_none());
+    // After the session's 12-hour lifetime the state starts over: the new event is the origin.
+    let later = session_event("s6", "idxSESSION1", 13 * 60, 1111, "Japan", "Other/1.0");
+    assert!(stolen(&rules.evaluate(&later, &worker_a).await.unwrap()).is_none());
+    // Okta's `unknown` placeholder is not a session.
+    let u1 = session_event("u1", "unknown", 50, 7922, "United States", FIREFOX);
+    let u2 = session_event("u2", "unknown", 51, 9009, "Romania", CURL);
+    rules.evaluate(&u1, &worker_a).await.unwrap();
+    assert!(stolen(&rules.evaluate(&u2, &worker_a).await.unwrap()).is_none());
+
+    // Every session key expires (after twice the lifetime), all under the rule's hash tag.
+    let found: Vec<String> = keys(&prefix)
+        .await
+        .into_iter()
+        .filter(|k| k.contains("{okta_stolen_session}"))
+        .collect();
+    assert_eq!(
+        found.len(),
+        2,
+        "two sessions, `unknown` not kept: {found:?}"
+    );
+    let mut conn = connection().await;
+    for key in &found {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 2 * 43_200_000, "{key}: {ttl}");
+    }
+    cleanup(&prefix).await;
+}

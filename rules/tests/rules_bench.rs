@@ -1,6 +1,7 @@
 //! Rule evaluation throughput: events/s through every built-in rule, with in-memory windows
-//! and with the Redis windows vigil runs with, each next to a baseline measured in the same
-//! run (parsing the same events; one Redis round trip per event). Prints figures; asserts
+//! and with the Redis windows vigil runs with, and with the Sigma rules of `tests/sigma/okta`
+//! loaded beside the built-in ones, each next to a baseline measured in the same run
+//! (parsing the same events; one Redis round trip per event). Prints figures; asserts
 //! nothing about speed.
 //!
 //! `cargo test --release -p vigil-rules --test rules_bench -- --ignored --nocapture`
@@ -104,6 +105,35 @@ async fn rule_evaluation_throughput() {
     let parse = events.len() as f64 / started.elapsed().as_secs_f64();
 
     let (memory, fired, matching) = measure(&rules, &MemoryWindows::default(), &events, 1).await;
+    // The test Sigma rules plus 24 single-event rules of the usual shape of an Okta Sigma
+    // pack (an eventtype list, some with a displaymessage or debugData test, a filter).
+    let pack = tempfile::tempdir().unwrap();
+    for i in 0..24 {
+        let extra = match i % 3 {
+            0 => "",
+            1 => "    displaymessage|contains: 'user'\n",
+            _ => "    debugcontext.debugdata.requesturi|startswith: '/api/'\n",
+        };
+        std::fs::write(
+            pack.path().join(format!("r{i}.yml")),
+            format!(
+                "title: bench rule {i}\nid: bench-{i}\nlogsource:\n  product: okta\n  service: okta\ndetection:\n  selection:\n    eventtype:\n      - user.bench.{i}\n      - {}\n{extra}  filter:\n    actor.alternateid|endswith: '@bench.invalid'\n  condition: selection and not filter\nlevel: low\n",
+                ["user.session.start", "policy.evaluate_sign_on", "user.authentication.sso", "system.push.send_factor_verify_push"][i % 4]
+            ),
+        )
+        .unwrap();
+    }
+    let with_sigma = RuleSet::load(&RulesSettings {
+        sigma: vec![
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sigma/okta"),
+            pack.path().to_path_buf(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let sigma_count = with_sigma.rules().len() - rules.rules().len();
+    let (memory_sigma, fired_sigma, _) =
+        measure(&with_sigma, &MemoryWindows::default(), &events, 1).await;
 
     let client = redis::Client::open(vigil_testkit::redis::shared_url()).unwrap();
     let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
@@ -149,6 +179,12 @@ async fn rule_evaluation_throughput() {
     println!(
         "rules (memory windows): {memory:.0} events/s = {:.0} % of parsing",
         100.0 * memory / parse
+    );
+    println!(
+        "rules + {sigma_count} Sigma rules (memory windows): {memory_sigma:.0} events/s = {:.0} % of parsing, {:.0} % of built-in only ({} firings)",
+        100.0 * memory_sigma / parse,
+        100.0 * memory_sigma / memory,
+        fired_sigma.values().sum::<u64>()
     );
     println!("baseline Redis PING round trips: {ping:.0}/s");
     println!(

@@ -16,6 +16,11 @@ pub fn run(loaded: &Loaded) -> ExitCode {
     for warning in &loaded.warnings {
         eprintln!("vigil: warning: {warning}");
     }
+    if let Ok(rules) = vigil_rules::RuleSet::load(&loaded.settings.rules) {
+        for problem in rules.problems() {
+            eprintln!("vigil: warning: Sigma rule not loaded: {problem}");
+        }
+    }
     let problems = crate::validate::validate(loaded, Role::All);
     for problem in &problems {
         eprintln!("vigil: invalid: {problem}");

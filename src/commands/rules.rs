@@ -1,4 +1,6 @@
 //! `vigil rules list` and `vigil rules test FILE`: see the rules in force, try them on events.
+//! Both take `--sigma PATH` (repeatable) to load Sigma rule files or folders beside the ones
+//! `[rules] sigma` names; Sigma rules that cannot be used are reported on stderr.
 //!
 //! `test` evaluates the rules on the events in FILE (a JSON array, or one JSON event per
 //! line) in file order, each event's `published` being the clock, with fresh in-memory
@@ -21,38 +23,69 @@ pub async fn run(
     path: &Path,
     cmd: &RulesCommand,
 ) -> anyhow::Result<()> {
-    let rules = RuleSet::load(settings).map_err(|e| {
+    let mut settings = settings.clone();
+    settings.resolve_paths(&crate::config::config_dir(path));
+    let (RulesCommand::List { sigma } | RulesCommand::Test { sigma, .. }) = cmd;
+    settings.sigma.extend(sigma.iter().cloned());
+    let rules = RuleSet::load(&settings).map_err(|e| {
         crate::config::ConfigError::new(format!("invalid [rules] in {}: {e}", path.display()))
     })?;
+    for problem in rules.problems() {
+        eprintln!("vigil: warning: Sigma rule not loaded: {problem}");
+    }
     match cmd {
-        RulesCommand::List => {
+        RulesCommand::List { .. } => {
             print!("{}", render_list(&rules));
             Ok(())
         }
-        RulesCommand::Test { file } => test_file(&rules, file).await,
+        RulesCommand::Test { file, .. } => test_file(&rules, file).await,
     }
 }
 
 /// The table `vigil rules list` prints.
 fn render_list(rules: &RuleSet) -> String {
+    let sources: Vec<String> = rules.rules().iter().map(|r| r.source.label()).collect();
+    let id_width = rules
+        .rules()
+        .iter()
+        .map(|r| r.id.len())
+        .max()
+        .unwrap_or(0)
+        .max(30);
+    let source_width = sources.iter().map(String::len).max().unwrap_or(0).max(8);
     let mut out = format!(
-        "{:<30} {:<9} {:<34} TITLE\n",
-        "ID", "SEVERITY", "FIRES WHEN"
+        "{:<id_width$} {:<9} {:<34} {:<source_width$} TITLE\n",
+        "ID", "SEVERITY", "FIRES WHEN", "SOURCE"
     );
-    for rule in rules.rules() {
+    for (rule, source) in rules.rules().iter().zip(&sources) {
         out.push_str(&format!(
-            "{:<30} {:<9} {:<34} {}\n",
+            "{:<id_width$} {:<9} {:<34} {:<source_width$} {}\n",
             rule.id,
             rule.severity.as_str(),
             fires_when(rule),
+            source,
             rule.title
         ));
     }
+    let sigma = rules
+        .rules()
+        .iter()
+        .filter(|r| matches!(r.source, vigil_rules::RuleSource::Sigma(_)))
+        .count();
     out.push_str(&format!("{} rules active", rules.rules().len()));
+    if sigma > 0 {
+        out.push_str(&format!(" ({sigma} from Sigma files)"));
+    }
     if !rules.disabled().is_empty() {
         out.push_str(&format!(
             "; disabled in config: {}",
             rules.disabled().join(", ")
+        ));
+    }
+    if !rules.problems().is_empty() {
+        out.push_str(&format!(
+            "; {} Sigma rules not loaded (see the warnings)",
+            rules.problems().len()
         ));
     }
     out.push('\n');
@@ -61,6 +94,9 @@ fn render_list(rules: &RuleSet) -> String {
 
 /// "each match", or "20 in 60m by client.ipAddress".
 fn fires_when(rule: &Rule) -> String {
+    if let Some(s) = &rule.session {
+        return format!("new network+client in {}h", s.lifetime_seconds / 3600);
+    }
     if let Some(a) = &rule.after {
         return format!("after {} {} in {}m", a.count, a.rule, a.within_seconds / 60);
     }
@@ -119,18 +155,16 @@ async fn test_file(rules: &RuleSet, path: &Path) -> anyhow::Result<()> {
         if !event.is_object() {
             anyhow::bail!("{} event {}: not a JSON object", path.display(), i + 1);
         }
-        // The clock of the test: without it, windows would silently use the current time.
-        let published = event.get("published").and_then(Value::as_str);
-        if published
-            .and_then(|p| chrono::DateTime::parse_from_rfc3339(p).ok())
-            .is_none()
-        {
+        // The clock of the test: without it, windows would silently use the current time,
+        // so an event without a readable `published` is refused rather than guessed.
+        if vigil_rules::time::published(event).is_none() {
+            let got = vigil_rules::field::get_key(event, "published").unwrap_or(&Value::Null);
             anyhow::bail!(
-                "{} event {}: `published` is missing or not an RFC 3339 time (got {}); \
-                 rules test uses it as the clock",
+                "{} event {}: `published` is missing or unreadable (got {got}); rules test uses \
+                 it as the clock: write it as {}",
                 path.display(),
                 i + 1,
-                event.get("published").unwrap_or(&Value::Null)
+                vigil_rules::time::PUBLISHED_FORMATS
             );
         }
         let evaluation = rules.evaluate(event, &windows).await?;
@@ -140,7 +174,7 @@ async fn test_file(rules: &RuleSet, path: &Path) -> anyhow::Result<()> {
             .map(|f| f.rule_id.as_str())
             .collect();
         let line = TestLine {
-            uuid: event.get("uuid").unwrap_or(&Value::Null),
+            uuid: vigil_rules::field::get_key(event, "uuid").unwrap_or(&Value::Null),
             matches: &evaluation.matches,
             alerts,
         };

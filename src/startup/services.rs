@@ -25,7 +25,12 @@ pub fn detector(
 ) -> anyhow::Result<Arc<alerts::Detector>> {
     let rules = vigil_rules::RuleSet::load(&settings.rules).context("invalid [rules]")?;
     tracing::info!(rules = rules.rules().len(), disabled = %rules.disabled().join(","),
-        "detection rules loaded");
+        sigma_not_loaded = rules.problems().len(), "detection rules loaded");
+    for problem in rules.problems() {
+        tracing::warn!(file = %problem.file.display(), rule = %problem.rule,
+            construct = %problem.construct, reason = %problem.message,
+            "Sigma rule not loaded");
+    }
     Ok(Arc::new(alerts::Detector::new(
         Arc::new(rules),
         Arc::new(

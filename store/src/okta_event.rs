@@ -14,7 +14,6 @@
 
 use crate::events::{MAX_UUID_LEN, MalformedEvent, NewEvent};
 use crate::storable::parse_lenient;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -46,7 +45,8 @@ pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
     if !v.is_object() {
         return Err(malformed(None, "not a JSON object"));
     }
-    let uuid = match v.get("uuid") {
+    // Keys in any case: data lakes re-export events with lowercase top-level keys.
+    let uuid = match vigil_rules::field::get_key(&v, "uuid") {
         Some(Value::String(u)) if !u.trim().is_empty() => u.clone(),
         Some(Value::String(_)) => return Err(malformed(None, "empty uuid")),
         Some(other) => {
@@ -64,15 +64,14 @@ pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
     if uuid.chars().any(char::is_control) {
         return Err(malformed(Some(uuid), "uuid holds control characters"));
     }
-    let published = match v
-        .get("published")
-        .and_then(Value::as_str)
-        .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
-    {
-        Some(p) => p.with_timezone(&Utc),
+    // RFC 3339 from Okta; SQL-style UTC times and epoch milliseconds from re-exports.
+    let published = match vigil_rules::time::published(&v) {
+        Some(p) => p,
         None => return Err(malformed(Some(uuid), "missing or invalid published")),
     };
-    let event_type = match text_at(&v, "/eventType") {
+    let event_type = match vigil_rules::evaluate::text_at(&v, "eventType")
+        .filter(|t| !t.is_empty() && t != "null")
+    {
         Some(t) => t,
         None => return Err(malformed(Some(uuid), "missing eventType")),
     };
@@ -169,5 +168,22 @@ mod tests {
             .unwrap();
         assert_eq!(e.actor_alternate_id.as_deref(), Some("bob\u{fffd}"));
         assert!(e.raw.contains("\\ud800"));
+    }
+
+    #[test]
+    fn exported_times_and_lowercase_keys_are_read() {
+        let want = parse_event(&raw(
+            r#"{"uuid":"a","published":"2020-11-25T21:27:03.496Z","eventType":"t"}"#,
+        ))
+        .unwrap()
+        .published;
+        for text in [
+            r#"{"uuid":"a","published":"2020-11-25 21:27:03.496000000","eventType":"t"}"#,
+            r#"{"uuid":"a","published":1606339623496,"eventType":"t"}"#,
+            r#"{"UUID":"a","published":"1606339623496","eventtype":"t"}"#,
+        ] {
+            let e = parse_event(&raw(text)).unwrap();
+            assert_eq!((e.published, e.event_type.as_str()), (want, "t"), "{text}");
+        }
     }
 }

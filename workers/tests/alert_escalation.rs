@@ -569,3 +569,97 @@ fn security_events_posted_through_the_api_go_through_custom_rules() {
         cleanup(&e).await;
     });
 }
+
+#[test]
+fn sigma_rules_raise_group_and_escalate_like_builtin_ones() {
+    system(async {
+        let t = TestDb::sqlite().await;
+        let prefix = vigil_testkit::redis::unique_prefix("sigma-alerts");
+        let e = common::engine(&prefix, |_, _| {}).await;
+        let sigma_id = "bd527844-d2d9-43b7-b986-904003e58d5b";
+        // The Sigma rules written for the rules crate's tests, with one tuned in config; an
+        // escalation policy that names the Sigma rule by its id.
+        let settings: RulesSettings = serde_json::from_value(json!({
+            "sigma": [concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/sigma/okta")],
+            "sigma_override": {"1bba3aec-3ca1-491b-afde-d79ff7043b8b": {"enabled": false}},
+        }))
+        .unwrap();
+        let rules = RuleSet::load(&settings).unwrap();
+        assert!(rules.get(sigma_id).is_some());
+        let policy = EscalationSettings {
+            policies: vec![EscalationPolicy {
+                name: "sigma-admins".into(),
+                severities: vec![],
+                rules: vec![sigma_id.into()],
+                levels: vec![EscalationLevel {
+                    after_seconds: 0,
+                    since: Since::Opened,
+                    emails: vec!["soc@example.com".into()],
+                    webhooks: vec![],
+                }],
+            }],
+            ..EscalationSettings::default()
+        };
+        let detector = Detector::new(
+            Arc::new(rules),
+            Arc::new(RedisWindows::new(e.redis(), e.prefix())),
+            t.db.clone(),
+            e.clone(),
+            Arc::new(policy),
+            None,
+        );
+        let admin = |uuid: &str, at: &str, user: &str| {
+            sample("06_user.session.start", uuid, at, |v| {
+                v["eventType"] = json!("user.session.access_admin_app");
+                v["securityContext"]["isProxy"] = json!(true);
+                v["actor"]["alternateId"] = json!(user);
+            })
+        };
+        let stored = store(
+            &t.db,
+            &[
+                admin("sg-1", "2026-11-22T10:00:00.000Z", "eve@example.com"),
+                admin("sg-2", "2026-11-22T10:05:00.000Z", "eve@example.com"),
+                admin("sg-3", "2026-11-22T10:06:00.000Z", "bob@example.com"),
+            ],
+        )
+        .await;
+        let summary = detector.detect_and_mark(&stored).await.unwrap();
+        let mut sigma_alerts = Vec::new();
+        for id in &summary.alerts_opened {
+            let a = alerts::get(&t.db, *id).await.unwrap().unwrap();
+            if a.rule_id == sigma_id {
+                sigma_alerts.push(a);
+            }
+        }
+        sigma_alerts.sort_by(|a, b| a.group_key.cmp(&b.group_key));
+        // One alert per user (grouped by actor.alternateId): eve's repeat updated hers.
+        assert_eq!(sigma_alerts.len(), 2, "{summary:?}");
+        let (bob, eve) = (&sigma_alerts[0], &sigma_alerts[1]);
+        assert_eq!(
+            (bob.group_key.as_str(), bob.event_count),
+            ("bob@example.com", 1)
+        );
+        assert_eq!(
+            (eve.group_key.as_str(), eve.event_count),
+            ("eve@example.com", 2)
+        );
+        assert_eq!(eve.severity, "high");
+        assert_eq!(eve.title, "Okta admin console opened through an anonymizer");
+        assert!(
+            eve.description.contains("anonymizing proxy"),
+            "{}",
+            eve.description
+        );
+        assert_eq!(eve.escalation_policy.as_deref(), Some("sigma-admins"));
+        // The escalation job for the new alert was queued, as for a built-in rule.
+        let queued = jobs(&e, Queue::AlertEscalation).await;
+        assert!(
+            queued
+                .iter()
+                .any(|j| j.payload["alert_id"] == json!(eve.id)),
+            "{queued:?}"
+        );
+        cleanup(&e).await;
+    });
+}
