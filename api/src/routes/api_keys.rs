@@ -45,8 +45,9 @@ pub struct NewKeyRequest {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// An API key (never its secret).
+/// An API key (never its secret). Absent fields are left out, not `null`.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct KeyView {
     /// The public part of the key (`vgk_<id>_...`): names it in logs and audit records.
     pub id: String,
@@ -80,6 +81,7 @@ impl From<ApiKey> for KeyView {
 
 /// A created key, with the key itself (shown this once).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedKey {
     /// Send as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Not shown again.
     pub key: String,

@@ -101,6 +101,7 @@ fn pair(
 
 /// An account name's lock state.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LockoutView {
     pub username: String,
     /// Locked now.

@@ -94,6 +94,7 @@ pub struct UserChange {
 
 /// A sign-in session (one token family: a sign-in and every refresh after it).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionView {
     pub id: String,
     pub created_at: DateTime<Utc>,
