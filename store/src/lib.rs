@@ -15,6 +15,7 @@
 //! # Layout
 //! - [`db`]: connecting, creating the SQLite file, running migrations.
 //! - [`time`]: millisecond timestamps <-> `chrono`.
+//! - [`notifications`]: escalation notifications, one per level and target, with outcomes.
 //! - one module per table group, each owning its queries (added by each feature).
 
 pub mod alerts;
@@ -22,6 +23,7 @@ pub mod audit;
 pub mod db;
 pub mod emails;
 pub mod events;
+pub mod notifications;
 pub mod okta_cursor;
 pub mod security_events;
 pub mod time;

@@ -9,9 +9,12 @@
 //!   processes, with failover, kill and stall helpers.
 //! - [`smtp`]: a real SMTP server in-process, with injectable failures and outages.
 //! - [`webhook`]: a real HTTP server receiving webhooks, with answers of your choice.
+//! - [`channels`]: local Slack, Teams and PagerDuty receivers that check each format and
+//!   keep PagerDuty's incidents by dedup key.
 //!
 //! Other modules (fake Okta) are added by their features.
 
+pub mod channels;
 pub mod db;
 pub mod fake_okta;
 pub mod redis;

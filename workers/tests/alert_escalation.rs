@@ -23,7 +23,9 @@ use vigil_testkit::db::TestDb;
 use vigil_testkit::fake_okta::FakeOkta;
 use vigil_testkit::smtp::SmtpServer;
 use vigil_testkit::webhook::WebhookReceiver;
-use vigil_workers::alerts::{Detector, Escalator, WebhookSender, alert_escalation_handler, sign};
+use vigil_workers::alerts::{
+    Detector, Escalator, NotificationTracker, WebhookSender, alert_escalation_handler, sign,
+};
 use vigil_workers::email::{
     EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls, email_handler,
 };
@@ -64,6 +66,7 @@ fn escalation(hook: &str) -> EscalationSettings {
         since,
         emails: vec![email.to_owned()],
         webhooks: vec![hook.to_owned()],
+        channels: vec![],
     };
     EscalationSettings {
         webhook_secret: SECRET.to_owned(),
@@ -76,6 +79,7 @@ fn escalation(hook: &str) -> EscalationSettings {
                 level(300, Since::Opened, "second@example.com"),
                 level(600, Since::Previous, "third@example.com"),
             ],
+            reopen_level: 1,
         }],
         ..EscalationSettings::default()
     }
@@ -235,6 +239,8 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             Arc::new(EngineAuditSink::new(e.clone())),
         )
         .unwrap();
+        let tracker = NotificationTracker::new(t.db.clone(), e.clone(), settings.clone(), None);
+        let mailer = mailer.with_notifications(tracker.clone());
         let registry = Registry::new();
         let rt = Runtime::builder(e.clone(), SchedulesSettings(BTreeMap::new()), &registry)
             .handler(Queue::Email, email_handler(mailer))
@@ -242,7 +248,9 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
                 Queue::AlertEscalation,
                 alert_escalation_handler(
                     Escalator::new(t.db.clone(), e.clone(), settings.clone(), None),
-                    WebhookSender::new(settings.clone(), t.db.clone(), None).unwrap(),
+                    WebhookSender::new(settings.clone(), t.db.clone(), None)
+                        .unwrap()
+                        .with_notifications(tracker),
                     None,
                 ),
             )
@@ -307,14 +315,18 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             || async { all_done(&e, Queue::Email).await },
         )
         .await;
+        let level2_ids: Vec<i64> = vigil_store::notifications::for_alert(&t.db, alert_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.level == 2)
+            .map(|n| n.id)
+            .collect();
         let level2: Vec<NewJob> = jobs(&e, Queue::Email)
             .await
             .into_iter()
             .chain(jobs(&e, Queue::AlertEscalation).await)
-            .filter(|j| {
-                j.payload["webhook"]["level"] == 2
-                    || j.payload["idempotency_key"] == format!("alert-{alert_id}-level-2-email")
-            })
+            .filter(|j| level2_ids.contains(&j.payload["notification_id"].as_i64().unwrap_or(0)))
             .map(|j| NewJob::new(j.queue, j.payload))
             .collect();
         assert_eq!(level2.len(), 2, "the level-2 email and webhook jobs");
@@ -343,7 +355,7 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             "user:alice",
             Some("looking"),
             Utc::now(),
-            None,
+            alerts::Restart::default(),
         )
         .await
         .unwrap();
@@ -359,10 +371,29 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         assert_eq!(smtp.messages().len(), 2);
         assert_eq!(hooks.received().len(), 2);
 
-        // The history: two levels, both notified; every step audited.
+        // The history: two levels, both notified (every notification sent); every step
+        // audited.
+        eventually(Duration::from_secs(20), "both levels notified", || async {
+            alerts::escalations(&t.db, alert_id)
+                .await
+                .unwrap()
+                .iter()
+                .all(|h| h.notified_at.is_some())
+        })
+        .await;
         let history = alerts::escalations(&t.db, alert_id).await.unwrap();
         assert_eq!(history.iter().map(|h| h.level).collect::<Vec<_>>(), [1, 2]);
-        assert!(history.iter().all(|h| h.notified_at.is_some()));
+        let sent = vigil_store::notifications::for_alert(&t.db, alert_id)
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 4, "an email and a webhook per level: {sent:?}");
+        for n in &sent {
+            assert_eq!(
+                n.status,
+                vigil_store::notifications::NotificationStatus::Sent
+            );
+            assert!(n.response_status.is_some(), "{n:?}");
+        }
         let audits: Vec<Value> = jobs(&e, Queue::Audit)
             .await
             .into_iter()

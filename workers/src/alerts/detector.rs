@@ -240,7 +240,7 @@ impl Detector {
             if hit.escalation.is_some() {
                 let job = AlertEscalationJob {
                     alert_id: Some(raised.alert_id),
-                    webhook: None,
+                    ..Default::default()
                 };
                 let mut new = NewJob::new(
                     Queue::AlertEscalation,
