@@ -600,3 +600,129 @@ fn security_events_posted_through_the_api_go_through_custom_rules() {
         cleanup(&e).await;
     });
 }
+
+#[test]
+fn channels_retry_429_and_5xx_after_retry_after_and_keep_a_4xx_reason() {
+    use vigil_jobs::escalation::{ChannelKind, ChannelSettings};
+    use vigil_store::notifications::{self, NotificationStatus, Prepared};
+    use vigil_testkit::channels::ChannelReceiver;
+    system(async {
+        let key = "R0UT1NGKEY0123456789abcdef012345";
+        let rx = ChannelReceiver::start(key).await;
+        let t = TestDb::sqlite().await;
+        let prefix = vigil_testkit::redis::unique_prefix("channels");
+        let e = common::engine(&prefix, |_, _| {}).await;
+        let mut s = escalation("http://127.0.0.1:9/unused");
+        s.channels.insert(
+            "pd".into(),
+            ChannelSettings {
+                kind: ChannelKind::Pagerduty,
+                url: rx.pagerduty_url(),
+                routing_key: key.into(),
+            },
+        );
+        s.channels.insert(
+            "slack".into(),
+            ChannelSettings {
+                kind: ChannelKind::Slack,
+                url: rx.slack_url(),
+                routing_key: String::new(),
+            },
+        );
+        let settings = Arc::new(s);
+        let mut hit = alerts::AlertHit {
+            rule_id: "okta_idp_created".into(),
+            title: "Identity provider created".into(),
+            description: String::new(),
+            severity: "high".into(),
+            group_key: "admin@example.com".into(),
+            event_uuid: "e1".into(),
+            seen_at: Utc::now(),
+            window_uuids: vec![],
+            window_count: 1,
+            first_seen: Utc::now(),
+            dedup_window_ms: 1000,
+            details: "{}".into(),
+            escalation: None,
+        };
+        hit.escalation = Some(("soc".into(), Utc::now()));
+        let id = alerts::raise(&t.db, &hit, Utc::now())
+            .await
+            .unwrap()
+            .alert_id;
+        let level = alerts::claim_level(
+            &t.db,
+            id,
+            1,
+            1,
+            "soc",
+            &Default::default(),
+            None,
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let new = |c, target: &str| notifications::NewNotification {
+            channel: c,
+            event: notifications::NotificationEvent::Trigger,
+            target: target.into(),
+            target_shown: target.into(),
+        };
+        let Prepared::Queue(ns) = notifications::prepare_level(
+            &t.db,
+            level.id,
+            &[
+                new(notifications::Channel::Pagerduty, "pd"),
+                new(notifications::Channel::Slack, "slack"),
+            ],
+            Utc::now(),
+        )
+        .await
+        .unwrap() else {
+            panic!()
+        };
+        let tracker = NotificationTracker::new(t.db.clone(), e.clone(), settings.clone(), None);
+        let sender = WebhookSender::new(settings.clone(), t.db.clone(), None)
+            .unwrap()
+            .with_notifications(tracker);
+
+        // 429 with Retry-After: a retry after that long; 503: a retry with the backoff.
+        rx.answer_next(&[(429, Some(7), "slow down"), (503, None, "")]);
+        let r = sender.deliver_notification(ns[0].id, false).await;
+        assert!(
+            matches!(r, Err(vigil_workers::JobError::RetryAfter(d, _)) if d == Duration::from_secs(7)),
+            "{r:?}"
+        );
+        let r = sender.deliver_notification(ns[0].id, false).await;
+        assert!(
+            matches!(r, Err(vigil_workers::JobError::Retryable(_))),
+            "{r:?}"
+        );
+        sender.deliver_notification(ns[0].id, false).await.unwrap();
+        let pd = notifications::get(&t.db, ns[0].id).await.unwrap().unwrap();
+        assert_eq!(pd.status, NotificationStatus::Sent);
+        assert_eq!(pd.attempts, 3);
+        assert_eq!(
+            pd.response_id.as_deref(),
+            Some(format!("vigil-alert-{id}").as_str())
+        );
+        assert_eq!(rx.incidents()[0].severity, "error", "high maps to error");
+
+        // Any other 4xx is final, with the body's reason.
+        rx.answer_next(&[(404, None, "no_service")]);
+        let r = sender.deliver_notification(ns[1].id, false).await;
+        assert!(
+            matches!(r, Err(vigil_workers::JobError::Permanent(ref m)) if m.contains("no_service")),
+            "{r:?}"
+        );
+        let slack = notifications::get(&t.db, ns[1].id).await.unwrap().unwrap();
+        assert_eq!(slack.status, NotificationStatus::Dead);
+        assert!(slack.last_error.unwrap().contains("404"));
+        assert!(
+            !slack.errors[0].error.contains("s3cr3tS1ackT0ken"),
+            "the URL's token is not in the error"
+        );
+        cleanup(&e).await;
+    });
+}
