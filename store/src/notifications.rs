@@ -25,6 +25,10 @@ use sqlx::any::AnyRow;
 use crate::time::{from_millis, to_millis};
 use crate::{Db, StoreError};
 
+/// Serialises read-then-write transactions on notifications (PostgreSQL advisory lock key;
+/// on SQLite `BEGIN IMMEDIATE`, so a deferred read lock is never upgraded into SQLITE_BUSY).
+const NOTIFICATIONS_LOCK_KEY: i64 = 0x7669_6769_6c03;
+
 /// Errors kept per notification (the oldest are dropped past this).
 pub const MAX_ERRORS: usize = 50;
 
@@ -189,7 +193,7 @@ pub async fn prepare_level(
     now: DateTime<Utc>,
 ) -> Result<Prepared, StoreError> {
     let now_ms = to_millis(now);
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_serialized(NOTIFICATIONS_LOCK_KEY).await?;
     let row = sqlx::query(
         "SELECT e.alert_id, e.round, e.level, e.suppressed_at, a.status, a.escalation_round \
          FROM alert_escalations e JOIN alerts a ON a.id = e.alert_id WHERE e.id = $1",
@@ -344,7 +348,7 @@ pub async fn mark_failed(
     now: DateTime<Utc>,
 ) -> Result<Option<Notification>, StoreError> {
     let now_ms = to_millis(now);
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_serialized(NOTIFICATIONS_LOCK_KEY).await?;
     let Some(row) = sqlx::query("SELECT errors FROM alert_notifications WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
