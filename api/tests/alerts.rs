@@ -317,7 +317,9 @@ async fn security_events_are_validated_and_high_ones_open_an_alert_that_escalate
                 since: Since::Opened,
                 emails: vec!["soc@example.com".into()],
                 webhooks: vec![],
+                channels: vec![],
             }],
+            reopen_level: 1,
         }];
     })
     .await;

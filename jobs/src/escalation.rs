@@ -18,6 +18,8 @@
 //! or after level *n-1* was reached (`since = "previous"`). A policy naming the alert's rule
 //! wins over one naming its severity; the first match in file order wins among equals.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +35,76 @@ pub struct EscalationSettings {
     pub webhook_timeout_seconds: u64,
     /// Alerts looked at per escalation run.
     pub batch_size: u32,
+    /// When every notification of a level is dead, the next level is due at once (instead
+    /// of at its time), so a broken channel never silences an incident.
+    pub escalate_on_failure: bool,
+    /// The link to an alert's page in Slack, Teams and PagerDuty messages; `{id}` becomes
+    /// the alert id.
+    pub alert_link: String,
+    /// Named Slack, Teams and PagerDuty channels that levels name in `channels`.
+    pub channels: BTreeMap<String, ChannelSettings>,
     pub policies: Vec<EscalationPolicy>,
+}
+
+/// What kind of HTTP integration a channel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// A Slack incoming webhook (Block Kit message).
+    Slack,
+    /// A Microsoft Teams incoming webhook (Adaptive Card).
+    Teams,
+    /// PagerDuty Events API v2 (`trigger`, `acknowledge`, `resolve` by dedup key).
+    Pagerduty,
+}
+
+impl ChannelKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Slack => "slack",
+            ChannelKind::Teams => "teams",
+            ChannelKind::Pagerduty => "pagerduty",
+        }
+    }
+}
+
+/// PagerDuty's Events API v2 endpoint.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// `[escalation.channels.<name>]`: one Slack / Teams webhook or PagerDuty service.
+/// `url` and `routing_key` may come from files (`url_file`, `routing_key_file`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSettings {
+    pub kind: ChannelKind,
+    /// Slack/Teams: the incoming webhook URL (a secret). PagerDuty: the Events API URL
+    /// (default [`PAGERDUTY_EVENTS_URL`]).
+    #[serde(default)]
+    pub url: String,
+    /// PagerDuty: the integration's routing key (a secret).
+    #[serde(default)]
+    pub routing_key: String,
+}
+
+impl std::fmt::Debug for ChannelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelSettings")
+            .field("kind", &self.kind)
+            .field("url", &redact_webhook(&self.url))
+            .field("routing_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ChannelSettings {
+    /// The URL requests go to.
+    pub fn endpoint(&self) -> &str {
+        if self.url.is_empty() && self.kind == ChannelKind::Pagerduty {
+            PAGERDUTY_EVENTS_URL
+        } else {
+            &self.url
+        }
+    }
 }
 
 impl std::fmt::Debug for EscalationSettings {
@@ -49,6 +120,9 @@ impl std::fmt::Debug for EscalationSettings {
             )
             .field("webhook_timeout_seconds", &self.webhook_timeout_seconds)
             .field("batch_size", &self.batch_size)
+            .field("escalate_on_failure", &self.escalate_on_failure)
+            .field("alert_link", &self.alert_link)
+            .field("channels", &self.channels)
             .field("policies", &self.policies)
             .finish()
     }
@@ -60,6 +134,9 @@ impl Default for EscalationSettings {
             webhook_secret: String::new(),
             webhook_timeout_seconds: 10,
             batch_size: 200,
+            escalate_on_failure: true,
+            alert_link: "http://127.0.0.1:8080/dashboard/#/alerts/{id}".to_owned(),
+            channels: BTreeMap::new(),
             policies: Vec::new(),
         }
     }
@@ -77,6 +154,13 @@ pub struct EscalationPolicy {
     #[serde(default)]
     pub rules: Vec<String>,
     pub levels: Vec<EscalationLevel>,
+    /// The level a reopened alert's new escalation round starts from (1-based).
+    #[serde(default = "first_level")]
+    pub reopen_level: usize,
+}
+
+fn first_level() -> usize {
+    1
 }
 
 /// One step of a policy.
@@ -90,6 +174,9 @@ pub struct EscalationLevel {
     pub emails: Vec<String>,
     #[serde(default)]
     pub webhooks: Vec<String>,
+    /// Names of `[escalation.channels.<name>]` (Slack, Teams, PagerDuty) to notify.
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// What a level's delay counts from.
@@ -114,6 +201,44 @@ impl EscalationSettings {
         }
         if self.batch_size == 0 {
             return Err("batch_size: must be at least 1".to_owned());
+        }
+        let link = &self.alert_link;
+        if !(link.is_empty() || link.starts_with("https://") || link.starts_with("http://")) {
+            return Err("alert_link: must be an http:// or https:// URL (with `{id}`)".to_owned());
+        }
+        for (name, c) in &self.channels {
+            let at = |key: &str, msg: &str| format!("channels.{name}.{key}: {msg}");
+            if name.is_empty()
+                || name.len() > 100
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return Err(format!(
+                    "channels.{name}: a channel name is 1-100 letters, digits, `-` or `_`"
+                ));
+            }
+            let url = c.endpoint();
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
+                return Err(at(
+                    "url",
+                    "must be an http:// or https:// URL of at most 2000 characters \
+                     (or give url_file)",
+                ));
+            }
+            match c.kind {
+                ChannelKind::Pagerduty if c.routing_key.trim().is_empty() => {
+                    return Err(at(
+                        "routing_key",
+                        "a PagerDuty channel needs the integration's routing key \
+                         (or routing_key_file)",
+                    ));
+                }
+                ChannelKind::Slack | ChannelKind::Teams if !c.routing_key.is_empty() => {
+                    return Err(at("routing_key", "only PagerDuty channels take one"));
+                }
+                _ => {}
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.policies.iter().enumerate() {
@@ -143,8 +268,17 @@ impl EscalationSettings {
             }
             for (j, level) in p.levels.iter().enumerate() {
                 let at = |key: &str, msg: &str| format!("policies[{i}].levels[{j}].{key}: {msg}");
-                if level.emails.is_empty() && level.webhooks.is_empty() {
-                    return Err(at("emails", "a level needs emails or webhooks"));
+                if level.emails.is_empty() && level.webhooks.is_empty() && level.channels.is_empty()
+                {
+                    return Err(at("emails", "a level needs emails, webhooks or channels"));
+                }
+                for (k, c) in level.channels.iter().enumerate() {
+                    if !self.channels.contains_key(c) {
+                        return Err(at(
+                            &format!("channels[{k}]"),
+                            &format!("`{c}` is not a channel (define [escalation.channels.{c}])"),
+                        ));
+                    }
                 }
                 for (k, e) in level.emails.iter().enumerate() {
                     if !is_email_address(e) {
@@ -165,6 +299,12 @@ impl EscalationSettings {
                 if level.after_seconds > 30 * 24 * 3600 {
                     return Err(at("after_seconds", "must be at most 30 days"));
                 }
+            }
+            if p.reopen_level == 0 || p.reopen_level > p.levels.len() {
+                return Err(at(
+                    "reopen_level",
+                    &format!("must be a level of the policy, 1 to {}", p.levels.len()),
+                ));
             }
             if !p.levels.iter().all(|l| l.webhooks.is_empty()) && self.webhook_secret.is_empty() {
                 return Err(at(
@@ -192,6 +332,11 @@ impl EscalationSettings {
 
     pub fn policy(&self, name: &str) -> Option<&EscalationPolicy> {
         self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// The alert page's link for alert `id`.
+    pub fn link(&self, id: i64) -> String {
+        self.alert_link.replace("{id}", &id.to_string())
     }
 
     /// Whether `url` is a webhook target of some policy (webhook jobs go nowhere else).
@@ -245,6 +390,7 @@ mod tests {
             since,
             emails: vec!["soc@example.com".into()],
             webhooks: vec![],
+            channels: vec![],
         }
     }
 
@@ -255,6 +401,7 @@ mod tests {
             severities: sev.iter().map(|s| s.to_string()).collect(),
             rules: rules.iter().map(|s| s.to_string()).collect(),
             levels: vec![level(0, Since::Opened)],
+            reopen_level: 1,
         };
         let s = EscalationSettings {
             policies: vec![
@@ -285,6 +432,7 @@ mod tests {
             severities: vec!["high".into()],
             rules: vec![],
             levels: vec![level(60, Since::Opened), level(300, Since::Previous)],
+            reopen_level: 1,
         };
         let later = t0 + Duration::seconds(100);
         assert_eq!(p.due_at(1, t0, t0), Some(t0 + Duration::seconds(60)));
@@ -301,6 +449,7 @@ mod tests {
                 severities: vec!["urgent".into()],
                 rules: vec![],
                 levels: vec![level(0, Since::Opened)],
+                reopen_level: 1,
             }],
             ..Default::default()
         };

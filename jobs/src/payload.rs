@@ -103,6 +103,9 @@ pub struct EmailJob {
     /// Deduplicates sends across jobs (e.g. one per alert and escalation level).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The escalation notification this email delivers (its outcome is recorded there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_id: Option<i64>,
 }
 
 impl EmailJob {
@@ -246,12 +249,17 @@ impl Validate for AuditJob {
 pub struct AlertEscalationJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_id: Option<i64>,
-    /// Instead of a run: deliver one escalation level's webhook.
+    /// Instead of a run: deliver one escalation level's webhook (jobs queued before
+    /// notifications were recorded; new ones use `notification_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookDelivery>,
     /// Stored Okta events (their `id`) to run through detection first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub okta_event_ids: Vec<i64>,
+    /// Instead of a run: deliver one recorded escalation notification (signed webhook,
+    /// Slack, Teams or PagerDuty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_id: Option<i64>,
 }
 
 impl AlertEscalationJob {
@@ -275,6 +283,18 @@ impl Validate for AlertEscalationJob {
             && id < 1
         {
             return Err(ValidationError::new("alert_id", "must be positive"));
+        }
+        if let Some(n) = self.notification_id {
+            if self.alert_id.is_some() || self.webhook.is_some() || !self.okta_event_ids.is_empty()
+            {
+                return Err(ValidationError::new(
+                    "notification_id",
+                    "give one of alert_id (a run), webhook or notification_id (a delivery)",
+                ));
+            }
+            if n < 1 {
+                return Err(ValidationError::new("notification_id", "must be positive"));
+            }
         }
         if let Some(w) = &self.webhook {
             if self.alert_id.is_some() {

@@ -36,6 +36,18 @@ use crate::lease::{FailOutcome, LeasedJob};
 #[error("{0}")]
 pub struct PermanentFailure(pub String);
 
+/// Returned by a handler (boxed) to run the job again after `after`. With `count_attempt`
+/// it is a failed attempt whose retry waits `after` instead of the queue's backoff (a
+/// server's `Retry-After`); without, a snooze: the attempt is given back and no error is
+/// recorded (the job waited for something outside it, e.g. a mail server that is down).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Later {
+    pub after: Duration,
+    pub count_attempt: bool,
+    pub reason: String,
+}
+
 /// The outcome of one attempt, as the engine recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -44,6 +56,8 @@ pub enum AttemptOutcome {
     Retried,
     /// Failed for good.
     Dead,
+    /// Put back to wait without counting the attempt ([`Later`] without `count_attempt`).
+    Snoozed,
     /// The lease had been taken over; the result was discarded (fencing).
     Fenced,
     /// The engine could not record the outcome (Redis down past the lease); the lease will expire.
@@ -584,10 +598,37 @@ async fn report(
         }
         Err(err) => {
             let permanent = err.downcast_ref::<PermanentFailure>().is_some();
+            let later = err
+                .downcast_ref::<Later>()
+                .map(|l| (l.after, l.count_attempt));
             let message = describe(&*err);
             let mut step = 0u32;
+            if let Some((after, false)) = later {
+                loop {
+                    match shared.engine.snooze(job, after).await {
+                        Ok(Some(run_at)) => {
+                            tracing::info!(reason = %message, %run_at, "job snoozed; attempt not counted");
+                            return AttemptOutcome::Snoozed;
+                        }
+                        Ok(None) => return AttemptOutcome::Fenced,
+                        Err(e) => {
+                            step += 1;
+                            if step > 60 {
+                                tracing::error!(error = %e, "could not snooze the job; the lease will expire");
+                                return AttemptOutcome::Unrecorded;
+                            }
+                            tokio::time::sleep(backoff(step)).await;
+                        }
+                    }
+                }
+            }
+            let delay = later.map(|(after, _)| after);
             loop {
-                match shared.engine.fail(job, &message, permanent).await {
+                match shared
+                    .engine
+                    .fail_after(job, &message, permanent, delay)
+                    .await
+                {
                     Ok(FailOutcome::Retry { run_at }) => {
                         tracing::warn!(error = %message, %run_at, "attempt failed; retry scheduled");
                         return AttemptOutcome::Retried;

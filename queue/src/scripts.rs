@@ -466,3 +466,25 @@ return out
 "#,
     )
 });
+
+/// ARGV[1] id, ARGV[2] token, ARGV[3] delay ms. A snooze: the running job waits in
+/// `scheduled` until `now + delay` and its attempt is given back (nothing failed: the handler
+/// waits for something outside the job, e.g. a mail server that is down). Returns
+/// {1, run_at} / {0} when fenced.
+pub(crate) static SNOOZE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[1]
+local k = jk(id)
+local f = redis.call('HMGET', k, 'status', 'token')
+if f[1] ~= 'running' or f[2] ~= ARGV[2] then return {0} end
+redis.call('ZREM', K.leases, id)
+redis.call('HINCRBY', k, 'attempts', -1)
+local run_at = now + tonumber(ARGV[3])
+redis.call('HSET', k, 'status', 'scheduled', 'run_at', run_at, 'updated_at', now)
+move(id, 'running', 'scheduled')
+redis.call('ZADD', K.scheduled, run_at, id)
+return {1, run_at}
+"#,
+    )
+});

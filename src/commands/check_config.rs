@@ -57,5 +57,14 @@ pub fn render(loaded: &Loaded) -> Result<String, toml::ser::Error> {
     if !settings.escalation.webhook_secret.is_empty() {
         settings.escalation.webhook_secret = REDACTED.to_owned();
     }
+    // Slack/Teams URLs hold their token in the path; PagerDuty routing keys are secrets.
+    for channel in settings.escalation.channels.values_mut() {
+        if !channel.url.is_empty() {
+            channel.url = vigil_jobs::escalation::redact_webhook(&channel.url);
+        }
+        if !channel.routing_key.is_empty() {
+            channel.routing_key = REDACTED.to_owned();
+        }
+    }
     toml::to_string(&settings)
 }

@@ -75,6 +75,14 @@ impl Services {
             settings.smtp.rate_per_minute,
             Duration::from_secs(settings.smtp.rate_wait_seconds),
         );
+        let alert_metrics = alerts::AlertMetrics::register(registry)?;
+        let escalation = Arc::new(settings.escalation.clone());
+        let tracker = alerts::NotificationTracker::new(
+            db.clone(),
+            engine.clone(),
+            escalation.clone(),
+            Some(alert_metrics.clone()),
+        );
         let mailer = email::Mailer::new(
             &settings.smtp,
             db.clone(),
@@ -82,10 +90,14 @@ impl Services {
             Arc::new(email::EngineAuditSink::new(engine.clone())),
         )
         .context("invalid [smtp] settings")?
-        .with_metrics(email::EmailMetrics::register(registry)?);
+        .with_metrics(email::EmailMetrics::register(registry)?)
+        .with_notifications(tracker.clone())
+        .with_breaker(email::Breaker::redis(
+            engine.redis(),
+            format!("{}:email:breaker", engine.prefix()),
+            email::Mailer::breaker_timing(&settings.smtp),
+        ));
 
-        let alert_metrics = alerts::AlertMetrics::register(registry)?;
-        let escalation = Arc::new(settings.escalation.clone());
         let detector = detector(settings, engine, db, Some(alert_metrics.clone()))?;
         let escalator = alerts::Escalator::new(
             db.clone(),
@@ -94,7 +106,8 @@ impl Services {
             Some(alert_metrics.clone()),
         );
         let webhooks = alerts::WebhookSender::new(escalation, db.clone(), Some(alert_metrics))
-            .context("while building the webhook client")?;
+            .context("while building the webhook client")?
+            .with_notifications(tracker);
 
         let okta = if settings.okta.enabled {
             let metrics = okta::OktaMetrics::register(registry)?;

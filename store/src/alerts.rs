@@ -140,11 +140,16 @@ pub struct Alert {
     /// The last escalation level reached (0: none yet).
     pub escalation_level: i64,
     pub next_escalation_at: Option<DateTime<Utc>>,
+    /// Escalation round: 1, plus one per reopen (each round escalates from its first level).
+    pub escalation_round: i64,
+    /// When the current round started (levels counted `since = "opened"` count from it).
+    pub escalation_started_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, rule_id, title, description, severity, status, group_key, event_count, \
     first_seen, last_seen, details, created_at, updated_at, acknowledged_by, acknowledged_at, \
-    resolved_by, resolved_at, escalation_policy, escalation_level, next_escalation_at";
+    resolved_by, resolved_at, escalation_policy, escalation_level, next_escalation_at, \
+    escalation_round, escalation_started_at";
 
 fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
     let opt_time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -171,6 +176,9 @@ fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
         escalation_policy: row.try_get("escalation_policy")?,
         escalation_level: row.try_get("escalation_level")?,
         next_escalation_at: opt_time("next_escalation_at")?,
+        escalation_round: row.try_get("escalation_round")?,
+        escalation_started_at: opt_time("escalation_started_at")?
+            .unwrap_or(from_millis(row.try_get("created_at")?)),
     })
 }
 
@@ -455,8 +463,18 @@ pub enum TransitionOutcome {
     Invalid(AlertStatus),
 }
 
-/// Applies `action` by `actor`. `next_escalation_at` is where a reopened alert's escalation
-/// resumes (ignored by the other actions, which stop escalation).
+/// Where a reopened alert's new escalation round starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Restart {
+    /// The first level of the new round (1-based; 1 when no policy applies).
+    pub from_level: i64,
+    /// When that level is due (None: no escalation).
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Applies `action` by `actor`. `restart` is where a reopened alert's escalation starts a
+/// new round (ignored by the other actions, which stop escalation).
+#[allow(clippy::too_many_arguments)]
 pub async fn transition(
     db: &Db,
     id: i64,
@@ -464,7 +482,7 @@ pub async fn transition(
     actor: &str,
     comment: Option<&str>,
     now: DateTime<Utc>,
-    next_escalation_at: Option<DateTime<Utc>>,
+    restart: Restart,
 ) -> Result<TransitionOutcome, StoreError> {
     let now_ms = to_millis(now);
     let mut tx = db.pool().begin().await?;
@@ -480,27 +498,37 @@ pub async fn transition(
     if !allowed.contains(&from) {
         return Ok(TransitionOutcome::Invalid(from));
     }
-    let sql = match action {
-        AlertAction::Acknowledge => {
+    // SQLite numbers `$n` placeholders by first appearance: each statement uses them in order.
+    let update = match action {
+        AlertAction::Acknowledge => sqlx::query(
             "UPDATE alerts SET status = $1, acknowledged_by = $2, acknowledged_at = $3, \
-             next_escalation_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5"
-        }
-        AlertAction::Resolve => {
+             next_escalation_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(to.as_str())
+        .bind(actor),
+        AlertAction::Resolve => sqlx::query(
             "UPDATE alerts SET status = $1, resolved_by = $2, resolved_at = $3, \
-             next_escalation_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5"
-        }
-        AlertAction::Reopen => {
+             next_escalation_at = NULL, updated_at = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(to.as_str())
+        .bind(actor),
+        AlertAction::Reopen => sqlx::query(
             "UPDATE alerts SET status = $1, acknowledged_by = NULL, acknowledged_at = NULL, \
              resolved_by = NULL, resolved_at = NULL, next_escalation_at = $2, \
-             updated_at = $3 WHERE id = $4 AND status = $5"
-        }
+             updated_at = $3, escalation_round = escalation_round + 1, \
+             escalation_started_at = $3, escalation_level = $4 WHERE id = $5 AND status = $6",
+        )
+        .bind(to.as_str())
+        .bind(restart.due_at.map(to_millis))
+        .bind(now_ms)
+        .bind((restart.from_level - 1).max(0)),
     };
-    let update = sqlx::query(sql).bind(to.as_str());
     let update = match action {
-        AlertAction::Reopen => update.bind(next_escalation_at.map(to_millis)),
-        _ => update.bind(actor),
-    };
-    let update = update.bind(now_ms).bind(id).bind(from.as_str());
+        AlertAction::Reopen => update,
+        _ => update.bind(now_ms),
+    }
+    .bind(id)
+    .bind(from.as_str());
     if update.execute(&mut *tx).await?.rows_affected() != 1 {
         // Changed under us: report what it is now.
         let now_status: String = sqlx::query("SELECT status FROM alerts WHERE id = $1")
@@ -560,6 +588,9 @@ pub struct EscalationTargets {
     pub emails: Vec<String>,
     #[serde(default)]
     pub webhooks: Vec<String>,
+    /// Named Slack, Teams and PagerDuty channels.
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// One escalation level reached.
@@ -567,34 +598,51 @@ pub struct EscalationTargets {
 pub struct Escalation {
     pub id: i64,
     pub alert_id: i64,
+    /// The alert's escalation round (1, plus one per reopen).
+    pub round: i64,
     pub level: i64,
     pub policy: String,
     pub targets: EscalationTargets,
     pub escalated_at: DateTime<Utc>,
-    /// When its notifications were queued (None: not yet).
+    /// When its notifications were recorded and queued (None: not yet).
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When every one of its notifications had been sent (None: not all yet).
     pub notified_at: Option<DateTime<Utc>>,
+    /// When it was found answered before its notifications were queued (nothing went out).
+    pub suppressed_at: Option<DateTime<Utc>>,
+    /// When every one of its notifications was dead.
+    pub failed_at: Option<DateTime<Utc>>,
 }
 
 fn escalation_from_row(r: &AnyRow) -> Result<Escalation, StoreError> {
+    let opt = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(r.try_get::<Option<i64>, _>(name)?.map(from_millis))
+    };
     Ok(Escalation {
         id: r.try_get("id")?,
         alert_id: r.try_get("alert_id")?,
+        round: r.try_get("round")?,
         level: r.try_get("level")?,
         policy: r.try_get("policy")?,
         targets: serde_json::from_str(&r.try_get::<String, _>("targets")?).map_err(|e| {
             StoreError::Invalid(format!("alert_escalations.targets is not valid JSON: {e}"))
         })?,
         escalated_at: from_millis(r.try_get("escalated_at")?),
-        notified_at: r.try_get::<Option<i64>, _>("notified_at")?.map(from_millis),
+        queued_at: opt("queued_at")?,
+        notified_at: opt("notified_at")?,
+        suppressed_at: opt("suppressed_at")?,
+        failed_at: opt("failed_at")?,
     })
 }
 
-const ESCALATION_COLUMNS: &str = "id, alert_id, level, policy, targets, escalated_at, notified_at";
+const ESCALATION_COLUMNS: &str = "id, alert_id, round, level, policy, targets, escalated_at, \
+    queued_at, notified_at, suppressed_at, failed_at";
 
-/// Alert `id`'s escalation history, level by level.
+/// Alert `id`'s escalation history, round by round, level by level.
 pub async fn escalations(db: &Db, id: i64) -> Result<Vec<Escalation>, StoreError> {
     let sql = format!(
-        "SELECT {ESCALATION_COLUMNS} FROM alert_escalations WHERE alert_id = $1 ORDER BY level"
+        "SELECT {ESCALATION_COLUMNS} FROM alert_escalations WHERE alert_id = $1 \
+         ORDER BY round, level"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -624,12 +672,26 @@ pub async fn due(
     rows.iter().map(alert_from_row).collect()
 }
 
-/// Moves alert `alert_id` from level `level - 1` to `level` if it is still open there, and
-/// records the level with its targets. `false`: someone else claimed it, or the alert was
-/// answered meanwhile.
+/// One escalation by id.
+pub async fn escalation(db: &Db, id: i64) -> Result<Option<Escalation>, StoreError> {
+    let sql = format!("SELECT {ESCALATION_COLUMNS} FROM alert_escalations WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .as_ref()
+        .map(escalation_from_row)
+        .transpose()
+}
+
+/// Moves alert `alert_id` from level `level - 1` to `level` if it is still open there in
+/// round `round`, and records the level with its targets. `None`: someone else claimed it,
+/// or the alert was answered or reopened meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub async fn claim_level(
     db: &Db,
     alert_id: i64,
+    round: i64,
     level: i64,
     policy: &str,
     targets: &EscalationTargets,
@@ -640,24 +702,26 @@ pub async fn claim_level(
     let mut tx = db.pool().begin().await?;
     let claimed = sqlx::query(
         "UPDATE alerts SET escalation_level = $1, next_escalation_at = $2, updated_at = $3 \
-         WHERE id = $4 AND status = 'open' AND escalation_level = $5",
+         WHERE id = $4 AND status = 'open' AND escalation_level = $5 AND escalation_round = $6",
     )
     .bind(level)
     .bind(next_escalation_at.map(to_millis))
     .bind(now_ms)
     .bind(alert_id)
     .bind(level - 1)
+    .bind(round)
     .execute(&mut *tx)
     .await?;
     if claimed.rows_affected() != 1 {
         return Ok(None);
     }
     let sql = format!(
-        "INSERT INTO alert_escalations (alert_id, level, policy, targets, escalated_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING {ESCALATION_COLUMNS}"
+        "INSERT INTO alert_escalations (alert_id, round, level, policy, targets, escalated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ESCALATION_COLUMNS}"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(alert_id)
+        .bind(round)
         .bind(level)
         .bind(policy)
         .bind(serde_json::to_string(targets).unwrap_or_else(|_| "{}".to_owned()))
@@ -678,11 +742,12 @@ pub async fn stop_escalation(db: &Db, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Levels claimed at or before `before` whose notifications were never queued (a crash).
-pub async fn unnotified(db: &Db, before: DateTime<Utc>) -> Result<Vec<Escalation>, StoreError> {
+/// Levels claimed at or before `before` whose notifications were never queued (a crash),
+/// nor suppressed.
+pub async fn unqueued(db: &Db, before: DateTime<Utc>) -> Result<Vec<Escalation>, StoreError> {
     let sql = format!(
-        "SELECT {ESCALATION_COLUMNS} FROM alert_escalations WHERE notified_at IS NULL \
-         AND escalated_at <= $1 ORDER BY id LIMIT 100"
+        "SELECT {ESCALATION_COLUMNS} FROM alert_escalations WHERE queued_at IS NULL \
+         AND suppressed_at IS NULL AND escalated_at <= $1 ORDER BY id LIMIT 100"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(to_millis(before))
@@ -691,16 +756,29 @@ pub async fn unnotified(db: &Db, before: DateTime<Utc>) -> Result<Vec<Escalation
     rows.iter().map(escalation_from_row).collect()
 }
 
-/// Records that escalation `id`'s notifications are queued.
-pub async fn mark_notified(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE alert_escalations SET notified_at = $1 WHERE id = $2 AND notified_at IS NULL",
+/// Brings the next level of alert `alert_id` forward to `now` (every notification of level
+/// `level` of round `round` died), if the alert is still open at that level with a next
+/// level to come. Returns whether it did.
+pub async fn escalate_now(
+    db: &Db,
+    alert_id: i64,
+    round: i64,
+    level: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let now_ms = to_millis(now);
+    let done = sqlx::query(
+        "UPDATE alerts SET next_escalation_at = $1, updated_at = $1 WHERE id = $2 \
+         AND status = 'open' AND escalation_round = $3 AND escalation_level = $4 \
+         AND next_escalation_at IS NOT NULL AND next_escalation_at > $1",
     )
-    .bind(to_millis(now))
-    .bind(id)
+    .bind(now_ms)
+    .bind(alert_id)
+    .bind(round)
+    .bind(level)
     .execute(db.pool())
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Whether webhook delivery `delivery_id` was already answered with 2xx.

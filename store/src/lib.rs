@@ -15,6 +15,7 @@
 //! # Layout
 //! - [`db`]: connecting, creating the SQLite file, running migrations.
 //! - [`time`]: millisecond timestamps <-> `chrono`.
+//! - [`notifications`]: escalation notifications, one per level and target, with outcomes.
 //! - one module per table group, each owning its queries (added by each feature).
 
 pub mod alerts;
@@ -24,6 +25,7 @@ pub mod db;
 pub mod emails;
 pub mod events;
 pub mod lockouts;
+pub mod notifications;
 pub mod okta_cursor;
 pub mod okta_event;
 pub mod security_events;

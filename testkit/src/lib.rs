@@ -10,11 +10,14 @@
 //! - [`smtp`]: a real SMTP server in-process, with injectable failures and outages.
 //! - [`webhook`]: a real HTTP server receiving webhooks, with answers of your choice.
 //! - [`certs`]: a throwaway CA and server certificate for TLS listeners.
+//! - [`channels`]: local Slack, Teams and PagerDuty receivers that check each format and
+//!   keep PagerDuty's incidents by dedup key.
 //!
 //! - [`fake_okta`]: a fake Okta org (System Log API, OAuth + DPoP, rate limits, faults);
 //!   [`okta_hook`]: an Okta Event Hook sender (verification and deliveries).
 
 pub mod certs;
+pub mod channels;
 pub mod db;
 pub mod fake_okta;
 pub mod okta_hook;

@@ -24,7 +24,9 @@ use vigil_testkit::db::TestDb;
 use vigil_testkit::fake_okta::FakeOkta;
 use vigil_testkit::smtp::SmtpServer;
 use vigil_testkit::webhook::WebhookReceiver;
-use vigil_workers::alerts::{Detector, Escalator, WebhookSender, alert_escalation_handler, sign};
+use vigil_workers::alerts::{
+    Detector, Escalator, NotificationTracker, WebhookSender, alert_escalation_handler, sign,
+};
 use vigil_workers::email::{
     EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls, email_handler,
 };
@@ -64,6 +66,7 @@ fn escalation(hook: &str) -> EscalationSettings {
         since,
         emails: vec![email.to_owned()],
         webhooks: vec![hook.to_owned()],
+        channels: vec![],
     };
     EscalationSettings {
         webhook_secret: SECRET.to_owned(),
@@ -76,6 +79,7 @@ fn escalation(hook: &str) -> EscalationSettings {
                 level(300, Since::Opened, "second@example.com"),
                 level(600, Since::Previous, "third@example.com"),
             ],
+            reopen_level: 1,
         }],
         ..EscalationSettings::default()
     }
@@ -235,6 +239,8 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             Arc::new(EngineAuditSink::new(e.clone())),
         )
         .unwrap();
+        let tracker = NotificationTracker::new(t.db.clone(), e.clone(), settings.clone(), None);
+        let mailer = mailer.with_notifications(tracker.clone());
         let registry = Registry::new();
         let rt = Runtime::builder(e.clone(), SchedulesSettings(BTreeMap::new()), &registry)
             .handler(Queue::Email, email_handler(mailer))
@@ -242,7 +248,9 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
                 Queue::AlertEscalation,
                 alert_escalation_handler(
                     Escalator::new(t.db.clone(), e.clone(), settings.clone(), None),
-                    WebhookSender::new(settings.clone(), t.db.clone(), None).unwrap(),
+                    WebhookSender::new(settings.clone(), t.db.clone(), None)
+                        .unwrap()
+                        .with_notifications(tracker),
                     None,
                 ),
             )
@@ -307,14 +315,18 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             || async { all_done(&e, Queue::Email).await },
         )
         .await;
+        let level2_ids: Vec<i64> = vigil_store::notifications::for_alert(&t.db, alert_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.level == 2)
+            .map(|n| n.id)
+            .collect();
         let level2: Vec<NewJob> = jobs(&e, Queue::Email)
             .await
             .into_iter()
             .chain(jobs(&e, Queue::AlertEscalation).await)
-            .filter(|j| {
-                j.payload["webhook"]["level"] == 2
-                    || j.payload["idempotency_key"] == format!("alert-{alert_id}-level-2-email")
-            })
+            .filter(|j| level2_ids.contains(&j.payload["notification_id"].as_i64().unwrap_or(0)))
             .map(|j| NewJob::new(j.queue, j.payload))
             .collect();
         assert_eq!(level2.len(), 2, "the level-2 email and webhook jobs");
@@ -343,7 +355,7 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             "user:alice",
             Some("looking"),
             Utc::now(),
-            None,
+            alerts::Restart::default(),
         )
         .await
         .unwrap();
@@ -359,10 +371,29 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         assert_eq!(smtp.messages().len(), 2);
         assert_eq!(hooks.received().len(), 2);
 
-        // The history: two levels, both notified; every step audited.
+        // The history: two levels, both notified (every notification sent); every step
+        // audited.
+        eventually(Duration::from_secs(20), "both levels notified", || async {
+            alerts::escalations(&t.db, alert_id)
+                .await
+                .unwrap()
+                .iter()
+                .all(|h| h.notified_at.is_some())
+        })
+        .await;
         let history = alerts::escalations(&t.db, alert_id).await.unwrap();
         assert_eq!(history.iter().map(|h| h.level).collect::<Vec<_>>(), [1, 2]);
-        assert!(history.iter().all(|h| h.notified_at.is_some()));
+        let sent = vigil_store::notifications::for_alert(&t.db, alert_id)
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 4, "an email and a webhook per level: {sent:?}");
+        for n in &sent {
+            assert_eq!(
+                n.status,
+                vigil_store::notifications::NotificationStatus::Sent
+            );
+            assert!(n.response_status.is_some(), "{n:?}");
+        }
         let audits: Vec<Value> = jobs(&e, Queue::Audit)
             .await
             .into_iter()
@@ -591,11 +622,13 @@ fn sigma_rules_raise_group_and_escalate_like_builtin_ones() {
                 name: "sigma-admins".into(),
                 severities: vec![],
                 rules: vec![sigma_id.into()],
+                reopen_level: 1,
                 levels: vec![EscalationLevel {
                     after_seconds: 0,
                     since: Since::Opened,
                     emails: vec!["soc@example.com".into()],
                     webhooks: vec![],
+                    channels: vec![],
                 }],
             }],
             ..EscalationSettings::default()
@@ -659,6 +692,132 @@ fn sigma_rules_raise_group_and_escalate_like_builtin_ones() {
                 .iter()
                 .any(|j| j.payload["alert_id"] == json!(eve.id)),
             "{queued:?}"
+        );
+        cleanup(&e).await;
+    });
+}
+
+#[test]
+fn channels_retry_429_and_5xx_after_retry_after_and_keep_a_4xx_reason() {
+    use vigil_jobs::escalation::{ChannelKind, ChannelSettings};
+    use vigil_store::notifications::{self, NotificationStatus, Prepared};
+    use vigil_testkit::channels::ChannelReceiver;
+    system(async {
+        let key = "R0UT1NGKEY0123456789abcdef012345";
+        let rx = ChannelReceiver::start(key).await;
+        let t = TestDb::sqlite().await;
+        let prefix = vigil_testkit::redis::unique_prefix("channels");
+        let e = common::engine(&prefix, |_, _| {}).await;
+        let mut s = escalation("http://127.0.0.1:9/unused");
+        s.channels.insert(
+            "pd".into(),
+            ChannelSettings {
+                kind: ChannelKind::Pagerduty,
+                url: rx.pagerduty_url(),
+                routing_key: key.into(),
+            },
+        );
+        s.channels.insert(
+            "slack".into(),
+            ChannelSettings {
+                kind: ChannelKind::Slack,
+                url: rx.slack_url(),
+                routing_key: String::new(),
+            },
+        );
+        let settings = Arc::new(s);
+        let mut hit = alerts::AlertHit {
+            rule_id: "okta_idp_created".into(),
+            title: "Identity provider created".into(),
+            description: String::new(),
+            severity: "high".into(),
+            group_key: "admin@example.com".into(),
+            event_uuid: "e1".into(),
+            seen_at: Utc::now(),
+            window_uuids: vec![],
+            window_count: 1,
+            first_seen: Utc::now(),
+            dedup_window_ms: 1000,
+            details: "{}".into(),
+            escalation: None,
+        };
+        hit.escalation = Some(("soc".into(), Utc::now()));
+        let id = alerts::raise(&t.db, &hit, Utc::now())
+            .await
+            .unwrap()
+            .alert_id;
+        let level = alerts::claim_level(
+            &t.db,
+            id,
+            1,
+            1,
+            "soc",
+            &Default::default(),
+            None,
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let new = |c, target: &str| notifications::NewNotification {
+            channel: c,
+            event: notifications::NotificationEvent::Trigger,
+            target: target.into(),
+            target_shown: target.into(),
+        };
+        let Prepared::Queue(ns) = notifications::prepare_level(
+            &t.db,
+            level.id,
+            &[
+                new(notifications::Channel::Pagerduty, "pd"),
+                new(notifications::Channel::Slack, "slack"),
+            ],
+            Utc::now(),
+        )
+        .await
+        .unwrap() else {
+            panic!()
+        };
+        let tracker = NotificationTracker::new(t.db.clone(), e.clone(), settings.clone(), None);
+        let sender = WebhookSender::new(settings.clone(), t.db.clone(), None)
+            .unwrap()
+            .with_notifications(tracker);
+
+        // 429 with Retry-After: a retry after that long; 503: a retry with the backoff.
+        rx.answer_next(&[(429, Some(7), "slow down"), (503, None, "")]);
+        let r = sender.deliver_notification(ns[0].id, false).await;
+        assert!(
+            matches!(r, Err(vigil_workers::JobError::RetryAfter(d, _)) if d == Duration::from_secs(7)),
+            "{r:?}"
+        );
+        let r = sender.deliver_notification(ns[0].id, false).await;
+        assert!(
+            matches!(r, Err(vigil_workers::JobError::Retryable(_))),
+            "{r:?}"
+        );
+        sender.deliver_notification(ns[0].id, false).await.unwrap();
+        let pd = notifications::get(&t.db, ns[0].id).await.unwrap().unwrap();
+        assert_eq!(pd.status, NotificationStatus::Sent);
+        assert_eq!(pd.attempts, 3);
+        assert_eq!(
+            pd.response_id.as_deref(),
+            Some(format!("vigil-alert-{id}").as_str())
+        );
+        assert_eq!(rx.incidents()[0].severity, "error", "high maps to error");
+
+        // Any other 4xx is final, with the body's reason.
+        rx.answer_next(&[(404, None, "no_service")]);
+        let r = sender.deliver_notification(ns[1].id, false).await;
+        assert!(
+            matches!(r, Err(vigil_workers::JobError::Permanent(ref m)) if m.contains("no_service")),
+            "{r:?}"
+        );
+        let slack = notifications::get(&t.db, ns[1].id).await.unwrap().unwrap();
+        assert_eq!(slack.status, NotificationStatus::Dead);
+        assert!(slack.last_error.unwrap().contains("404"));
+        assert!(
+            !slack.errors[0].error.contains("s3cr3tS1ackT0ken"),
+            "the URL's token is not in the error"
         );
         cleanup(&e).await;
     });

@@ -61,6 +61,7 @@ fn text_job(to: &[&str], subject: &str, text: &str) -> EmailJob {
         template: None,
         vars: BTreeMap::new(),
         idempotency_key: None,
+        notification_id: None,
     }
 }
 
@@ -95,6 +96,7 @@ async fn a_template_email_arrives_with_its_headers_and_both_parts() {
             }))
             .unwrap(),
             idempotency_key: None,
+            notification_id: None,
         };
         let job_id = format!("job-template-{kind:?}");
         let outcome = mailer.send(&job_id, &job).await.unwrap();
@@ -449,6 +451,7 @@ async fn bench_emails_per_second() {
         vars: serde_json::from_value(json!({"alert_id": 1, "rule": "bench", "severity": "High"}))
             .unwrap(),
         idempotency_key: None,
+        notification_id: None,
     };
     let start = std::time::Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -3,8 +3,14 @@
 //! security events, and the people answering them.
 //!
 //! Transitions: acknowledge (open → acknowledged), resolve (open or acknowledged →
-//! resolved), reopen (acknowledged or resolved → open, escalation resumes at the next level).
-//! Any other is 409 with the alert's current status. Every change is audited.
+//! resolved), reopen (acknowledged or resolved → open: a new escalation round starts at the
+//! policy's `reopen_level`, timed from the reopen). Any other is 409 with the alert's current
+//! status. Every change is audited.
+//!
+//! The detail shows every escalation level with each of its notifications (email address,
+//! webhook, Slack, Teams, PagerDuty) and their outcome; a dead notification can be retried
+//! from the alert (`POST /api/v1/alerts/{id}/notifications/{notification_id}/retry`, admin,
+//! audited as `alert.notification.retry`).
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -14,7 +20,12 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use vigil_jobs::escalation::{SECURITY_EVENT_RULE, redact_webhook};
 use vigil_jobs::{AlertEscalationJob, AuditActor, Queue};
 use vigil_queue::NewJob;
-use vigil_store::alerts::{self, Alert, AlertAction, AlertQuery, AlertStatus, TransitionOutcome};
+use vigil_store::alerts::{
+    self, Alert, AlertAction, AlertQuery, AlertStatus, Restart, TransitionOutcome,
+};
+use vigil_store::notifications::{
+    self, Channel, NewNotification, Notification, NotificationEvent, NotificationStatus,
+};
 use vigil_store::{events, security_events};
 
 use crate::audit::{self, Entry};
@@ -111,6 +122,8 @@ pub struct AlertView {
     pub escalation_level: i64,
     /// When the next level is due (none when answered or past the last level).
     pub next_escalation_at: Option<DateTime<Utc>>,
+    /// Escalation round: 1, plus one per reopen (each round starts again from a first level).
+    pub escalation_round: i64,
 }
 
 impl From<Alert> for AlertView {
@@ -136,6 +149,7 @@ impl From<Alert> for AlertView {
             escalation_policy: a.escalation_policy,
             escalation_level: a.escalation_level,
             next_escalation_at: a.next_escalation_at,
+            escalation_round: a.escalation_round,
         }
     }
 }
@@ -155,18 +169,108 @@ pub struct LinkedEvent {
     pub message: Option<String>,
 }
 
-/// One escalation level reached.
+/// One escalation level reached, with each notification it sent.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct EscalationView {
+    /// The escalation round (1, plus one per reopen).
+    pub round: i64,
     pub level: i64,
     pub policy: String,
+    /// `pending` (notifications queued or retrying), `notified` (every one sent),
+    /// `partial` (some sent, some dead), `failed` (every one dead), `suppressed` (the alert
+    /// was answered before they went out).
+    pub status: String,
     pub emails: Vec<String>,
     /// Webhook targets (scheme and host only: their paths often hold tokens).
     pub webhooks: Vec<String>,
+    /// Named Slack, Teams and PagerDuty channels.
+    pub channels: Vec<String>,
     pub escalated_at: DateTime<Utc>,
-    /// When its notifications were queued.
+    /// When its notifications were recorded and queued.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When every one of its notifications had been sent: only then is the level notified.
     pub notified_at: Option<DateTime<Utc>>,
+    pub suppressed_at: Option<DateTime<Utc>>,
+    /// When every one of its notifications was dead (the next level is then due at once).
+    pub failed_at: Option<DateTime<Utc>>,
+    pub notifications: Vec<NotificationView>,
+}
+
+/// One failed attempt of a notification.
+#[derive(Debug, Clone, Object)]
+pub struct NotificationErrorView {
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+/// One notification: a target of a level (or a PagerDuty acknowledge/resolve) and its
+/// outcome.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct NotificationView {
+    pub id: i64,
+    /// `email`, `webhook`, `slack`, `teams` or `pagerduty`.
+    pub channel: String,
+    /// `trigger` (the level's notification), `acknowledge` or `resolve` (PagerDuty).
+    pub event: String,
+    /// The address, the webhook (scheme and host only) or `<kind>:<channel name>`.
+    pub target: String,
+    /// `queued`, `sent`, `retrying`, `dead` or `suppressed`.
+    pub status: String,
+    pub attempts: i64,
+    /// The provider's answer when sent (`250 2.0.0 OK`, `HTTP 202`).
+    pub response_status: Option<String>,
+    /// The provider's id (email Message-ID, PagerDuty dedup key, request id).
+    pub response_id: Option<String>,
+    pub last_error: Option<String>,
+    /// Every failed attempt, oldest first.
+    pub errors: Vec<NotificationErrorView>,
+    /// The job delivering it (see `GET /api/v1/jobs/{id}`).
+    pub job_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// `POST` here to retry it (admins; only while it is dead).
+    pub retry_url: Option<String>,
+}
+
+impl From<Notification> for NotificationView {
+    fn from(n: Notification) -> Self {
+        NotificationView {
+            retry_url: (n.status == NotificationStatus::Dead && n.job_id.is_some())
+                .then(|| format!("/api/v1/alerts/{}/notifications/{}/retry", n.alert_id, n.id)),
+            id: n.id,
+            channel: n.channel.to_string(),
+            event: n.event.to_string(),
+            target: n.target_shown,
+            status: n.status.to_string(),
+            attempts: n.attempts,
+            response_status: n.response_status,
+            response_id: n.response_id,
+            last_error: n.last_error,
+            errors: n
+                .errors
+                .into_iter()
+                .map(|e| NotificationErrorView {
+                    at: e.at,
+                    error: e.error,
+                })
+                .collect(),
+            job_id: n.job_id,
+            created_at: n.created_at,
+            updated_at: n.updated_at,
+            sent_at: n.sent_at,
+        }
+    }
+}
+
+/// What a retry did.
+#[derive(Debug, Clone, Object)]
+pub struct NotificationRetried {
+    pub notification: NotificationView,
+    /// The job's status after the retry (`pending`).
+    pub job_status: String,
 }
 
 /// One status change.
@@ -190,6 +294,8 @@ pub struct AlertDetail {
     /// Up to 100 linked events, oldest first.
     pub events: Vec<LinkedEvent>,
     pub escalations: Vec<EscalationView>,
+    /// Notifications that died (every attempt failed): each can be retried.
+    pub notifications_dead: i64,
     pub transitions: Vec<TransitionView>,
 }
 
@@ -355,10 +461,20 @@ impl AlertsApi {
         let db = state.db();
         let uuids = alerts::linked_events(db, alert.id, MAX_LINKED_EVENTS).await?;
         let linked = linked_events(state.0, uuids).await?;
+        let mut sent = notifications::for_alert(db, alert.id).await?;
+        let notifications_dead = sent
+            .iter()
+            .filter(|n| n.status == NotificationStatus::Dead)
+            .count() as i64;
         let escalations = alerts::escalations(db, alert.id)
             .await?
             .into_iter()
-            .map(escalation_view)
+            .map(|e| {
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    sent.drain(..).partition(|n| n.escalation_id == e.id);
+                sent = rest;
+                escalation_view(e, mine)
+            })
             .collect();
         let transitions = alerts::transitions(db, alert.id)
             .await?
@@ -376,6 +492,7 @@ impl AlertsApi {
             alert: alert.into(),
             events: linked,
             escalations,
+            notifications_dead,
             transitions,
         }))
     }
@@ -401,27 +518,24 @@ impl AlertsApi {
         let Some(current) = alerts::get(state.db(), id.0).await? else {
             return Err(ApiError::not_found(format!("no alert {}", id.0)));
         };
-        // A reopened alert resumes escalation at its next level.
-        let next_escalation_at = current
+        // A reopened alert starts a new escalation round at the policy's reopen level, timed
+        // from now.
+        let restart = current
             .escalation_policy
             .as_deref()
             .and_then(|name| state.settings().escalation.policy(name))
-            .and_then(|p| {
-                let next = usize::try_from(current.escalation_level + 1).ok()?;
-                p.due_at(next, now, now)
+            .map(|p| Restart {
+                from_level: i64::try_from(p.reopen_level).unwrap_or(1),
+                due_at: p.due_at(p.reopen_level, now, now),
+            })
+            .unwrap_or(Restart {
+                from_level: 1,
+                due_at: None,
             });
         let who = auth.0.actor().label();
         let comment = body.0.comment.as_deref();
-        let outcome = alerts::transition(
-            state.db(),
-            id.0,
-            action,
-            &who,
-            comment,
-            now,
-            next_escalation_at,
-        )
-        .await?;
+        let outcome =
+            alerts::transition(state.db(), id.0, action, &who, comment, now, restart).await?;
         let alert = match outcome {
             TransitionOutcome::Done(alert) => *alert,
             TransitionOutcome::NotFound => {
@@ -457,6 +571,9 @@ impl AlertsApi {
             },
         )
         .await;
+        if matches!(action, AlertAction::Acknowledge | AlertAction::Resolve) {
+            queue_pagerduty_follow_ups(state.0, &alert, action).await;
+        }
         if action == AlertAction::Reopen && alert.next_escalation_at.is_some() {
             queue_escalation(
                 state.0,
@@ -466,6 +583,82 @@ impl AlertsApi {
             .await;
         }
         Ok(Json(alert.into()))
+    }
+
+    /// Retry a dead notification of an alert (admin, audited): its job runs again (the
+    /// notification's errors are kept; its outcome is recorded as before). 409 unless it is
+    /// dead.
+    #[oai(
+        path = "/api/v1/alerts/:id/notifications/:notification_id/retry",
+        method = "post",
+        operation_id = "retry_alert_notification"
+    )]
+    async fn retry_notification(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        id: Path<i64>,
+        notification_id: Path<i64>,
+    ) -> ApiResult<Json<NotificationRetried>> {
+        auth.0.require_admin()?;
+        let db = state.db();
+        let missing = || {
+            ApiError::not_found(format!(
+                "alert {} has no notification {}",
+                id.0, notification_id.0
+            ))
+        };
+        let n = notifications::get(db, notification_id.0)
+            .await?
+            .filter(|n| n.alert_id == id.0)
+            .ok_or_else(missing)?;
+        if n.status != NotificationStatus::Dead {
+            return Err(ApiError::conflict(format!(
+                "notification {} is {}; only a dead notification can be retried",
+                n.id, n.status
+            )));
+        }
+        let Some(job_id) = n.job_id.clone() else {
+            return Err(ApiError::conflict(format!(
+                "notification {} was never queued; the escalation run queues it",
+                n.id
+            )));
+        };
+        // The job first: a notification marked queued must have a job that will run.
+        let job = state.engine().retry(&job_id).await.map_err(|e| match e {
+            vigil_queue::EngineError::NotFound(_) => ApiError::conflict(format!(
+                "notification {}'s job {job_id} is gone (past the email/alert_escalation \
+                 queue's retain_dead)",
+                n.id
+            )),
+            other => other.into(),
+        })?;
+        let now = Utc::now();
+        let after = notifications::reset_for_retry(db, n.id, now)
+            .await?
+            .unwrap_or(n.clone());
+        let target = id.0.to_string();
+        audit::record(
+            state.engine(),
+            Entry {
+                actor: auth.0.actor(),
+                action: "alert.notification.retry",
+                target_type: "alert",
+                target_id: &target,
+                details: serde_json::json!({ "notification_id": n.id, "channel": n.channel,
+                    "target": n.target_shown, "level": n.level, "round": n.round,
+                    "job_id": job_id }),
+                request_id: Some(&rid.0.0),
+                job_id: Some(&job_id),
+            },
+        )
+        .await;
+        tracing::info!(alert_id = id.0, notification_id = n.id, %job_id, "notification retried");
+        Ok(Json(NotificationRetried {
+            notification: after.into(),
+            job_status: job.status.to_string(),
+        }))
     }
 
     /// Report a security event (admin). Severity 3 (High) and 4 (Critical) open an alert
@@ -635,8 +828,7 @@ async fn open_security_alert(
 async fn queue_escalation(state: &ApiState, alert_id: Option<i64>, key: &str) {
     let job = AlertEscalationJob {
         alert_id,
-        webhook: None,
-        okta_event_ids: Vec::new(),
+        ..Default::default()
     };
     let mut new = NewJob::new(
         Queue::AlertEscalation,
@@ -645,6 +837,74 @@ async fn queue_escalation(state: &ApiState, alert_id: Option<i64>, key: &str) {
     new.idempotency_key = Some(key.to_owned());
     if let Err(e) = state.engine().enqueue(new).await {
         tracing::warn!(?alert_id, error = %e, "could not queue an escalation run");
+    }
+}
+
+/// Tells every PagerDuty channel this round's escalation triggered that the alert was
+/// acknowledged or resolved (an `acknowledge` / `resolve` event with the alert's dedup key),
+/// as notifications of their own. Failures are logged: the alert's change stands.
+async fn queue_pagerduty_follow_ups(state: &ApiState, alert: &Alert, action: AlertAction) {
+    let event = match action {
+        AlertAction::Acknowledge => NotificationEvent::Acknowledge,
+        AlertAction::Resolve => NotificationEvent::Resolve,
+        AlertAction::Reopen => return,
+    };
+    let db = state.db();
+    let all = match notifications::for_alert(db, alert.id).await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(alert_id = alert.id, error = %e, "could not read the alert's notifications");
+            return;
+        }
+    };
+    // The latest trigger per PagerDuty channel in this round that went (or is going) out.
+    let mut latest: std::collections::BTreeMap<&str, &Notification> = Default::default();
+    for n in all.iter().filter(|n| {
+        n.channel == Channel::Pagerduty
+            && n.event == NotificationEvent::Trigger
+            && n.round == alert.escalation_round
+            && (n.status == NotificationStatus::Sent
+                || (n.status == NotificationStatus::Retrying && n.attempts > 0))
+    }) {
+        latest.insert(n.target.as_str(), n);
+    }
+    let now = Utc::now();
+    for (target, trigger) in latest {
+        let new = NewNotification {
+            channel: Channel::Pagerduty,
+            event,
+            target: target.to_owned(),
+            target_shown: trigger.target_shown.clone(),
+        };
+        let follow_up = match notifications::record_follow_up(db, trigger.escalation_id, &new, now)
+            .await
+        {
+            Ok(f) if f.job_id.is_none() => f,
+            Ok(_) => continue, // queued before
+            Err(e) => {
+                tracing::warn!(alert_id = alert.id, error = %e, "could not record a PagerDuty follow-up");
+                continue;
+            }
+        };
+        let mut job = NewJob::new(
+            Queue::AlertEscalation,
+            serde_json::to_value(AlertEscalationJob {
+                notification_id: Some(follow_up.id),
+                ..Default::default()
+            })
+            .unwrap_or_default(),
+        );
+        job.idempotency_key = Some(format!("alert-{}-notification-{}", alert.id, follow_up.id));
+        match state.engine().enqueue(job).await {
+            Ok(q) => {
+                if let Err(e) = notifications::set_job(db, follow_up.id, &q.job.id).await {
+                    tracing::warn!(alert_id = alert.id, error = %e, "could not record a follow-up's job");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(alert_id = alert.id, error = %e, "could not queue a PagerDuty follow-up");
+            }
+        }
     }
 }
 
@@ -693,10 +953,37 @@ async fn linked_events(state: &ApiState, uuids: Vec<String>) -> ApiResult<Vec<Li
         .collect())
 }
 
-fn escalation_view(e: alerts::Escalation) -> EscalationView {
+fn escalation_view(e: alerts::Escalation, sent: Vec<Notification>) -> EscalationView {
+    let triggers: Vec<&Notification> = sent
+        .iter()
+        .filter(|n| n.event == notifications::NotificationEvent::Trigger)
+        .collect();
+    let count = |s: NotificationStatus| triggers.iter().filter(|n| n.status == s).count();
+    let status = if e.suppressed_at.is_some() && triggers.iter().all(|n| n.attempts == 0) {
+        "suppressed"
+    } else if triggers.is_empty()
+        || count(NotificationStatus::Queued) + count(NotificationStatus::Retrying) > 0
+    {
+        "pending"
+    } else if count(NotificationStatus::Sent) == triggers.len() {
+        "notified"
+    } else if count(NotificationStatus::Dead) == triggers.len() {
+        "failed"
+    } else if count(NotificationStatus::Suppressed) == triggers.len() {
+        "suppressed"
+    } else {
+        "partial"
+    };
     EscalationView {
+        round: e.round,
         level: e.level,
         policy: e.policy,
+        status: status.to_owned(),
+        channels: e.targets.channels.clone(),
+        queued_at: e.queued_at,
+        suppressed_at: e.suppressed_at,
+        failed_at: e.failed_at,
+        notifications: sent.into_iter().map(Into::into).collect(),
         webhooks: e
             .targets
             .webhooks

@@ -287,9 +287,8 @@ impl OktaHooksApi {
 /// Queues detection of the stored events `ids`; the polling sweep catches up on failure.
 async fn queue_detection(state: &ApiState, ids: &[i64]) {
     let job = AlertEscalationJob {
-        alert_id: None,
-        webhook: None,
         okta_event_ids: ids.to_vec(),
+        ..Default::default()
     };
     let mut new = NewJob::new(
         Queue::AlertEscalation,

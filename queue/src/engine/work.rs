@@ -124,6 +124,38 @@ impl Engine {
         error: &str,
         permanent: bool,
     ) -> Result<FailOutcome, EngineError> {
+        self.fail_after(job, error, permanent, None).await
+    }
+
+    /// Puts a running job back in `scheduled` for `delay` without counting its attempt (see
+    /// [`crate::backend::Later`]). `None` when fenced; else when it runs again.
+    pub async fn snooze(
+        &self,
+        job: &LeasedJob,
+        delay: std::time::Duration,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, EngineError> {
+        let mut inv = scripts::SNOOZE.prepare_invoke();
+        with_keys(&mut inv, &self.keys, job.queue);
+        inv.arg(&job.id)
+            .arg(&job.token)
+            .arg(delay.as_millis() as u64);
+        let mut c = self.conn.clone();
+        let out: Vec<i64> = inv.invoke_async(&mut c).await?;
+        Ok(match out.as_slice() {
+            [1, run_at, ..] => Some(ms_to_time(*run_at)),
+            _ => None,
+        })
+    }
+
+    /// [`Engine::fail`] with the retry's delay chosen by the caller (a server's
+    /// `Retry-After`) instead of the queue's backoff.
+    pub async fn fail_after(
+        &self,
+        job: &LeasedJob,
+        error: &str,
+        permanent: bool,
+        delay: Option<std::time::Duration>,
+    ) -> Result<FailOutcome, EngineError> {
         let entry = AttemptError {
             attempt: job.attempt,
             at: self.now(),
@@ -131,7 +163,7 @@ impl Engine {
         };
         let entry =
             serde_json::to_string(&entry).map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        let delay = retry_delay(self.queues.get(job.queue), job.attempt);
+        let delay = delay.unwrap_or_else(|| retry_delay(self.queues.get(job.queue), job.attempt));
         let mut inv = scripts::FAIL.prepare_invoke();
         with_keys(&mut inv, &self.keys, job.queue);
         inv.arg(self.ttl_ms(job.queue, |q| q.retain_dead.as_millis()))

@@ -265,8 +265,7 @@ impl Detector {
             if hit.escalation.is_some() {
                 let job = AlertEscalationJob {
                     alert_id: Some(raised.alert_id),
-                    webhook: None,
-                    okta_event_ids: Vec::new(),
+                    ..Default::default()
                 };
                 let mut new = NewJob::new(
                     Queue::AlertEscalation,

@@ -1,23 +1,30 @@
-//! The escalation run: due levels → notifications, each level once.
+//! The escalation run: due levels → notifications, each level once per round.
 //!
 //! For every open alert whose `next_escalation_at` has passed: claim the next level with a
-//! compare-and-set on the alert's level ([`alerts::claim_level`]; whoever loses the race does
-//! nothing), queue the level's email job and webhook jobs with idempotency keys derived from
-//! (alert, level, target), mark the level notified, audit it. A crash between the claim and
-//! the queueing leaves the level un-notified; the next run finishes it, and the idempotency
-//! keys make a repeat harmless. Acknowledged and resolved alerts are never due.
+//! compare-and-set on the alert's level and round ([`alerts::claim_level`]; whoever loses the
+//! race does nothing), record one notification per target (each email address, webhook URL
+//! and channel: [`notifications::prepare_level`], which suppresses the level instead when the
+//! alert was answered since the claim), queue one job per notification with the idempotency
+//! key `alert-<id>-notification-<n>`, mark the level queued, audit it. A crash between the
+//! claim and the queueing leaves the level unqueued; the next run finishes it (or suppresses
+//! it), and the idempotency keys make a repeat harmless. The level counts as notified only
+//! when every notification was sent (see [`super::NotificationTracker`]). Acknowledged and
+//! resolved alerts are never due; a reopened alert escalates again in a new round.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
-use vigil_jobs::{AlertEscalationJob, EmailJob, EscalationSettings, Queue, WebhookDelivery};
+use vigil_jobs::escalation::redact_webhook;
+use vigil_jobs::{AlertEscalationJob, EmailJob, EscalationSettings, Queue};
 use vigil_queue::{Engine, NewJob};
 use vigil_store::alerts::{self, Alert, Escalation, EscalationTargets};
+use vigil_store::notifications::{
+    self, Channel, NewNotification, Notification, NotificationEvent, NotificationStatus, Prepared,
+};
 use vigil_store::{Db, StoreError};
 
-use super::webhook::short_hash;
 use super::{AlertMetrics, audit_record};
 use crate::JobError;
 use crate::audit::{AuditSink, EngineAuditSink};
@@ -32,8 +39,10 @@ pub struct EscalationSummary {
     pub escalated: Vec<(i64, i64)>,
     /// Levels from an earlier, interrupted run whose notifications this run queued.
     pub resumed: u32,
-    /// Jobs queued (emails + webhooks).
+    /// Jobs queued (one per notification).
     pub notifications: u32,
+    /// Levels found answered before their notifications were queued: nothing went out.
+    pub suppressed: u32,
 }
 
 /// Runs escalation over the database and the engine.
@@ -80,7 +89,7 @@ impl Escalator {
     ) -> Result<EscalationSummary, JobError> {
         let mut summary = EscalationSummary::default();
         let cut_short =
-            alerts::unnotified(&self.db, now - Duration::seconds(UNNOTIFIED_GRACE_SECONDS))
+            alerts::unqueued(&self.db, now - Duration::seconds(UNNOTIFIED_GRACE_SECONDS))
                 .await
                 .map_err(store_err)?;
         for level in cut_short {
@@ -88,8 +97,8 @@ impl Escalator {
                 .await
                 .map_err(store_err)?
             {
-                summary.notifications += self.notify(&alert, &level, now).await?;
                 summary.resumed += 1;
+                self.notify(&alert, &level, now, &mut summary).await?;
             }
         }
         let due = alerts::due(&self.db, now, only, self.settings.batch_size)
@@ -131,14 +140,16 @@ impl Escalator {
         };
         let next_due = usize::try_from(next + 1)
             .ok()
-            .and_then(|n| policy.due_at(n, alert.created_at, now));
+            .and_then(|n| policy.due_at(n, alert.escalation_started_at, now));
         let targets = EscalationTargets {
             emails: spec.emails.clone(),
             webhooks: spec.webhooks.clone(),
+            channels: spec.channels.clone(),
         };
         let Some(level) = alerts::claim_level(
             &self.db,
             alert.id,
+            alert.escalation_round,
             next,
             &policy.name,
             &targets,
@@ -150,7 +161,8 @@ impl Escalator {
         else {
             return Ok(false); // another run claimed it, or the alert was answered
         };
-        tracing::warn!(alert_id = alert.id, level = next, policy = %policy.name, "alert escalated");
+        tracing::warn!(alert_id = alert.id, round = alert.escalation_round, level = next,
+            policy = %policy.name, "alert escalated");
         if let Some(m) = &self.metrics {
             m.escalations
                 .with_label_values(&[policy.name.as_str(), next.to_string().as_str()])
@@ -158,73 +170,144 @@ impl Escalator {
         }
         self.audit
             .record(audit_record(
-                format!("alert-{}-level-{next}", alert.id),
+                if alert.escalation_round == 1 {
+                    format!("alert-{}-level-{next}", alert.id)
+                } else {
+                    format!(
+                        "alert-{}-round-{}-level-{next}",
+                        alert.id, alert.escalation_round
+                    )
+                },
                 "alert.escalate",
                 alert.id,
-                json!({ "level": next, "policy": policy.name,
-                        "emails": spec.emails, "webhooks": spec.webhooks.len() }),
+                json!({ "round": alert.escalation_round, "level": next, "policy": policy.name,
+                        "emails": spec.emails, "webhooks": spec.webhooks.len(),
+                        "channels": spec.channels }),
             ))
             .await;
-        summary.notifications += self.notify(alert, &level, now).await?;
+        self.notify(alert, &level, now, summary).await?;
         summary.escalated.push((alert.id, next));
         alert.escalation_level = next;
         alert.next_escalation_at = next_due;
         Ok(true)
     }
 
-    /// Queues `level`'s email and webhook jobs (idempotent), then marks it notified.
+    /// Records `level`'s notifications and queues one job for each (idempotent), then
+    /// marks the level queued; a level whose alert was answered since its claim is
+    /// suppressed instead.
     async fn notify(
         &self,
         alert: &Alert,
         level: &Escalation,
         now: DateTime<Utc>,
-    ) -> Result<u32, JobError> {
+        summary: &mut EscalationSummary,
+    ) -> Result<(), JobError> {
         let targets = &level.targets;
-        let mut jobs = Vec::new();
-        if !targets.emails.is_empty() {
-            let email = email_job(alert, level, targets.emails.clone());
-            let mut job = NewJob::new(
-                Queue::Email,
-                serde_json::to_value(&email).unwrap_or_default(),
-            );
-            job.idempotency_key = email.idempotency_key.clone();
-            jobs.push(job);
-        }
-        for url in targets.webhooks.iter().cloned() {
-            let key = format!(
-                "alert-{}-level-{}-webhook-{}",
-                alert.id,
-                level.level,
-                short_hash(&url)
-            );
-            let payload = AlertEscalationJob {
-                alert_id: None,
-                webhook: Some(WebhookDelivery {
-                    alert_id: alert.id,
-                    level: level.level,
-                    url,
-                }),
-                okta_event_ids: Vec::new(),
+        let mut wanted: Vec<NewNotification> = targets
+            .emails
+            .iter()
+            .map(|e| NewNotification {
+                channel: Channel::Email,
+                event: NotificationEvent::Trigger,
+                target: e.clone(),
+                target_shown: e.clone(),
+            })
+            .collect();
+        wanted.extend(targets.webhooks.iter().map(|url| NewNotification {
+            channel: Channel::Webhook,
+            event: NotificationEvent::Trigger,
+            target: url.clone(),
+            target_shown: redact_webhook(url),
+        }));
+        for name in &targets.channels {
+            let Some(c) = self.settings.channels.get(name) else {
+                tracing::warn!(alert_id = alert.id, channel = %name,
+                    "escalation channel no longer configured; skipped");
+                continue;
             };
-            let mut job = NewJob::new(
-                Queue::AlertEscalation,
-                serde_json::to_value(payload).unwrap_or_default(),
-            );
-            job.idempotency_key = Some(key);
-            jobs.push(job);
+            wanted.push(NewNotification {
+                channel: channel_of(c.kind),
+                event: NotificationEvent::Trigger,
+                target: name.clone(),
+                target_shown: format!("{}:{name}", c.kind.as_str()),
+            });
         }
-        let n = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+        let recorded = match notifications::prepare_level(&self.db, level.id, &wanted, now)
+            .await
+            .map_err(store_err)?
+        {
+            Prepared::Suppressed => {
+                tracing::info!(
+                    alert_id = alert.id,
+                    level = level.level,
+                    "level suppressed: the alert was answered before its notifications were queued"
+                );
+                summary.suppressed += 1;
+                return Ok(());
+            }
+            Prepared::Queue(recorded) => recorded,
+        };
+        let todo: Vec<&Notification> = recorded
+            .iter()
+            .filter(|n| n.status == NotificationStatus::Queued)
+            .collect();
+        let jobs: Vec<NewJob> = todo
+            .iter()
+            .map(|n| notification_job(alert, level, n))
+            .collect();
         if !jobs.is_empty() {
-            self.engine
+            let queued = self
+                .engine
                 .enqueue_many(jobs)
                 .await
                 .map_err(|e| JobError::Retryable(format!("queueing notifications: {e}")))?;
+            for (n, q) in todo.iter().zip(&queued) {
+                notifications::set_job(&self.db, n.id, &q.job.id)
+                    .await
+                    .map_err(store_err)?;
+            }
+            summary.notifications += u32::try_from(queued.len()).unwrap_or(u32::MAX);
         }
-        alerts::mark_notified(&self.db, level.id, now)
+        notifications::mark_queued(&self.db, level.id, now)
             .await
             .map_err(store_err)?;
-        Ok(n)
+        Ok(())
     }
+}
+
+fn channel_of(kind: vigil_jobs::escalation::ChannelKind) -> Channel {
+    use vigil_jobs::escalation::ChannelKind;
+    match kind {
+        ChannelKind::Slack => Channel::Slack,
+        ChannelKind::Teams => Channel::Teams,
+        ChannelKind::Pagerduty => Channel::Pagerduty,
+    }
+}
+
+/// The job that delivers notification `n`: an email job for an address, an
+/// `alert_escalation` delivery for the others.
+fn notification_job(alert: &Alert, level: &Escalation, n: &Notification) -> NewJob {
+    let key = format!("alert-{}-notification-{}", alert.id, n.id);
+    let mut job = if n.channel == Channel::Email {
+        let mut email = email_job(alert, level, vec![n.target.clone()]);
+        email.idempotency_key = Some(key.clone());
+        email.notification_id = Some(n.id);
+        NewJob::new(
+            Queue::Email,
+            serde_json::to_value(&email).unwrap_or_default(),
+        )
+    } else {
+        let payload = AlertEscalationJob {
+            notification_id: Some(n.id),
+            ..Default::default()
+        };
+        NewJob::new(
+            Queue::AlertEscalation,
+            serde_json::to_value(payload).unwrap_or_default(),
+        )
+    };
+    job.idempotency_key = Some(key);
+    job
 }
 
 /// The email of one level: the notification template at level 1, the escalation one after.
@@ -244,7 +327,7 @@ fn email_job(alert: &Alert, level: &Escalation, to: Vec<String>) -> EmailJob {
             ),
         )
     };
-    let waited = (level.escalated_at - alert.created_at).num_minutes();
+    let waited = (level.escalated_at - alert.escalation_started_at).num_minutes();
     let vars = [
         ("alert_id", json!(alert.id)),
         ("rule", json!(title)),
@@ -266,6 +349,7 @@ fn email_job(alert: &Alert, level: &Escalation, to: Vec<String>) -> EmailJob {
         body: None,
         template: Some(template.to_owned()),
         vars: vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        idempotency_key: Some(format!("alert-{}-level-{}-email", alert.id, level.level)),
+        idempotency_key: None,
+        notification_id: None,
     }
 }

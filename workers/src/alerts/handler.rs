@@ -1,7 +1,8 @@
 //! The `alert_escalation` queue's handler: a run (`{}` or `{"alert_id": N}`) first runs the
 //! detection rules on the Okta events an Event Hook delivery stored (`okta_event_ids`) and
-//! on new security events (when a [`Detector`] is given), then goes to the
-//! [`Escalator`]; a webhook delivery (`{"webhook": {...}}`) goes to the [`WebhookSender`].
+//! on new security events (when a [`Detector`] is given), then goes to the [`Escalator`]; a
+//! notification (`{"notification_id": N}`: signed webhook, Slack, Teams, PagerDuty) or an
+//! older webhook delivery (`{"webhook": {...}}`) goes to the [`WebhookSender`].
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ pub fn alert_escalation_handler(
 ) -> Handler {
     let escalator = Arc::new(escalator);
     let webhooks = Arc::new(webhooks);
-    Arc::new(move |_ctx: JobContext, payload: serde_json::Value| {
+    Arc::new(move |ctx: JobContext, payload: serde_json::Value| {
         let escalator = escalator.clone();
         let webhooks = webhooks.clone();
         let detector = detector.clone();
@@ -38,6 +39,11 @@ pub fn alert_escalation_handler(
                     )));
                 }
             };
+            if let Some(id) = job.notification_id {
+                return webhooks
+                    .deliver_notification(id, ctx.attempt >= ctx.max_attempts)
+                    .await;
+            }
             match &job.webhook {
                 Some(delivery) => webhooks.deliver(delivery).await,
                 None => {

@@ -19,6 +19,11 @@ pub struct AlertMetrics {
     pub escalations: IntCounterVec,
     /// `vigil_webhook_requests_total{outcome}`: `ok`, `retry`, `failed`.
     pub webhooks: IntCounterVec,
+    /// `vigil_notifications_total{channel, outcome}`: escalation notification attempts by
+    /// outcome (`sent`, `retry`, `dead`, `suppressed`).
+    pub notifications: IntCounterVec,
+    /// `vigil_escalation_levels_failed_total`: levels whose every notification died.
+    pub levels_failed: IntCounter,
 }
 
 impl AlertMetrics {
@@ -55,8 +60,21 @@ impl AlertMetrics {
                 Opts::new("vigil_webhook_requests_total", "Escalation webhook calls"),
                 &["outcome"],
             )?,
+            notifications: IntCounterVec::new(
+                Opts::new(
+                    "vigil_notifications_total",
+                    "Escalation notification attempts by channel and outcome",
+                ),
+                &["channel", "outcome"],
+            )?,
+            levels_failed: IntCounter::new(
+                "vigil_escalation_levels_failed_total",
+                "Escalation levels whose every notification died",
+            )?,
         };
         registry.register(Box::new(m.evaluated.clone()))?;
+        registry.register(Box::new(m.notifications.clone()))?;
+        registry.register(Box::new(m.levels_failed.clone()))?;
         registry.register(Box::new(m.matches.clone()))?;
         registry.register(Box::new(m.opened.clone()))?;
         registry.register(Box::new(m.updated.clone()))?;
@@ -66,6 +84,12 @@ impl AlertMetrics {
         // Export these at 0 from the start (dashboards show 0, not "no data").
         for outcome in ["ok", "retry", "failed"] {
             m.webhooks.with_label_values(&[outcome]);
+        }
+        for channel in vigil_store::notifications::Channel::ALL {
+            for outcome in ["sent", "retry", "dead", "suppressed"] {
+                m.notifications
+                    .with_label_values(&[channel.as_str(), outcome]);
+            }
         }
         Ok(m)
     }

@@ -9,16 +9,19 @@
 //! - [`WebhookSender`]: delivers one webhook job: a JSON POST signed with HMAC-SHA256.
 //! - [`alert_escalation_handler`]: the queue's handler, dispatching to the two above.
 
+mod channels;
 mod detector;
 mod escalator;
 mod handler;
 mod metrics;
+mod notifications;
 mod webhook;
 
 pub use detector::{DetectSummary, Detector};
 pub use escalator::{EscalationSummary, Escalator};
 pub use handler::alert_escalation_handler;
 pub use metrics::AlertMetrics;
+pub use notifications::{Gate, NotificationTracker};
 pub use vigil_jobs::EscalationSettings;
 pub use webhook::{SIGNATURE_HEADER, WebhookSender, sign};
 

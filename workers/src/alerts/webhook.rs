@@ -21,10 +21,15 @@ use serde_json::json;
 use sha2::Sha256;
 use vigil_jobs::escalation::redact_webhook;
 use vigil_jobs::{EscalationSettings, WebhookDelivery};
+use vigil_store::alerts::Alert;
+use vigil_store::notifications::Channel;
 use vigil_store::{Db, alerts};
 
-use super::AlertMetrics;
+use super::{AlertMetrics, Gate, NotificationTracker};
 use crate::JobError;
+
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Vigil-Signature";
@@ -48,6 +53,21 @@ pub struct WebhookSender {
     settings: Arc<EscalationSettings>,
     db: Db,
     metrics: Option<AlertMetrics>,
+    notifications: Option<NotificationTracker>,
+}
+
+/// How one HTTP call of a notification ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HttpOutcome {
+    /// 2xx: the provider's status line and the id it gave, if any.
+    Delivered { status: String, id: Option<String> },
+    /// 429, 5xx, timeouts, unreachable: try again (after `Retry-After` seconds when given).
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// Any other answer: no retry can fix it; the error carries the body's reason.
+    Final(String),
 }
 
 impl std::fmt::Debug for WebhookSender {
@@ -73,7 +93,137 @@ impl WebhookSender {
             settings,
             db,
             metrics,
+            notifications: None,
         })
+    }
+
+    /// Delivers recorded notifications (`{"notification_id": N}` jobs) through `tracker`.
+    pub fn with_notifications(mut self, tracker: NotificationTracker) -> WebhookSender {
+        self.notifications = Some(tracker);
+        self
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Delivers notification `id` (a signed webhook, Slack, Teams or PagerDuty) and records
+    /// the outcome; `last`: no attempt follows this one.
+    pub async fn deliver_notification(&self, id: i64, last: bool) -> Result<(), JobError> {
+        let Some(tracker) = &self.notifications else {
+            return Err(JobError::Permanent(
+                "notification deliveries are not configured in this worker".to_owned(),
+            ));
+        };
+        let (n, alert) = match tracker.gate(id).await? {
+            Gate::Send(n, alert) => (n, alert),
+            Gate::AlreadySent | Gate::Suppressed => return Ok(()),
+        };
+        let outcome = match n.channel {
+            Channel::Webhook => {
+                if !self.settings.is_webhook_target(&n.target) {
+                    HttpOutcome::Final(format!(
+                        "{} is not a webhook target of any escalation policy",
+                        n.target_shown
+                    ))
+                } else if self.settings.webhook_secret.is_empty() {
+                    HttpOutcome::Final(
+                        "escalation.webhook_secret is not set: webhooks cannot be signed"
+                            .to_owned(),
+                    )
+                } else {
+                    let delivery_id = format!("alert-{}-notification-{}", alert.id, n.id);
+                    self.post_signed(&n.target, &delivery_id, n.level, &alert)
+                        .await
+                }
+            }
+            Channel::Slack | Channel::Teams | Channel::Pagerduty => {
+                super::channels::send(self, &self.settings, &n, &alert).await
+            }
+            Channel::Email => {
+                HttpOutcome::Final("an email notification on the alert_escalation queue".to_owned())
+            }
+        };
+        match outcome {
+            HttpOutcome::Delivered { status, id } => {
+                self.count("ok");
+                tracker.sent(&n, &status, id.as_deref()).await
+            }
+            HttpOutcome::Retry { error, after } => {
+                self.count("retry");
+                let error = match after {
+                    Some(after) => format!("{error} (Retry-After: {} s)", after.as_secs()),
+                    None => error,
+                };
+                if let Err(e) = tracker.failed(&n, &error, last).await {
+                    tracing::error!(error = %e, "recording the notification's failure failed");
+                }
+                match (last, after) {
+                    (true, _) => Err(JobError::Permanent(error)),
+                    // Honour the server's Retry-After (bounded: a bad header never parks a
+                    // notification for days).
+                    (false, Some(after)) => Err(JobError::RetryAfter(
+                        after.clamp(Duration::from_secs(1), MAX_RETRY_AFTER),
+                        error,
+                    )),
+                    (false, None) => Err(JobError::Retryable(error)),
+                }
+            }
+            HttpOutcome::Final(error) => {
+                self.count("failed");
+                if let Err(e) = tracker.failed(&n, &error, true).await {
+                    tracing::error!(error = %e, "recording the notification's failure failed");
+                }
+                Err(JobError::Permanent(error))
+            }
+        }
+    }
+
+    /// POSTs the signed `alert.escalated` body of `alert` at `level` to `url`.
+    async fn post_signed(
+        &self,
+        url: &str,
+        delivery_id: &str,
+        level: i64,
+        alert: &Alert,
+    ) -> HttpOutcome {
+        let body = json!({
+            "event": "alert.escalated",
+            "delivery_id": delivery_id,
+            "round": alert.escalation_round,
+            "level": level,
+            "policy": alert.escalation_policy,
+            "alert": {
+                "id": alert.id,
+                "rule_id": alert.rule_id,
+                "title": alert.title,
+                "severity": alert.severity,
+                "status": alert.status,
+                "group_key": alert.group_key,
+                "count": alert.event_count,
+                "first_seen": alert.first_seen,
+                "last_seen": alert.last_seen,
+                "created_at": alert.created_at,
+                "link": self.settings.link(alert.id),
+            },
+        })
+        .to_string();
+        let signature = sign(
+            self.settings.webhook_secret.as_bytes(),
+            Utc::now().timestamp(),
+            body.as_bytes(),
+        );
+        let sent = self
+            .client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .header("X-Vigil-Event", "alert.escalated")
+            .header("X-Vigil-Delivery", delivery_id)
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        classify(sent, &redact_webhook(url)).await
     }
 
     fn count(&self, outcome: &str) {
@@ -118,82 +268,122 @@ impl WebhookSender {
             );
             return Ok(());
         }
-        let body = json!({
-            "event": "alert.escalated",
-            "delivery_id": delivery_id,
-            "level": d.level,
-            "policy": alert.escalation_policy,
-            "alert": {
-                "id": alert.id,
-                "rule_id": alert.rule_id,
-                "title": alert.title,
-                "severity": alert.severity,
-                "status": alert.status,
-                "group_key": alert.group_key,
-                "count": alert.event_count,
-                "first_seen": alert.first_seen,
-                "last_seen": alert.last_seen,
-                "created_at": alert.created_at,
-            },
-        })
-        .to_string();
-        let signature = sign(
-            self.settings.webhook_secret.as_bytes(),
-            Utc::now().timestamp(),
-            body.as_bytes(),
-        );
-        let sent = self
-            .client
-            .post(&d.url)
-            .header("Content-Type", "application/json")
-            .header("X-Vigil-Event", "alert.escalated")
-            .header("X-Vigil-Delivery", &delivery_id)
-            .header(SIGNATURE_HEADER, signature)
-            .body(body)
-            .send()
-            .await;
-        let target = redact_webhook(&d.url);
-        match sent {
-            Ok(resp) if resp.status().is_success() => {
+        match self
+            .post_signed(&d.url, &delivery_id, d.level, &alert)
+            .await
+        {
+            HttpOutcome::Delivered { status, .. } => {
                 self.count("ok");
+                let code = status
+                    .trim_start_matches("HTTP ")
+                    .parse::<u16>()
+                    .unwrap_or(200);
                 alerts::record_webhook(
                     &self.db,
                     &delivery_id,
                     d.alert_id,
                     d.level,
-                    resp.status().as_u16(),
+                    code,
                     Utc::now(),
                 )
                 .await
                 .map_err(store)?;
-                tracing::info!(alert_id = d.alert_id, level = d.level, %target, "webhook delivered");
+                tracing::info!(alert_id = d.alert_id, level = d.level,
+                    target = %redact_webhook(&d.url), "webhook delivered");
                 Ok(())
             }
-            Ok(resp) => {
-                let status = resp.status();
-                if status.as_u16() == 429 || status.is_server_error() {
-                    self.count("retry");
-                    Err(JobError::Retryable(format!(
-                        "webhook {target} answered {status}"
-                    )))
-                } else {
-                    self.count("failed");
-                    Err(JobError::Permanent(format!(
-                        "webhook {target} answered {status}"
-                    )))
-                }
-            }
-            Err(e) => {
+            HttpOutcome::Retry { error, .. } => {
                 self.count("retry");
-                let why = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "could not be reached"
-                };
-                Err(JobError::Retryable(format!("webhook {target} {why}")))
+                Err(JobError::Retryable(error))
+            }
+            HttpOutcome::Final(error) => {
+                self.count("failed");
+                Err(JobError::Permanent(error))
             }
         }
     }
+}
+
+/// Reads the answer of a notification call (`target` is the redacted URL).
+pub(crate) async fn classify(
+    sent: Result<reqwest::Response, reqwest::Error>,
+    target: &str,
+) -> HttpOutcome {
+    let resp = match sent {
+        Ok(resp) => resp,
+        Err(e) => {
+            let why = if e.is_timeout() {
+                "timed out"
+            } else {
+                "could not be reached"
+            };
+            return HttpOutcome::Retry {
+                error: format!("{target} {why}"),
+                after: None,
+            };
+        }
+    };
+    let status = resp.status();
+    let after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        // PagerDuty answers {"status":"success","dedup_key":"..."}; others plain text.
+        let id = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["dedup_key"].as_str().map(str::to_owned))
+            .or(id);
+        return HttpOutcome::Delivered {
+            status: format!("HTTP {}", status.as_u16()),
+            id,
+        };
+    }
+    let reason = reason_of(&body);
+    let error = if reason.is_empty() {
+        format!("{target} answered {status}")
+    } else {
+        format!("{target} answered {status}: {reason}")
+    };
+    if status.as_u16() == 429 || status.is_server_error() {
+        HttpOutcome::Retry { error, after }
+    } else {
+        HttpOutcome::Final(error)
+    }
+}
+
+/// The reason in an error body: PagerDuty's `message` and `errors`, else the text (at most
+/// 300 characters, one line).
+fn reason_of(body: &str) -> String {
+    let text = match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) if v.is_object() => {
+            let mut parts: Vec<String> = Vec::new();
+            for key in ["message", "error"] {
+                if let Some(m) = v[key].as_str() {
+                    parts.push(m.to_owned());
+                }
+            }
+            if let Some(errors) = v["errors"].as_array() {
+                parts.extend(errors.iter().filter_map(|e| e.as_str().map(str::to_owned)));
+            }
+            if parts.is_empty() {
+                v.to_string()
+            } else {
+                parts.join("; ")
+            }
+        }
+        _ => body.to_owned(),
+    };
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(300).collect()
 }
 
 /// 16 hex digits of SHA-256 (stable ids per URL without putting the URL in keys).

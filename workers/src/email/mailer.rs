@@ -32,11 +32,13 @@ use vigil_jobs::{AuditActor, AuditJob, EmailJob, Validate};
 use vigil_store::Db;
 use vigil_store::emails::{self, EmailRecord, EmailStatus, NewEmail};
 
+use super::breaker::{Breaker, BreakerTiming, Gate};
 use super::metrics::EmailMetrics;
 use super::ratelimit::{RateLimitError, SendRateLimiter};
 use super::settings::{SmtpSettings, SmtpTls};
 use super::templates;
 use crate::JobError;
+use crate::alerts::NotificationTracker;
 use crate::audit::AuditSink;
 
 /// What a successful [`Mailer::send`] did.
@@ -66,6 +68,8 @@ pub enum MailerError {
     Tls { host: String, reason: String },
     #[error("smtp: username and password must be set together")]
     HalfCredentials,
+    #[error("smtp.{key}: {reason}")]
+    Outage { key: &'static str, reason: String },
 }
 
 /// Sends `email` jobs. Cheap to clone (the pool is shared).
@@ -81,6 +85,9 @@ pub struct Mailer {
     metrics: Option<EmailMetrics>,
     lease: Duration,
     send_timeout: Duration,
+    notifications: Option<NotificationTracker>,
+    breaker: Breaker,
+    give_up: Duration,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -129,6 +136,24 @@ fn checked(settings: &SmtpSettings) -> Result<Checked, MailerError> {
     };
     if settings.username.is_some() != settings.password.is_some() {
         return Err(MailerError::HalfCredentials);
+    }
+    let outage = |key, reason: &str| MailerError::Outage {
+        key,
+        reason: reason.to_owned(),
+    };
+    if !(1..=3600).contains(&settings.outage_probe_seconds) {
+        return Err(outage("outage_probe_seconds", "must be between 1 and 3600"));
+    }
+    if settings.outage_probe_max_seconds < settings.outage_probe_seconds
+        || settings.outage_probe_max_seconds > 3600
+    {
+        return Err(outage(
+            "outage_probe_max_seconds",
+            "must be at least outage_probe_seconds and at most 3600",
+        ));
+    }
+    if settings.outage_give_up_seconds < 60 {
+        return Err(outage("outage_give_up_seconds", "must be at least 60"));
     }
     Ok(Checked {
         from,
@@ -181,6 +206,9 @@ impl Mailer {
             limiter,
             audit,
             metrics: None,
+            notifications: None,
+            breaker: Breaker::Off,
+            give_up: Duration::from_secs(settings.outage_give_up_seconds),
             send_timeout: timeout,
             // Long enough for the rate-limit wait plus a slow send; a dead worker's
             // delivery is taken over after it.
@@ -194,6 +222,32 @@ impl Mailer {
     pub fn with_metrics(mut self, metrics: EmailMetrics) -> Mailer {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Shares the SMTP circuit breaker through Redis (see [`super::breaker`]).
+    pub fn with_breaker(mut self, breaker: Breaker) -> Mailer {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The breaker timing `[smtp]` asks for (the probe lease covers one send).
+    pub fn breaker_timing(settings: &SmtpSettings) -> BreakerTiming {
+        BreakerTiming {
+            first_wait: Duration::from_secs(settings.outage_probe_seconds),
+            longest_wait: Duration::from_secs(settings.outage_probe_max_seconds),
+            probe_lease: Duration::from_secs(settings.timeout_seconds.max(1) + 5),
+        }
+    }
+
+    /// Records the outcome of escalation notifications (jobs with `notification_id`).
+    pub fn with_notifications(mut self, tracker: NotificationTracker) -> Mailer {
+        self.notifications = Some(tracker);
+        self
+    }
+
+    /// The tracker of escalation notifications, if any.
+    pub fn notifications(&self) -> Option<NotificationTracker> {
+        self.notifications.clone()
     }
 
     /// Runs one attempt of `job` (see the module docs).
@@ -267,6 +321,31 @@ impl Mailer {
             Err(reason) => return Err(self.dead(job_id, &record, &reason, None).await),
         };
 
+        // The breaker: while the server is unreachable only one send probes it; the others
+        // wait in Redis without spending an attempt or a send-rate token.
+        let token = uuid::Uuid::new_v4().to_string();
+        let probing = match self.breaker.gate(&token).await {
+            Gate::Closed => false,
+            Gate::Probe { .. } => true,
+            Gate::Wait { wait, since_ms } => {
+                let down_for = outage_age(since_ms);
+                let since = since_text(since_ms);
+                if down_for > self.give_up {
+                    let why = format!(
+                        "the SMTP server has been unreachable since {since} (more than \
+                         smtp.outage_give_up_seconds = {} s); the message was never sent",
+                        self.give_up.as_secs()
+                    );
+                    return Err(self.dead(job_id, &record, &why, None).await);
+                }
+                self.count(|m| m.waiting.inc());
+                return Err(JobError::Snooze(
+                    wait + jitter(),
+                    format!("the SMTP server is unreachable since {since}; waiting for it"),
+                ));
+            }
+        };
+
         let taken = emails::start_attempt(&self.db, record.id, self.lease.as_millis() as i64)
             .await
             .map_err(|e| JobError::retryable(format!("recording the attempt failed: {e}")))?;
@@ -322,6 +401,12 @@ impl Mailer {
         };
         match sent {
             Ok(response) => {
+                if let Some(since) = self.breaker.succeeded().await {
+                    tracing::warn!(
+                        down_seconds = outage_age(since).as_secs(),
+                        "the SMTP server answers again; email resumes"
+                    );
+                }
                 let reply = format!(
                     "{} {}",
                     response.code(),
@@ -343,6 +428,27 @@ impl Mailer {
                     format!("{code} {text}").trim().to_owned()
                 });
                 let error = e.to_string();
+                if unreachable(&e) {
+                    // Not the message's fault: give the token back, open (or keep open) the
+                    // breaker, and wait for the next probe without spending the attempt.
+                    self.limiter.refund().await;
+                    if let Some((since_ms, wait)) = self.breaker.failed(&token).await {
+                        if !probing {
+                            tracing::warn!(error, "the SMTP server is unreachable; email waits");
+                        }
+                        self.failed(&record, &error, None).await;
+                        if outage_age(since_ms) <= self.give_up {
+                            return Err(JobError::Snooze(
+                                wait + jitter(),
+                                format!(
+                                    "email {}: {error}; the SMTP server is unreachable since {}",
+                                    record.id,
+                                    since_text(since_ms)
+                                ),
+                            ));
+                        }
+                    }
+                }
                 if e.is_permanent() || last_attempt {
                     Err(self.dead(job_id, &record, &error, reply.as_deref()).await)
                 } else {
@@ -473,6 +579,33 @@ impl Mailer {
             f(m);
         }
     }
+}
+
+/// Whether a send failed because the server could not be reached at all (connection refused
+/// or reset, network down, connect timed out), as opposed to a reply, a TLS or a client
+/// problem.
+fn unreachable(e: &lettre::transport::smtp::Error) -> bool {
+    !e.is_response() && !e.is_client() && !e.is_tls() && !e.is_permanent() && {
+        let text = e.to_string();
+        text.starts_with("Connection error") || text.starts_with("network error") || e.is_timeout()
+    }
+}
+
+/// How long the server has been unreachable (outage start in Redis ms).
+fn outage_age(since_ms: i64) -> Duration {
+    let now = chrono::Utc::now().timestamp_millis();
+    Duration::from_millis(u64::try_from(now - since_ms).unwrap_or(0))
+}
+
+fn since_text(since_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(since_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "an unknown time".to_owned())
+}
+
+/// Up to a second, so snoozed jobs do not all come back at once.
+fn jitter() -> Duration {
+    Duration::from_millis(rand::random_range(0..1000))
 }
 
 fn dead_again(record: &EmailRecord) -> JobError {

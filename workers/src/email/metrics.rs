@@ -7,6 +7,7 @@
 //! | `vigil_emails_dead_total` | counter: deliveries that failed for good |
 //! | `vigil_emails_skipped_total` | counter: re-delivered jobs whose email was already sent |
 //! | `vigil_emails_rate_limited_total` | counter: attempts handed back by the rate limit |
+//! | `vigil_emails_waiting_total` | counter: sends put off because the SMTP server is unreachable (breaker open) |
 
 use prometheus::{IntCounter, Registry};
 
@@ -18,6 +19,7 @@ pub struct EmailMetrics {
     pub dead: IntCounter,
     pub skipped: IntCounter,
     pub rate_limited: IntCounter,
+    pub waiting: IntCounter,
 }
 
 impl EmailMetrics {
@@ -38,8 +40,19 @@ impl EmailMetrics {
                 "vigil_emails_rate_limited_total",
                 "Email attempts handed back because the send rate limit was reached",
             )?,
+            waiting: IntCounter::new(
+                "vigil_emails_waiting_total",
+                "Email sends put off because the SMTP server is unreachable (breaker open)",
+            )?,
         };
-        for c in [&m.sent, &m.failed, &m.dead, &m.skipped, &m.rate_limited] {
+        for c in [
+            &m.sent,
+            &m.failed,
+            &m.dead,
+            &m.skipped,
+            &m.rate_limited,
+            &m.waiting,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
         Ok(m)

@@ -6,9 +6,11 @@
 //!   the `emails` table; [`AuditSink`] receives `email.dead` records.
 //! - [`templates`]: `alert_notification`, `alert_escalation`, `generic` (text + HTML).
 //! - [`ratelimit`]: the Redis token bucket all instances share.
+//! - [`breaker`]: the SMTP circuit breaker all instances share (outages cost no attempts).
 //! - [`metrics`]: sent / failed / dead counters.
 //! - [`handler`]: the runtime's `email` handler.
 
+pub mod breaker;
 pub mod handler;
 pub mod mailer;
 pub mod metrics;
@@ -17,6 +19,7 @@ pub mod settings;
 pub mod templates;
 
 pub use crate::audit::{AuditSink, EngineAuditSink};
+pub use breaker::{Breaker, BreakerTiming};
 pub use handler::email_handler;
 pub use mailer::{Mailer, MailerError, SendOutcome, check_settings};
 pub use metrics::EmailMetrics;

@@ -38,6 +38,15 @@ redis.call('PEXPIRE', KEYS[1], 120000)
 return wait
 ";
 
+/// Gives one token back (a send that never reached the server), up to the capacity.
+/// KEYS[1] = bucket; ARGV[1] = capacity.
+const REFUND: &str = r"
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens == nil then return 0 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(tonumber(ARGV[1]), tokens + 1)))
+return 1
+";
+
 /// Why no token was obtained.
 #[derive(Debug, thiserror::Error)]
 pub enum RateLimitError {
@@ -88,6 +97,28 @@ impl SendRateLimiter {
             key: key.into(),
             per_minute,
             max_wait,
+        }
+    }
+
+    /// Gives back the token of a send that never reached the server (so an outage does not
+    /// use up the send budget). Errors are logged: the budget is advisory then.
+    pub async fn refund(&self) {
+        let SendRateLimiter::Redis {
+            conn,
+            key,
+            per_minute,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let done: Result<i64, _> = redis::Script::new(REFUND)
+            .key(key.as_str())
+            .arg(*per_minute)
+            .invoke_async(&mut conn.clone())
+            .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "could not give a send-rate token back");
         }
     }
 

@@ -41,6 +41,14 @@ pub struct SmtpSettings {
     /// How long a send waits for a free slot under the rate limit before its job is handed
     /// back for a later retry.
     pub rate_wait_seconds: u64,
+    /// While the server is unreachable, the first wait before one send probes it again;
+    /// each failed probe doubles it.
+    pub outage_probe_seconds: u64,
+    /// The longest wait between probes.
+    pub outage_probe_max_seconds: u64,
+    /// An outage longer than this makes waiting messages dead (saying since when the server
+    /// is unreachable).
+    pub outage_give_up_seconds: u64,
 }
 
 impl Default for SmtpSettings {
@@ -57,6 +65,9 @@ impl Default for SmtpSettings {
             timeout_seconds: 30,
             rate_per_minute: 120,
             rate_wait_seconds: 30,
+            outage_probe_seconds: 5,
+            outage_probe_max_seconds: 60,
+            outage_give_up_seconds: 24 * 3600,
         }
     }
 }

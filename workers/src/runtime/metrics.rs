@@ -144,7 +144,7 @@ impl JobObserver for Metrics {
                 self.failed.with_label_values(&q).inc();
                 self.dead.with_label_values(&q).inc();
             }
-            AttemptOutcome::Fenced | AttemptOutcome::Unrecorded => {}
+            AttemptOutcome::Fenced | AttemptOutcome::Unrecorded | AttemptOutcome::Snoozed => {}
         }
     }
 }

@@ -35,7 +35,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use prometheus::Registry;
 use vigil_jobs::Queue;
-use vigil_queue::backend::{JobObserver, PermanentFailure};
+use vigil_queue::backend::{JobObserver, Later, PermanentFailure};
 use vigil_queue::{ActorHealth, Engine, LeasedJob, ScheduleInfo, SchedulesSettings};
 
 use crate::error::JobError;
@@ -83,6 +83,16 @@ pub(crate) fn run_job(
             Ok(()) => Ok(()),
             Err(JobError::Permanent(msg)) => Err(Box::new(PermanentFailure(msg)) as BoxDynError),
             Err(JobError::Retryable(msg)) => Err(msg.into()),
+            Err(JobError::RetryAfter(after, reason)) => Err(Box::new(Later {
+                after,
+                count_attempt: true,
+                reason,
+            }) as BoxDynError),
+            Err(JobError::Snooze(after, reason)) => Err(Box::new(Later {
+                after,
+                count_attempt: false,
+                reason,
+            }) as BoxDynError),
         }
     })
 }
