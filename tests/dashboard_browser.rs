@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{Deployment, PASSWORD, get_json, post_json, wait_status};
-use vigil_testkit::smtp::SmtpServer;
+use vigil_testkit::smtp::{SmtpServer, Stage};
 use vigil_testkit::webdriver::{Driver, Session, chromium_available};
 
 fn artifacts() -> PathBuf {
@@ -45,9 +45,10 @@ async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
         "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
     );
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // The SMTP server is down at first, and one attempt is all an email gets: it goes dead.
-    let mut smtp = SmtpServer::start().await;
-    smtp.stop().await;
+    // The SMTP server refuses the first message for good (554): it goes dead. (A server that
+    // is down would not do: emails wait out an outage without burning attempts.)
+    let smtp = SmtpServer::start().await;
+    smtp.inject(Stage::Data, "554 5.7.1 message refused", Some(1));
     let vigil = Deployment::new(
         smtp.port(),
         // The test polls the API beside the page; rate limits have their own tests.
@@ -108,8 +109,8 @@ async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
     )
     .unwrap();
 
-    // SMTP comes back; Retry from the page; the job finishes and the page shows it.
-    smtp.restart().await;
+    // The server takes messages again; Retry from the page; the job finishes and the page
+    // shows it.
     browser
         .click(&format!("{row} button[aria-label^=retry]"))
         .await;
