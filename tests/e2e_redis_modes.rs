@@ -88,12 +88,7 @@ async fn vigil_runs_on_a_redis_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigil_runs_on_sentinel() {
     let set = SentinelSet::start();
-    let hosts: Vec<String> = set
-        .sentinel_ports()
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
-    let url = format!("redis+sentinel://{}/{}", hosts.join(","), set.master_name());
+    let url = set.url();
     email_and_audit_end_to_end(&[("VIGIL_REDIS__URL", &url)]).await;
 }
 
@@ -106,12 +101,7 @@ async fn vigil_runs_on_sentinel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigil_run_delivers_every_acknowledged_email_once_through_a_sentinel_failover() {
     let set = SentinelSet::start();
-    let hosts: Vec<String> = set
-        .sentinel_ports()
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
-    let url = format!("redis+sentinel://{}/{}", hosts.join(","), set.master_name());
+    let url = set.url();
     let smtp = SmtpServer::start().await;
     let vigil = Deployment::new(
         smtp.port(),

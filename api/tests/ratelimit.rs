@@ -95,10 +95,7 @@ async fn the_budget_holds_on_a_cluster_and_on_sentinel() {
             ..RedisSettings::default()
         },
         RedisSettings {
-            mode: RedisMode::Sentinel,
-            sentinels: set.sentinel_urls(),
-            master_name: set.master_name().to_owned(),
-            password: set.password().map(str::to_owned),
+            url: set.url(),
             ..RedisSettings::default()
         },
     ];

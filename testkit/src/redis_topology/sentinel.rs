@@ -177,6 +177,17 @@ impl SentinelSet {
         super::node::running_urls(&self.sentinels)
     }
 
+    /// `redis+sentinel://127.0.0.1:<port>,.../<master name>` over the running sentinels (the
+    /// form `[redis] url` takes; a password, if any, is given apart: see [`Self::password`]).
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinel_ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+sentinel://{}/{}", hosts.join(","), self.name)
+    }
+
     /// Ports of the running sentinels.
     pub fn sentinel_ports(&self) -> Vec<u16> {
         self.sentinels
