@@ -205,7 +205,9 @@ async fn a_level_whose_webhooks_are_down_shows_them_dead_and_escalates_at_once()
     assert_eq!(status, 403);
     let (status, body) = post_json(&base, &token, retry, &json!({})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["notification"]["status"], "queued");
+    // Queued again; a fast worker may have delivered it before the answer was written.
+    let now = &body["notification"]["status"];
+    assert!(now == "queued" || now == "sent", "{body}");
     let d = detail_when(&base, &token, id, |d| {
         d["escalations"][0]["status"] == "partial"
     })
