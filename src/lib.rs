@@ -8,6 +8,7 @@
 //! - [`config`]: layered settings (defaults, `config.toml`, `VIGIL_*` variables, `*_file` secrets).
 //! - [`telemetry`]: the tracing subscriber (pretty or JSON).
 //! - [`commands`]: one module per command group; `commands::dispatch` runs one.
+//! - [`jobs`]: the job kinds, registered in one place.
 //! - [`role`]: which parts of vigil a process runs.
 //! - [`startup`]: the daemon's build step (every fallible step) and run step.
 //! - [`shutdown`]: stop signals (a second one forces exit).
@@ -24,6 +25,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod jobs;
 pub mod role;
 pub mod shutdown;
 pub mod startup;

@@ -6,5 +6,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = vigil::cli::Cli::parse();
+    // Before anything parses a queue name (config sections, API routes, schedules).
+    vigil::jobs::register_kinds();
     vigil::commands::dispatch(cli)
 }

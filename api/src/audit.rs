@@ -9,9 +9,8 @@
 //! An audit record that cannot be enqueued (Redis down) is logged at error level with the
 //! whole record, and the call it describes still answers: the action has already happened.
 
-use chrono::Utc;
-use vigil_jobs::{AuditActor, AuditJob, Queue};
-use vigil_queue::{Companion, Engine, NewJob};
+use vigil_jobs::{AuditActor, AuditJob};
+use vigil_queue::{Companion, Engine};
 
 /// One audited action.
 #[derive(Debug, Clone)]
@@ -30,44 +29,37 @@ pub struct Entry<'a> {
 /// [`vigil_queue::NewJob::companion`]): the record cannot be lost while the job is kept.
 pub fn companion(entry: Entry<'_>) -> Option<Companion> {
     let job = audit_job(entry);
-    match serde_json::to_value(&job) {
-        Ok(payload) => Some(Companion {
-            queue: Queue::Audit,
-            payload,
-        }),
-        Err(e) => {
-            tracing::error!(error = %e, action = %job.action, "audit record not serializable");
-            None
-        }
-    }
+    Companion::of(&job)
+        .inspect_err(
+            |e| tracing::error!(error = %e, action = %job.action, "audit record not serializable"),
+        )
+        .ok()
 }
 
 fn audit_job(entry: Entry<'_>) -> AuditJob {
     AuditJob {
-        event_id: uuid::Uuid::new_v4().simple().to_string(),
-        occurred_at: Utc::now(),
-        actor: entry.actor,
-        action: entry.action.to_owned(),
-        target_type: entry.target_type.to_owned(),
-        target_id: entry.target_id.to_owned(),
-        details: entry.details,
         request_id: entry.request_id.map(str::to_owned),
         job_id: entry.job_id.map(str::to_owned),
+        ..AuditJob::record(
+            None,
+            entry.actor,
+            entry.action,
+            (entry.target_type, entry.target_id),
+            entry.details,
+        )
     }
 }
 
 /// Records one audited action through the `audit` queue. Returns the audit job's id.
 /// (The audit trail is unique by `event_id`, so no idempotency key is needed.)
 pub async fn record(engine: &Engine, entry: Entry<'_>) -> Option<String> {
-    let job = audit_job(entry);
-    let payload = match serde_json::to_value(&job) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, action = %job.action, "audit record not serializable");
-            return None;
-        }
-    };
-    match engine.enqueue(NewJob::new(Queue::Audit, payload)).await {
+    record_job(engine, audit_job(entry)).await
+}
+
+/// Records an audit job built elsewhere (e.g. the `alert.open` record of
+/// `vigil_store::alert_open`). Returns the audit job's id.
+pub async fn record_job(engine: &Engine, job: AuditJob) -> Option<String> {
+    match engine.enqueue_job(&job, None).await {
         Ok(done) => Some(done.job.id),
         Err(e) => {
             tracing::error!(

@@ -9,7 +9,7 @@ use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use vigil_queue::EngineError;
-use vigil_store::StoreError;
+use vigil_store::{Failure, StoreError};
 
 /// Every non-2xx response body.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
@@ -139,6 +139,7 @@ impl From<EngineError> for ApiError {
                 b.0.outcome = Some("unknown".to_owned());
                 ApiError::Unavailable(b)
             }
+            EngineError::Encode(_) | EngineError::Config(_) => ApiError::internal(&e),
             other => ApiError::internal(&other),
         }
     }
@@ -146,12 +147,24 @@ impl From<EngineError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Sql(_) => {
+        match e.failure() {
+            Failure::NotFound => ApiError::not_found("no such record"),
+            // A constraint the request broke is the client's doing, not an outage.
+            Failure::Conflict => {
+                tracing::info!(error = %e, "a request broke a database constraint");
+                ApiError::conflict(
+                    "a record with the same key already exists, or one it refers to does not",
+                )
+            }
+            Failure::Invalid => {
+                tracing::info!(error = %e, "a request broke a database constraint");
+                ApiError::unprocessable("a value is missing or out of range")
+            }
+            Failure::Unavailable => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::unavailable("the database is unavailable; retry later")
             }
-            other => ApiError::internal(&other),
+            Failure::Internal => ApiError::internal(&e),
         }
     }
 }

@@ -8,6 +8,7 @@ use chrono::{Duration, TimeZone, Utc};
 use common::TestApp;
 use poem::http::Method;
 use serde_json::{Value, json};
+use vigil_jobs::Job as _;
 use vigil_jobs::escalation::{EscalationLevel, EscalationPolicy, Since};
 use vigil_store::alerts::{self, AlertHit};
 
@@ -410,7 +411,7 @@ async fn security_events_are_validated_and_high_ones_open_an_alert_that_escalate
     let runs = app
         .engine
         .list(&vigil_queue::JobFilter {
-            queue: Some(vigil_jobs::Queue::AlertEscalation),
+            queue: Some(vigil_jobs::AlertEscalationJob::QUEUE),
             ..Default::default()
         })
         .await

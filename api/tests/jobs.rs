@@ -5,6 +5,7 @@ mod common;
 use common::TestApp;
 use poem::http::Method;
 use serde_json::json;
+use vigil_jobs::Job as _;
 use vigil_store::users::UserRole;
 
 fn email() -> serde_json::Value {
@@ -296,7 +297,7 @@ async fn queues_list_pause_and_resume() {
     .expect(200);
     assert!(
         !app.engine
-            .is_paused(vigil_jobs::Queue::Email)
+            .is_paused(vigil_jobs::EmailJob::QUEUE)
             .await
             .unwrap()
     );
@@ -373,7 +374,7 @@ async fn retrying_a_dead_job_and_pausing_and_resuming_a_queue_are_audited() {
     // A worker takes the job and fails it for good.
     let batch = app
         .engine
-        .lease(vigil_jobs::Queue::Email, "test-worker", 1)
+        .lease(vigil_jobs::EmailJob::QUEUE, "test-worker", 1)
         .await
         .unwrap();
     let leased = batch.jobs.into_iter().next().expect("the job is leased");
@@ -428,7 +429,7 @@ async fn retrying_a_dead_job_and_pausing_and_resuming_a_queue_are_audited() {
 async fn a_disabled_queue_is_reported_and_refuses_jobs() {
     let app = TestApp::with(|s| {
         s.disabled_queues.insert(
-            vigil_jobs::Queue::OktaFetch,
+            vigil_jobs::OktaFetchJob::QUEUE,
             "okta.enabled is false".to_owned(),
         );
     })

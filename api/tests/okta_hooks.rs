@@ -10,7 +10,7 @@ use common::TestApp;
 use secrecy::SecretString;
 use serde_json::json;
 use vigil_api::routes::okta_hooks::OktaHookSettings;
-use vigil_jobs::Queue;
+use vigil_jobs::{AlertEscalationJob, Job as _};
 use vigil_store::events;
 use vigil_testkit::fake_okta::generated_event;
 use vigil_testkit::okta_hook::OktaHookSender;
@@ -122,7 +122,7 @@ async fn deliveries_are_stored_once_and_queued_for_detection() {
     let jobs = app
         .engine
         .list(&vigil_queue::JobFilter {
-            queue: Some(Queue::AlertEscalation),
+            queue: Some(AlertEscalationJob::QUEUE),
             page_size: 50,
             ..Default::default()
         })

@@ -5,10 +5,14 @@
 //! without pulling in each other's world.
 //!
 //! # Layout
-//! - [`queue`]: the four queues vigil runs ([`Queue`]).
+//! - [`registry`]: the [`Job`] trait (a job kind: payload type, queue name, default settings,
+//!   default schedule, example) and the process-wide registry of kinds ([`register`],
+//!   [`registry::kinds`]).
+//! - [`kinds`]: vigil's own kinds, one file each ([`OktaFetchJob`], [`EmailJob`],
+//!   [`AuditJob`], [`AlertEscalationJob`]).
+//! - [`queue`]: queue names ([`Queue`]), parsed against the registry.
+//! - [`settings`]: a queue's settings ([`QueueSettings`], [`Retention`]).
 //! - [`status`]: the job-state model ([`JobStatus`], [`JobRecord`], [`QueueCounts`]).
-//! - [`payload`]: one typed payload per queue, each with its validation
-//!   ([`OktaFetchJob`], [`EmailJob`], [`AuditJob`], [`AlertEscalationJob`]).
 //! - [`escalation`]: escalation policies, read by the workers and the API.
 //! - [`validate`]: the [`Validate`] trait and its field-level [`ValidationError`].
 //!
@@ -19,16 +23,19 @@
 //! - Handlers must be idempotent: a job can be delivered more than once (at-least-once).
 
 pub mod escalation;
-pub mod payload;
+pub mod kinds;
 pub mod queue;
+pub mod registry;
+pub mod settings;
 pub mod status;
 pub mod validate;
 
 pub use escalation::EscalationSettings;
-pub use payload::{
-    AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, JobPayload, OktaFetchJob,
-    WebhookDelivery,
+pub use kinds::{
+    AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, OktaFetchJob, WebhookDelivery,
 };
 pub use queue::{Queue, UnknownQueue};
+pub use registry::{Job, Kind, register};
+pub use settings::{QueueSettings, Retention};
 pub use status::{AttemptError, JobRecord, JobStatus, QueueCounts, UnknownStatus};
 pub use validate::{Validate, ValidationError};

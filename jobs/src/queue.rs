@@ -1,77 +1,116 @@
-//! The four queues vigil runs. A queue name is part of the contract: it appears in URLs
+//! Queue names. A name is part of the contract: it appears in URLs
 //! (`/api/v1/queues/{queue}`), config sections (`[queues.email]`), Redis keys and metrics.
+//!
+//! A name is declared by its job kind ([`crate::Job::QUEUE`]) and becomes known when the kind
+//! is registered ([`crate::register`]); parsing (URLs, config, API keys, Redis records) only
+//! accepts registered names, so an unknown name is an error that lists the known ones.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// One of vigil's job queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Queue {
-    /// Polls the Okta System Log and stores new events.
-    OktaFetch,
-    /// Sends one email through SMTP and records the delivery.
-    Email,
-    /// Appends one record to the hash-chained audit trail.
-    Audit,
-    /// Finds alerts whose next escalation level is due and notifies.
-    AlertEscalation,
-}
+/// The name of one job queue (one job kind), e.g. `email`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Queue(&'static str);
 
 impl Queue {
-    /// Every queue, in a stable order (used for listings and metrics).
-    pub const ALL: [Queue; 4] = [
-        Queue::OktaFetch,
-        Queue::Email,
-        Queue::Audit,
-        Queue::AlertEscalation,
-    ];
+    /// Declares a queue name: 1 to 40 characters of `a-z`, `0-9` and `_`, starting with a
+    /// letter (checked at compile time when used in a `const`).
+    pub const fn new(name: &'static str) -> Queue {
+        let b = name.as_bytes();
+        assert!(
+            !b.is_empty() && b.len() <= 40,
+            "a queue name has 1 to 40 characters"
+        );
+        assert!(b[0].is_ascii_lowercase(), "a queue name starts with a-z");
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            assert!(
+                c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_',
+                "a queue name holds only a-z, 0-9 and _"
+            );
+            i += 1;
+        }
+        Queue(name)
+    }
 
     /// The queue's wire name, e.g. `okta_fetch`.
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Queue::OktaFetch => "okta_fetch",
-            Queue::Email => "email",
-            Queue::Audit => "audit",
-            Queue::AlertEscalation => "alert_escalation",
-        }
+        self.0
+    }
+
+    /// Every registered queue, in name order.
+    pub fn all() -> Vec<Queue> {
+        crate::registry::queues()
     }
 }
 
 impl fmt::Display for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
     }
 }
 
-/// A queue name that is not one of [`Queue::ALL`].
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// A queue name that no registered job kind declares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown queue `{0}`; expected one of okta_fetch, email, audit, alert_escalation")]
+#[error("unknown queue `{0}`; expected one of {known}", known = known_list())]
 pub struct UnknownQueue(pub String);
+
+fn known_list() -> String {
+    let names: Vec<&str> = Queue::all().into_iter().map(Queue::as_str).collect();
+    names.join(", ")
+}
 
 impl FromStr for Queue {
     type Err = UnknownQueue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Queue::ALL
-            .into_iter()
-            .find(|q| q.as_str() == s)
-            .ok_or_else(|| UnknownQueue(s.to_owned()))
+        crate::registry::lookup(s).ok_or_else(|| UnknownQueue(s.to_owned()))
+    }
+}
+
+impl Serialize for Queue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Queue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Queue, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{AuditJob, EmailJob, Job};
 
     #[test]
-    fn names_round_trip_through_str_and_serde() {
-        for q in Queue::ALL {
+    fn registered_names_round_trip_through_str_and_serde() {
+        for q in Queue::all() {
             assert_eq!(q.as_str().parse::<Queue>().unwrap(), q);
             let json = serde_json::to_string(&q).unwrap();
             assert_eq!(json, format!("\"{}\"", q.as_str()));
+            assert_eq!(serde_json::from_str::<Queue>(&json).unwrap(), q);
         }
-        assert!("emails".parse::<Queue>().is_err());
+        assert!(Queue::all().contains(&EmailJob::QUEUE));
+        assert!(Queue::all().contains(&AuditJob::QUEUE));
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused_naming_the_known_ones() {
+        let err = "emails".parse::<Queue>().unwrap_err().to_string();
+        assert!(err.contains("unknown queue `emails`"), "{err}");
+        assert!(err.contains("email") && err.contains("okta_fetch"), "{err}");
+        assert!(serde_json::from_str::<Queue>("\"nope\"").is_err());
     }
 }

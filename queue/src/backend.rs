@@ -424,7 +424,7 @@ async fn acker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<AckMsg>) {
             }
             Err(e) => {
                 for m in batch.drain(..) {
-                    let _ = m.reply.send(Err(EngineError::Unavailable(e.to_string())));
+                    let _ = m.reply.send(Err(e.share()));
                 }
             }
         }

@@ -89,7 +89,11 @@ pub async fn used_memory(engine: &Engine) -> Option<u64> {
 /// the way a job hash per job plus a status index keeps them (one hash key per job with
 /// payload, status, attempts and times, and a sorted-set entry), measured by `used_memory`
 /// and deleted again. `None` on a Cluster.
-pub async fn baseline_hash_bytes(engine: &Engine, n: usize) -> Result<Option<f64>, EngineError> {
+pub async fn baseline_hash_bytes(
+    engine: &Engine,
+    queue: Queue,
+    n: usize,
+) -> Result<Option<f64>, EngineError> {
     let Some(before) = used_memory(engine).await else {
         return Ok(None);
     };
@@ -100,9 +104,8 @@ pub async fn baseline_hash_bytes(engine: &Engine, n: usize) -> Result<Option<f64
     for start in (0..n).step_by(BATCH) {
         let mut pipe = redis::pipe();
         for i in start..(start + BATCH).min(n) {
-            let id = crate::keys::new_job_id(Queue::Audit);
-            let payload =
-                serde_json::to_string(&noop_job(Queue::Audit).payload).unwrap_or_default();
+            let id = crate::keys::new_job_id(queue);
+            let payload = serde_json::to_string(&noop_job(queue).payload).unwrap_or_default();
             pipe.hset_multiple(
                 format!("{base}job:{id}"),
                 &[
@@ -167,7 +170,7 @@ pub async fn cleanup(engine: &Engine) -> Result<u64, EngineError> {
             format!("{}:bench:baseline", engine.prefix()),
             engine.keys().instances(),
         ];
-        for q in Queue::ALL {
+        for q in engine.queues_settings().queues() {
             keys.extend(engine.keys().queue_keys(q));
         }
         for key in keys {

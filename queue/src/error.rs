@@ -25,21 +25,45 @@ pub enum EngineError {
     /// Redis could not be reached or did not answer in time; nothing was done, or the
     /// outcome is unknown. API: 503.
     #[error("job store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// A write was sent but its reply was lost (timeout, dropped connection), or replicas did
     /// not confirm it in time: it may or may not have happened. API: 503 with
     /// `"outcome": "unknown"`; retrying with the same idempotency key is safe.
     #[error("outcome unknown: {0}")]
-    OutcomeUnknown(String),
+    OutcomeUnknown(#[source] Cause),
+    /// A value could not be encoded for Redis (a bug, not the caller's input). API: 500.
+    #[error("could not encode for the job store: {0}")]
+    Encode(#[from] serde_json::Error),
     /// `[redis]` is wrong; fix the configuration (never retried).
     #[error(transparent)]
     Config(#[from] RedisConfigError),
 }
 
+/// Why Redis failed: the client's error (kept as the source) or a description.
+/// RedisError's Display never contains the URL or a password.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for Cause {
+    fn from(s: String) -> Self {
+        Cause::Other(s)
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(s: &str) -> Self {
+        Cause::Other(s.to_owned())
+    }
+}
+
 impl From<redis::RedisError> for EngineError {
     fn from(e: redis::RedisError) -> Self {
-        // RedisError's Display never contains the URL; keep kind + detail only.
-        EngineError::Unavailable(e.to_string())
+        EngineError::Unavailable(Cause::Redis(e))
     }
 }
 
@@ -48,9 +72,18 @@ impl EngineError {
     /// outcome is unknown; otherwise nothing happened.
     pub(crate) fn from_write(e: redis::RedisError) -> EngineError {
         if e.is_timeout() || (e.is_io_error() && !e.is_connection_refusal()) {
-            EngineError::OutcomeUnknown(e.to_string())
+            EngineError::OutcomeUnknown(Cause::Redis(e))
         } else {
-            EngineError::Unavailable(e.to_string())
+            EngineError::Unavailable(Cause::Redis(e))
+        }
+    }
+
+    /// The same failure for another caller (one batch's error answers each of its jobs):
+    /// the kind is kept, the source becomes its text.
+    pub(crate) fn share(&self) -> EngineError {
+        match self {
+            EngineError::OutcomeUnknown(c) => EngineError::OutcomeUnknown(c.to_string().into()),
+            other => EngineError::Unavailable(other.to_string().into()),
         }
     }
 
@@ -72,7 +105,7 @@ impl EngineError {
                 message: format!("the server's TLS certificate is not accepted: {text}"),
             })
         } else {
-            EngineError::Unavailable(text)
+            EngineError::Unavailable(Cause::Redis(e))
         }
     }
 }

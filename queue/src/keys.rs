@@ -49,27 +49,30 @@ pub(crate) const SCRIPT_KEYS: [&str; 11] = [
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
-    /// Per queue (in `Queue::ALL` order): the script keys then the ledger keys.
-    script_keys: Vec<Vec<String>>,
+    /// Per registered queue: the script keys then the ledger keys.
+    script_keys: std::collections::BTreeMap<Queue, Vec<String>>,
 }
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
-        let script_keys = Queue::ALL
-            .iter()
-            .map(|q| {
-                let base = format!("{prefix}:{{{q}}}:");
-                SCRIPT_KEYS
-                    .iter()
-                    .map(|k| format!("{base}{k}"))
-                    .chain(JobStatus::ALL.iter().map(|s| format!("{base}s:{s}")))
-                    .collect()
-            })
-            .collect();
-        Self {
+        let mut keys = Self {
             prefix: prefix.to_owned(),
-            script_keys,
-        }
+            script_keys: Default::default(),
+        };
+        keys.script_keys = Queue::all()
+            .into_iter()
+            .map(|q| (q, keys.build_script_keys(q)))
+            .collect();
+        keys
+    }
+
+    fn build_script_keys(&self, q: Queue) -> Vec<String> {
+        let base = self.base(q);
+        SCRIPT_KEYS
+            .iter()
+            .map(|k| format!("{base}{k}"))
+            .chain(JobStatus::ALL.iter().map(|s| format!("{base}s:{s}")))
+            .collect()
     }
 
     pub fn prefix(&self) -> &str {
@@ -77,9 +80,12 @@ impl Keys {
     }
 
     /// `KEYS` of every script on `q`: [`SCRIPT_KEYS`], then `s:<status>` per `JobStatus::ALL`.
-    pub(crate) fn script_keys(&self, q: Queue) -> &[String] {
-        let i = Queue::ALL.iter().position(|x| *x == q).unwrap_or(0);
-        &self.script_keys[i]
+    pub(crate) fn script_keys(&self, q: Queue) -> std::borrow::Cow<'_, [String]> {
+        match self.script_keys.get(&q) {
+            Some(keys) => std::borrow::Cow::Borrowed(keys),
+            // A queue registered after the engine connected.
+            None => std::borrow::Cow::Owned(self.build_script_keys(q)),
+        }
     }
 
     /// Every fixed key of `q` (not the job hashes, idempotency or lease-request keys).
@@ -176,9 +182,9 @@ mod tests {
     #[test]
     fn every_key_of_a_queue_shares_its_hash_tag() {
         let keys = Keys::new("vigil");
-        for q in Queue::ALL {
+        for q in Queue::all() {
             let tag = format!("{{{q}}}");
-            for k in keys.script_keys(q) {
+            for k in keys.script_keys(q).iter() {
                 assert!(k.starts_with(&format!("vigil:{tag}:")), "{k}");
             }
             let id = new_job_id(q);
@@ -192,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_job_id_names_its_queue() {
-        for q in Queue::ALL {
+        for q in Queue::all() {
             let id = new_job_id(q);
             assert_eq!(queue_of_id(&id), Some(q), "{id}");
         }

@@ -2,13 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use vigil_jobs::{JobRecord, JobStatus, Queue, QueueCounts};
+use vigil_jobs::{Job, JobRecord, JobStatus, Queue, QueueCounts};
 
 /// A job to enqueue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewJob {
     pub queue: Queue,
-    /// The payload; validated with `JobPayload::parse` for `queue`.
+    /// The payload; validated by the queue's registered job kind.
     pub payload: serde_json::Value,
     /// Run no earlier than this (a delayed job); now when omitted or in the past.
     pub run_at: Option<DateTime<Utc>>,
@@ -33,7 +33,22 @@ pub struct Companion {
     pub payload: serde_json::Value,
 }
 
+impl Companion {
+    /// `job` as a companion.
+    pub fn of<J: Job>(job: &J) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            queue: J::QUEUE,
+            payload: serde_json::to_value(job)?,
+        })
+    }
+}
+
 impl NewJob {
+    /// `job`, due now, without idempotency key.
+    pub fn of<J: Job>(job: &J) -> Result<Self, serde_json::Error> {
+        Ok(Self::new(J::QUEUE, serde_json::to_value(job)?))
+    }
+
     /// A job due now, without idempotency key.
     pub fn new(queue: Queue, payload: serde_json::Value) -> Self {
         Self {

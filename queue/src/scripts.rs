@@ -347,7 +347,8 @@ return 1
     )
 });
 
-/// ARGV[1] id, ARGV[2] ttl ms. Returns {'ok'} / {'missing'} / {'invalid', status}.
+/// ARGV[1] id, ARGV[2] ttl ms, ARGV[3] the statuses that may be cancelled (`,a,b,`).
+/// Returns {'ok'} / {'missing'} / {'invalid', status}.
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -355,7 +356,7 @@ local id = ARGV[1]
 local k = jk(id)
 local st = redis.call('HGET', k, 'status')
 if not st then return missing_or_done(id) end
-if st ~= 'pending' and st ~= 'scheduled' and st ~= 'failed' then return {'invalid', st} end
+if not string.find(ARGV[3], ',' .. st .. ',', 1, true) then return {'invalid', st} end
 redis.call('ZREM', K.scheduled, id)
 redis.call('HSET', k, 'status', 'cancelled', 'finished_at', now, 'updated_at', now)
 move(id, st, 'cancelled')
@@ -365,8 +366,9 @@ return {'ok'}
     )
 });
 
-/// ARGV[1] id, ARGV[2] the queue's max_attempts. Dead/failed -> pending with a fresh set
-/// of attempts (attempt numbers keep growing, so old fencing tokens stay invalid).
+/// ARGV[1] id, ARGV[2] the queue's max_attempts, ARGV[3] the statuses that may be retried
+/// (`,a,b,`). Back to pending with a fresh set of attempts (attempt numbers keep growing, so
+/// old fencing tokens stay invalid).
 pub(crate) static RETRY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -374,7 +376,7 @@ local id = ARGV[1]
 local k = jk(id)
 local f = redis.call('HMGET', k, 'status', 'attempts')
 if not f[1] then return missing_or_done(id) end
-if f[1] ~= 'dead' and f[1] ~= 'failed' then return {'invalid', f[1]} end
+if not string.find(ARGV[3], ',' .. f[1] .. ',', 1, true) then return {'invalid', f[1]} end
 redis.call('ZREM', K.scheduled, id)
 redis.call('HSET', k, 'status', 'pending', 'max_attempts', tonumber(f[2]) + tonumber(ARGV[2]),
   'run_at', now, 'updated_at', now)

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use vigil_jobs::Queue;
 
 pub use crate::redis_settings::{RedisConfigError, RedisMode, RedisSettings};
+pub use vigil_jobs::{QueueSettings, Retention};
 
 /// `[engine]`: behaviour shared by every queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,171 +38,75 @@ impl Default for EngineSettings {
     }
 }
 
-/// `[queues.<queue>]`: one queue's limits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QueueSettings {
-    /// Attempts before a job goes dead (the first run counts).
-    pub max_attempts: u32,
-    /// One attempt fails (and may retry) after this long.
-    pub timeout_seconds: u64,
-    /// Jobs of this queue one worker process runs at the same time.
-    pub concurrency: usize,
-    /// Retry n waits a random time in [0, min(backoff_max_ms, backoff_base_ms * 2^(n-1))].
-    pub backoff_base_ms: u64,
-    pub backoff_max_ms: u64,
-    /// How long finished jobs stay listed before they are deleted, per outcome: `"90s"`,
-    /// `"15m"`, `"24h"`, `"30d"` or a number of seconds.
-    pub retain_done: Retention,
-    pub retain_dead: Retention,
-    pub retain_cancelled: Retention,
-}
+/// `[queues]`: the settings of every registered queue: its job kind's defaults
+/// ([`vigil_jobs::Job::settings`]), overridden field by field by `[queues.<name>]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuesSettings(BTreeMap<Queue, QueueSettings>);
 
-impl Default for QueueSettings {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            timeout_seconds: 60,
-            concurrency: 8,
-            backoff_base_ms: 1_000,
-            backoff_max_ms: 300_000,
-            retain_done: Retention::hours(24),
-            retain_dead: Retention::hours(30 * 24),
-            retain_cancelled: Retention::hours(24),
-        }
-    }
-}
-
-/// A retention time, written `"90s"`, `"15m"`, `"24h"`, `"30d"` or as seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention(pub std::time::Duration);
-
-impl Retention {
-    pub const fn hours(h: u64) -> Retention {
-        Retention(std::time::Duration::from_secs(h * 3_600))
-    }
-
-    pub fn as_millis(self) -> u64 {
-        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Parses `"90s"`, `"15m"`, `"24h"`, `"30d"` or `"3600"` (seconds).
-    pub fn parse(s: &str) -> Result<Retention, String> {
-        let s = s.trim();
-        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration: write 90s, 15m, 24h or 30d"))?;
-        let secs = match unit.trim() {
-            "" | "s" => n,
-            "m" => n.saturating_mul(60),
-            "h" => n.saturating_mul(3_600),
-            "d" => n.saturating_mul(86_400),
-            other => return Err(format!("unknown unit `{other}` in `{s}`: use s, m, h or d")),
-        };
-        if secs == 0 {
-            return Err("must be at least 1s".into());
-        }
-        Ok(Retention(std::time::Duration::from_secs(secs)))
-    }
-}
-
-impl std::fmt::Display for Retention {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.0.as_secs();
-        match s {
-            s if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
-            s if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
-            s if s % 60 == 0 => write!(f, "{}m", s / 60),
-            s => write!(f, "{s}s"),
-        }
-    }
-}
-
-impl Serialize for Retention {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Retention {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Retention, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(n) => Retention::parse(&n.to_string()),
-            Raw::Text(t) => Retention::parse(&t),
-        }
-        .map_err(serde::de::Error::custom)
-    }
-}
-
-/// `[queues]`: every queue's settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QueuesSettings {
-    pub okta_fetch: QueueSettings,
-    pub email: QueueSettings,
-    pub audit: QueueSettings,
-    pub alert_escalation: QueueSettings,
-}
+static GENERIC: std::sync::LazyLock<QueueSettings> =
+    std::sync::LazyLock::new(QueueSettings::default);
 
 impl Default for QueuesSettings {
+    /// Every registered kind's defaults.
     fn default() -> Self {
-        Self {
-            okta_fetch: QueueSettings {
-                max_attempts: 3,
-                timeout_seconds: 300,
-                concurrency: 1,
-                ..QueueSettings::default()
-            },
-            email: QueueSettings {
-                max_attempts: 8,
-                concurrency: 4,
-                ..QueueSettings::default()
-            },
-            audit: QueueSettings {
-                // The record itself lives in the audit trail; the job only carries it there.
-                retain_done: Retention::hours(1),
-                max_attempts: 10,
-                concurrency: 8,
-                backoff_base_ms: 500,
-                backoff_max_ms: 60_000,
-                ..QueueSettings::default()
-            },
-            alert_escalation: QueueSettings {
-                max_attempts: 5,
-                timeout_seconds: 120,
-                concurrency: 2,
-                ..QueueSettings::default()
-            },
-        }
+        Self(
+            vigil_jobs::registry::kinds()
+                .into_iter()
+                .map(|k| (k.queue, k.settings))
+                .collect(),
+        )
     }
 }
 
 impl QueuesSettings {
-    /// The settings of `queue`.
+    /// The settings of `queue` (generic defaults for a queue registered after these
+    /// settings were built).
     pub fn get(&self, queue: Queue) -> &QueueSettings {
-        match queue {
-            Queue::OktaFetch => &self.okta_fetch,
-            Queue::Email => &self.email,
-            Queue::Audit => &self.audit,
-            Queue::AlertEscalation => &self.alert_escalation,
-        }
+        self.0.get(&queue).unwrap_or(&GENERIC)
     }
 
     /// Mutable settings of `queue` (tests and the bench tune them).
     pub fn get_mut(&mut self, queue: Queue) -> &mut QueueSettings {
-        match queue {
-            Queue::OktaFetch => &mut self.okta_fetch,
-            Queue::Email => &mut self.email,
-            Queue::Audit => &mut self.audit,
-            Queue::AlertEscalation => &mut self.alert_escalation,
+        self.0.entry(queue).or_insert_with(|| {
+            vigil_jobs::registry::kind(queue)
+                .map(|k| k.settings)
+                .unwrap_or_default()
+        })
+    }
+
+    /// The queues these settings hold (the engine's queues), in name order.
+    pub fn queues(&self) -> Vec<Queue> {
+        self.0.keys().copied().collect()
+    }
+}
+
+impl Serialize for QueuesSettings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueuesSettings {
+    /// Each `[queues.<name>]` must name a registered queue; its fields override that kind's
+    /// defaults, and an unknown field is an error naming it.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+        let mut out = QueuesSettings::default();
+        for (name, overrides) in raw {
+            let queue: Queue = name.parse().map_err(D::Error::custom)?;
+            let serde_json::Value::Object(overrides) = overrides else {
+                return Err(D::Error::custom(format!("queues.{name}: must be a table")));
+            };
+            let mut merged = serde_json::to_value(out.get_mut(queue).clone())
+                .map_err(|e| D::Error::custom(format!("queues.{name}: {e}")))?;
+            if let serde_json::Value::Object(m) = &mut merged {
+                m.extend(overrides);
+            }
+            *out.get_mut(queue) = serde_json::from_value(merged)
+                .map_err(|e| D::Error::custom(format!("queues.{name}: {e}")))?;
         }
+        Ok(out)
     }
 }
 
@@ -235,26 +140,25 @@ fn payload_default() -> serde_json::Value {
 pub struct SchedulesSettings(pub BTreeMap<String, ScheduleSettings>);
 
 impl Default for SchedulesSettings {
+    /// One schedule per registered kind that declares one ([`vigil_jobs::Job::schedule`]),
+    /// named after its queue, enqueuing `{}`.
     fn default() -> Self {
-        let mut map = BTreeMap::new();
-        map.insert(
-            "okta_fetch".to_owned(),
-            ScheduleSettings {
-                cron: "0 * * * * *".to_owned(),
-                queue: Queue::OktaFetch,
-                enabled: true,
-                payload: payload_default(),
-            },
-        );
-        map.insert(
-            "alert_escalation".to_owned(),
-            ScheduleSettings {
-                cron: "30 * * * * *".to_owned(),
-                queue: Queue::AlertEscalation,
-                enabled: true,
-                payload: payload_default(),
-            },
-        );
-        Self(map)
+        Self(
+            vigil_jobs::registry::kinds()
+                .into_iter()
+                .filter_map(|k| {
+                    let cron = k.schedule?;
+                    Some((
+                        k.queue.as_str().to_owned(),
+                        ScheduleSettings {
+                            cron: cron.to_owned(),
+                            queue: k.queue,
+                            enabled: true,
+                            payload: payload_default(),
+                        },
+                    ))
+                })
+                .collect(),
+        )
     }
 }

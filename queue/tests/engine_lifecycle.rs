@@ -8,9 +8,10 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use serde_json::json;
+use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, Job as _};
 use vigil_queue::{EngineError, FailOutcome, JobFilter, JobStatus, NewJob, Queue, backoff_ceiling};
 
-const Q: Queue = Queue::Audit;
+const Q: Queue = AuditJob::QUEUE;
 
 fn raw(n: usize) -> Vec<NewJob> {
     (0..n).map(|i| NewJob::new(Q, json!({ "i": i }))).collect()
@@ -174,7 +175,7 @@ async fn a_stale_worker_cannot_complete_or_fail_a_job_handed_to_another() {
 async fn idempotency_keys_return_the_first_job() {
     let t = TestEngine::new("idem").await;
     let e = &t.engine;
-    let mut job = NewJob::new(Queue::AlertEscalation, json!({"alert_id": 7}));
+    let mut job = NewJob::new(AlertEscalationJob::QUEUE, json!({"alert_id": 7}));
     job.idempotency_key = Some("alert-7-level-1".into());
     let first = e.enqueue(job.clone()).await.unwrap();
     let second = e.enqueue(job.clone()).await.unwrap();
@@ -188,7 +189,10 @@ async fn idempotency_keys_return_the_first_job() {
             .iter()
             .all(|x| x.duplicate && x.job.id == first.job.id)
     );
-    assert_eq!(e.counts(Queue::AlertEscalation).await.unwrap().pending, 1);
+    assert_eq!(
+        e.counts(AlertEscalationJob::QUEUE).await.unwrap().pending,
+        1
+    );
 }
 
 #[tokio::test]
@@ -196,14 +200,17 @@ async fn invalid_payloads_are_rejected_before_anything_is_written() {
     let t = TestEngine::new("invalid").await;
     let e = &t.engine;
     let err = e
-        .enqueue(NewJob::new(Queue::Email, json!({"to": [], "subject": "x"})))
+        .enqueue(NewJob::new(
+            EmailJob::QUEUE,
+            json!({"to": [], "subject": "x"}),
+        ))
         .await
         .unwrap_err();
     assert!(
         matches!(err, EngineError::Invalid(ref v) if v.field == "to"),
         "{err}"
     );
-    assert_eq!(e.counts(Queue::Email).await.unwrap(), Default::default());
+    assert_eq!(e.counts(EmailJob::QUEUE).await.unwrap(), Default::default());
 }
 
 #[tokio::test]
@@ -326,7 +333,7 @@ async fn counts_and_lists_are_exact_and_paginated_newest_first() {
         .into_iter()
         .map(|x| x.job.id)
         .collect();
-    e.enqueue_raw(vec![NewJob::new(Queue::Email, json!({}))])
+    e.enqueue_raw(vec![NewJob::new(EmailJob::QUEUE, json!({}))])
         .await
         .unwrap();
     let leased = e.lease(Q, "w", 10).await.unwrap().jobs;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
+use vigil_jobs::{AuditJob, EmailJob, Job as _};
 use vigil_queue::{EngineError, JobStatus, NewJob, Queue, RedisSettings};
 use vigil_testkit::redis::RedisServer;
 use vigil_testkit::redis_topology::{
@@ -46,8 +47,8 @@ async fn the_behaviour_suite_passes_on_a_three_master_cluster() {
     let cluster = RedisCluster::start(3, 0);
     let e = engine_on("topo-cluster", cluster_settings(cluster.nodes())).await;
     // The four queues are spread over the shards (one slot per queue).
-    let owners: std::collections::BTreeSet<u16> = Queue::ALL
-        .iter()
+    let owners: std::collections::BTreeSet<u16> = Queue::all()
+        .into_iter()
         .map(|q| cluster.master_of(&format!("{{{q}}}")))
         .collect();
     assert!(owners.len() >= 2, "queues on one shard only: {owners:?}");
@@ -118,7 +119,7 @@ async fn enqueue_through(
         {
             f();
         }
-        let mut job = NewJob::new(Queue::Email, json!({ "i": i }));
+        let mut job = NewJob::new(EmailJob::QUEUE, json!({ "i": i }));
         job.idempotency_key = Some(format!("k{i}"));
         match e.enqueue_raw(vec![job]).await {
             Ok(mut out) => acked.push(out.remove(0).job.id),
@@ -130,7 +131,7 @@ async fn enqueue_through(
 
 async fn drain_exactly_once(e: &vigil_queue::Engine, ids: &[String]) {
     let runs = Runs::default();
-    let (control, _task) = counting_worker(e, Queue::Email, 8, &runs);
+    let (control, _task) = counting_worker(e, EmailJob::QUEUE, 8, &runs);
     each_ran_once(&runs, ids, Duration::from_secs(60)).await;
     for id in ids {
         assert_eq!(e.get(id).await.unwrap().unwrap().status, JobStatus::Done);
@@ -210,9 +211,9 @@ async fn a_cluster_shard_failover_leaves_the_other_shards_running() {
     let cluster = RedisCluster::start(3, 1);
     let e = engine_on("cluster-failover", cluster_settings(cluster.nodes())).await;
     // A queue whose shard fails over, and one on another shard.
-    let moving = Queue::Email;
+    let moving = EmailJob::QUEUE;
     let owner = cluster.master_of(&format!("{{{moving}}}"));
-    let steady = Queue::ALL
+    let steady = Queue::all()
         .into_iter()
         .find(|q| cluster.master_of(&format!("{{{q}}}")) != owner)
         .expect("a queue on another shard");
@@ -287,7 +288,7 @@ async fn skewed_client_clocks_neither_reap_healthy_jobs_nor_delay_due_ones() {
     .await
     .unwrap()
     .with_clock_offset(chrono::Duration::minutes(-10));
-    let q = Queue::Audit;
+    let q = AuditJob::QUEUE;
     // The host behind holds a job under a 1 s lease and renews it.
     let id = behind
         .enqueue_raw(vec![NewJob::new(q, json!({}))])
@@ -329,7 +330,7 @@ async fn a_lease_whose_reply_is_lost_gets_its_jobs_back_at_once() {
     )
     .await
     .with_lease_seconds(10);
-    let q = Queue::Email;
+    let q = EmailJob::QUEUE;
     let ids: Vec<String> = e
         .enqueue_raw((0..5).map(|i| NewJob::new(q, json!({"i": i}))).collect())
         .await
@@ -396,7 +397,7 @@ async fn a_stalled_redis_never_reports_failed_for_a_job_that_runs() {
         },
     )
     .await;
-    let q = Queue::Email;
+    let q = EmailJob::QUEUE;
     server.pause();
     let mut attempts = Vec::new();
     for i in 0..4 {

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
+use vigil_jobs::{AuditJob, Job as _};
 use vigil_queue::{EngineError, JobStatus, NewJob, Queue};
 
-const Q: Queue = Queue::Audit;
+const Q: Queue = AuditJob::QUEUE;
 
 /// Defects 1 and 2: a backlog far above 8,000 due jobs drains completely (the lease script
 /// takes a bounded slice per call instead of unpacking every due id).

@@ -27,8 +27,9 @@ use vigil_queue::{
 use vigil_workers::runtime::{Handler, Runtime};
 
 use crate::cli::BenchArgs;
+use vigil_jobs::{AuditJob, Job as _};
 
-const Q: Queue = Queue::Audit;
+const Q: Queue = AuditJob::QUEUE;
 
 /// Collects per-job timings.
 #[derive(Default)]
@@ -89,13 +90,9 @@ async fn engine(args: &BenchArgs, config: &RedisSettings, prefix: &str) -> anyho
         .context("while connecting to Redis")
 }
 
-/// The queues the bench uses: the audit queue, or all four with `--spread`.
+/// The queues the bench uses: the audit queue, or every registered queue with `--spread`.
 fn queues_of(args: &BenchArgs) -> Vec<Queue> {
-    if args.spread {
-        Queue::ALL.to_vec()
-    } else {
-        vec![Q]
-    }
+    if args.spread { Queue::all() } else { vec![Q] }
 }
 
 /// Runs the benchmark.
@@ -152,7 +149,7 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
         _ => None,
     };
     // The same-run baseline: the plain one-hash-per-job layout's bytes for the same jobs.
-    let hash_per_job = bench::baseline_hash_bytes(engine, n.min(20_000)).await?;
+    let hash_per_job = bench::baseline_hash_bytes(engine, AuditJob::QUEUE, n.min(20_000)).await?;
     let mut held = std::mem::take(&mut *timings.held.lock().unwrap_or_else(|e| e.into_inner()));
     let line = json!({
         "system": "vigil",

@@ -21,6 +21,7 @@ use crate::shutdown::Shutdown;
 pub use services::{Services, detector};
 
 pub use crate::role::Role;
+use vigil_jobs::Job as _;
 
 /// What this process serves over HTTP, bound but not serving yet.
 enum Server {
@@ -264,7 +265,7 @@ fn disabled_queues(settings: &Settings) -> std::collections::BTreeMap<vigil_jobs
     let mut off = std::collections::BTreeMap::new();
     if !settings.okta.enabled {
         off.insert(
-            vigil_jobs::Queue::OktaFetch,
+            vigil_jobs::OktaFetchJob::QUEUE,
             "okta.enabled is false".to_owned(),
         );
     }
@@ -381,7 +382,8 @@ fn start_runtime(
     (services, metrics): (Services, JobMetrics),
     role: Role,
 ) -> anyhow::Result<RuntimeHandle> {
-    let served = services.queues();
+    let handlers = services.start();
+    let served: Vec<vigil_jobs::Queue> = handlers.iter().map(|(q, _)| *q).collect();
     let mut schedules = settings.schedules.clone();
     schedules.0.retain(|name, s| {
         let ok = served.contains(&s.queue);
@@ -394,7 +396,7 @@ fn start_runtime(
     let mut builder = Runtime::builder(engine.clone(), schedules, registry)
         .name(role.as_str())
         .metrics(metrics);
-    for (queue, handler) in services.start() {
+    for (queue, handler) in handlers {
         builder = builder.handler(queue, handler);
     }
     builder.start().context("while starting the job runtime")

@@ -1,7 +1,8 @@
 //! The services behind each queue's handler, in two steps so nothing starts before every
 //! fallible step succeeded: [`Services::build`] checks and builds them (rules, SMTP
 //! settings, Okta client, metrics) without starting any actor; [`Services::start`] starts the
-//! audit writer actor and hands out one handler per queue.
+//! audit writer actor and hands out one handler per served queue (through the
+//! registration point, `crate::jobs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use anyhow::Context;
 use prometheus::Registry;
 use vigil_jobs::Queue;
 use vigil_queue::Engine;
-use vigil_workers::runtime::Handler;
+use vigil_workers::runtime::{Handler, Registrar};
 use vigil_workers::{alerts, audit, email, okta};
 
 use crate::config::Settings;
@@ -129,34 +130,22 @@ impl Services {
         })
     }
 
-    /// The queues these services consume.
-    pub fn queues(&self) -> Vec<Queue> {
-        let mut queues = vec![Queue::Audit, Queue::Email, Queue::AlertEscalation];
-        if self.okta.is_some() {
-            queues.push(Queue::OktaFetch);
-        }
-        queues
-    }
-
-    /// Starts the audit writer actor and returns the handler of every queue served here.
-    /// Must run inside the actix system.
+    /// Starts the audit writer actor and returns the handler of every queue served here
+    /// (each registered kind whose dependencies these services provide). Must run inside
+    /// the actix system.
     pub fn start(self) -> Vec<(Queue, Handler)> {
-        let writer = self.audit.start_writer();
-        let mut handlers = vec![
-            (Queue::Audit, audit::audit_handler(writer)),
-            (Queue::Email, email::email_handler(self.mailer)),
-            (
-                Queue::AlertEscalation,
-                alerts::alert_escalation_handler(
-                    self.escalator,
-                    self.webhooks,
-                    Some(self.detector),
-                ),
-            ),
-        ];
+        let mut r = Registrar::new();
+        r.provide(self.audit.start_writer())
+            .provide(self.mailer)
+            .provide(alerts::AlertWork {
+                escalator: self.escalator,
+                webhooks: self.webhooks,
+                detector: Some(self.detector),
+            });
         if let Some(poller) = self.okta {
-            handlers.push((Queue::OktaFetch, okta::okta_handler(poller)));
+            r.provide(poller);
         }
-        handlers
+        crate::jobs::register(&mut r);
+        r.into_handlers()
     }
 }

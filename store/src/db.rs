@@ -25,6 +25,38 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// What a [`StoreError`] means to whoever caused it (the API maps it to a status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A unique or foreign-key constraint refused the write: the caller's conflict.
+    Conflict,
+    /// A value was missing or out of range (not-null or check constraint).
+    Invalid,
+    /// The row asked for does not exist.
+    NotFound,
+    /// The database did not answer, or failed in a way a retry may fix.
+    Unavailable,
+    /// A bug or bad configuration (unsupported URL, a failed migration, corrupt data).
+    Internal,
+}
+
+impl StoreError {
+    /// What this error means to whoever caused it.
+    pub fn failure(&self) -> Failure {
+        use sqlx::error::ErrorKind;
+        match self {
+            StoreError::Sql(sqlx::Error::RowNotFound) => Failure::NotFound,
+            StoreError::Sql(sqlx::Error::Database(db)) => match db.kind() {
+                ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation => Failure::Conflict,
+                ErrorKind::NotNullViolation | ErrorKind::CheckViolation => Failure::Invalid,
+                _ => Failure::Unavailable,
+            },
+            StoreError::Sql(_) => Failure::Unavailable,
+            _ => Failure::Internal,
+        }
+    }
+}
+
 /// Which SQL engine is behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {
@@ -216,5 +248,37 @@ mod tests {
         assert!(prepared.ends_with("?mode=rwc"));
         assert!(dir.join("sub").is_dir());
         std::fs::remove_dir_all(dir).ok();
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    async fn sql_error(sql: &'static str) -> StoreError {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (id, name) VALUES (1, 'a')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        StoreError::Sql(sqlx::query(sql).execute(&pool).await.unwrap_err())
+    }
+
+    #[tokio::test]
+    async fn a_broken_constraint_is_the_callers_failure_not_an_outage() {
+        let dup = sql_error("INSERT INTO t (id, name) VALUES (2, 'a')").await;
+        assert_eq!(dup.failure(), Failure::Conflict, "{dup}");
+        let null = sql_error("INSERT INTO t (id, name) VALUES (3, NULL)").await;
+        assert_eq!(null.failure(), Failure::Invalid, "{null}");
+        let broken = sql_error("SELECT * FROM missing_table").await;
+        assert_eq!(broken.failure(), Failure::Unavailable, "{broken}");
+        assert_eq!(
+            StoreError::Invalid("corrupt".into()).failure(),
+            Failure::Internal
+        );
     }
 }

@@ -15,9 +15,11 @@
 //! # Layout
 //! - [`db`]: connecting, creating the SQLite file, running migrations.
 //! - [`time`]: millisecond timestamps <-> `chrono`.
+//! - [`alert_open`]: opening or updating an alert, and the jobs that follow a new one.
 //! - [`notifications`]: escalation notifications, one per level and target, with outcomes.
 //! - one module per table group, each owning its queries (added by each feature).
 
+pub mod alert_open;
 pub mod alerts;
 pub mod api_keys;
 pub mod audit;
@@ -34,4 +36,4 @@ pub mod storable;
 pub mod time;
 pub mod users;
 
-pub use db::{Db, DbKind, StoreError};
+pub use db::{Db, DbKind, Failure, StoreError};

@@ -25,14 +25,13 @@ use vigil_testkit::fake_okta::FakeOkta;
 use vigil_testkit::smtp::SmtpServer;
 use vigil_testkit::webhook::WebhookReceiver;
 use vigil_workers::alerts::{
-    Detector, Escalator, NotificationTracker, WebhookSender, alert_escalation_handler, sign,
+    AlertWork, Detector, Escalator, NotificationTracker, WebhookSender, sign,
 };
-use vigil_workers::email::{
-    EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls, email_handler,
-};
+use vigil_workers::email::{EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls};
 use vigil_workers::runtime::Runtime;
 
 use common::{cleanup, eventually, jobs, system};
+use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, Job as _};
 
 const SECRET: &str = "webhook-secret-for-tests";
 
@@ -115,8 +114,8 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         let t = TestDb::postgres().await;
         let prefix = vigil_testkit::redis::unique_prefix("alerts");
         let e = common::engine(&prefix, |_, q| {
-            q.email = common::quick_queue();
-            q.alert_escalation = common::quick_queue();
+            *q.get_mut(EmailJob::QUEUE) = common::quick_queue();
+            *q.get_mut(AlertEscalationJob::QUEUE) = common::quick_queue();
         })
         .await;
         let settings = Arc::new(escalation(&hooks.url("/hooks/vigil")));
@@ -193,13 +192,13 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         );
 
         // Opening it queued an escalation run for it, and audit records.
-        let runs = jobs(&e, Queue::AlertEscalation).await;
+        let runs = jobs(&e, AlertEscalationJob::QUEUE).await;
         assert!(
             runs.iter()
                 .any(|j| j.payload == json!({"alert_id": alert_id})),
             "{runs:?}"
         );
-        let audits: Vec<Value> = jobs(&e, Queue::Audit)
+        let audits: Vec<Value> = jobs(&e, AuditJob::QUEUE)
             .await
             .into_iter()
             .map(|j| j.payload)
@@ -243,17 +242,14 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         let mailer = mailer.with_notifications(tracker.clone());
         let registry = Registry::new();
         let rt = Runtime::builder(e.clone(), SchedulesSettings(BTreeMap::new()), &registry)
-            .handler(Queue::Email, email_handler(mailer))
-            .handler(
-                Queue::AlertEscalation,
-                alert_escalation_handler(
-                    Escalator::new(t.db.clone(), e.clone(), settings.clone(), None),
-                    WebhookSender::new(settings.clone(), t.db.clone(), None)
-                        .unwrap()
-                        .with_notifications(tracker),
-                    None,
-                ),
-            )
+            .job::<EmailJob>(mailer)
+            .job::<AlertEscalationJob>(AlertWork {
+                escalator: Escalator::new(t.db.clone(), e.clone(), settings.clone(), None),
+                webhooks: WebhookSender::new(settings.clone(), t.db.clone(), None)
+                    .unwrap()
+                    .with_notifications(tracker),
+                detector: None,
+            })
             .start()
             .unwrap();
         let mails = smtp.wait_for(1, Duration::from_secs(20)).await;
@@ -312,7 +308,7 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         eventually(
             Duration::from_secs(20),
             "notification jobs done",
-            || async { all_done(&e, Queue::Email).await },
+            || async { all_done(&e, EmailJob::QUEUE).await },
         )
         .await;
         let level2_ids: Vec<i64> = vigil_store::notifications::for_alert(&t.db, alert_id)
@@ -322,10 +318,10 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             .filter(|n| n.level == 2)
             .map(|n| n.id)
             .collect();
-        let level2: Vec<NewJob> = jobs(&e, Queue::Email)
+        let level2: Vec<NewJob> = jobs(&e, EmailJob::QUEUE)
             .await
             .into_iter()
-            .chain(jobs(&e, Queue::AlertEscalation).await)
+            .chain(jobs(&e, AlertEscalationJob::QUEUE).await)
             .filter(|j| level2_ids.contains(&j.payload["notification_id"].as_i64().unwrap_or(0)))
             .map(|j| NewJob::new(j.queue, j.payload))
             .collect();
@@ -394,7 +390,7 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             );
             assert!(n.response_status.is_some(), "{n:?}");
         }
-        let audits: Vec<Value> = jobs(&e, Queue::Audit)
+        let audits: Vec<Value> = jobs(&e, AuditJob::QUEUE)
             .await
             .into_iter()
             .map(|j| j.payload)
@@ -686,7 +682,7 @@ fn sigma_rules_raise_group_and_escalate_like_builtin_ones() {
         );
         assert_eq!(eve.escalation_policy.as_deref(), Some("sigma-admins"));
         // The escalation job for the new alert was queued, as for a built-in rule.
-        let queued = jobs(&e, Queue::AlertEscalation).await;
+        let queued = jobs(&e, AlertEscalationJob::QUEUE).await;
         assert!(
             queued
                 .iter()

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use common::{cleanup, eventually, jobs, system};
 use prometheus::Registry;
-use vigil_jobs::{EmailBody, EmailJob, JobStatus, Queue};
+use vigil_jobs::Job as _;
+use vigil_jobs::{EmailBody, EmailJob, JobStatus};
 use vigil_queue::{NewJob, SchedulesSettings};
 use vigil_testkit::db::TestDb;
 use vigil_testkit::smtp::SmtpServer;
 use vigil_workers::email::{
-    Breaker, EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls, email_handler,
+    Breaker, EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls,
 };
 use vigil_workers::runtime::Runtime;
 
@@ -28,7 +29,7 @@ fn an_smtp_outage_costs_no_attempts_and_every_message_goes_out_once() {
         let t = TestDb::postgres().await;
         let prefix = vigil_testkit::redis::unique_prefix("outage");
         let e = common::engine(&prefix, |_, q| {
-            q.email = vigil_queue::QueueSettings {
+            *q.get_mut(EmailJob::QUEUE) = vigil_queue::QueueSettings {
                 max_attempts: 3,
                 concurrency: 4,
                 timeout_seconds: 30,
@@ -75,19 +76,19 @@ fn an_smtp_outage_costs_no_attempts_and_every_message_goes_out_once() {
                     idempotency_key: None,
                     notification_id: None,
                 };
-                NewJob::new(Queue::Email, serde_json::to_value(job).unwrap())
+                NewJob::new(EmailJob::QUEUE, serde_json::to_value(job).unwrap())
             })
             .collect();
         e.enqueue_many(batch).await.unwrap();
         let registry = Registry::new();
         let rt = Runtime::builder(e.clone(), SchedulesSettings(BTreeMap::new()), &registry)
-            .handler(Queue::Email, email_handler(mailer))
+            .job::<EmailJob>(mailer)
             .start()
             .unwrap();
 
         // Down for 20 s: nothing delivered, nothing dead.
         tokio::time::sleep(Duration::from_secs(20)).await;
-        let during = jobs(&e, Queue::Email).await;
+        let during = jobs(&e, EmailJob::QUEUE).await;
         assert!(
             during.iter().all(|j| j.status != JobStatus::Dead),
             "no message dies during the outage"
@@ -102,7 +103,7 @@ fn an_smtp_outage_costs_no_attempts_and_every_message_goes_out_once() {
         eventually(Duration::from_secs(60), "every message delivered", || {
             let e = e.clone();
             async move {
-                jobs(&e, Queue::Email)
+                jobs(&e, EmailJob::QUEUE)
                     .await
                     .iter()
                     .all(|j| j.status == JobStatus::Done)
@@ -117,7 +118,7 @@ fn an_smtp_outage_costs_no_attempts_and_every_message_goes_out_once() {
         }
         assert_eq!(per_recipient.len(), n, "every message delivered");
         assert!(per_recipient.values().all(|c| *c == 1), "each exactly once");
-        let done = jobs(&e, Queue::Email).await;
+        let done = jobs(&e, EmailJob::QUEUE).await;
         let most = done.iter().map(|j| j.attempts).max().unwrap();
         assert!(most <= 2, "attempts per message bounded: at most {most}");
         rt.shutdown().await;

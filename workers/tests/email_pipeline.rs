@@ -1,5 +1,5 @@
 //! The email and audit queues end to end: jobs enqueued on the real engine (Redis), run by the
-//! actor runtime through `email_handler` and `audit_handler`, delivered to a real SMTP server,
+//! actor runtime through the `email` and `audit` kinds' handlers, delivered to a real SMTP server,
 //! recorded in the database. A server that is down when the job first runs gets the message
 //! after the engine's retries; a 5xx reply makes the job dead at once, and its `email.dead`
 //! record travels through the audit queue into the verified chain; a transient failure on the
@@ -15,22 +15,21 @@ use common::{cleanup, eventually, system};
 
 use prometheus::Registry;
 use serde_json::json;
-use vigil_jobs::{JobStatus, Queue};
+use vigil_jobs::JobStatus;
+use vigil_jobs::{AuditJob, EmailJob, Job as _};
 use vigil_queue::{Engine, NewJob, SchedulesSettings};
 use vigil_store::audit::{self, AuditFilter, Verification};
 use vigil_store::emails::{self, EmailStatus};
 use vigil_testkit::db::TestDb;
 use vigil_testkit::smtp::{SmtpServer, Stage};
-use vigil_workers::audit::{AuditWriter, AuditWriterSettings, audit_handler};
-use vigil_workers::email::{
-    EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls, email_handler,
-};
+use vigil_workers::audit::{AuditWriter, AuditWriterSettings};
+use vigil_workers::email::{EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls};
 use vigil_workers::runtime::Runtime;
 
 async fn engine(prefix: &str) -> Engine {
     common::engine(prefix, |_, q| {
-        q.email = common::quick_queue();
-        q.audit = common::quick_queue();
+        *q.get_mut(EmailJob::QUEUE) = common::quick_queue();
+        *q.get_mut(AuditJob::QUEUE) = common::quick_queue();
     })
     .await
 }
@@ -67,15 +66,18 @@ fn email_jobs_retry_through_an_outage_and_dead_letters_reach_the_audit_chain() {
             AuditWriter::new(t.db.clone(), AuditWriterSettings::default(), None).start_writer();
         let registry = Registry::new();
         let rt = Runtime::builder(e.clone(), SchedulesSettings(BTreeMap::new()), &registry)
-            .handler(Queue::Email, email_handler(mailer))
-            .handler(Queue::Audit, audit_handler(writer))
+            .job::<EmailJob>(mailer)
+            .job::<AuditJob>(writer)
             .start()
             .expect("runtime starts");
 
         // 1. The server is down when the job first runs: retried, then delivered.
         server.stop().await;
         let outage = e
-            .enqueue(NewJob::new(Queue::Email, email("a@example.com", "outage")))
+            .enqueue(NewJob::new(
+                EmailJob::QUEUE,
+                email("a@example.com", "outage"),
+            ))
             .await
             .unwrap()
             .job
@@ -117,7 +119,7 @@ fn email_jobs_retry_through_an_outage_and_dead_letters_reach_the_audit_chain() {
         server.inject(Stage::Rcpt, "550 5.1.1 no such user", None);
         let bounce = e
             .enqueue(NewJob::new(
-                Queue::Email,
+                EmailJob::QUEUE,
                 email("ghost@example.com", "bounce"),
             ))
             .await
@@ -151,7 +153,10 @@ fn email_jobs_retry_through_an_outage_and_dead_letters_reach_the_audit_chain() {
         server.clear_injections();
         server.inject(Stage::Data, "451 4.3.0 try later", None);
         let flaky = e
-            .enqueue(NewJob::new(Queue::Email, email("b@example.com", "flaky")))
+            .enqueue(NewJob::new(
+                EmailJob::QUEUE,
+                email("b@example.com", "flaky"),
+            ))
             .await
             .unwrap()
             .job

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use okta_common::*;
-use vigil_jobs::{OktaFetchJob, Queue};
+use vigil_jobs::Job as _;
+use vigil_jobs::OktaFetchJob;
 use vigil_testkit::db::TestDb;
 use vigil_testkit::fake_okta::Fault;
 use vigil_workers::okta::{OktaMetrics, OktaPoller};
@@ -48,13 +49,13 @@ async fn overlapping_ticks_are_skipped_and_counted_not_queued() {
     let a = Arc::new(a);
 
     // A tick queued before the long run starts (it waits in the queue behind it).
-    let queued_tick = vigil_queue::new_job_id(Queue::OktaFetch);
+    let queued_tick = vigil_queue::new_job_id(OktaFetchJob::QUEUE);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let run = {
         let a = a.clone();
         tokio::spawn(async move {
             a.fetch(
-                &vigil_queue::new_job_id(Queue::OktaFetch),
+                &vigil_queue::new_job_id(OktaFetchJob::QUEUE),
                 &OktaFetchJob::default(),
             )
             .await
@@ -71,7 +72,7 @@ async fn overlapping_ticks_are_skipped_and_counted_not_queued() {
     // Another process's tick during the run: skipped, no request to Okta.
     let s = b
         .fetch(
-            &vigil_queue::new_job_id(Queue::OktaFetch),
+            &vigil_queue::new_job_id(OktaFetchJob::QUEUE),
             &OktaFetchJob::default(),
         )
         .await
@@ -98,7 +99,7 @@ async fn overlapping_ticks_are_skipped_and_counted_not_queued() {
     fake.add_events(events(50, 55, start));
     let s = b
         .fetch(
-            &vigil_queue::new_job_id(Queue::OktaFetch),
+            &vigil_queue::new_job_id(OktaFetchJob::QUEUE),
             &OktaFetchJob::default(),
         )
         .await
@@ -111,7 +112,7 @@ async fn overlapping_ticks_are_skipped_and_counted_not_queued() {
         ..Default::default()
     };
     let s = a
-        .fetch(&vigil_queue::new_job_id(Queue::OktaFetch), &job)
+        .fetch(&vigil_queue::new_job_id(OktaFetchJob::QUEUE), &job)
         .await
         .unwrap();
     assert!(!s.skipped && s.duplicates == 55, "{s:?}");

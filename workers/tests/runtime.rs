@@ -14,7 +14,8 @@ use common::{cleanup, eventually, system};
 use futures::FutureExt;
 use prometheus::Registry;
 use serde_json::json;
-use vigil_jobs::{JobStatus, Queue};
+use vigil_jobs::JobStatus;
+use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, Job as _};
 use vigil_queue::{Engine, EngineSettings, JobFilter, NewJob, ScheduleSettings, SchedulesSettings};
 use vigil_workers::JobError;
 use vigil_workers::runtime::{Handler, Runtime};
@@ -54,19 +55,19 @@ fn queue_actors_run_handlers_and_a_crashed_worker_is_restarted_and_counted() {
         let ran = Arc::new(AtomicU64::new(0));
         let registry = Registry::new();
         let rt = Runtime::builder(e.clone(), no_schedules(), &registry)
-            .handler(Queue::Audit, counting_handler(ran.clone(), 1))
+            .handler(AuditJob::QUEUE, counting_handler(ran.clone(), 1))
             .start()
             .expect("runtime starts");
         let jobs: Vec<NewJob> = (0..50)
-            .map(|i| NewJob::new(Queue::Audit, json!({ "i": i })))
+            .map(|i| NewJob::new(AuditJob::QUEUE, json!({ "i": i })))
             .collect();
         rt.engine().enqueue_raw(jobs).await.unwrap();
         rt.engine()
-            .enqueue_raw(vec![NewJob::new(Queue::Audit, json!({"fail": true}))])
+            .enqueue_raw(vec![NewJob::new(AuditJob::QUEUE, json!({"fail": true}))])
             .await
             .unwrap();
         eventually(Duration::from_secs(20), "50 done, 1 dead", || async {
-            let c = e.counts(Queue::Audit).await.unwrap();
+            let c = e.counts(AuditJob::QUEUE).await.unwrap();
             c.done == 50 && c.dead == 1
         })
         .await;
@@ -81,7 +82,7 @@ fn queue_actors_run_handlers_and_a_crashed_worker_is_restarted_and_counted() {
         assert!(text.contains("vigil_jobs_enqueued_total{queue=\"audit\"} 51"));
 
         // Crash the worker: its actor restarts it, counts the restart, and work goes on.
-        assert!(rt.crash_worker(Queue::Audit));
+        assert!(rt.crash_worker(AuditJob::QUEUE));
         eventually(Duration::from_secs(10), "restart counted", || async {
             rt.health()
                 .iter()
@@ -91,7 +92,7 @@ fn queue_actors_run_handlers_and_a_crashed_worker_is_restarted_and_counted() {
         rt.engine()
             .enqueue_raw(
                 (0..20)
-                    .map(|i| NewJob::new(Queue::Audit, json!({ "j": i })))
+                    .map(|i| NewJob::new(AuditJob::QUEUE, json!({ "j": i })))
                     .collect(),
             )
             .await
@@ -99,7 +100,7 @@ fn queue_actors_run_handlers_and_a_crashed_worker_is_restarted_and_counted() {
         eventually(
             Duration::from_secs(20),
             "jobs after the restart done",
-            || async { e.counts(Queue::Audit).await.unwrap().done == 70 },
+            || async { e.counts(AuditJob::QUEUE).await.unwrap().done == 70 },
         )
         .await;
         let text = prometheus::TextEncoder::new()
@@ -134,25 +135,25 @@ fn shutdown_lets_running_jobs_finish_and_returns_the_rest() {
         let e = engine(&prefix, |s| s.shutdown_deadline_seconds = 1).await;
         let ran = Arc::new(AtomicU64::new(0));
         let rt = Runtime::builder(e.clone(), no_schedules(), &Registry::new())
-            .handler(Queue::Email, counting_handler(ran.clone(), 300))
+            .handler(EmailJob::QUEUE, counting_handler(ran.clone(), 300))
             .start()
             .unwrap();
         // Email concurrency is 4: 4 run, 6 wait.
         rt.engine()
             .enqueue_raw(
                 (0..10)
-                    .map(|i| NewJob::new(Queue::Email, json!({ "i": i })))
+                    .map(|i| NewJob::new(EmailJob::QUEUE, json!({ "i": i })))
                     .collect(),
             )
             .await
             .unwrap();
         eventually(Duration::from_secs(10), "some running", || async {
-            e.counts(Queue::Email).await.unwrap().running > 0
+            e.counts(EmailJob::QUEUE).await.unwrap().running > 0
         })
         .await;
-        let running_at_shutdown = e.counts(Queue::Email).await.unwrap().running;
+        let running_at_shutdown = e.counts(EmailJob::QUEUE).await.unwrap().running;
         rt.shutdown().await;
-        let c = e.counts(Queue::Email).await.unwrap();
+        let c = e.counts(EmailJob::QUEUE).await.unwrap();
         assert_eq!(c.running, 0, "nothing left running");
         assert_eq!(c.done + c.pending, 10, "nothing lost: {c:?}");
         assert!(
@@ -173,7 +174,7 @@ fn a_schedule_fires_once_per_tick_across_two_instances() {
             "escalate".to_owned(),
             ScheduleSettings {
                 cron: "* * * * * *".to_owned(),
-                queue: Queue::AlertEscalation,
+                queue: AlertEscalationJob::QUEUE,
                 enabled: true,
                 payload: json!({}),
             },
@@ -193,7 +194,7 @@ fn a_schedule_fires_once_per_tick_across_two_instances() {
         rb.shutdown().await;
         let page = a
             .list(&JobFilter {
-                queue: Some(Queue::AlertEscalation),
+                queue: Some(AlertEscalationJob::QUEUE),
                 status: Some(JobStatus::Pending),
                 page: 1,
                 page_size: 100,
@@ -224,7 +225,7 @@ fn scheduled_runs_that_fail_are_audited_with_their_schedule_and_error() {
         let prefix = vigil_testkit::redis::unique_prefix("cron-fail");
         let schedule = |payload: serde_json::Value| ScheduleSettings {
             cron: "* * * * * *".to_owned(),
-            queue: Queue::Email,
+            queue: EmailJob::QUEUE,
             enabled: true,
             payload,
         };
@@ -242,13 +243,13 @@ fn scheduled_runs_that_fail_are_audited_with_their_schedule_and_error() {
             async { Err(JobError::permanent("SMTP said 554 no")) }.boxed()
         });
         let rt = Runtime::builder(e.clone(), SchedulesSettings(map), &Registry::new())
-            .handler(Queue::Email, always_fails)
+            .handler(EmailJob::QUEUE, always_fails)
             .start()
             .unwrap();
         let audited = |target: &'static str| {
             let e = e.clone();
             async move {
-                common::jobs(&e, Queue::Audit)
+                common::jobs(&e, AuditJob::QUEUE)
                     .await
                     .into_iter()
                     .map(|j| j.payload)

@@ -203,10 +203,10 @@ async function refreshJobs() {
     tr.append(el("td", `${j.attempts}/${j.max_attempts}`), el("td", when(j.created_at)));
     tr.append(el("td", j.last_error || "", "err"));
     const act = el("td", null, "admin-only");
-    if (isAdmin() && (j.status === "dead" || j.status === "failed")) {
+    if (isAdmin() && (j.actions || []).includes("retry")) {
       act.append(actionButton("Retry", `retry job ${j.id}`, () => api(`/api/v1/jobs/${j.id}/retry`, { method: "POST" })));
     }
-    if (isAdmin() && ["pending", "scheduled", "failed"].includes(j.status)) {
+    if (isAdmin() && (j.actions || []).includes("cancel")) {
       act.append(actionButton("Cancel", `cancel job ${j.id}`, () => api(`/api/v1/jobs/${j.id}/cancel`, { method: "POST" })));
     }
     tr.append(act);

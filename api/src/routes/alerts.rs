@@ -18,7 +18,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use vigil_jobs::escalation::{SECURITY_EVENT_RULE, redact_webhook};
-use vigil_jobs::{AlertEscalationJob, AuditActor, Queue};
+use vigil_jobs::{AlertEscalationJob, AuditActor};
 use vigil_queue::NewJob;
 use vigil_store::alerts::{
     self, Alert, AlertAction, AlertQuery, AlertStatus, Restart, TransitionOutcome,
@@ -26,7 +26,7 @@ use vigil_store::alerts::{
 use vigil_store::notifications::{
     self, Channel, NewNotification, Notification, NotificationEvent, NotificationStatus,
 };
-use vigil_store::{events, security_events};
+use vigil_store::{alert_open, events, security_events};
 
 use crate::audit::{self, Entry};
 use crate::auth::BearerAuth;
@@ -34,6 +34,7 @@ use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
 use crate::state::ApiState;
+use vigil_jobs::Job as _;
 
 /// The alerts routes.
 pub struct AlertsApi;
@@ -772,12 +773,6 @@ async fn open_security_alert(
         "high"
     };
     let now = Utc::now();
-    let escalation = state
-        .settings()
-        .escalation
-        .policy_for(SECURITY_EVENT_RULE, severity)
-        .and_then(|p| Some((p.name.clone(), p.due_at(1, now, now)?)));
-    let has_policy = escalation.is_some();
     let hit = alerts::AlertHit {
         rule_id: SECURITY_EVENT_RULE.to_owned(),
         title: format!("{}: {}", event.source, event.event_type),
@@ -794,31 +789,22 @@ async fn open_security_alert(
         details: serde_json::json!({ "source": event.source, "event_type": event.event_type,
                                      "details": serde_json::from_str::<serde_json::Value>(&event.details).unwrap_or_default() })
             .to_string(),
-        escalation,
+        escalation: None,
     };
-    let raised = alerts::raise(state.db(), &hit, now).await?;
-    let target = raised.alert_id.to_string();
-    audit::record(
-        state.engine(),
-        Entry {
-            actor: AuditActor::System,
-            action: "alert.open",
-            target_type: "alert",
-            target_id: &target,
-            details: serde_json::json!({ "rule_id": SECURITY_EVENT_RULE, "severity": severity,
-                                         "security_event": event.uuid }),
-            request_id: Some(request_id),
-            job_id: None,
-        },
+    let (raised, follow_ups) = alert_open::open_or_update(
+        state.db(),
+        hit,
+        &state.settings().escalation,
+        now,
+        serde_json::json!({ "security_event": event.uuid }),
+        Some(request_id),
     )
-    .await;
-    if has_policy {
-        queue_escalation(
-            state,
-            Some(raised.alert_id),
-            &format!("alert-{}-opened", raised.alert_id),
-        )
-        .await;
+    .await?;
+    if let Some(follow_ups) = follow_ups {
+        audit::record_job(state.engine(), follow_ups.audit).await;
+        if let Some((job, key)) = follow_ups.escalate {
+            enqueue_escalation(state, job, key).await;
+        }
     }
     Ok(raised.alert_id)
 }
@@ -830,13 +816,12 @@ async fn queue_escalation(state: &ApiState, alert_id: Option<i64>, key: &str) {
         alert_id,
         ..Default::default()
     };
-    let mut new = NewJob::new(
-        Queue::AlertEscalation,
-        serde_json::to_value(job).unwrap_or_default(),
-    );
-    new.idempotency_key = Some(key.to_owned());
-    if let Err(e) = state.engine().enqueue(new).await {
-        tracing::warn!(?alert_id, error = %e, "could not queue an escalation run");
+    enqueue_escalation(state, job, key.to_owned()).await;
+}
+
+async fn enqueue_escalation(state: &ApiState, job: AlertEscalationJob, key: String) {
+    if let Err(e) = state.engine().enqueue_job(&job, Some(key)).await {
+        tracing::warn!(alert_id = ?job.alert_id, error = %e, "could not queue an escalation run");
     }
 }
 
@@ -887,7 +872,7 @@ async fn queue_pagerduty_follow_ups(state: &ApiState, alert: &Alert, action: Ale
             }
         };
         let mut job = NewJob::new(
-            Queue::AlertEscalation,
+            AlertEscalationJob::QUEUE,
             serde_json::to_value(AlertEscalationJob {
                 notification_id: Some(follow_up.id),
                 ..Default::default()

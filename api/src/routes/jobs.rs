@@ -2,8 +2,9 @@
 //! cancel jobs.
 //!
 //! Enqueue is `POST /api/v1/jobs/{queue}` with the queue spelled out in the path
-//! (`/api/v1/jobs/okta_fetch`, `/email`, `/audit`, `/alert_escalation`), so each queue has its
-//! own documented body schema. Job ids are ULIDs and never collide with the queue names.
+//! (`/api/v1/jobs/okta_fetch`, `/email`, `/audit`, `/alert_escalation`), so each built-in queue
+//! has its own documented body schema; `POST /api/v1/queues/{queue}/jobs` takes the same body
+//! for any registered queue (a new job kind needs no route of its own). Job ids are ULIDs and never collide with the queue names.
 //! The four enqueue operations look alike on purpose: each is a few lines naming its body
 //! type and handing over to the shared `enqueue`; poem-openapi reads operations from the
 //! `#[OpenApi]` impl as written, so a macro cannot generate them.
@@ -26,9 +27,24 @@ use crate::routes::payloads::{
     EnqueueAlertEscalation, EnqueueAudit, EnqueueEmail, EnqueueOktaFetch,
 };
 use crate::state::ApiState;
+use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, Job as _, OktaFetchJob};
 
 /// The jobs routes.
 pub struct JobsApi;
+
+/// A job for any registered queue (the queue is in the path).
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct EnqueueAny {
+    /// The queue's payload (a JSON object; each job kind's example is listed in
+    /// `GET /api/v1/queues`).
+    pub payload: serde_json::Value,
+    /// Run no earlier than this time (RFC 3339). Give `run_at` or `delay_seconds`, not both.
+    pub run_at: Option<chrono::DateTime<Utc>>,
+    /// Run after this many seconds (at most 30 days).
+    #[oai(validator(maximum(value = "2592000")))]
+    pub delay_seconds: Option<u64>,
+}
 
 /// An accepted job.
 #[derive(Debug, Clone, Object)]
@@ -190,7 +206,7 @@ impl JobsApi {
             &state,
             &auth.0,
             &rid.0.0,
-            Queue::OktaFetch,
+            OktaFetchJob::QUEUE,
             body.parts(),
             key.0,
         )
@@ -214,7 +230,15 @@ impl JobsApi {
         #[oai(name = "Idempotency-Key")]
         key: Header<Option<String>>,
     ) -> ApiResult<EnqueueResponse> {
-        enqueue(&state, &auth.0, &rid.0.0, Queue::Email, body.parts(), key.0).await
+        enqueue(
+            &state,
+            &auth.0,
+            &rid.0.0,
+            EmailJob::QUEUE,
+            body.parts(),
+            key.0,
+        )
+        .await
     }
 
     /// Enqueue an `audit` job (admin).
@@ -234,7 +258,15 @@ impl JobsApi {
         #[oai(name = "Idempotency-Key")]
         key: Header<Option<String>>,
     ) -> ApiResult<EnqueueResponse> {
-        enqueue(&state, &auth.0, &rid.0.0, Queue::Audit, body.parts(), key.0).await
+        enqueue(
+            &state,
+            &auth.0,
+            &rid.0.0,
+            AuditJob::QUEUE,
+            body.parts(),
+            key.0,
+        )
+        .await
     }
 
     /// Enqueue an `alert_escalation` job (admin).
@@ -258,11 +290,38 @@ impl JobsApi {
             &state,
             &auth.0,
             &rid.0.0,
-            Queue::AlertEscalation,
+            AlertEscalationJob::QUEUE,
             body.parts(),
             key.0,
         )
         .await
+    }
+
+    /// Enqueue a job on any registered queue (admin). Every job kind gets this route when it
+    /// is registered; the built-in queues also have the typed routes above.
+    #[oai(
+        path = "/api/v1/queues/:queue/jobs",
+        method = "post",
+        operation_id = "enqueue_on_queue"
+    )]
+    async fn enqueue_any(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        queue: Path<QueueName>,
+        body: Json<EnqueueAny>,
+        /// Within the idempotency window, a repeated key returns the first job, so a client
+        /// can retry any 503 or timeout safely (a 503 with `"outcome": "unknown"` asks for it).
+        #[oai(name = "Idempotency-Key")]
+        key: Header<Option<String>>,
+    ) -> ApiResult<EnqueueResponse> {
+        let body = body.0;
+        if !body.payload.is_object() {
+            return Err(ApiError::unprocessable("payload: must be a JSON object"));
+        }
+        let parts = (body.payload, body.run_at, body.delay_seconds);
+        enqueue(&state, &auth.0, &rid.0.0, queue.0.0, parts, key.0).await
     }
 
     /// List jobs, newest first, filtered by queue and status.

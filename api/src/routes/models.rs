@@ -2,38 +2,85 @@
 //! and their conversions, shared by the route groups.
 
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
+
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{
+    ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
+};
 use poem_openapi::{Enum, Object};
 use vigil_jobs::{JobRecord, JobStatus, Queue, QueueCounts};
 
-/// A job queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum QueueName {
-    OktaFetch,
-    Email,
-    Audit,
-    AlertEscalation,
-}
+/// A job queue: one of the registered job kinds' queues (the OpenAPI document lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueName(pub Queue);
 
 impl From<QueueName> for Queue {
     fn from(q: QueueName) -> Queue {
-        match q {
-            QueueName::OktaFetch => Queue::OktaFetch,
-            QueueName::Email => Queue::Email,
-            QueueName::Audit => Queue::Audit,
-            QueueName::AlertEscalation => Queue::AlertEscalation,
-        }
+        q.0
     }
 }
 
 impl From<Queue> for QueueName {
     fn from(q: Queue) -> QueueName {
-        match q {
-            Queue::OktaFetch => QueueName::OktaFetch,
-            Queue::Email => QueueName::Email,
-            Queue::Audit => QueueName::Audit,
-            Queue::AlertEscalation => QueueName::AlertEscalation,
+        QueueName(q)
+    }
+}
+
+impl Type for QueueName {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "QueueName".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Reference(Self::name().into_owned())
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| MetaSchema {
+            description: Some("A job queue: one per registered job kind."),
+            enum_items: Queue::all()
+                .into_iter()
+                .map(|q| serde_json::Value::from(q.as_str()))
+                .collect(),
+            ..MetaSchema::new("string")
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for QueueName {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        match value {
+            Some(serde_json::Value::String(s)) => Self::parse_from_parameter(&s),
+            other => Err(ParseError::expected_type(other.unwrap_or_default())),
         }
+    }
+}
+
+impl ParseFromParameter for QueueName {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        value
+            .parse::<Queue>()
+            .map(QueueName)
+            .map_err(ParseError::custom)
+    }
+}
+
+impl ToJSON for QueueName {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::from(self.0.as_str()))
     }
 }
 
@@ -132,6 +179,9 @@ pub struct JobView {
     pub run_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What an admin may do with the job now: `retry`, `cancel` (the engine's rule, so
+    /// clients and the dashboard need no copy of it).
+    pub actions: Vec<String>,
     pub links: JobLinks,
 }
 
@@ -140,6 +190,14 @@ impl From<JobRecord> for JobView {
         JobView {
             last_error: j.last_error().map(str::to_owned),
             links: JobLinks::for_id(&j.id),
+            actions: [
+                ("retry", j.status.is_retryable()),
+                ("cancel", j.status.is_cancellable()),
+            ]
+            .into_iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(a, _)| a.to_owned())
+            .collect(),
             id: j.id,
             queue: j.queue.into(),
             status: j.status.into(),

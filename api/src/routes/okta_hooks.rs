@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use vigil_jobs::{AlertEscalationJob, Queue};
+use vigil_jobs::AlertEscalationJob;
 use vigil_queue::NewJob;
 use vigil_store::events::{MalformedEvent, NewEvent};
 use vigil_store::okta_cursor;
@@ -36,6 +36,7 @@ use vigil_store::okta_event::parse_event;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
 use crate::state::ApiState;
+use vigil_jobs::Job as _;
 
 /// What the binary passes from `[okta]` (the API does not read other crates' sections).
 #[derive(Clone)]
@@ -291,7 +292,7 @@ async fn queue_detection(state: &ApiState, ids: &[i64]) {
         ..Default::default()
     };
     let mut new = NewJob::new(
-        Queue::AlertEscalation,
+        AlertEscalationJob::QUEUE,
         serde_json::to_value(job).unwrap_or_default(),
     );
     if let (Some(first), Some(last)) = (ids.first(), ids.last()) {

@@ -33,6 +33,9 @@ pub struct QueueView {
     pub processed_last_minute: u64,
     /// Attempts that failed in the last 60 seconds.
     pub failed_last_minute: u64,
+    /// A payload this queue accepts (its job kind's example), e.g. for
+    /// `POST /api/v1/queues/{queue}/jobs`.
+    pub example: Option<serde_json::Value>,
 }
 
 /// A queue's pause flag after pause/resume.
@@ -58,6 +61,7 @@ impl QueuesApi {
                 .map(|s| QueueView {
                     enabled: state.disabled(s.queue).is_none(),
                     disabled_reason: state.disabled(s.queue).map(str::to_owned),
+                    example: vigil_jobs::registry::kind(s.queue).map(|k| k.example),
                     queue: s.queue.into(),
                     counts: s.counts.into(),
                     paused: s.paused,

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use vigil_api::auth::password;
 use vigil_api::{ApiSettings, ApiState, JwtAlgorithm};
+use vigil_jobs::Job as _;
 use vigil_queue::{Engine, EngineSettings, QueuesSettings, RedisSettings, SchedulesSettings};
 use vigil_store::users::{self, UserRole};
 use vigil_testkit::db::TestDb;
@@ -200,7 +201,7 @@ impl TestApp {
     pub async fn audited(&self) -> Vec<Value> {
         self.engine
             .list(&vigil_queue::JobFilter {
-                queue: Some(vigil_jobs::Queue::Audit),
+                queue: Some(vigil_jobs::AuditJob::QUEUE),
                 page_size: 500,
                 ..Default::default()
             })

@@ -21,11 +21,19 @@ impl Engine {
         id: &str,
         action: &'static str,
         extra: u64,
+        allowed: fn(JobStatus) -> bool,
     ) -> Result<JobRecord, EngineError> {
         let queue = queue_of_id(id).ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
         let mut inv = script.prepare_invoke();
         with_keys(&mut inv, &self.keys, queue);
-        inv.arg(id).arg(extra);
+        // The rule lives in `JobStatus` (`is_retryable`, `is_cancellable`); the script only
+        // checks the status against the list it is given, atomically.
+        let from: Vec<&str> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| allowed(*s))
+            .map(JobStatus::as_str)
+            .collect();
+        inv.arg(id).arg(extra).arg(format!(",{},", from.join(",")));
         let mut c = self.conn.clone();
         let answer: Vec<String> = inv
             .invoke_async(&mut c)
@@ -48,18 +56,28 @@ impl Engine {
         }
     }
 
-    /// A dead or failed job back to pending (with a fresh set of attempts).
+    /// A retryable job ([`JobStatus::is_retryable`]: dead or failed) back to pending, with a
+    /// fresh set of attempts.
     pub async fn retry(&self, id: &str) -> Result<JobRecord, EngineError> {
         let queue = queue_of_id(id).ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
         let max = self.queues.get(queue).max_attempts.max(1) as u64;
-        self.id_action(&scripts::RETRY, id, "retry", max).await
+        self.id_action(&scripts::RETRY, id, "retry", max, JobStatus::is_retryable)
+            .await
     }
 
-    /// A pending, scheduled or failed job to cancelled.
+    /// A cancellable job ([`JobStatus::is_cancellable`]: pending, scheduled or failed) to
+    /// cancelled.
     pub async fn cancel(&self, id: &str) -> Result<JobRecord, EngineError> {
         let queue = queue_of_id(id).ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
         let ttl = self.ttl_ms(queue, |q| q.retain_cancelled.as_millis());
-        self.id_action(&scripts::CANCEL, id, "cancel", ttl).await
+        self.id_action(
+            &scripts::CANCEL,
+            id,
+            "cancel",
+            ttl,
+            JobStatus::is_cancellable,
+        )
+        .await
     }
 
     /// Stops every instance from leasing jobs of `queue` (running jobs finish).
@@ -105,8 +123,7 @@ impl Engine {
     }
 
     pub async fn record_schedule_run(&self, run: &ScheduleRun) -> Result<(), EngineError> {
-        let json =
-            serde_json::to_string(run).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let json = serde_json::to_string(run).map_err(EngineError::Encode)?;
         let mut c = self.conn.clone();
         let _: () = c
             .hset(self.keys.schedule_runs(), &run.schedule, json)
@@ -133,8 +150,7 @@ impl Engine {
         actors: &[ActorHealth],
         ttl: Duration,
     ) -> Result<(), EngineError> {
-        let json =
-            serde_json::to_string(actors).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let json = serde_json::to_string(actors).map_err(EngineError::Encode)?;
         let mut c = self.conn.clone();
         let _: i64 = scripts::REPORT
             .key(self.keys.actors(instance))

@@ -174,7 +174,7 @@ pub(crate) fn ms_to_time(ms: i64) -> DateTime<Utc> {
 
 /// The keys of `queue` as a script invocation's `KEYS`.
 fn with_keys<'a>(inv: &mut redis::ScriptInvocation<'a>, keys: &Keys, queue: Queue) {
-    for k in keys.script_keys(queue) {
+    for k in keys.script_keys(queue).iter() {
         inv.key(k);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vigil_jobs::{JobPayload, JobRecord, JobStatus, Queue, ValidationError};
+use vigil_jobs::{JobRecord, JobStatus, Queue, ValidationError};
 
 use super::{Engine, ms_to_time, with_keys};
 use crate::error::EngineError;
@@ -25,11 +25,23 @@ impl Engine {
             .ok_or_else(|| EngineError::Unavailable("empty answer from Redis".into()))
     }
 
+    /// Enqueues one typed job (validated like any payload), with an optional idempotency key.
+    pub async fn enqueue_job<J: vigil_jobs::Job>(
+        &self,
+        job: &J,
+        idempotency_key: Option<String>,
+    ) -> Result<Enqueued, EngineError> {
+        let mut new = NewJob::of(job)
+            .map_err(|e| EngineError::Invalid(ValidationError::new("payload", e.to_string())))?;
+        new.idempotency_key = idempotency_key;
+        self.enqueue(new).await
+    }
+
     /// Validates every payload, then enqueues all jobs in few round trips (bulk producers,
     /// the bench). Nothing is enqueued if one payload is invalid.
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EngineError> {
         for job in &jobs {
-            JobPayload::parse(job.queue, job.payload.clone())?;
+            vigil_jobs::registry::validate(job.queue, &job.payload)?;
             if let Some(key) = &job.idempotency_key
                 && (key.is_empty() || key.len() > 200)
             {
@@ -47,7 +59,7 @@ impl Engine {
                 )));
             }
             if let Some(c) = &job.companion {
-                JobPayload::parse(c.queue, c.payload.clone())?;
+                vigil_jobs::registry::validate(c.queue, &c.payload)?;
             }
         }
         self.enqueue_raw(jobs).await
@@ -216,11 +228,14 @@ impl Engine {
             match reply {
                 Ok((value, acked)) if acked >= self.min_replicas_ack => return Ok(value),
                 Ok((_, acked)) => {
-                    return Err(EngineError::OutcomeUnknown(format!(
-                        "written on the master but confirmed by {acked} of {} replicas within \
-                         {timeout_ms} ms",
-                        self.min_replicas_ack
-                    )));
+                    return Err(EngineError::OutcomeUnknown(
+                        format!(
+                            "written on the master but confirmed by {acked} of {} replicas \
+                             within {timeout_ms} ms",
+                            self.min_replicas_ack
+                        )
+                        .into(),
+                    ));
                 }
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
@@ -259,7 +274,7 @@ impl Engine {
     /// chosen when it is written, so relaying it twice enqueues it once. Returns how many moved.
     pub async fn relay_outbox(&self) -> Result<u64, EngineError> {
         let mut moved = 0;
-        for queue in Queue::ALL {
+        for queue in self.queues.queues() {
             let mut cursor: u64 = 0;
             loop {
                 let mut c = self.conn.clone();

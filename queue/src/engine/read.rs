@@ -24,7 +24,7 @@ impl Engine {
     /// for each id's hash and its done record (`fin`) at once.
     pub(crate) async fn get_many(&self, ids: &[String]) -> Result<Vec<JobRecord>, EngineError> {
         let mut found: HashMap<&str, JobRecord> = HashMap::with_capacity(ids.len());
-        for queue in Queue::ALL {
+        for queue in self.queues.queues() {
             let mine: Vec<&String> = ids
                 .iter()
                 .filter(|id| queue_of_id(id) == Some(queue))
@@ -60,7 +60,10 @@ impl Engine {
     pub async fn list(&self, filter: &JobFilter) -> Result<JobPage, EngineError> {
         let page = filter.page.max(1) as u64;
         let size = filter.page_size.clamp(1, 500) as u64;
-        let queues: Vec<Queue> = filter.queue.map(|q| vec![q]).unwrap_or(Queue::ALL.to_vec());
+        let queues: Vec<Queue> = filter
+            .queue
+            .map(|q| vec![q])
+            .unwrap_or_else(|| self.queues.queues());
         let statuses: Vec<JobStatus> = filter
             .status
             .map(|s| vec![s])
@@ -142,7 +145,13 @@ impl Engine {
 
     /// Every queue's counts, pause flag and last-minute throughput.
     pub async fn stats(&self) -> Result<Vec<QueueStats>, EngineError> {
-        let all = futures::future::join_all(Queue::ALL.map(|q| self.queue_stats(q))).await;
+        let all = futures::future::join_all(
+            self.queues
+                .queues()
+                .into_iter()
+                .map(|q| self.queue_stats(q)),
+        )
+        .await;
         all.into_iter().collect()
     }
 }
@@ -218,7 +227,8 @@ mod tests {
             errors.len(),
             r#"{"to":["a|b@x.org"]}"#
         );
-        let r = record_from_fin("email-01JABCDEFGHJKMNPQRSTVWXYZ0", Queue::Email, &v).unwrap();
+        let r =
+            record_from_fin("email-01JABCDEFGHJKMNPQRSTVWXYZ0", Queue::new("email"), &v).unwrap();
         assert_eq!(r.status, JobStatus::Done);
         assert_eq!((r.attempts, r.max_attempts), (2, 5));
         assert_eq!(r.created_at.timestamp_millis(), 1_765_000_000_000);
@@ -232,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_damaged_or_unknown_record_is_none() {
-        let q = Queue::Audit;
+        let q = Queue::new("audit");
         assert!(record_from_fin("a", q, "2|1|1|1|0|0|0|0|0|{}").is_none());
         assert!(record_from_fin("a", q, "1|1|1|1|0|0|0|9|0|{}").is_none());
         assert!(record_from_fin("a", q, "1|x").is_none());

@@ -161,8 +161,7 @@ impl Engine {
             at: self.now(),
             error: error.chars().take(2_000).collect(),
         };
-        let entry =
-            serde_json::to_string(&entry).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let entry = serde_json::to_string(&entry).map_err(EngineError::Encode)?;
         let delay = delay.unwrap_or_else(|| retry_delay(self.queues.get(job.queue), job.attempt));
         let mut inv = scripts::FAIL.prepare_invoke();
         with_keys(&mut inv, &self.keys, job.queue);
@@ -258,7 +257,7 @@ impl Engine {
     /// Deletes finished jobs older than their queue's retention. Returns how many.
     pub async fn prune(&self) -> Result<u64, EngineError> {
         let mut total = 0;
-        for q in Queue::ALL {
+        for q in self.queues.queues() {
             let s = self.queues.get(q);
             total += self
                 .prune_queue(
@@ -278,7 +277,7 @@ impl Engine {
     pub async fn prune_older_than(&self, age: Duration) -> Result<u64, EngineError> {
         let ms = age.as_millis() as u64;
         let mut total = 0;
-        for q in Queue::ALL {
+        for q in self.queues.queues() {
             total += self.prune_queue(q, [ms, ms, ms]).await?;
         }
         Ok(total)

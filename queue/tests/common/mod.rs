@@ -148,7 +148,7 @@ pub async fn engine_on(name: &str, mut redis: RedisSettings) -> Engine {
         ..EngineSettings::default()
     };
     let mut queues = QueuesSettings::default();
-    for q in Queue::ALL {
+    for q in Queue::all() {
         let s = queues.get_mut(q);
         s.max_attempts = 3;
         s.backoff_base_ms = 10;

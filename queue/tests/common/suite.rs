@@ -12,6 +12,7 @@ use vigil_queue::{
 };
 
 use super::{Runs, counting_worker, counts, each_ran_once, eventually, leased_within};
+use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, Job as _, OktaFetchJob};
 
 fn raw(q: Queue, n: usize) -> Vec<NewJob> {
     (0..n).map(|i| NewJob::new(q, json!({ "i": i }))).collect()
@@ -43,7 +44,7 @@ pub async fn behaviour_suite(e: &Engine) {
 }
 
 async fn lifecycle_and_fencing(e: &Engine) {
-    let q = Queue::Email;
+    let q = EmailJob::QUEUE;
     let ids: Vec<String> = e
         .enqueue_raw(raw(q, 3))
         .await
@@ -84,7 +85,7 @@ async fn lifecycle_and_fencing(e: &Engine) {
 }
 
 async fn retries_and_dead(e: &Engine) {
-    let q = Queue::AlertEscalation;
+    let q = AlertEscalationJob::QUEUE;
     let id = e.enqueue_raw(raw(q, 1)).await.unwrap()[0].job.id.clone();
     let max = e.queue_settings(q).max_attempts;
     for attempt in 1..=max {
@@ -112,7 +113,7 @@ async fn retries_and_dead(e: &Engine) {
 }
 
 async fn idempotency_delays_cancel_retry(e: &Engine) {
-    let q = Queue::OktaFetch;
+    let q = OktaFetchJob::QUEUE;
     let mut job = NewJob::new(q, json!({"k": 1}));
     job.idempotency_key = Some("same".into());
     let first = e.enqueue_raw(vec![job.clone()]).await.unwrap().remove(0);
@@ -156,7 +157,7 @@ async fn idempotency_delays_cancel_retry(e: &Engine) {
 }
 
 async fn pause_and_resume(e: &Engine) {
-    let q = Queue::Audit;
+    let q = AuditJob::QUEUE;
     e.pause(q).await.unwrap();
     e.enqueue_raw(raw(q, 2)).await.unwrap();
     let b = e.lease(q, "w1", 10).await.unwrap();
@@ -177,7 +178,7 @@ async fn pause_and_resume(e: &Engine) {
 }
 
 async fn reaper_counts_an_expired_lease(e: &Engine) {
-    let q = Queue::Audit;
+    let q = AuditJob::QUEUE;
     let id = e.enqueue_raw(raw(q, 1)).await.unwrap()[0].job.id.clone();
     let held = lease_one(e, q, "dies").await;
     assert_eq!(held.id, id);
@@ -204,7 +205,7 @@ async fn reaper_counts_an_expired_lease(e: &Engine) {
 async fn lists_counts_retention(e: &Engine) {
     let stats = e.stats().await.unwrap();
     assert_eq!(stats.len(), 4, "one entry per queue");
-    let email = stats.iter().find(|s| s.queue == Queue::Email).unwrap();
+    let email = stats.iter().find(|s| s.queue == EmailJob::QUEUE).unwrap();
     assert_eq!(email.counts.done, 3);
     assert!(email.processed_last_minute >= 3);
     let all = e.list(&JobFilter::default()).await.unwrap();
@@ -220,7 +221,7 @@ async fn lists_counts_retention(e: &Engine) {
     assert_eq!(all.total, total, "the list total is the ledger's");
     let done = e
         .list(&JobFilter {
-            queue: Some(Queue::Email),
+            queue: Some(EmailJob::QUEUE),
             status: Some(JobStatus::Done),
             ..JobFilter::default()
         })
@@ -238,7 +239,7 @@ async fn lists_counts_retention(e: &Engine) {
         .map(|s| s.counts.done + s.counts.dead + s.counts.cancelled)
         .sum();
     assert_eq!(e.prune_older_than(Duration::ZERO).await.unwrap(), finished);
-    assert_eq!(counts(e, Queue::Email).await.done, 0);
+    assert_eq!(counts(e, EmailJob::QUEUE).await.done, 0);
 }
 
 /// Leases `id` once its retry is due (by server time).
@@ -260,7 +261,7 @@ async fn lease_when_due(e: &Engine, q: Queue, id: &str) -> vigil_queue::LeasedJo
 /// A done job leaves its hash for one compact field, and reads, dedup and refusals see it as
 /// before.
 async fn done_jobs_are_compact_and_still_read(e: &Engine) {
-    let q = Queue::Email;
+    let q = EmailJob::QUEUE;
     let payload = json!({"to": ["a|b@example.org"], "note": "pipes | and unicode é"});
     let mut job = NewJob::new(q, payload.clone());
     job.idempotency_key = Some("compact|key".into());
@@ -333,7 +334,7 @@ async fn done_jobs_are_compact_and_still_read(e: &Engine) {
 
 /// A retry that comes due joins the back of the line: jobs never tried are not starved.
 async fn retries_wait_behind_first_attempts(e: &Engine) {
-    let q = Queue::AlertEscalation;
+    let q = AlertEscalationJob::QUEUE;
     let retried = e.enqueue_raw(raw(q, 1)).await.unwrap()[0].job.id.clone();
     let job = lease_one(e, q, "w1").await;
     assert_eq!(job.id, retried);
@@ -394,14 +395,14 @@ async fn ticks_fleet_companions(e: &Engine) {
     e.forget_instance("i2").await.unwrap();
     assert_eq!(e.actors().await.unwrap().len(), 1);
     // A companion (another queue, another slot) is enqueued with its job.
-    let mut job = NewJob::new(Queue::Email, json!({"with": "companion"}));
+    let mut job = NewJob::new(EmailJob::QUEUE, json!({"with": "companion"}));
     job.companion = Some(Companion {
-        queue: Queue::Audit,
+        queue: AuditJob::QUEUE,
         payload: json!({"companion_of": "email"}),
     });
-    let before = counts(e, Queue::Audit).await.pending;
+    let before = counts(e, AuditJob::QUEUE).await.pending;
     e.enqueue_raw(vec![job]).await.unwrap();
-    assert_eq!(counts(e, Queue::Audit).await.pending, before + 1);
+    assert_eq!(counts(e, AuditJob::QUEUE).await.pending, before + 1);
     assert_eq!(
         e.relay_outbox().await.unwrap(),
         0,
@@ -413,7 +414,7 @@ async fn a_worker_drains_every_queue(e: &Engine) {
     let runs = Runs::default();
     let mut workers = Vec::new();
     let mut ids = Vec::new();
-    for q in Queue::ALL {
+    for q in Queue::all() {
         workers.push(counting_worker(e, q, 4, &runs));
         ids.extend(
             e.enqueue_raw(raw(q, 50))

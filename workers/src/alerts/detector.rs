@@ -13,14 +13,15 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use vigil_jobs::{AlertEscalationJob, EscalationSettings, Queue};
-use vigil_queue::{Engine, NewJob};
+use vigil_jobs::EscalationSettings;
+use vigil_queue::Engine;
 use vigil_rules::{Firing, RuleSet, WindowStore};
 use vigil_store::Db;
-use vigil_store::alerts::{self, AlertHit};
+use vigil_store::alert_open;
+use vigil_store::alerts::AlertHit;
 use vigil_store::events::StoredEvent;
 
-use super::{AlertMetrics, audit_record};
+use super::AlertMetrics;
 use crate::audit::{AuditSink, EngineAuditSink};
 use crate::okta::NewEventsSink;
 
@@ -222,10 +223,6 @@ impl Detector {
         let now = Utc::now();
         let severity = firing.severity.as_str();
         let rule = self.rules.get(&firing.rule_id);
-        let escalation = self
-            .escalation
-            .policy_for(&firing.rule_id, severity)
-            .and_then(|p| Some((p.name.clone(), p.due_at(1, now, now)?)));
         let hit = AlertHit {
             rule_id: firing.rule_id.clone(),
             title: firing.title.clone(),
@@ -240,10 +237,12 @@ impl Detector {
             dedup_window_ms: i64::try_from(firing.dedup_window_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             details: firing.observed.to_string(),
-            escalation,
+            escalation: None,
         };
-        let raised = alerts::raise(&self.db, &hit, now).await?;
-        if raised.opened {
+        let details = serde_json::json!({ "observed": firing.observed });
+        let (raised, follow_ups) =
+            alert_open::open_or_update(&self.db, hit, &self.escalation, now, details, None).await?;
+        if let Some(follow_ups) = follow_ups {
             summary.alerts_opened.push(raised.alert_id);
             if let Some(m) = &self.metrics {
                 m.opened
@@ -252,31 +251,14 @@ impl Detector {
             }
             tracing::warn!(alert_id = raised.alert_id, rule = %firing.rule_id, severity,
                 group_key = %firing.group_key, "alert opened");
-            self.audit
-                .record(audit_record(
-                    format!("alert-{}-open", raised.alert_id),
-                    "alert.open",
-                    raised.alert_id,
-                    serde_json::json!({ "rule_id": firing.rule_id, "severity": severity,
-                        "group_key": firing.group_key, "observed": firing.observed }),
-                ))
-                .await;
+            self.audit.record(follow_ups.audit).await;
             // Escalation looks at the new alert now (its first level may be due at once).
-            if hit.escalation.is_some() {
-                let job = AlertEscalationJob {
-                    alert_id: Some(raised.alert_id),
-                    ..Default::default()
-                };
-                let mut new = NewJob::new(
-                    Queue::AlertEscalation,
-                    serde_json::to_value(job).unwrap_or_default(),
-                );
-                new.idempotency_key = Some(format!("alert-{}-opened", raised.alert_id));
-                if let Err(e) = self.engine.enqueue(new).await {
-                    // The cron run picks it up within a minute.
-                    tracing::warn!(alert_id = raised.alert_id, error = %e,
-                        "could not queue the new alert's escalation run");
-                }
+            if let Some((job, key)) = follow_ups.escalate
+                && let Err(e) = self.engine.enqueue_job(&job, Some(key)).await
+            {
+                // The cron run picks it up within a minute.
+                tracing::warn!(alert_id = raised.alert_id, error = %e,
+                    "could not queue the new alert's escalation run");
             }
         } else if raised.linked {
             summary.alerts_updated.push(raised.alert_id);

@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 use vigil_jobs::escalation::redact_webhook;
-use vigil_jobs::{AlertEscalationJob, EmailJob, EscalationSettings, Queue};
+use vigil_jobs::{AlertEscalationJob, EmailJob, EscalationSettings};
 use vigil_queue::{Engine, NewJob};
 use vigil_store::alerts::{self, Alert, Escalation, EscalationTargets};
 use vigil_store::notifications::{
@@ -28,6 +28,7 @@ use vigil_store::{Db, StoreError};
 use super::{AlertMetrics, audit_record};
 use crate::JobError;
 use crate::audit::{AuditSink, EngineAuditSink};
+use vigil_jobs::Job as _;
 
 /// A claimed level whose notifications are not queued after this long was cut short.
 const UNNOTIFIED_GRACE_SECONDS: i64 = 60;
@@ -293,7 +294,7 @@ fn notification_job(alert: &Alert, level: &Escalation, n: &Notification) -> NewJ
         email.idempotency_key = Some(key.clone());
         email.notification_id = Some(n.id);
         NewJob::new(
-            Queue::Email,
+            EmailJob::QUEUE,
             serde_json::to_value(&email).unwrap_or_default(),
         )
     } else {
@@ -302,7 +303,7 @@ fn notification_job(alert: &Alert, level: &Escalation, n: &Notification) -> NewJ
             ..Default::default()
         };
         NewJob::new(
-            Queue::AlertEscalation,
+            AlertEscalationJob::QUEUE,
             serde_json::to_value(payload).unwrap_or_default(),
         )
     };

@@ -6,74 +6,61 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use vigil_jobs::{JobPayload, Queue};
+use vigil_jobs::AlertEscalationJob;
 
 use super::{Detector, Escalator, WebhookSender};
 use crate::JobError;
-use crate::runtime::{Handler, JobContext};
+use crate::runtime::{JobContext, Perform};
 
-pub fn alert_escalation_handler(
-    escalator: Escalator,
-    webhooks: WebhookSender,
-    detector: Option<Arc<Detector>>,
-) -> Handler {
-    let escalator = Arc::new(escalator);
-    let webhooks = Arc::new(webhooks);
-    Arc::new(move |ctx: JobContext, payload: serde_json::Value| {
-        let escalator = escalator.clone();
-        let webhooks = webhooks.clone();
-        let detector = detector.clone();
-        Box::pin(async move {
-            let job = match JobPayload::parse(Queue::AlertEscalation, payload) {
-                Ok(JobPayload::AlertEscalation(job)) => job,
-                Ok(other) => {
-                    return Err(JobError::Permanent(format!(
-                        "a {:?} payload on the alert_escalation queue",
-                        other.queue()
-                    )));
-                }
-                Err(e) => {
-                    return Err(JobError::Permanent(format!(
-                        "invalid alert_escalation job: {e}"
-                    )));
-                }
-            };
-            if let Some(id) = job.notification_id {
-                return webhooks
-                    .deliver_notification(id, ctx.attempt >= ctx.max_attempts)
-                    .await;
-            }
-            match &job.webhook {
-                Some(delivery) => webhooks.deliver(delivery).await,
-                None => {
-                    if let Some(detector) = &detector
-                        && !job.okta_event_ids.is_empty()
-                    {
-                        let found =
-                            detector
-                                .detect_stored(&job.okta_event_ids)
-                                .await
-                                .map_err(|e| {
-                                    JobError::Retryable(format!(
-                                        "detection on pushed Okta events: {e}"
-                                    ))
-                                })?;
-                        tracing::info!(?found, "Okta Event Hook events through the rules");
-                    }
-                    if let Some(detector) = &detector {
-                        let found = detector.detect_security_events().await.map_err(|e| {
-                            JobError::Retryable(format!("detection on security events: {e}"))
+/// What an `alert_escalation` job needs.
+pub struct AlertWork {
+    pub escalator: Escalator,
+    pub webhooks: WebhookSender,
+    /// Runs the rules on pushed Okta events and new security events before a run.
+    pub detector: Option<Arc<Detector>>,
+}
+
+impl Perform for AlertEscalationJob {
+    type Deps = AlertWork;
+
+    async fn perform(self, ctx: JobContext, work: Arc<AlertWork>) -> Result<(), JobError> {
+        let job = self;
+        let AlertWork {
+            escalator,
+            webhooks,
+            detector,
+        } = &*work;
+        if let Some(id) = job.notification_id {
+            return webhooks
+                .deliver_notification(id, ctx.attempt >= ctx.max_attempts)
+                .await;
+        }
+        match &job.webhook {
+            Some(delivery) => webhooks.deliver(delivery).await,
+            None => {
+                if let Some(detector) = &detector
+                    && !job.okta_event_ids.is_empty()
+                {
+                    let found = detector
+                        .detect_stored(&job.okta_event_ids)
+                        .await
+                        .map_err(|e| {
+                            JobError::Retryable(format!("detection on pushed Okta events: {e}"))
                         })?;
-                        if found.events > 0 {
-                            tracing::info!(?found, "security events through the rules");
-                        }
-                    }
-                    let summary = escalator.run(chrono::Utc::now(), job.alert_id).await?;
-                    tracing::info!(?summary, "escalation run finished");
-                    Ok(())
+                    tracing::info!(?found, "Okta Event Hook events through the rules");
                 }
+                if let Some(detector) = &detector {
+                    let found = detector.detect_security_events().await.map_err(|e| {
+                        JobError::Retryable(format!("detection on security events: {e}"))
+                    })?;
+                    if found.events > 0 {
+                        tracing::info!(?found, "security events through the rules");
+                    }
+                }
+                let summary = escalator.run(chrono::Utc::now(), job.alert_id).await?;
+                tracing::info!(?summary, "escalation run finished");
+                Ok(())
             }
-        }) as BoxFuture<'static, Result<(), JobError>>
-    })
+        }
+    }
 }

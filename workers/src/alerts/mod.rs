@@ -7,7 +7,7 @@
 //!   due level once (a compare-and-set in the database), queues its email job and webhook
 //!   jobs with idempotency keys, audits the step.
 //! - [`WebhookSender`]: delivers one webhook job: a JSON POST signed with HMAC-SHA256.
-//! - [`alert_escalation_handler`]: the queue's handler, dispatching to the two above.
+//! - [`AlertWork`]: what an `alert_escalation` job needs; its `Perform` dispatches to the two above.
 
 mod channels;
 mod detector;
@@ -19,7 +19,7 @@ mod webhook;
 
 pub use detector::{DetectSummary, Detector};
 pub use escalator::{EscalationSummary, Escalator};
-pub use handler::alert_escalation_handler;
+pub use handler::AlertWork;
 pub use metrics::AlertMetrics;
 pub use notifications::{Gate, NotificationTracker};
 pub use vigil_jobs::EscalationSettings;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::json;
-use vigil_jobs::{AlertEscalationJob, EscalationSettings, Queue};
+use vigil_jobs::{AlertEscalationJob, EscalationSettings};
 use vigil_queue::{Engine, NewJob};
 use vigil_store::alerts::{self, Alert, AlertStatus};
 use vigil_store::notifications::{
@@ -27,6 +27,7 @@ use vigil_store::{Db, StoreError};
 use super::{AlertMetrics, audit_record};
 use crate::JobError;
 use crate::audit::{AuditSink, EngineAuditSink};
+use vigil_jobs::Job as _;
 
 /// What to do with a notification about to go out.
 #[derive(Debug, Clone)]
@@ -212,7 +213,7 @@ impl NotificationTracker {
                         ..Default::default()
                     };
                     let mut new = NewJob::new(
-                        Queue::AlertEscalation,
+                        AlertEscalationJob::QUEUE,
                         serde_json::to_value(job).unwrap_or_default(),
                     );
                     new.idempotency_key = Some(format!(

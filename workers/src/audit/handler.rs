@@ -1,28 +1,22 @@
-//! Wiring for the runtime: the `audit` queue's [`Handler`] over the writer actor.
+//! How an `audit` job runs: through the writer actor, which stores it in a batch.
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use vigil_jobs::{JobPayload, Queue};
+use vigil_jobs::AuditJob;
 
 use super::writer::AuditWriterHandle;
 use crate::JobError;
-use crate::runtime::{Handler, JobContext};
+use crate::runtime::{JobContext, Perform};
 
-/// The `audit` queue's handler: decodes and validates the payload (a bad one is permanent)
-/// and returns once the writer has committed the record's batch.
-pub fn audit_handler(writer: AuditWriterHandle) -> Handler {
-    Arc::new(move |_ctx: JobContext, payload: serde_json::Value| {
-        let writer = writer.clone();
-        Box::pin(async move {
-            match JobPayload::parse(Queue::Audit, payload) {
-                Ok(JobPayload::Audit(job)) => writer.write(job).await,
-                Ok(other) => Err(JobError::Permanent(format!(
-                    "an {:?} payload on the audit queue",
-                    other.queue()
-                ))),
-                Err(e) => Err(JobError::Permanent(format!("invalid audit job: {e}"))),
-            }
-        }) as BoxFuture<'static, Result<(), JobError>>
-    })
+/// Returns once the writer has committed the record's batch.
+impl Perform for AuditJob {
+    type Deps = AuditWriterHandle;
+
+    async fn perform(
+        self,
+        _ctx: JobContext,
+        writer: Arc<AuditWriterHandle>,
+    ) -> Result<(), JobError> {
+        writer.write(self).await
+    }
 }

@@ -5,7 +5,7 @@
 //!   batch is committed. Several processes may each run one: the database serialises their
 //!   batches into a single gap-free chain.
 //! - [`metrics`]: records written, duplicates, batch sizes.
-//! - [`handler`]: the runtime's `audit` handler over the writer.
+//! - [`handler`]: how an `audit` job runs (`Perform` over the writer).
 //! - [`sink`]: how other workers hand records to the `audit` queue.
 //!
 //! Verification (`vigil audit verify`, `GET /api/v1/audit-logs/verify`) is
@@ -16,7 +16,6 @@ pub mod metrics;
 pub mod sink;
 pub mod writer;
 
-pub use handler::audit_handler;
 pub use metrics::AuditMetrics;
 pub use sink::{AuditSink, EngineAuditSink, system_record};
 pub use writer::{AuditWriter, AuditWriterHandle, AuditWriterSettings};

@@ -5,8 +5,8 @@
 use std::future::Future;
 
 use futures::future::BoxFuture;
-use vigil_jobs::{AuditActor, AuditJob, Queue};
-use vigil_queue::{Engine, NewJob};
+use vigil_jobs::{AuditActor, AuditJob};
+use vigil_queue::Engine;
 
 /// Where audit records about email go (the runtime wires it to the `audit` queue).
 pub trait AuditSink: Send + Sync + 'static {
@@ -43,16 +43,8 @@ impl AuditSink for EngineAuditSink {
     fn record(&self, job: AuditJob) -> BoxFuture<'static, ()> {
         let engine = self.engine.clone();
         Box::pin(async move {
-            let payload = match serde_json::to_value(&job) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(error = %e, action = %job.action, "audit record not serializable");
-                    return;
-                }
-            };
-            let mut new = NewJob::new(Queue::Audit, payload);
-            new.idempotency_key = Some(format!("audit:{}", job.event_id));
-            if let Err(e) = engine.enqueue(new).await {
+            let key = format!("audit:{}", job.event_id);
+            if let Err(e) = engine.enqueue_job(&job, Some(key)).await {
                 tracing::error!(
                     error = %e,
                     action = %job.action,
@@ -74,14 +66,7 @@ pub fn system_record(
     job_id: Option<String>,
 ) -> AuditJob {
     AuditJob {
-        event_id,
-        occurred_at: chrono::Utc::now(),
-        actor: AuditActor::System,
-        action: action.to_owned(),
-        target_type: target.0.to_owned(),
-        target_id: target.1.to_owned(),
-        details,
-        request_id: None,
         job_id,
+        ..AuditJob::record(Some(event_id), AuditActor::System, action, target, details)
     }
 }

@@ -8,7 +8,7 @@
 //! - [`ratelimit`]: the Redis token bucket all instances share.
 //! - [`breaker`]: the SMTP circuit breaker all instances share (outages cost no attempts).
 //! - [`metrics`]: sent / failed / dead counters.
-//! - [`handler`]: the runtime's `email` handler.
+//! - [`handler`]: how an `email` job runs (`Perform` over the mailer).
 
 pub mod breaker;
 pub mod handler;
@@ -20,7 +20,7 @@ pub mod templates;
 
 pub use crate::audit::{AuditSink, EngineAuditSink};
 pub use breaker::{Breaker, BreakerTiming};
-pub use handler::email_handler;
+
 pub use mailer::{Mailer, MailerError, SendOutcome, check_settings};
 pub use metrics::EmailMetrics;
 pub use ratelimit::{RateLimitError, SendRateLimiter};

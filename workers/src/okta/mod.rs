@@ -28,7 +28,7 @@ pub mod settings;
 
 pub use budget::Budget;
 pub use client::{FetchError, OktaClient};
-pub use handler::okta_handler;
+
 pub use keys::{GeneratedKey, KeyKind, SigningKey, generate};
 pub use metrics::OktaMetrics;
 pub use poller::{FetchMode, FetchSummary, NewEventsSink, NoopSink, OktaPoller};

@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use vigil_jobs::Queue;
-
 use super::supervisor::Shared;
 
 /// How long a health report stays valid in Redis.
@@ -28,7 +26,7 @@ pub(crate) async fn run(shared: Shared) {
         }
         tokio::select! {
             _ = reap.tick() => {
-                for q in Queue::ALL {
+                for q in shared.engine.queues_settings().queues() {
                     match shared.engine.reap(q).await {
                         Ok((0, 0)) => {}
                         Ok((requeued, dead)) => tracing::warn!(queue = %q, requeued, dead,
@@ -52,7 +50,7 @@ pub(crate) async fn run(shared: Shared) {
                 }
             }
             _ = gauges.tick() => {
-                for q in Queue::ALL {
+                for q in shared.engine.queues_settings().queues() {
                     if let Ok(c) = shared.engine.counts(q).await {
                         shared.metrics.set_depth(q, &c);
                     }

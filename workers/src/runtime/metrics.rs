@@ -85,7 +85,7 @@ impl Metrics {
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.depth.clone()))?;
         registry.register(Box::new(m.actor_restarts.clone()))?;
-        for q in Queue::ALL {
+        for q in Queue::all() {
             for c in [
                 &m.enqueued,
                 &m.started,

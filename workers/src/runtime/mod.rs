@@ -8,8 +8,9 @@
 //!  maintenance task: reaper, pruner, depth gauges, health report to Redis
 //! ```
 //!
-//! Handlers are payload-agnostic: a [`Handler`] gets a [`JobContext`] and the JSON payload
-//! and returns `Result<(), JobError>`. Retryable errors are rescheduled in Redis with
+//! A job kind runs through [`Perform`] (typed: the payload is decoded once, in
+//! [`perform::handler`]); underneath, a [`Handler`] is payload-agnostic: it gets a
+//! [`JobContext`] and the JSON payload and returns `Result<(), JobError>`. Retryable errors are rescheduled in Redis with
 //! exponential backoff and full jitter (never slept in a worker slot); permanent errors and
 //! the last attempt make the job dead. Each attempt runs inside a tracing span carrying
 //! `job_id`, `queue` and `attempt`.
@@ -19,6 +20,7 @@
 pub mod health;
 pub mod maintenance;
 pub mod metrics;
+pub mod perform;
 mod schedule_audit;
 pub mod scheduler;
 pub mod supervisor;
@@ -41,6 +43,7 @@ use vigil_queue::{ActorHealth, Engine, LeasedJob, ScheduleInfo, SchedulesSetting
 use crate::error::JobError;
 pub use health::HealthBoard;
 pub use metrics::Metrics;
+pub use perform::{Perform, Registrar};
 use supervisor::{RootSupervisor, Shared};
 
 /// What a handler knows about the job it runs.
@@ -146,6 +149,13 @@ impl RuntimeBuilder {
         self.handlers.retain(|(q, _)| *q != queue);
         self.handlers.push((queue, handler));
         self
+    }
+
+    /// Runs `J`'s queue with its typed handler over `deps` (tests and small programs; the
+    /// application registers its kinds through a [`Registrar`]).
+    pub fn job<J: Perform>(self, deps: J::Deps) -> Self {
+        vigil_jobs::register::<J>();
+        self.handler(J::QUEUE, perform::handler::<J>(Arc::new(deps)))
     }
 
     /// A name for this instance's worker ids and health (default `worker`).

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use serde_json::json;
-use vigil_jobs::Queue;
 use vigil_queue::backend::{AttemptOutcome, JobObserver};
 use vigil_queue::{Engine, LeasedJob};
 
 use crate::audit::{AuditSink, EngineAuditSink, system_record};
+use vigil_jobs::{AuditJob, Job as _};
 
 /// The observer; one per runtime.
 pub(crate) struct ScheduleFailureAudit {
@@ -36,7 +36,7 @@ impl JobObserver for ScheduleFailureAudit {
     fn started(&self, _job: &LeasedJob) {}
 
     fn finished(&self, job: &LeasedJob, outcome: AttemptOutcome, _: Duration, _: Duration) {
-        if outcome != AttemptOutcome::Dead || job.queue == Queue::Audit {
+        if outcome != AttemptOutcome::Dead || job.queue == AuditJob::QUEUE {
             return;
         }
         let engine = self.engine.clone();
