@@ -24,10 +24,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-
+began=$SECONDS
 cargo nextest run --workspace --no-fail-fast "$@"
+echo "== nextest wall time: $((SECONDS - began)) s (builds included)"
 
 # Property-based API checks against the running binary's OpenAPI document.
 if [ -x api/tests/schemathesis.sh ]; then
   api/tests/schemathesis.sh
 fi
+echo "== test suite wall time: $((SECONDS - began)) s"

@@ -289,26 +289,62 @@ async fn two_worker_processes_run_each_schedule_tick_once() {
     let b = vigil.start("worker").await;
     let base = vigil.base();
     let token = vigil.token("admin").await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let scheduled = || async {
+        let page = get_json(
+            &base,
+            &token,
+            "/api/v1/jobs?queue=alert_escalation&page_size=100",
+        )
+        .await;
+        let keys: Vec<String> = page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|j| j["idempotency_key"].as_str())
+            .filter(|k| k.starts_with("schedule:alert_escalation:"))
+            .map(str::to_owned)
+            .collect();
+        keys
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while scheduled().await.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the schedule never fired 3 times"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each tick is claimed by one process: together they fired no more often than there are
+    // jobs (the idempotency key alone would hide a tick fired by both).
+    let before = scheduled().await.len();
+    let mut fired = 0.0;
+    for w in [&a, &b] {
+        let metrics = reqwest::get(format!("{}/metrics", w.listen_url().await))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        fired += metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("vigil_schedule_ticks_total{")
+                    && l.contains("schedule=\"alert_escalation\"")
+                    && l.contains("outcome=\"fired\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    let keys = scheduled().await;
+    assert!(
+        fired as usize >= before && fired as usize <= keys.len(),
+        "{fired} fires for {} ticks: {keys:?}",
+        keys.len()
+    );
     assert!(a.terminate().await.success());
     assert!(b.terminate().await.success());
-
-    let page = get_json(
-        &base,
-        &token,
-        "/api/v1/jobs?queue=alert_escalation&page_size=100",
-    )
-    .await;
-    let keys: Vec<String> = page["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|j| j["idempotency_key"].as_str())
-        .filter(|k| k.starts_with("schedule:alert_escalation:"))
-        .map(str::to_owned)
-        .collect();
+    let keys = scheduled().await;
     let distinct: HashSet<&String> = keys.iter().collect();
-    assert!(keys.len() >= 3, "the schedule fired every second: {keys:?}");
     assert_eq!(distinct.len(), keys.len(), "no tick ran twice: {keys:?}");
     assert!(api.terminate().await.success());
     vigil.clean_redis().await;

@@ -35,6 +35,10 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server; with `aof`, writes are persisted (`appendfsync always`) so a restart
     /// keeps every acknowledged write.
+    ///
+    /// A port is picked by binding port 0 and releasing it, so another process may take it
+    /// before the server binds it: the server is only accepted once it answers with its own
+    /// data folder, and a lost race is retried on another port.
     pub fn start(aof: bool) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
@@ -42,8 +46,13 @@ impl RedisServer {
             aof,
             child: None,
         };
-        server.spawn();
-        server
+        for _ in 0..10 {
+            if server.try_spawn() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("redis-server: no free port after 10 attempts");
     }
 
     /// `redis://127.0.0.1:<port>/0`.
@@ -51,7 +60,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    fn spawn(&mut self) {
+    fn launch(&mut self) {
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -74,7 +83,46 @@ impl RedisServer {
             cmd.arg("--appendonly").arg("no");
         }
         self.child = Some(cmd.spawn().expect("redis-server must be installed"));
-        self.wait_until(true);
+    }
+
+    /// Spawns on `self.port`: true once this server answers, false if it lost its port.
+    fn try_spawn(&mut self) -> bool {
+        self.launch();
+        let ours = self.dir.path().to_string_lossy().into_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let child = self.child.as_mut().expect("just launched");
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return false; // exited: the port was taken
+            }
+            let dir: Result<Vec<String>, _> = crate::redis_topology::query(
+                self.port,
+                None,
+                redis::cmd("CONFIG").arg("GET").arg("dir"),
+            );
+            match dir {
+                Ok(d) if d.get(1).is_some_and(|d| same_dir(d, &ours)) => return true,
+                Ok(_) => {
+                    // Someone else's server answers on this port.
+                    if let Some(mut c) = self.child.take() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    return false;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        panic!("redis-server on port {} did not become ready", self.port);
+    }
+
+    fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "redis-server could not take port {} again",
+            self.port
+        );
     }
 
     /// Kills the server (SIGKILL) and waits until the port is closed.
@@ -134,4 +182,10 @@ impl Drop for RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether two paths name the same folder (redis reports its dir canonicalized).
+fn same_dir(a: &str, b: &str) -> bool {
+    let canon = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
+    canon(a) == canon(b)
 }

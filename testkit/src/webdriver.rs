@@ -32,15 +32,37 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Starts chromedriver on a free port and waits until it answers.
+    /// Starts chromedriver on a port it picks itself (`--port=0`: no two tests can race for
+    /// one), reads the port from its banner, and waits until it answers.
     pub async fn start() -> Driver {
-        let port = crate::redis::free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        let mut child = Command::new("chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver must be installed (apt-get install chromium-driver)");
+        let stdout = child.stdout.take().expect("chromedriver's stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut sent = false;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                // "ChromeDriver was started successfully on port 45929."
+                if !sent && let Some(rest) = line.split("successfully on port ").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    sent = tx.send(port.parse::<u16>().ok()).is_ok();
+                }
+            }
+        });
+        let port = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .expect("chromedriver did not report its port");
         let driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),

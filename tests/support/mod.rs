@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use vigil_testkit::redis::{free_port, shared_url, unique_prefix};
+use vigil_testkit::redis::{shared_url, unique_prefix};
 
 pub const PASSWORD: &str = "correct-horse-battery-staple";
 
@@ -75,10 +75,14 @@ pub fn okta_settings<'a>(domain: &'a str, token: &'a str) -> [(&'a str, &'a str)
 }
 
 /// One isolated vigil deployment: its folder, environment, port and Redis prefix.
+///
+/// The HTTP port is the one the first started server bound (it listens on port 0 and logs
+/// its address, so no two tests can race for a port); later starts reuse it, so the base
+/// URL stays the same across restarts.
 pub struct Deployment {
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
-    pub port: u16,
+    port: Mutex<Option<u16>>,
     pub prefix: String,
 }
 
@@ -88,7 +92,6 @@ impl Deployment {
         // The tests' reqwest clients need rustls's provider, as vigil itself does.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let prefix = unique_prefix("proc");
         std::fs::write(
             dir.path().join("jwt"),
@@ -102,7 +105,6 @@ impl Deployment {
             ),
             ("VIGIL_REDIS__URL", shared_url()),
             ("VIGIL_REDIS__PREFIX", prefix.clone()),
-            ("VIGIL_HTTP__LISTEN", format!("127.0.0.1:{port}")),
             (
                 "VIGIL_AUTH__JWT_SECRET_FILE",
                 dir.path().join("jwt").display().to_string(),
@@ -121,18 +123,40 @@ impl Deployment {
         Deployment {
             dir,
             env,
-            port,
+            port: Mutex::new(None),
             prefix,
         }
     }
 
+    /// The HTTP port: the one a started server bound (see the type's docs).
+    ///
+    /// # Panics
+    /// Before any server of this deployment started.
+    pub fn port(&self) -> u16 {
+        self.port
+            .lock()
+            .unwrap()
+            .expect("no vigil server of this deployment has started yet")
+    }
+
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.port())
+    }
+
+    /// The environment of a new process: `http.listen` is the deployment's port once known,
+    /// port 0 before (unless the test set `VIGIL_HTTP__LISTEN` itself).
+    fn process_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        if !env.iter().any(|(k, _)| k == "VIGIL_HTTP__LISTEN") {
+            let port = self.port.lock().unwrap().unwrap_or(0);
+            env.push(("VIGIL_HTTP__LISTEN".into(), format!("127.0.0.1:{port}")));
+        }
+        env
     }
 
     /// `vigil ARGS` in this deployment's folder and environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        command(self.dir.path(), args, &self.env)
+        command(self.dir.path(), args, &self.process_env())
     }
 
     /// Sets (or replaces) one `VIGIL_*` variable.
@@ -215,6 +239,11 @@ impl Deployment {
     pub async fn start(&self, subcommand: &str) -> Daemon {
         let daemon = self.spawn(&[subcommand]);
         if subcommand != "worker" {
+            if self.port.lock().unwrap().is_none() {
+                let url = daemon.listen_url().await;
+                let port = url.rsplit(':').next().and_then(|p| p.parse().ok());
+                *self.port.lock().unwrap() = Some(port.expect("a port in the listen line"));
+            }
             wait_healthy(&self.base(), &daemon, subcommand).await;
         }
         daemon

@@ -183,35 +183,50 @@ fn a_schedule_fires_once_per_tick_across_two_instances() {
         let a = engine(&prefix, |_| {}).await;
         let b = engine(&prefix, |_| {}).await;
         // Two instances, no handlers: jobs stay pending, so they can be counted.
-        let ra = Runtime::builder(a.clone(), schedules.clone(), &Registry::new())
+        let (reg_a, reg_b) = (Registry::new(), Registry::new());
+        let ra = Runtime::builder(a.clone(), schedules.clone(), &reg_a)
             .start()
             .unwrap();
-        let rb = Runtime::builder(b.clone(), schedules.clone(), &Registry::new())
+        let rb = Runtime::builder(b.clone(), schedules.clone(), &reg_b)
             .start()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(3_500)).await;
-        ra.shutdown().await;
-        rb.shutdown().await;
-        let page = a
-            .list(&JobFilter {
+        let pending = || async {
+            a.list(&JobFilter {
                 queue: Some(AlertEscalationJob::QUEUE),
                 status: Some(JobStatus::Pending),
                 page: 1,
                 page_size: 100,
             })
             .await
-            .unwrap();
+            .unwrap()
+        };
+        common::eventually(Duration::from_secs(30), "three ticks fired", || async {
+            pending().await.jobs.len() >= 3
+        })
+        .await;
+        ra.shutdown().await;
+        rb.shutdown().await;
+        let page = pending().await;
         let keys: HashSet<String> = page
             .jobs
             .iter()
             .filter_map(|j| j.idempotency_key.clone())
             .collect();
-        assert!(
-            page.jobs.len() >= 2,
-            "the schedule fired: {}",
-            page.jobs.len()
-        );
         assert_eq!(keys.len(), page.jobs.len(), "no tick produced two jobs");
+        // Each tick was claimed by exactly one instance: the instances fired as many times
+        // in total as there are jobs (the idempotency key alone would hide a double fire).
+        let ticks = |r: &Registry, outcome: &str| -> f64 {
+            r.gather()
+                .iter()
+                .filter(|f| f.name() == "vigil_schedule_ticks_total")
+                .flat_map(|f| f.get_metric().to_vec())
+                .filter(|m| m.get_label().iter().any(|l| l.value() == outcome))
+                .map(|m| m.get_counter().get_value())
+                .sum()
+        };
+        let fired = ticks(&reg_a, "fired") + ticks(&reg_b, "fired");
+        assert_eq!(fired as usize, page.jobs.len(), "each tick fired once");
+        assert!(ticks(&reg_a, "claimed_elsewhere") + ticks(&reg_b, "claimed_elsewhere") > 0.0);
         let runs = a.schedule_runs().await.unwrap();
         assert_eq!(runs.len(), 1);
         assert!(runs[0].job_id.is_some());

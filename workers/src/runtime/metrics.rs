@@ -12,6 +12,7 @@
 //! | `vigil_job_duration_seconds` | histogram (one attempt) | queue |
 //! | `vigil_jobs` | gauge (depth, refreshed from the ledger) | queue, status |
 //! | `vigil_actor_restarts_total` | counter | actor |
+//! | `vigil_schedule_ticks_total` | counter (ticks this instance saw: `fired` = it won the claim and enqueued, `claimed_elsewhere`, `failed`) | schedule, outcome |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub struct Metrics {
     pub duration: HistogramVec,
     pub depth: IntGaugeVec,
     pub actor_restarts: IntCounterVec,
+    pub schedule_ticks: IntCounterVec,
 }
 
 impl Metrics {
@@ -75,6 +77,13 @@ impl Metrics {
                 ),
                 &["actor"],
             )?,
+            schedule_ticks: IntCounterVec::new(
+                Opts::new(
+                    "vigil_schedule_ticks_total",
+                    "Schedule ticks seen by this instance, by outcome",
+                ),
+                &["schedule", "outcome"],
+            )?,
         };
         registry.register(Box::new(m.enqueued.clone()))?;
         registry.register(Box::new(m.started.clone()))?;
@@ -85,6 +94,7 @@ impl Metrics {
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.depth.clone()))?;
         registry.register(Box::new(m.actor_restarts.clone()))?;
+        registry.register(Box::new(m.schedule_ticks.clone()))?;
         for q in Queue::all() {
             for c in [
                 &m.enqueued,

@@ -213,8 +213,13 @@ impl RuntimeBuilder {
         }
         let supervisor = RootSupervisor::new(shared.clone(), self.handlers).start();
         let scheduler = self.run_schedules.then(|| {
-            scheduler::Scheduler::new(engine.clone(), self.schedules.clone(), health.clone())
-                .start()
+            scheduler::Scheduler::new(
+                engine.clone(),
+                self.schedules.clone(),
+                health.clone(),
+                metrics.clone(),
+            )
+            .start()
         });
         let upkeep = tokio::spawn(maintenance::run(shared.clone()));
         let names: Vec<&str> = queues.iter().map(|q| q.as_str()).collect();

@@ -11,6 +11,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use vigil_queue::{Engine, NewJob, ScheduleRun, ScheduleSettings, SchedulesSettings, next_tick};
 
+use super::Metrics;
 use super::health::HealthBoard;
 use crate::audit::{AuditSink, EngineAuditSink, system_record};
 
@@ -19,14 +20,21 @@ pub struct Scheduler {
     engine: Engine,
     schedules: SchedulesSettings,
     health: HealthBoard,
+    metrics: Metrics,
 }
 
 impl Scheduler {
-    pub fn new(engine: Engine, schedules: SchedulesSettings, health: HealthBoard) -> Self {
+    pub fn new(
+        engine: Engine,
+        schedules: SchedulesSettings,
+        health: HealthBoard,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             engine,
             schedules,
             health,
+            metrics,
         }
     }
 
@@ -48,10 +56,12 @@ impl Scheduler {
             let engine = act.engine.clone();
             let settings = act.schedules.0.get(&name).cloned();
             let health = act.health.clone();
+            let ticks = act.metrics.schedule_ticks.clone();
             let name2 = name.clone();
             let fire = async move {
                 if let Some(s) = settings {
-                    fire(&engine, &name2, &s, tick, &health).await;
+                    let outcome = fire(&engine, &name2, &s, tick, &health).await;
+                    ticks.with_label_values(&[name2.as_str(), outcome]).inc();
                 }
             };
             ctx.spawn(
@@ -62,30 +72,32 @@ impl Scheduler {
     }
 }
 
-/// Claims `tick` and enqueues the schedule's job if this instance won the claim.
+/// Claims `tick` and enqueues the schedule's job if this instance won the claim. Returns
+/// the outcome for `vigil_schedule_ticks_total`.
 async fn fire(
     engine: &Engine,
     name: &str,
     s: &ScheduleSettings,
     tick: DateTime<Utc>,
     health: &HealthBoard,
-) {
+) -> &'static str {
     match engine.claim_tick(name, tick).await {
         Ok(false) => {
             tracing::debug!(schedule = name, %tick, "tick claimed by another instance");
-            return;
+            return "claimed_elsewhere";
         }
         Ok(true) => {}
         Err(e) => {
             tracing::warn!(schedule = name, %tick, error = %e, "could not claim the tick; skipped");
             health.set("scheduler", false, Some(e.to_string()));
-            return;
+            return "failed";
         }
     }
     let job = NewJob {
         idempotency_key: Some(format!("schedule:{name}:{}", tick.timestamp_millis())),
         ..NewJob::new(s.queue, s.payload.clone())
     };
+    let mut outcome = "fired";
     let run = match engine.enqueue(job).await {
         Ok(done) => {
             tracing::info!(schedule = name, %tick, job_id = %done.job.id, queue = %s.queue, "schedule fired");
@@ -98,6 +110,7 @@ async fn fire(
             }
         }
         Err(e) => {
+            outcome = "failed";
             tracing::error!(schedule = name, %tick, error = %e, "schedule could not enqueue its job");
             health.set("scheduler", false, Some(e.to_string()));
             // Best effort: the audit queue is on the same Redis, which may be what failed.
@@ -122,6 +135,7 @@ async fn fire(
     if let Err(e) = engine.record_schedule_run(&run).await {
         tracing::warn!(schedule = name, error = %e, "could not record the schedule run");
     }
+    outcome
 }
 
 impl Actor for Scheduler {
