@@ -112,8 +112,7 @@ async fn an_expired_lease_counts_the_attempt_and_a_job_whose_worker_always_dies_
             .jobs
             .remove(0);
         assert_eq!(job.attempt, attempt);
-        tokio::time::sleep(Duration::from_millis(1_100)).await;
-        let (requeued, dead) = e.reap(Q).await.unwrap();
+        let (requeued, dead) = reap_when_expired(e).await;
         let rec = e.get(&id).await.unwrap().unwrap();
         assert_eq!(rec.attempts, attempt, "the crashed attempt is counted");
         if attempt < 3 {
@@ -145,8 +144,7 @@ async fn a_stale_worker_cannot_complete_or_fail_a_job_handed_to_another() {
     let e = &t.engine;
     let id = e.enqueue_raw(raw(1)).await.unwrap()[0].job.id.clone();
     let stale = e.lease(Q, "worker-a", 1).await.unwrap().jobs.remove(0);
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    e.reap(Q).await.unwrap();
+    reap_when_expired(e).await;
     let fresh = e.lease(Q, "worker-b", 1).await.unwrap().jobs.remove(0);
     assert_eq!(fresh.id, id);
     assert_ne!(stale.token, fresh.token);
@@ -416,4 +414,21 @@ async fn a_schedule_tick_is_claimed_once_across_instances() {
             .await
             .unwrap()
     );
+}
+
+/// Reaps `Q` until the lease taken just before has expired and been reaped (the lease is a
+/// second long; fails after 20 s). Returns (requeued, dead).
+async fn reap_when_expired(e: &vigil_queue::Engine) -> (u64, u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (requeued, dead) = e.reap(Q).await.unwrap();
+        if requeued + dead > 0 {
+            return (requeued, dead);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

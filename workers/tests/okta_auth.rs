@@ -60,8 +60,16 @@ async fn tokens_are_renewed_before_expiry_and_after_revocation() {
     poller.poll().await.unwrap();
     assert_eq!(fake.counters().tokens_issued, 1);
 
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
-    poller.poll().await.unwrap();
+    // Poll until the token has expired and been renewed (it lives 2 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fake.counters().tokens_issued < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token was never renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        poller.poll().await.unwrap();
+    }
     let c = fake.counters();
     assert_eq!(c.tokens_issued, 2, "renewed on expiry: {c:?}");
     assert_eq!(
