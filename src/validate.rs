@@ -171,6 +171,11 @@ fn auth(p: &mut Problems<'_>, s: &Settings) {
     if let Err((key, message)) = s.auth.lockout.validate() {
         p.add(&format!("auth.lockout.{key}"), message);
     }
+    if let Some(oidc) = &s.auth.oidc
+        && let Err((key, message)) = oidc.validate()
+    {
+        p.add(&format!("auth.oidc.{key}"), message);
+    }
 }
 
 /// The shortest `okta.event_hook_secret` accepted.

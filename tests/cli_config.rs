@@ -150,6 +150,24 @@ fn check_config_rejects_every_config_that_cannot_start() {
             "at least base_lock_ms",
         ),
         (
+            "[auth.oidc]\nissuer = \"https://acme.okta.com/oauth2/default\"\njwks_url = \"https://acme.okta.com/oauth2/default/v1/keys\"\nclient_id = \"0oaweb\"\nredirect_url = \"https://vigil.example/api/v1/auth/oidc/callback\"\n",
+            &[SECRET],
+            "`auth.oidc.client_secret`",
+            "required with auth.oidc.client_id",
+        ),
+        (
+            "[auth.oidc]\nissuer = \"https://acme.okta.com/oauth2/default\"\njwks_url = \"https://acme.okta.com/oauth2/default/v1/keys\"\nclient_id = \"0oaweb\"\nclient_secret = \"s\"\nredirect_url = \"https://vigil.example/callback\"\n",
+            &[SECRET],
+            "`auth.oidc.redirect_url` (file config.toml)",
+            "/api/v1/auth/oidc/callback",
+        ),
+        (
+            "[auth.oidc]\nissuer = \"acme.okta.com\"\n",
+            &[SECRET],
+            "`auth.oidc.issuer` (file config.toml)",
+            "issuer's URL",
+        ),
+        (
             "[schedules.okta_fetch]\ncron = \"every minute\"\nqueue = \"okta_fetch\"\n",
             &[SECRET],
             "`schedules.okta_fetch.cron` (file config.toml)",

@@ -1,7 +1,7 @@
 //! The dashboard in a real browser (headless Chromium through chromedriver) against a real
 //! `vigil run`: sign in, watch a queue count change after an enqueue through the API, retry a
 //! dead job from the page and watch it finish, acknowledge an alert from the page, and check
-//! an analyst sees no admin buttons.
+//! an analyst sees no admin buttons; sign in with Okta (the test kit's OIDC provider).
 //! Screenshots go to `artifacts/screenshots/` (README shows one of them).
 
 mod support;
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{Deployment, PASSWORD, get_json, post_json, wait_status};
+use vigil_testkit::oidc::OidcProvider;
 use vigil_testkit::smtp::{SmtpServer, Stage};
 use vigil_testkit::webdriver::{Driver, Session, chromium_available};
 
@@ -228,6 +229,99 @@ async fn the_dashboard_backs_off_when_rate_limited() {
         browser.screenshot().await,
     )
     .unwrap();
+    browser.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}
+
+/// "Sign in with Okta" end to end: the page offers it, the browser goes to the identity
+/// provider (the test kit's, which signs in an analyst), comes back through vigil's callback
+/// and lands in the dashboard with the mapped role and no admin buttons; after signing out,
+/// a local password still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_in_with_okta_and_gets_the_role_of_their_groups() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver"
+    );
+    let smtp = SmtpServer::start().await;
+    let mut vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
+    let base = vigil.base();
+    let callback = format!("{base}/api/v1/auth/oidc/callback");
+    let idp = OidcProvider::start("0oavigilweb", "web-client-secret-0123456789", &callback).await;
+    idp.sign_in_as(
+        "00u5dana",
+        "dana@example.com",
+        &["Everyone", "vigil-analysts"],
+    );
+    for (key, value) in [
+        ("VIGIL_AUTH__OIDC__ISSUER", idp.issuer()),
+        ("VIGIL_AUTH__OIDC__AUDIENCE", "api://vigil".to_owned()),
+        ("VIGIL_AUTH__OIDC__JWKS_URL", idp.jwks_url()),
+        ("VIGIL_AUTH__OIDC__USERNAME_CLAIM", "email".to_owned()),
+        ("VIGIL_AUTH__OIDC__CLIENT_ID", "0oavigilweb".to_owned()),
+        (
+            "VIGIL_AUTH__OIDC__CLIENT_SECRET",
+            "web-client-secret-0123456789".to_owned(),
+        ),
+        ("VIGIL_AUTH__OIDC__REDIRECT_URL", callback.clone()),
+    ] {
+        vigil.set(key, &value);
+    }
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("api").await;
+
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 900).await;
+    browser.goto(&format!("{base}/")).await;
+    browser
+        .wait_text("#sso:not([hidden])", Duration::from_secs(20), |t| {
+            t.contains("Sign in with Okta")
+        })
+        .await;
+    browser.click("#sso-link").await;
+    let who = browser
+        .wait_text("#who-name", Duration::from_secs(30), |t| {
+            t.contains("dana@example.com")
+        })
+        .await;
+    assert_eq!(who, "dana@example.com (analyst)");
+    browser
+        .wait_text("#queues-body", Duration::from_secs(20), |t| {
+            t.contains("email")
+        })
+        .await;
+    // The one-time code is gone from the address bar, and the page shows no admin buttons.
+    let url = browser.execute("return location.href;", vec![]).await;
+    assert!(!url.as_str().unwrap().contains("sso="), "{url}");
+    let admin = browser
+        .execute("return document.body.classList.contains('admin');", vec![])
+        .await;
+    assert_eq!(admin, json!(false));
+    assert_eq!(idp.id_tokens_issued(), 1);
+    std::fs::write(
+        artifacts().join("dashboard-sso-analyst.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+
+    // The session is dana's vigil session with the analyst role: admin routes refuse it.
+    let access = browser
+        .execute("return sessionStorage.getItem('vigil.access');", vec![])
+        .await;
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/v1/queues/email/pause"))
+        .bearer_auth(access.as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // Sign out; a local password still signs in.
+    browser.click("#sign-out").await;
+    sign_in(&browser, &base, "admin").await;
+    let who = browser.text("#who-name").await.unwrap();
+    assert_eq!(who, "admin (admin)");
     browser.close().await;
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;

@@ -7,7 +7,8 @@
 //! # Routes
 //! - `/docs` Swagger UI, `/openapi.json` the spec; `/health`, `/ready`, `/metrics`.
 //! - `/api/v1/auth/token`, `/api/v1/auth/refresh`, `/api/v1/auth/logout`,
-//!   `/api/v1/auth/lockouts`.
+//!   `/api/v1/auth/lockouts`; `/api/v1/auth/oidc`, `/api/v1/auth/oidc/login`,
+//!   `/api/v1/auth/oidc/callback`, `/api/v1/auth/oidc/exchange` (dashboard single sign-on).
 //! - `/api/v1/jobs/{okta_fetch|email|audit|alert_escalation}` (POST: enqueue),
 //!   `/api/v1/jobs`, `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/retry`, `/api/v1/jobs/{id}/cancel`.
 //! - `/api/v1/queues`, `/api/v1/queues/{queue}/pause`, `/api/v1/queues/{queue}/resume`.

@@ -201,7 +201,8 @@ fn redacted<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::O
 }
 
 /// `[auth.oidc]`: an external issuer (e.g. the company's Okta) whose access tokens are
-/// accepted, verified against its JWKS.
+/// accepted, verified against its JWKS; with `client_id`, also the dashboard's "Sign in with
+/// Okta" (see [`crate::routes::oidc`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OidcSettings {
@@ -223,7 +224,85 @@ pub struct OidcSettings {
     pub analyst_values: Vec<String>,
     /// Keys are refetched at most this often, and when a token names an unknown `kid`.
     pub jwks_cache_seconds: u64,
+    /// Dashboard sign-in (authorization code + PKCE) is on when this is set: the OAuth
+    /// client id of vigil's web app at the issuer (the ID token's `aud`).
+    pub client_id: String,
+    /// The web app's client secret (`client_secret_file`), sent with `client_secret_basic`.
+    #[serde(serialize_with = "redacted")]
+    pub client_secret: Option<SecretString>,
+    /// vigil's callback as registered at the issuer:
+    /// `https://<vigil>/api/v1/auth/oidc/callback`.
+    pub redirect_url: String,
+    /// Scopes asked for at sign-in (`openid` is always sent).
+    pub scopes: Vec<String>,
+    /// The discovery document; empty: `<issuer>/.well-known/openid-configuration`.
+    pub discovery_url: String,
 }
+
+impl OidcSettings {
+    /// True when dashboard sign-in is configured (`client_id` set).
+    pub fn sign_in(&self) -> bool {
+        !self.client_id.trim().is_empty()
+    }
+
+    /// The discovery document's URL.
+    pub fn discovery(&self) -> String {
+        if self.discovery_url.is_empty() {
+            format!(
+                "{}/.well-known/openid-configuration",
+                self.issuer.trim_end_matches('/')
+            )
+        } else {
+            self.discovery_url.clone()
+        }
+    }
+
+    /// The problem with these values, naming the key under `auth.oidc`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let url = |v: &str| v.starts_with("https://") || v.starts_with("http://");
+        if !url(&self.issuer) {
+            return Err((
+                "issuer",
+                "must be the issuer's URL (https://...)".to_owned(),
+            ));
+        }
+        if !url(&self.jwks_url) {
+            return Err((
+                "jwks_url",
+                "must be the issuer's JWKS URL (https://...)".to_owned(),
+            ));
+        }
+        if self.admin_values.is_empty() && self.analyst_values.is_empty() {
+            return Err((
+                "analyst_values",
+                "admin_values and analyst_values are both empty: no one would get a role"
+                    .to_owned(),
+            ));
+        }
+        if !self.sign_in() {
+            return Ok(());
+        }
+        if self.client_secret.is_none() {
+            return Err((
+                "client_secret",
+                "required with auth.oidc.client_id (set client_secret_file)".to_owned(),
+            ));
+        }
+        if !url(&self.redirect_url) || !self.redirect_url.ends_with(CALLBACK_PATH) {
+            return Err((
+                "redirect_url",
+                format!("must be vigil's public URL of {CALLBACK_PATH} (https://...)"),
+            ));
+        }
+        if !self.discovery_url.is_empty() && !url(&self.discovery_url) {
+            return Err(("discovery_url", "must be a URL (https://...)".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// The path of the sign-in callback (the end of `auth.oidc.redirect_url`).
+pub const CALLBACK_PATH: &str = "/api/v1/auth/oidc/callback";
 
 impl Default for OidcSettings {
     fn default() -> Self {
@@ -237,6 +316,16 @@ impl Default for OidcSettings {
             admin_values: vec!["vigil-admins".to_owned()],
             analyst_values: vec!["vigil-analysts".to_owned()],
             jwks_cache_seconds: 3600,
+            client_id: String::new(),
+            client_secret: None,
+            redirect_url: String::new(),
+            scopes: vec![
+                "openid".to_owned(),
+                "profile".to_owned(),
+                "email".to_owned(),
+                "groups".to_owned(),
+            ],
+            discovery_url: String::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ use vigil_store::Db;
 use crate::auth::Authenticator;
 use crate::auth::jwt::{KeyError, TokenKeys};
 use crate::auth::oidc::OidcVerifier;
+use crate::auth::sso::SsoClient;
 use crate::metrics::HttpMetrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::okta_hooks::OktaHookMetrics;
@@ -51,6 +52,7 @@ struct Inner {
     schedules: SchedulesSettings,
     registry: Registry,
     auth: Authenticator,
+    sso: Option<SsoClient>,
     limiter: RateLimiter,
     metrics: HttpMetrics,
     hook_metrics: OktaHookMetrics,
@@ -89,6 +91,17 @@ impl ApiState {
             Some(o) => Some(OidcVerifier::new(o.clone()).map_err(SetupError::Oidc)?),
             None => None,
         };
+        let sso = match &settings.auth.oidc {
+            Some(o) if o.sign_in() => {
+                o.validate()
+                    .map_err(|(key, e)| SetupError::Oidc(format!("{key}: {e}")))?;
+                Some(
+                    SsoClient::new(o.clone(), engine.redis(), engine.prefix())
+                        .map_err(SetupError::Oidc)?,
+                )
+            }
+            _ => None,
+        };
         let auth = Authenticator::new(
             keys,
             oidc,
@@ -107,6 +120,7 @@ impl ApiState {
             schedules,
             registry,
             auth,
+            sso,
             limiter,
             metrics,
             hook_metrics,
@@ -140,6 +154,10 @@ impl ApiState {
     }
     pub fn auth(&self) -> &Authenticator {
         &self.0.auth
+    }
+    /// Dashboard single sign-on, when `auth.oidc.client_id` is set.
+    pub fn sso(&self) -> Option<&SsoClient> {
+        self.0.sso.as_ref()
     }
     pub fn limiter(&self) -> &RateLimiter {
         &self.0.limiter

@@ -55,6 +55,10 @@ impl FromStr for UserRole {
     }
 }
 
+/// The `password_hash` of users created by a single sign-on (`auth.oidc`): not a PHC string,
+/// so no password ever matches it; they sign in through the identity provider only.
+pub const SSO_ONLY: &str = "!sso";
+
 /// One user, without the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {

@@ -15,11 +15,14 @@
 //!
 //! - [`fake_okta`]: a fake Okta org (System Log API, OAuth + DPoP, rate limits, faults);
 //!   [`okta_hook`]: an Okta Event Hook sender (verification and deliveries).
+//! - [`oidc`]: a local OpenID Connect provider (discovery, JWKS, authorize, token with PKCE)
+//!   for single sign-on tests.
 
 pub mod certs;
 pub mod channels;
 pub mod db;
 pub mod fake_okta;
+pub mod oidc;
 pub mod okta_hook;
 pub mod redis;
 pub mod redis_topology;

@@ -117,6 +117,35 @@ async function signIn(event) {
   }
 }
 
+// Single sign-on: the sign-in link shows when vigil offers it; after the identity provider,
+// vigil sends the browser back with a one-time code in the fragment (never sent to a
+// server), traded here for the tokens.
+async function offerSso() {
+  try {
+    const res = await fetch("/api/v1/auth/oidc", { headers: { Accept: "application/json" } });
+    const info = res.ok ? await res.json() : {};
+    if (info.enabled) $("sso").hidden = false;
+  } catch (_) { /* password sign-in still works */ }
+}
+
+async function finishSso(code) {
+  history.replaceState(null, "", location.pathname);
+  try {
+    const res = await fetch("/api/v1/auth/oidc/exchange", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ code }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(body.message || "single sign-on failed");
+    saveTokens(body);
+    store.setItem("vigil.user", body.username);
+    showApp();
+  } catch (e) {
+    $("sign-in-error").textContent = e.message;
+  }
+}
+
 function signOut(message) {
   ["vigil.access", "vigil.refresh", "vigil.role", "vigil.user"].forEach((k) => store.removeItem(k));
   if (state.timer) clearInterval(state.timer);
@@ -369,5 +398,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") refreshAll();
   });
-  if (store.getItem("vigil.access")) showApp();
+  offerSso();
+  const sso = location.hash.match(/^#sso=([A-Za-z0-9_-]{1,100})$/);
+  if (sso) finishSso(sso[1]);
+  else if (store.getItem("vigil.access")) showApp();
 });

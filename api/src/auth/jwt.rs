@@ -69,6 +69,8 @@ pub enum TokenError {
     WrongType(&'static str),
     #[error("token not accepted: {0}")]
     Other(String),
+    #[error("token not accepted: the token grants no vigil role")]
+    NoRole,
     #[error("the database did not answer in time; retry later")]
     Unavailable,
 }

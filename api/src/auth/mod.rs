@@ -16,6 +16,7 @@ pub mod cache;
 pub mod jwt;
 pub mod oidc;
 pub mod password;
+pub mod sso;
 
 use std::time::Duration;
 
@@ -249,6 +250,11 @@ impl Authenticator {
     /// vigil's signing keys.
     pub fn keys(&self) -> &TokenKeys {
         &self.keys
+    }
+
+    /// The external issuer's verifier, when `auth.oidc` is configured.
+    pub fn oidc(&self) -> Option<&OidcVerifier> {
+        self.oidc.as_ref()
     }
 
     /// Verifies an access token's signature and claims (vigil's, or the OIDC issuer's).

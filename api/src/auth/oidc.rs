@@ -1,12 +1,14 @@
 //! Tokens of an external OpenID Connect issuer (e.g. the company's Okta), verified against the
 //! issuer's JWKS. Keys are cached for `jwks_cache_seconds` and refetched when a token names an
 //! unknown `kid` (at most once every 10 seconds, so forged `kid`s cannot flood the issuer).
-//! The role comes from a configurable claim (a string or an array of strings).
+//! The role comes from a configurable claim (a string or an array of strings). The same
+//! verifier checks the ID tokens of dashboard sign-ins ([`OidcVerifier::verify_id_token`]).
 
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
+use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 use vigil_store::users::UserRole;
 
@@ -104,6 +106,52 @@ impl OidcVerifier {
 
     /// Verifies an external access token and maps it to a vigil identity.
     pub async fn verify(&self, token: &str, leeway: u64) -> Result<ExternalIdentity, TokenError> {
+        let claims = self
+            .claims(
+                token,
+                &self.settings.audience,
+                leeway,
+                &["exp", "iss", "aud"],
+            )
+            .await?;
+        self.identity(&claims)
+    }
+
+    /// Verifies an ID token of a dashboard sign-in: signed by the issuer, for `client_id`
+    /// (`aud`, and `azp` when present), carrying the `nonce` this sign-in sent (compared in
+    /// constant time); then maps it to a vigil identity.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+        leeway: u64,
+    ) -> Result<ExternalIdentity, TokenError> {
+        let client_id = &self.settings.client_id;
+        let claims = self
+            .claims(token, client_id, leeway, &["exp", "iss", "aud", "sub"])
+            .await?;
+        if let Some(azp) = claims.get("azp")
+            && azp.as_str() != Some(client_id.as_str())
+        {
+            return Err(TokenError::Audience);
+        }
+        let sent = claims.get("nonce").and_then(|v| v.as_str()).unwrap_or("");
+        if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) {
+            return Err(TokenError::Other(
+                "the ID token's nonce is not this sign-in's".to_owned(),
+            ));
+        }
+        self.identity(&claims)
+    }
+
+    /// A token's claims after the signature, algorithm, `iss`, `aud`, `exp` and `nbf` checks.
+    async fn claims(
+        &self,
+        token: &str,
+        audience: &str,
+        leeway: u64,
+        required: &[&str],
+    ) -> Result<serde_json::Value, TokenError> {
         let header = jsonwebtoken::decode_header(token)?;
         let allowed: Vec<_> = self
             .settings
@@ -121,10 +169,13 @@ impl OidcVerifier {
         validation.leeway = leeway;
         validation.validate_nbf = true;
         validation.set_issuer(&[&self.settings.issuer]);
-        validation.set_audience(&[&self.settings.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)?;
-        let claims = data.claims;
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(required);
+        Ok(jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)?.claims)
+    }
+
+    /// The user (`username_claim`) and role (`role_claim` against the configured values).
+    fn identity(&self, claims: &serde_json::Value) -> Result<ExternalIdentity, TokenError> {
         let username = claims
             .get(&self.settings.username_claim)
             .and_then(|v| v.as_str())
@@ -144,10 +195,13 @@ impl OidcVerifier {
         } else if has(&self.settings.analyst_values) {
             UserRole::Analyst
         } else {
-            return Err(TokenError::Other(
-                "the token grants no vigil role".to_owned(),
-            ));
+            return Err(TokenError::NoRole);
         };
         Ok(ExternalIdentity { username, role })
+    }
+
+    /// The settings this verifier was built from.
+    pub fn settings(&self) -> &OidcSettings {
+        &self.settings
     }
 }

@@ -41,11 +41,12 @@ pub fn dummy_hash() -> &'static str {
     })
 }
 
-/// [`verify`] on the blocking pool; `stored = None` checks the dummy hash and returns false.
+/// [`verify`] on the blocking pool; `stored = None` (no such user) or a stored value that is
+/// no hash (a single-sign-on user) checks the dummy hash and returns false, in the same time.
 pub async fn verify_async(password: String, stored: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || match stored {
-        Some(stored) => verify(&password, &stored),
-        None => {
+        Some(stored) if PasswordHash::new(&stored).is_ok() => verify(&password, &stored),
+        _ => {
             let _ = verify(&password, dummy_hash());
             false
         }

@@ -128,7 +128,37 @@ pub enum LoggedOut {
     Done,
 }
 
-async fn audit_auth(
+/// Starts a session for `user` (signed in by `method`: `password` or `oidc`): its first pair
+/// of tokens, audited as `auth.login`.
+pub(crate) async fn start_session(
+    state: &ApiState,
+    user: &users::User,
+    method: &str,
+    request_id: &str,
+    ip: &ClientIp,
+) -> ApiResult<TokenPair> {
+    state.auth().forget(&user.username);
+    let sid = uuid::Uuid::new_v4().simple().to_string();
+    let (tokens, jti, expires_ms) = pair(state, &user.username, user.role, &sid)?;
+    let now = Utc::now().timestamp_millis();
+    sessions::start(state.db(), &sid, &user.username, &jti, expires_ms, now).await?;
+    audit_auth(
+        state,
+        &user.username,
+        "auth.login",
+        request_id,
+        serde_json::json!({"session": sid, "method": method}),
+        ip,
+    )
+    .await;
+    let policy = state.settings().auth.lockout.policy();
+    state
+        .auth()
+        .prune_in_background(policy.max_lock_ms.saturating_add(policy.window_ms));
+    Ok(tokens)
+}
+
+pub(crate) async fn audit_auth(
     state: &ApiState,
     user: &str,
     action: &str,
@@ -205,27 +235,10 @@ impl AuthApi {
         let matches = password::verify_async(password, stored).await;
         match user {
             Some(user) if matches && !user.disabled => {
-                state.auth().forget(&user.username);
                 if lockout.enabled {
                     lockouts::clear(state.db(), &user.username).await?;
                 }
-                let sid = uuid::Uuid::new_v4().simple().to_string();
-                let (tokens, jti, expires_ms) = pair(&state, &user.username, user.role, &sid)?;
-                let now = Utc::now().timestamp_millis();
-                sessions::start(state.db(), &sid, &user.username, &jti, expires_ms, now).await?;
-                audit_auth(
-                    &state,
-                    &user.username,
-                    "auth.login",
-                    &rid.0.0,
-                    serde_json::json!({"session": sid}),
-                    &ip,
-                )
-                .await;
-                let policy = lockout.policy();
-                state
-                    .auth()
-                    .prune_in_background(policy.max_lock_ms.saturating_add(policy.window_ms));
+                let tokens = start_session(&state, &user, "password", &rid.0.0, &ip).await?;
                 Ok(Json(tokens))
             }
             other => {

@@ -28,6 +28,7 @@ pub mod health;
 pub mod instances;
 pub mod jobs;
 pub mod models;
+pub mod oidc;
 pub mod okta_hooks;
 pub mod payloads;
 pub mod queues;
@@ -73,6 +74,7 @@ pub enum Tags {
 pub type Apis = (
     health::HealthApi,
     auth::AuthApi,
+    oidc::OidcApi,
     jobs::JobsApi,
     queues::QueuesApi,
     schedules::SchedulesApi,
@@ -91,6 +93,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
     let apis = (
         health::HealthApi,
         auth::AuthApi,
+        oidc::OidcApi,
         jobs::JobsApi,
         queues::QueuesApi,
         schedules::SchedulesApi,
