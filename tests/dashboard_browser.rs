@@ -246,6 +246,7 @@ async fn a_user_signs_in_with_okta_and_gets_the_role_of_their_groups() {
     );
     let smtp = SmtpServer::start().await;
     let mut vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
+    vigil.choose_port_now();
     let base = vigil.base();
     let callback = format!("{base}/api/v1/auth/oidc/callback");
     let idp = OidcProvider::start("0oavigilweb", "web-client-secret-0123456789", &callback).await;

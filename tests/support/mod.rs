@@ -143,6 +143,19 @@ impl Deployment {
         format!("http://127.0.0.1:{}", self.port())
     }
 
+    /// Chooses the HTTP port before the first start, for the few tests that must know the
+    /// URL beforehand (an OIDC redirect URL registered with the provider). The port is
+    /// found free and released, so another process could take it first: prefer letting the
+    /// server pick its port.
+    pub fn choose_port_now(&self) -> u16 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        *self.port.lock().unwrap() = Some(port);
+        port
+    }
+
     /// The environment of a new process: `http.listen` is the deployment's port once known,
     /// port 0 before (unless the test set `VIGIL_HTTP__LISTEN` itself).
     fn process_env(&self) -> Vec<(String, String)> {
