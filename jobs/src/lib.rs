@@ -26,8 +26,8 @@ pub mod validate;
 
 pub use escalation::EscalationSettings;
 pub use payload::{
-    AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, JobPayload, OktaFetchJob,
-    WebhookDelivery,
+    AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, JobPayload, MAX_ORG_NAME_LEN,
+    OktaFetchJob, WebhookDelivery, check_org_name,
 };
 pub use queue::{Queue, UnknownQueue};
 pub use status::{AttemptError, JobRecord, JobStatus, QueueCounts, UnknownStatus};

@@ -132,6 +132,9 @@ pub struct JobView {
     pub run_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What a long job reported about its progress (on `GET /api/v1/jobs/{id}`): an Okta
+    /// backfill's events stored so far and position reached, in total and per org.
+    pub progress: Option<serde_json::Value>,
     pub links: JobLinks,
 }
 
@@ -160,6 +163,7 @@ impl From<JobRecord> for JobView {
             run_at: j.run_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
+            progress: None,
         }
     }
 }
