@@ -127,27 +127,27 @@ async fn one_org_failing_does_not_stop_the_other() {
     let (alpha, beta, orgs) = two_orgs(&t.db, &metrics).await;
     alpha.add_events(events(0, 150, recent()));
     beta.add_events(events(1000, 1050, recent()));
-    // beta answers 500 to everything: its retries give up, alpha goes on.
-    beta.inject_every(Some((1, Fault::ServerError)));
+    // alpha (the first org) answers 500 to everything: its retries give up, beta goes on.
+    alpha.inject_every(Some((1, Fault::ServerError)));
 
     let err = orgs
         .fetch(&ctx(), &OktaFetchJob::default())
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, JobError::Retryable(m) if m.contains("org beta") && !m.contains("org alpha")),
+        matches!(&err, JobError::Retryable(m) if m.contains("org alpha") && !m.contains("org beta")),
         "{err:?}"
     );
-    assert_eq!(uuids_of(&t.db, "alpha").await, uuids(0, 150));
-    assert!(uuids_of(&t.db, "beta").await.is_empty());
-    assert!(okta_cursor::load(&t.db, "beta").await.unwrap().is_none());
-    assert_eq!(metrics.up.with_label_values(&["beta"]).get(), 0);
-    assert_eq!(metrics.up.with_label_values(&["alpha"]).get(), 1);
+    assert_eq!(uuids_of(&t.db, "beta").await, uuids(1000, 1050));
+    assert!(uuids_of(&t.db, "alpha").await.is_empty());
+    assert!(okta_cursor::load(&t.db, "alpha").await.unwrap().is_none());
+    assert_eq!(metrics.up.with_label_values(&["alpha"]).get(), 0);
+    assert_eq!(metrics.up.with_label_values(&["beta"]).get(), 1);
 
-    // beta recovers: the next job fetches it; alpha has nothing new.
-    beta.inject_every(None);
+    // alpha recovers: the next job fetches it; beta has nothing new.
+    alpha.inject_every(None);
     let done = orgs.fetch(&ctx(), &OktaFetchJob::default()).await.unwrap();
-    assert_eq!((done["alpha"].stored, done["beta"].stored), (0, 50));
+    assert_eq!((done["alpha"].stored, done["beta"].stored), (150, 0));
     assert_eq!(counts(&t.db).await, (200, 200));
 }
 
