@@ -131,6 +131,9 @@ pub struct OktaBackfillArgs {
     /// Stop after this many events.
     #[arg(long)]
     pub limit: Option<u32>,
+    /// The org to fetch (`[[okta.orgs]] name`); needed when several are configured.
+    #[arg(long)]
+    pub org: Option<String>,
     /// Store only: mark the stored events as detected without running the rules, so this
     /// backfill never raises alerts (default: run detection on what it stores, as polling does).
     #[arg(long)]

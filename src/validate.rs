@@ -219,10 +219,7 @@ fn workers(p: &mut Problems<'_>, s: &Settings) {
     p.check("smtp", vigil_workers::email::check_settings(&s.smtp));
     p.check("email templates", vigil_workers::email::templates::check());
     if s.okta.enabled {
-        p.check(
-            "okta",
-            vigil_workers::okta::OktaClient::new(&s.okta, None).map(|_| ()),
-        );
+        okta_orgs(p, s);
         if !(1..=MAX_CLOCK_SKEW_SECONDS).contains(&s.okta.max_clock_skew_seconds) {
             p.add(
                 "okta.max_clock_skew_seconds",
@@ -234,6 +231,37 @@ fn workers(p: &mut Problems<'_>, s: &Settings) {
         }
     }
     rules_and_escalation(p, s);
+}
+
+/// Each Okta org: names unique, a domain, credentials that load, a valid schedule. A
+/// single `[okta]` is checked under `okta`, each `[[okta.orgs]]` under `okta.orgs[i]`.
+fn okta_orgs(p: &mut Problems<'_>, s: &Settings) {
+    let orgs = match s.okta.orgs() {
+        Ok(orgs) => orgs,
+        Err(e) => {
+            let message = e.to_string();
+            // "okta configuration: okta.orgs[1].name: ..." → key okta.orgs[1].name
+            let detail = message.trim_start_matches("okta configuration: ");
+            let key = detail.split(": ").next().unwrap_or("okta");
+            return p.add(key, detail.trim_start_matches(key).trim_start_matches(": "));
+        }
+    };
+    let many = !s.okta.orgs.is_empty();
+    for (i, org) in orgs.iter().enumerate() {
+        let key = if many {
+            format!("okta.orgs[{i}]")
+        } else {
+            "okta".to_owned()
+        };
+        p.check(
+            &key,
+            vigil_workers::okta::OktaClient::new(&org.settings, None).map(|_| ()),
+        );
+        if let Some(cron) = &org.schedule {
+            let parsed = vigil_queue::next_tick(&org.name, cron, chrono::Utc::now());
+            p.check(&format!("{key}.schedule"), parsed.map(|_| ()));
+        }
+    }
 }
 
 /// Rules compile; escalation policies are valid and name rules that exist.

@@ -43,6 +43,8 @@ async fn seed(app: &TestApp, n: i64) {
                 transaction_id: None,
                 raw: raw.to_string(),
                 published_reported: None,
+                // Two orgs: even events from `default`, odd ones from `beta`.
+                org: if i % 2 == 0 { "default" } else { "beta" }.into(),
             }
         })
         .collect();
@@ -119,6 +121,22 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
         .map(|e| e["uuid"].as_str().unwrap())
         .collect();
     assert_eq!(got, ["u3", "u2"]);
+
+    // Events name their org and can be listed by it.
+    assert_eq!(all.body["events"][0]["org"], "beta");
+    let beta = app
+        .get("/api/v1/events?org=beta&page_size=100", Some(&analyst))
+        .await;
+    beta.expect(200);
+    let got: Vec<&str> = beta.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["u11", "u9", "u7", "u5", "u3", "u1"]);
+    let none = app.get("/api/v1/events?org=nosuch", Some(&analyst)).await;
+    assert_eq!(none.expect(200).body["events"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]

@@ -32,7 +32,8 @@ pub mod validate;
 
 pub use escalation::EscalationSettings;
 pub use kinds::{
-    AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, OktaFetchJob, WebhookDelivery,
+    AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, MAX_ORG_NAME_LEN, OktaFetchJob,
+    WebhookDelivery, check_org_name,
 };
 pub use queue::{Queue, UnknownQueue};
 pub use registry::{Job, Kind, register};

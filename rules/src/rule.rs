@@ -6,7 +6,8 @@
 //! id = "okta_brute_force_ip"
 //! title = "Brute force from one IP"
 //! severity = "high"                      # low | medium | high | critical
-//! group_by = ["client.ipAddress"]        # the alert's grouping key (and the window's)
+//! group_by = ["client.ipAddress"]        # the alert's grouping key (and the window's);
+//!                                        # "vigil.org" is the event's Okta org
 //! match = [                              # alternatives: any clause matching is a match
 //!   { event_types = ["user.session.start"],
 //!     conditions = [{ field = "outcome.result", equals = "FAILURE" }] },

@@ -113,12 +113,28 @@ async fn backfill(settings: &Settings, args: &OktaBackfillArgs) -> anyhow::Resul
         since: Some(since),
         until: Some(until),
         limit: args.limit,
+        org: args.org.clone(),
     };
     job.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut orgs = settings.okta.orgs()?;
+    let org = match &args.org {
+        Some(name) => orgs
+            .into_iter()
+            .find(|o| &o.name == name)
+            .with_context(|| format!("--org `{name}`: no such org in [[okta.orgs]]"))?,
+        None if orgs.len() == 1 => orgs.remove(0),
+        None => anyhow::bail!(
+            "several Okta orgs are configured; name one with --org ({})",
+            orgs.iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
 
     let db = super::migrate::connect_db(settings).await?;
     db.migrate().await.context("while applying migrations")?;
-    let mut poller = OktaPoller::new(settings.okta.clone(), db.clone(), None)?;
+    let mut poller = OktaPoller::for_org(&org.name, org.settings, db.clone(), None)?;
     let engine = vigil_queue::Engine::connect(
         &settings.redis,
         settings.engine.clone(),

@@ -372,6 +372,35 @@ pub async fn connect_engine(
     }
 }
 
+/// The schedules, with `okta_fetch` split per org when `[[okta.orgs]]` are configured:
+/// `okta_fetch.<org>` with payload `{"org": "<org>"}` on the org's `schedule` (default: the
+/// `okta_fetch` cron), so each org is polled on its own ticks. A single `[okta]` keeps the
+/// `okta_fetch` schedule as is (its payload without `org` = the only org).
+pub fn okta_schedules(settings: &Settings) -> anyhow::Result<vigil_queue::SchedulesSettings> {
+    let mut schedules = settings.schedules.clone();
+    if !settings.okta.enabled || settings.okta.orgs.is_empty() {
+        return Ok(schedules);
+    }
+    let Some(base) = schedules.0.remove("okta_fetch") else {
+        return Ok(schedules);
+    };
+    for org in settings.okta.orgs().context("invalid [okta] settings")? {
+        let mut payload = base.payload.clone();
+        if let Some(o) = payload.as_object_mut() {
+            o.insert("org".to_owned(), org.name.clone().into());
+        }
+        schedules.0.insert(
+            format!("okta_fetch.{}", org.name),
+            vigil_queue::ScheduleSettings {
+                cron: org.schedule.clone().unwrap_or_else(|| base.cron.clone()),
+                payload,
+                ..base.clone()
+            },
+        );
+    }
+    Ok(schedules)
+}
+
 /// Starts the services' actors, the supervised workers of every queue they serve, and the
 /// schedules of those queues (a schedule whose queue nobody here consumes would only pile
 /// up jobs).
@@ -384,7 +413,7 @@ fn start_runtime(
 ) -> anyhow::Result<RuntimeHandle> {
     let handlers = services.start();
     let served: Vec<vigil_jobs::Queue> = handlers.iter().map(|(q, _)| *q).collect();
-    let mut schedules = settings.schedules.clone();
+    let mut schedules = okta_schedules(settings)?;
     schedules.0.retain(|name, s| {
         let ok = served.contains(&s.queue);
         if !ok {

@@ -52,13 +52,13 @@ pub struct Services {
     escalator: alerts::Escalator,
     webhooks: alerts::WebhookSender,
     detector: Arc<alerts::Detector>,
-    okta: Option<okta::OktaPoller>,
+    okta: Option<okta::OktaOrgs>,
 }
 
 impl Services {
     /// Builds the audit writer (not started), the mailer (SMTP pool, shared send limit), the
-    /// escalator and webhook sender, the detector over the rules, and the Okta poller when
-    /// `okta.enabled`. Nothing connects and no actor starts.
+    /// escalator and webhook sender, the detector over the rules, and one Okta poller per
+    /// org when `okta.enabled`. Nothing connects and no actor starts.
     pub fn build(
         settings: &Settings,
         engine: &Engine,
@@ -112,11 +112,20 @@ impl Services {
 
         let okta = if settings.okta.enabled {
             let metrics = okta::OktaMetrics::register(registry)?;
-            let poller = okta::OktaPoller::new(settings.okta.clone(), db.clone(), Some(metrics))
-                .context("invalid [okta] settings")?
+            let mut pollers = Vec::new();
+            for org in settings.okta.orgs().context("invalid [okta] settings")? {
+                let poller = okta::OktaPoller::for_org(
+                    &org.name,
+                    org.settings,
+                    db.clone(),
+                    Some(metrics.clone()),
+                )
+                .with_context(|| format!("invalid settings of Okta org `{}`", org.name))?
                 .with_redis(engine.redis(), engine.prefix())
                 .with_sink(detector.clone());
-            Some(poller)
+                pollers.push(poller);
+            }
+            Some(okta::OktaOrgs::new(pollers).with_progress(engine.clone()))
         } else {
             None
         };
@@ -142,8 +151,8 @@ impl Services {
                 webhooks: self.webhooks,
                 detector: Some(self.detector),
             });
-        if let Some(poller) = self.okta {
-            r.provide(poller);
+        if let Some(orgs) = self.okta {
+            r.provide(orgs);
         }
         crate::jobs::register(&mut r);
         r.into_handlers()

@@ -144,12 +144,14 @@ pub struct Alert {
     pub escalation_round: i64,
     /// When the current round started (levels counted `since = "opened"` count from it).
     pub escalation_started_at: DateTime<Utc>,
+    /// The Okta org of the event that opened it (`None`: a reported security event).
+    pub org: Option<String>,
 }
 
 const COLUMNS: &str = "id, rule_id, title, description, severity, status, group_key, event_count, \
     first_seen, last_seen, details, created_at, updated_at, acknowledged_by, acknowledged_at, \
     resolved_by, resolved_at, escalation_policy, escalation_level, next_escalation_at, \
-    escalation_round, escalation_started_at";
+    escalation_round, escalation_started_at, org";
 
 fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
     let opt_time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -179,6 +181,7 @@ fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
         escalation_round: row.try_get("escalation_round")?,
         escalation_started_at: opt_time("escalation_started_at")?
             .unwrap_or(from_millis(row.try_get("created_at")?)),
+        org: row.try_get("org")?,
     })
 }
 
@@ -280,8 +283,9 @@ pub async fn raise(db: &Db, hit: &AlertHit, now: DateTime<Utc>) -> Result<Raised
     let row = sqlx::query(
         "INSERT INTO alerts (rule_id, title, description, severity, status, group_key, \
          event_count, first_seen, last_seen, dedup_until, details, created_at, updated_at, \
-         escalation_policy, escalation_level, next_escalation_at) \
-         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $11, $11, $12, 0, $13) \
+         escalation_policy, escalation_level, next_escalation_at, org) \
+         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $11, $11, $12, 0, $13, \
+         (SELECT org FROM events WHERE uuid = $14)) \
          RETURNING id",
     )
     .bind(&hit.rule_id)
@@ -297,6 +301,7 @@ pub async fn raise(db: &Db, hit: &AlertHit, now: DateTime<Utc>) -> Result<Raised
     .bind(now_ms)
     .bind(policy)
     .bind(next_at)
+    .bind(&hit.event_uuid)
     .fetch_one(&mut *tx)
     .await?;
     let alert_id: i64 = row.try_get("id")?;

@@ -21,13 +21,16 @@ use crate::storable::{blames_the_row, indexed_form, text_form};
 use crate::time::{from_millis, now_millis, to_millis};
 use crate::{Db, StoreError};
 
-/// Rows per INSERT statement: 16 parameters each stays far below both engines' limits.
+/// Rows per INSERT statement: 17 parameters each stays far below both engines' limits.
 const INSERT_CHUNK: usize = 500;
 
 /// The longest event uuid stored (Okta's are 36 characters); the API's limit too. Ingestion
 /// records an event with a longer uuid as malformed, so every stored event can be read back
 /// by `GET /api/v1/events/{uuid}`.
 pub const MAX_UUID_LEN: usize = 100;
+
+/// The org of events stored without one: the single `[okta]` section's org.
+pub const DEFAULT_ORG: &str = "default";
 
 /// The largest page [`list`] returns.
 pub const MAX_PAGE: u32 = 1000;
@@ -53,6 +56,8 @@ pub struct NewEvent {
     /// The `published` Okta reported when it lay further in the future than the allowed
     /// clock skew; `published` then holds the time of receipt ([`NewEvent::clamp_future`]).
     pub published_reported: Option<DateTime<Utc>>,
+    /// The Okta org it came from (`[[okta.orgs]] name`; [`DEFAULT_ORG`] for `[okta]`).
+    pub org: String,
 }
 
 /// A stored event.
@@ -76,6 +81,8 @@ pub struct StoredEvent {
     pub ingested_at: DateTime<Utc>,
     /// Set when `published` was clamped: what Okta reported (see [`NewEvent::clamp_future`]).
     pub published_reported: Option<DateTime<Utc>>,
+    /// The Okta org it came from.
+    pub org: String,
 }
 
 impl NewEvent {
@@ -116,6 +123,7 @@ impl NewEvent {
             transaction_id: txt(&self.transaction_id),
             raw: self.raw.clone(),
             published_reported: self.published_reported,
+            org: self.org.clone(),
         }
     }
 }
@@ -140,6 +148,7 @@ impl StoredEvent {
             raw: e.raw.clone(),
             ingested_at: from_millis(ingested_at),
             published_reported: e.published_reported,
+            org: e.org.clone(),
         }
     }
 }
@@ -157,7 +166,7 @@ pub struct MalformedEvent {
 
 const COLUMNS: &str = "id, uuid, published, event_type, severity, actor_id, actor_alternate_id, \
     actor_display_name, client_ip, country, outcome_result, outcome_reason, display_message, \
-    transaction_id, raw, ingested_at, published_reported";
+    transaction_id, raw, ingested_at, published_reported, org";
 
 fn event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
@@ -180,6 +189,7 @@ fn event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
         published_reported: row
             .try_get::<Option<i64>, _>("published_reported")?
             .map(from_millis),
+        org: row.try_get("org")?,
     })
 }
 
@@ -222,7 +232,8 @@ pub async fn insert_batch_in(
                 .bind(e.transaction_id.as_deref())
                 .bind(e.raw.as_str())
                 .bind(ingested_at)
-                .bind(e.published_reported.map(to_millis));
+                .bind(e.published_reported.map(to_millis))
+                .bind(e.org.as_str());
         }
         for row in q.fetch_all(&mut *conn).await? {
             let id: i64 = row.try_get("id")?;
@@ -314,13 +325,13 @@ async fn savepoint(
 }
 
 fn insert_sql(rows: usize) -> String {
-    const PER_ROW: usize = 16;
+    const PER_ROW: usize = 17;
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
         "INSERT INTO events (uuid, published, event_type, severity, actor_id, \
          actor_alternate_id, actor_display_name, client_ip, country, outcome_result, \
          outcome_reason, display_message, transaction_id, raw, ingested_at, \
-         published_reported) VALUES ",
+         published_reported, org) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
@@ -447,6 +458,18 @@ pub async fn newest_published(db: &Db) -> Result<Option<DateTime<Utc>>, StoreErr
     Ok(p.map(from_millis))
 }
 
+/// [`newest_published`] among the events of `org`.
+pub async fn newest_published_of(db: &Db, org: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let row = sqlx::query(
+        "SELECT MAX(published) AS p FROM events WHERE org = $1 AND published_reported IS NULL",
+    )
+    .bind(org)
+    .fetch_one(db.pool())
+    .await?;
+    let p: Option<i64> = row.try_get("p")?;
+    Ok(p.map(from_millis))
+}
+
 /// One event by uuid, with its raw JSON.
 pub async fn get(db: &Db, uuid: &str) -> Result<Option<StoredEvent>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM events WHERE uuid = $1");
@@ -496,6 +519,8 @@ pub struct EventQuery {
     pub since: Option<DateTime<Utc>>,
     /// `published < until`.
     pub until: Option<DateTime<Utc>>,
+    /// Exact org name (`[[okta.orgs]] name`).
+    pub org: Option<String>,
     /// Page size (1..=[`MAX_PAGE`]).
     pub limit: u32,
     /// Rows to skip (page pagination); ignored when `cursor` is set.
@@ -561,6 +586,10 @@ pub async fn list(db: &Db, q: &EventQuery) -> Result<EventPage, StoreError> {
         sql.push_str(&format!(" AND client_ip = {}", ph()));
         args.push(Arg::S(ip));
     }
+    if let Some(org) = &q.org {
+        sql.push_str(&format!(" AND org = {}", ph()));
+        args.push(Arg::S(org));
+    }
     if let Some(s) = q.since {
         sql.push_str(&format!(" AND published >= {}", ph()));
         args.push(Arg::I(to_millis(s)));
@@ -619,8 +648,8 @@ mod tests {
     fn insert_sql_numbers_every_placeholder() {
         let sql = insert_sql(2);
         assert!(sql.contains("($1,$2,"));
-        assert!(sql.contains(",$32)"));
-        assert!(!sql.contains("$33"));
+        assert!(sql.contains(",$34)"));
+        assert!(!sql.contains("$35"));
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
         transaction_id: text_at(&v, "/transaction/id"),
         raw: text.to_owned(),
         published_reported: None,
+        org: crate::events::DEFAULT_ORG.to_owned(),
     })
 }
 

@@ -24,6 +24,7 @@ fn event(i: i64, event_type: &str, actor: &str, outcome: &str, ip: &str) -> NewE
         transaction_id: None,
         raw: format!(r#"{{"uuid":"{i}","note":"raw kept \u00e9xactly"}}"#),
         published_reported: None,
+        org: events::DEFAULT_ORG.to_owned(),
     }
 }
 

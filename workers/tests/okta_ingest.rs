@@ -76,16 +76,11 @@ async fn many_pages_with_faults_store_every_event_exactly_once() {
         assert!(cursor.next_url.starts_with(&fake.base_url()));
 
         // Metrics saw the work.
-        assert_eq!(metrics.events_ingested.get(), n, "{kind:?}");
-        assert!(metrics.requests.with_label_values(&["logs", "500"]).get() >= 1);
-        assert!(
-            metrics
-                .requests
-                .with_label_values(&["logs", "timeout"])
-                .get()
-                >= 1
-        );
-        assert!(metrics.ingestion_lag.get() > 0.0);
+        let org = metrics.org("default");
+        assert_eq!(org.events_ingested().get(), n, "{kind:?}");
+        assert!(org.requests("logs", "500").get() >= 1);
+        assert!(org.requests("logs", "timeout").get() >= 1);
+        assert!(org.ingestion_lag().get() > 0.0);
         fake.inject_every(None);
 
         // Nothing new: one request, an empty page, the cursor stays valid, nothing doubled.
@@ -199,6 +194,7 @@ async fn bounded_backfills_respect_window_and_limit_and_leave_the_cursor() {
         since: Some(start + chrono::Duration::seconds(100)),
         until: Some(start + chrono::Duration::seconds(400)),
         limit: Some(250),
+        ..Default::default()
     };
     let summary = poller.fetch("b1", &job).await.unwrap();
     assert_eq!(summary.stored, 250, "{summary:?}");

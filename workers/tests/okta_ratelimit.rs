@@ -72,8 +72,8 @@ async fn a_429_from_the_token_endpoint_waits_for_its_reset() {
     assert_eq!(c.tokens_issued, 1);
     assert_eq!(
         metrics
-            .rate_limit_waits
-            .with_label_values(&["token", "429"])
+            .org("default")
+            .rate_limit_waits("token", "429")
             .get(),
         1
     );

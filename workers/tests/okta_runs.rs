@@ -92,7 +92,7 @@ async fn overlapping_ticks_are_skipped_and_counted_not_queued() {
         .await
         .unwrap();
     assert!(s.skipped, "{s:?}");
-    assert_eq!(b_metrics.runs_skipped.get(), 2);
+    assert_eq!(b_metrics.org("default").runs_skipped().get(), 2);
 
     // A tick created after the run runs.
     fake.inject_every(None);

@@ -125,6 +125,8 @@ pub struct AlertView {
     pub next_escalation_at: Option<DateTime<Utc>>,
     /// Escalation round: 1, plus one per reopen (each round starts again from a first level).
     pub escalation_round: i64,
+    /// The Okta org of the event that opened it (absent for a reported security event).
+    pub org: Option<String>,
 }
 
 impl From<Alert> for AlertView {
@@ -151,6 +153,7 @@ impl From<Alert> for AlertView {
             escalation_level: a.escalation_level,
             next_escalation_at: a.next_escalation_at,
             escalation_round: a.escalation_round,
+            org: a.org,
         }
     }
 }

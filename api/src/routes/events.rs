@@ -27,6 +27,8 @@ const _: () = assert!(events::MAX_UUID_LEN == 100);
 pub struct EventView {
     /// Okta's event id.
     pub uuid: String,
+    /// The Okta org it came from (`[[okta.orgs]] name`; `default` for a single `[okta]`).
+    pub org: String,
     pub published: DateTime<Utc>,
     pub event_type: String,
     pub severity: Option<String>,
@@ -55,6 +57,7 @@ impl EventView {
         });
         EventView {
             uuid: e.uuid,
+            org: e.org,
             published: e.published,
             event_type: e.event_type,
             severity: e.severity,
@@ -105,6 +108,9 @@ impl EventsApi {
         since: Query<Option<DateTime<Utc>>>,
         /// Events published before this time (RFC 3339).
         until: Query<Option<DateTime<Utc>>>,
+        /// Events of this Okta org (`[[okta.orgs]] name`; `default` for a single `[okta]`).
+        #[oai(validator(max_length = 64))]
+        org: Query<Option<String>>,
         /// 1-based page number (ignored with `cursor`).
         #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
         page: Query<Option<u32>>,
@@ -123,6 +129,7 @@ impl EventsApi {
             ip: ip.0,
             since: since.0,
             until: until.0,
+            org: org.0,
             limit: page_size,
             offset: u64::from(page.0.unwrap_or(1) - 1) * u64::from(page_size),
             cursor: cursor.0,

@@ -370,7 +370,7 @@ impl JobsApi {
         }))
     }
 
-    /// Read one job.
+    /// Read one job, with its progress when it reported any (an Okta backfill).
     #[oai(path = "/api/v1/jobs/:id", method = "get", operation_id = "get_job")]
     async fn get(
         &self,
@@ -379,7 +379,11 @@ impl JobsApi {
         #[oai(validator(max_length = 100))] id: Path<String>,
     ) -> ApiResult<Json<JobView>> {
         match state.engine().get(&id.0).await? {
-            Some(job) => Ok(Json(job.into())),
+            Some(job) => {
+                let mut view = JobView::from(job);
+                view.progress = state.engine().progress(&id.0).await?;
+                Ok(Json(view))
+            }
             None => Err(ApiError::not_found(format!("job {} not found", id.0))),
         }
     }

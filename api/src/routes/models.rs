@@ -182,6 +182,9 @@ pub struct JobView {
     /// What an admin may do with the job now: `retry`, `cancel` (the engine's rule, so
     /// clients and the dashboard need no copy of it).
     pub actions: Vec<String>,
+    /// What a long job reported about its progress (on `GET /api/v1/jobs/{id}`): an Okta
+    /// backfill's events stored so far and position reached, in total and per org.
+    pub progress: Option<serde_json::Value>,
     pub links: JobLinks,
 }
 
@@ -218,6 +221,7 @@ impl From<JobRecord> for JobView {
             run_at: j.run_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
+            progress: None,
         }
     }
 }

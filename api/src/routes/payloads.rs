@@ -10,7 +10,8 @@ use poem_openapi::{Enum, Object};
 use serde::Serialize;
 
 /// `okta_fetch`: with no fields, continue polling from the stored cursor; with `since`
-/// (and optionally `until`, `limit`), fetch a bounded window (a backfill, at most 90 days back).
+/// (and optionally `until`, `limit`), fetch a bounded window (a backfill, at most 90 days
+/// back), whose progress shows on the job.
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(deny_unknown_fields)]
 pub struct OktaFetchPayload {
@@ -24,6 +25,11 @@ pub struct OktaFetchPayload {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
     pub limit: Option<u32>,
+    /// The Okta org to fetch (`[[okta.orgs]] name`); absent: every configured org (with a
+    /// single `[okta]` section, its only org, named `default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(pattern = "^[a-z0-9_-]{1,64}$"))]
+    pub org: Option<String>,
 }
 
 /// An email's literal content.

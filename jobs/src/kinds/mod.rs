@@ -10,7 +10,7 @@ mod okta_fetch;
 pub use alert_escalation::{AlertEscalationJob, WebhookDelivery};
 pub use audit::{AuditActor, AuditJob};
 pub use email::{EmailBody, EmailJob};
-pub use okta_fetch::OktaFetchJob;
+pub use okta_fetch::{MAX_ORG_NAME_LEN, OktaFetchJob, check_org_name};
 
 use crate::registry::Kind;
 /// The kinds this crate declares, known to every process from the start.

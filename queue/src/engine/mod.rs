@@ -7,10 +7,12 @@
 //! - [`produce`]: enqueue (with replica acknowledgement and companion jobs) and the outbox relay;
 //! - [`read`]: jobs by id, lists, counts, queue stats;
 //! - [`control`]: retry, cancel, pause/resume, schedule ticks, the fleet's health reports;
-//! - [`work`]: the worker side (lease, complete, fail, renew, release, reap, prune, wake-ups).
+//! - [`work`]: the worker side (lease, complete, fail, renew, release, reap, prune, wake-ups);
+//! - [`progress`]: a running job's progress, fenced by its token.
 
 mod control;
 mod produce;
+mod progress;
 mod read;
 mod work;
 

@@ -4,7 +4,8 @@
 //! each polling run first sweeps up stored events left unmarked (a crash between the commit
 //! and detection), so no event escapes detection. Threshold windows live in
 //! Redis ([`RedisWindows`](vigil_rules::RedisWindows)), so several workers and restarts see
-//! one state. Everything it writes is idempotent per event (window entries and alert links
+//! one state. Each event is evaluated with its Okta org at `vigil.org` ([`ORG_FIELD`]), so
+//! rules can group by org. Everything it writes is idempotent per event (window entries and alert links
 //! are keyed by the event uuid), so a batch detected twice changes nothing.
 
 use std::sync::Arc;
@@ -24,6 +25,10 @@ use vigil_store::events::StoredEvent;
 use super::AlertMetrics;
 use crate::audit::{AuditSink, EngineAuditSink};
 use crate::okta::NewEventsSink;
+
+/// The key rules read vigil's own facts under: `vigil.org` is the event's Okta org, so a
+/// rule can `group_by = ["vigil.org", ...]` (Okta puts no `vigil` key in its events).
+pub const ORG_FIELD: &str = "vigil";
 
 /// Tries per batch before detection gives up on it (the sweep tries again later).
 const ATTEMPTS: u32 = 3;
@@ -164,6 +169,10 @@ impl Detector {
             .iter()
             .filter_map(|e| {
                 let mut doc = vigil_store::storable::parse_lenient(&e.raw).ok()?;
+                // The org the event came from, for rules that group by it (`vigil.org`).
+                if let Some(o) = doc.as_object_mut() {
+                    o.insert(ORG_FIELD.to_owned(), serde_json::json!({ "org": e.org }));
+                }
                 if e.published_reported.is_some()
                     && let Some(o) = doc.as_object_mut()
                 {

@@ -15,7 +15,7 @@ use super::OktaError;
 use super::auth::{Auth, OauthAuth, TokenState};
 use super::budget::{Budget, Endpoint};
 use super::keys::SigningKey;
-use super::metrics::OktaMetrics;
+use super::metrics::OrgMetrics;
 use super::settings::{OktaAuthMode, OktaSettings};
 
 /// Why a request to Okta failed.
@@ -112,7 +112,7 @@ pub struct OktaClient {
     http: reqwest::Client,
     base: Url,
     auth: Auth,
-    metrics: Option<OktaMetrics>,
+    metrics: Option<OrgMetrics>,
     budget: Arc<Budget>,
     reserve_percent: u8,
 }
@@ -120,13 +120,13 @@ pub struct OktaClient {
 /// What a request needs besides its URL: the connection pool, metrics and the budget.
 pub(crate) struct Ctx<'a> {
     pub http: &'a reqwest::Client,
-    pub metrics: Option<&'a OktaMetrics>,
+    pub metrics: Option<&'a OrgMetrics>,
     pub budget: &'a Budget,
 }
 
 impl OktaClient {
     /// Builds the client from settings (reads the key, makes the DPoP key).
-    pub fn new(settings: &OktaSettings, metrics: Option<OktaMetrics>) -> Result<Self, OktaError> {
+    pub fn new(settings: &OktaSettings, metrics: Option<OrgMetrics>) -> Result<Self, OktaError> {
         let base = parse_domain(&settings.domain)?;
         let auth = match settings.auth {
             OktaAuthMode::Ssws => {
@@ -243,7 +243,7 @@ impl OktaClient {
                 .record(Endpoint::Logs, rate.limit, rate.remaining, rate.reset)
                 .await;
             if let (Some(m), Some(r)) = (&self.metrics, rate.remaining) {
-                m.rate_limit_remaining.set(r);
+                m.rate_limit_remaining().set(r);
             }
             if status == StatusCode::UNAUTHORIZED
                 && let Auth::Oauth(oauth) = &self.auth
@@ -316,7 +316,7 @@ pub(crate) fn parse_domain(domain: &str) -> Result<Url, OktaError> {
 
 /// Counts a response (or its absence) in the metrics and maps transport errors.
 pub(crate) fn record(
-    metrics: Option<&OktaMetrics>,
+    metrics: Option<&OrgMetrics>,
     endpoint: &str,
     started: Instant,
     resp: Result<reqwest::Response, reqwest::Error>,
@@ -327,10 +327,8 @@ pub(crate) fn record(
         Err(_) => "error".to_owned(),
     };
     if let Some(m) = metrics {
-        m.requests.with_label_values(&[endpoint, &status]).inc();
-        m.latency
-            .with_label_values(&[endpoint])
-            .observe(started.elapsed().as_secs_f64());
+        m.requests(endpoint, &status).inc();
+        m.latency(endpoint).observe(started.elapsed().as_secs_f64());
     }
     resp.map_err(|e| {
         if e.is_timeout() {

@@ -1,20 +1,21 @@
-//! How an `okta_fetch` job runs: one polling or bounded fetch on the long-lived
-//! [`OktaPoller`] (token cache, DPoP key, cursor).
+//! How an `okta_fetch` job runs: one polling or bounded fetch on the org it names, or on
+//! every org ([`OktaOrgs`]: the long-lived pollers with their token caches, DPoP keys and
+//! cursors).
 
 use std::sync::Arc;
 
 use vigil_jobs::OktaFetchJob;
 
-use super::OktaPoller;
+use super::OktaOrgs;
 use crate::JobError;
 use crate::runtime::{JobContext, Perform};
 
 impl Perform for OktaFetchJob {
-    type Deps = OktaPoller;
+    type Deps = OktaOrgs;
 
-    async fn perform(self, ctx: JobContext, poller: Arc<OktaPoller>) -> Result<(), JobError> {
-        let summary = poller.fetch(&ctx.job_id, &self).await?;
-        tracing::info!(?summary, "okta fetch finished");
+    async fn perform(self, ctx: JobContext, orgs: Arc<OktaOrgs>) -> Result<(), JobError> {
+        let summaries = orgs.fetch(&ctx, &self).await?;
+        tracing::info!(?summaries, "okta fetch finished");
         Ok(())
     }
 }

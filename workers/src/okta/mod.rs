@@ -12,6 +12,8 @@
 //! - [`poller`]: polling from the persisted cursor and bounded backfills, pacing by the
 //!   rate-limit headers, retries; hands new events to a [`NewEventsSink`].
 //! - [`run_guard`]: one polling run per org at a time; overlapping ticks are skipped.
+//! - [`orgs`]: many orgs (`[[okta.orgs]]`): the job dispatched to one org or all of them,
+//!   a backfill's progress written on its job.
 //! - [`metrics`]: Prometheus series.
 //!
 //! Tokens, assertions and keys never reach a log line, an error or a `Debug` output.
@@ -22,6 +24,7 @@ pub mod client;
 pub mod handler;
 pub mod keys;
 pub mod metrics;
+pub mod orgs;
 pub mod poller;
 pub mod run_guard;
 pub mod settings;
@@ -30,9 +33,10 @@ pub use budget::Budget;
 pub use client::{FetchError, OktaClient};
 
 pub use keys::{GeneratedKey, KeyKind, SigningKey, generate};
-pub use metrics::OktaMetrics;
+pub use metrics::{OktaMetrics, OrgMetrics};
+pub use orgs::OktaOrgs;
 pub use poller::{FetchMode, FetchSummary, NewEventsSink, NoopSink, OktaPoller};
-pub use settings::{OktaAuthMode, OktaSettings};
+pub use settings::{DEFAULT_ORG, OktaAuthMode, OktaOrgSettings, OktaSettings, ResolvedOrg};
 
 /// Configuration and key errors (at startup; never contain a secret).
 #[derive(Debug, thiserror::Error)]

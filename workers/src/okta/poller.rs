@@ -31,9 +31,9 @@ use vigil_store::{Db, okta_cursor};
 
 use super::OktaError;
 use super::client::{FetchError, LogsPage, MAX_RESET_WAIT, OktaClient};
-use super::metrics::OktaMetrics;
+use super::metrics::{OktaMetrics, OrgMetrics};
 use super::run_guard::{RunGuard, created_ms};
-use super::settings::OktaSettings;
+use super::settings::{DEFAULT_ORG, OktaSettings};
 use crate::JobError;
 
 /// Okta's default page size when a URL carries no `limit`.
@@ -100,6 +100,9 @@ pub struct FetchSummary {
     /// The polling run was skipped: another run of the org was going, or one started
     /// after the job was created.
     pub skipped: bool,
+    /// The newest `published` stored so far (a bounded run's position in its window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<DateTime<Utc>>,
 }
 
 /// The long-lived Okta poller (one per process; the runtime wraps it in its handler).
@@ -108,8 +111,9 @@ pub struct OktaPoller {
     client: OktaClient,
     settings: OktaSettings,
     sink: Arc<dyn NewEventsSink>,
-    metrics: Option<OktaMetrics>,
-    source: String,
+    metrics: Option<OrgMetrics>,
+    /// The org's name: its events' `org`, its cursor row, its metrics label.
+    org: String,
     newest_published: Mutex<Option<DateTime<Utc>>>,
     run_guard: RunGuard,
 }
@@ -118,19 +122,30 @@ impl std::fmt::Debug for OktaPoller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OktaPoller")
             .field("client", &self.client)
-            .field("source", &self.source)
+            .field("org", &self.org)
             .finish_non_exhaustive()
     }
 }
 
 impl OktaPoller {
-    /// A poller over `db` for the org in `settings` (keys are read here: errors are
-    /// configuration errors).
+    /// A poller over `db` for the single org of `[okta]` ([`DEFAULT_ORG`]) in `settings`
+    /// (keys are read here: errors are configuration errors).
     pub fn new(
         settings: OktaSettings,
         db: Db,
         metrics: Option<OktaMetrics>,
     ) -> Result<OktaPoller, OktaError> {
+        Self::for_org(DEFAULT_ORG, settings, db, metrics)
+    }
+
+    /// A poller of the org named `org` (see [`OktaSettings::orgs`]).
+    pub fn for_org(
+        org: &str,
+        settings: OktaSettings,
+        db: Db,
+        metrics: Option<OktaMetrics>,
+    ) -> Result<OktaPoller, OktaError> {
+        let metrics = metrics.map(|m| m.org(org));
         let client = OktaClient::new(&settings, metrics.clone())?;
         Ok(OktaPoller {
             db,
@@ -138,7 +153,7 @@ impl OktaPoller {
             settings,
             sink: Arc::new(NoopSink),
             metrics,
-            source: okta_cursor::DEFAULT_SOURCE.to_owned(),
+            org: org.to_owned(),
             newest_published: Mutex::new(None),
             run_guard: RunGuard::local(),
         })
@@ -169,14 +184,44 @@ impl OktaPoller {
         self
     }
 
+    /// The org's name.
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
     /// The `okta_fetch` handler: a bounded run when the job has `since`, else a polling run
     /// — skipped when another polling run of the org is going or one started after the job
     /// was created ([`super::run_guard`]).
     pub async fn fetch(&self, job_id: &str, job: &OktaFetchJob) -> Result<FetchSummary, JobError> {
+        self.fetch_with_progress(job_id, job, &|_| {}).await
+    }
+
+    /// [`Self::fetch`], calling `progress` after each page of a bounded run.
+    pub async fn fetch_with_progress(
+        &self,
+        job_id: &str,
+        job: &OktaFetchJob,
+        progress: &(dyn Fn(&FetchSummary) + Send + Sync),
+    ) -> Result<FetchSummary, JobError> {
+        let result = self.run(job_id, job, progress).await;
+        if let Some(m) = &self.metrics
+            && !result.as_ref().is_ok_and(|s| s.skipped)
+        {
+            m.run_finished(result.is_ok());
+        }
+        result
+    }
+
+    async fn run(
+        &self,
+        job_id: &str,
+        job: &OktaFetchJob,
+        progress: &(dyn Fn(&FetchSummary) + Send + Sync),
+    ) -> Result<FetchSummary, JobError> {
         let summary = match job.since {
             Some(since) => {
                 let until = job.until.unwrap_or_else(Utc::now);
-                self.backfill(since, until, job.limit.map(u64::from), &|_| {})
+                self.backfill(since, until, job.limit.map(u64::from), progress)
                     .await?
             }
             None => match self.run_guard.claim(created_ms(job_id)).await {
@@ -187,10 +232,11 @@ impl OktaPoller {
                 }
                 Err(skip) => {
                     if let Some(m) = &self.metrics {
-                        m.runs_skipped.inc();
+                        m.runs_skipped().inc();
                     }
                     tracing::info!(
                         job_id,
+                        org = %self.org,
                         ?skip,
                         "okta polling run skipped: the org's run is going or already covered this tick"
                     );
@@ -203,6 +249,7 @@ impl OktaPoller {
         };
         tracing::info!(
             job_id,
+            org = %self.org,
             mode = ?summary.mode,
             pages = summary.pages,
             stored = summary.stored,
@@ -316,7 +363,7 @@ impl OktaPoller {
 
     /// Where polling resumes: the stored `next` link, or a fresh `since`.
     async fn start_url(&self) -> Result<Url, JobError> {
-        let cursor = okta_cursor::load(&self.db, &self.source)
+        let cursor = okta_cursor::load(&self.db, &self.org)
             .await
             .map_err(|e| JobError::retryable(format!("cannot read the Okta cursor: {e}")))?;
         let since = match cursor {
@@ -326,7 +373,8 @@ impl OktaPoller {
                     // The org changed or the cursor is damaged: restart just before the last
                     // stored event; uuid dedup absorbs the overlap.
                     tracing::warn!(
-                        "the stored Okta cursor does not point at okta.domain; restarting from the last stored event"
+                        org = %self.org,
+                        "the stored Okta cursor does not point at the org's domain; restarting from the last stored event"
                     );
                     c.last_published
                         .map(|p| p - chrono::Duration::minutes(CURSOR_FALLBACK_OVERLAP_MINUTES))
@@ -380,6 +428,9 @@ impl OktaPoller {
                 }
             }
         }
+        for e in &mut events {
+            e.org.clone_from(&self.org);
+        }
         let received = Utc::now();
         let skew = i64::try_from(self.settings.max_clock_skew_seconds)
             .ok()
@@ -390,7 +441,7 @@ impl OktaPoller {
                 tracing::warn!(uuid = %e.uuid, reported = ?e.published_reported,
                     "Okta event published in the future beyond okta.max_clock_skew_seconds; stored with the time of receipt and flagged");
                 if let Some(m) = &self.metrics {
-                    m.future_events.inc();
+                    m.future_events().inc();
                 }
             }
         }
@@ -399,7 +450,7 @@ impl OktaPoller {
             .filter(|e| e.published_reported.is_none())
             .map(|e| e.published)
             .max();
-        let committed = okta_cursor::commit_page(&self.db, &self.source, &events, &malformed, next)
+        let committed = okta_cursor::commit_page(&self.db, &self.org, &events, &malformed, next)
             .await
             .map_err(|e| JobError::retryable(format!("cannot store Okta events: {e}")))?;
         let new = committed.new;
@@ -409,9 +460,12 @@ impl OktaPoller {
         summary.stored += new.len() as u64;
         summary.duplicates += (events.len() - new.len() - refused) as u64;
         summary.malformed += (malformed.len() + refused) as u64;
+        if newest.is_some_and(|n| summary.position.is_none_or(|p| n > p)) {
+            summary.position = newest;
+        }
         if let Some(m) = &self.metrics {
-            m.events_ingested.inc_by(new.len() as u64);
-            m.malformed_events
+            m.events_ingested().inc_by(new.len() as u64);
+            m.malformed_events()
                 .inc_by((malformed.len() + refused) as u64);
         }
         self.update_lag(newest).await;
@@ -425,7 +479,7 @@ impl OktaPoller {
         let Some(m) = &self.metrics else { return };
         let mut newest = self.newest_published.lock().await;
         if newest.is_none() {
-            *newest = vigil_store::events::newest_published(&self.db)
+            *newest = vigil_store::events::newest_published_of(&self.db, &self.org)
                 .await
                 .ok()
                 .flatten();
@@ -437,7 +491,7 @@ impl OktaPoller {
         }
         if let Some(n) = *newest {
             let lag = (Utc::now() - n).num_milliseconds().max(0) as f64 / 1000.0;
-            m.ingestion_lag.set(lag);
+            m.ingestion_lag().set(lag);
         }
     }
 
@@ -466,8 +520,7 @@ impl OktaPoller {
                     }
                     summary.rate_limit_waits += 1;
                     if let Some(m) = &self.metrics {
-                        m.rate_limit_waits
-                            .with_label_values(&[endpoint, if by_okta { "429" } else { "budget" }])
+                        m.rate_limit_waits(endpoint, if by_okta { "429" } else { "budget" })
                             .inc();
                     }
                     match (by_okta, wait) {

@@ -54,6 +54,8 @@ pub struct JobContext {
     /// This attempt (1-based).
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The attempt's fencing token (for [`vigil_queue::Engine::set_progress`]).
+    pub token: String,
 }
 
 /// A queue's handler: payload-agnostic, decodes its own payload.
@@ -79,6 +81,7 @@ pub(crate) fn run_job(
         queue: job.queue,
         attempt: job.attempt,
         max_attempts: job.max_attempts,
+        token: job.token.clone(),
     };
     let fut = (data.handler)(ctx, job.payload);
     Box::pin(async move {
