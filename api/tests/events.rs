@@ -43,6 +43,8 @@ async fn seed(app: &TestApp, n: i64) {
                 transaction_id: None,
                 raw: raw.to_string(),
                 published_reported: None,
+                app_id: None,
+                app_sign_on_mode: None,
             }
         })
         .collect();

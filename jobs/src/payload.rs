@@ -243,7 +243,8 @@ impl Validate for AuditJob {
 ///
 /// With `okta_event_ids` (queued by the Okta Event Hook route for the events a delivery
 /// stored), the run first puts those events through the detection rules (those not
-/// detected yet; detecting twice changes nothing).
+/// detected yet; detecting twice changes nothing). With `behavioural` (the
+/// `behavioural_rules` schedule), it first runs the behavioural rules over stored events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertEscalationJob {
@@ -260,6 +261,10 @@ pub struct AlertEscalationJob {
     /// Slack, Teams or PagerDuty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_id: Option<i64>,
+    /// Run the behavioural rules over the stored events first (the `behavioural_rules`
+    /// schedule's payload).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub behavioural: bool,
 }
 
 impl AlertEscalationJob {
@@ -283,6 +288,12 @@ impl Validate for AlertEscalationJob {
             && id < 1
         {
             return Err(ValidationError::new("alert_id", "must be positive"));
+        }
+        if self.behavioural && (self.notification_id.is_some() || self.webhook.is_some()) {
+            return Err(ValidationError::new(
+                "behavioural",
+                "a run takes behavioural; a delivery (webhook, notification_id) does not",
+            ));
         }
         if let Some(n) = self.notification_id {
             if self.alert_id.is_some() || self.webhook.is_some() || !self.okta_event_ids.is_empty()
@@ -486,5 +497,19 @@ mod tests {
             p
         );
         assert!(JobPayload::parse(Queue::AlertEscalation, json!({"alert_id": 0})).is_err());
+    }
+
+    #[test]
+    fn a_behavioural_run_is_a_run_not_a_delivery() {
+        let p = JobPayload::parse(Queue::AlertEscalation, json!({"behavioural": true})).unwrap();
+        assert_eq!(p.to_json(), json!({"behavioural": true}));
+        let plain = JobPayload::parse(Queue::AlertEscalation, json!({})).unwrap();
+        assert_eq!(plain.to_json(), json!({}), "false is left out");
+        let err = JobPayload::parse(
+            Queue::AlertEscalation,
+            json!({"behavioural": true, "notification_id": 3}),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "behavioural");
     }
 }

@@ -255,6 +255,16 @@ impl Default for SchedulesSettings {
                 payload: payload_default(),
             },
         );
+        // Behavioural rules over stored events: every 5 minutes, at most one window apart.
+        map.insert(
+            "behavioural_rules".to_owned(),
+            ScheduleSettings {
+                cron: "45 */5 * * * *".to_owned(),
+                queue: Queue::AlertEscalation,
+                enabled: true,
+                payload: serde_json::json!({ "behavioural": true }),
+            },
+        );
         Self(map)
     }
 }

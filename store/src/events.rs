@@ -21,7 +21,7 @@ use crate::storable::{blames_the_row, indexed_form, text_form};
 use crate::time::{from_millis, now_millis, to_millis};
 use crate::{Db, StoreError};
 
-/// Rows per INSERT statement: 16 parameters each stays far below both engines' limits.
+/// Rows per INSERT statement: 18 parameters each stays far below both engines' limits.
 const INSERT_CHUNK: usize = 500;
 
 /// The longest event uuid stored (Okta's are 36 characters); the API's limit too. Ingestion
@@ -53,6 +53,10 @@ pub struct NewEvent {
     /// The `published` Okta reported when it lay further in the future than the allowed
     /// clock skew; `published` then holds the time of receipt ([`NewEvent::clamp_future`]).
     pub published_reported: Option<DateTime<Utc>>,
+    /// The app the event is about (`target[type=AppInstance].id`), for behavioural rules.
+    pub app_id: Option<String>,
+    /// That app's `detailEntry.signOnModeType` (`BROWSER_PLUGIN` for an SWA app, ...).
+    pub app_sign_on_mode: Option<String>,
 }
 
 /// A stored event.
@@ -116,6 +120,8 @@ impl NewEvent {
             transaction_id: txt(&self.transaction_id),
             raw: self.raw.clone(),
             published_reported: self.published_reported,
+            app_id: opt_idx(&self.app_id),
+            app_sign_on_mode: opt_idx(&self.app_sign_on_mode),
         }
     }
 }
@@ -222,7 +228,9 @@ pub async fn insert_batch_in(
                 .bind(e.transaction_id.as_deref())
                 .bind(e.raw.as_str())
                 .bind(ingested_at)
-                .bind(e.published_reported.map(to_millis));
+                .bind(e.published_reported.map(to_millis))
+                .bind(e.app_id.as_deref())
+                .bind(e.app_sign_on_mode.as_deref());
         }
         for row in q.fetch_all(&mut *conn).await? {
             let id: i64 = row.try_get("id")?;
@@ -314,13 +322,13 @@ async fn savepoint(
 }
 
 fn insert_sql(rows: usize) -> String {
-    const PER_ROW: usize = 16;
+    const PER_ROW: usize = 18;
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
         "INSERT INTO events (uuid, published, event_type, severity, actor_id, \
          actor_alternate_id, actor_display_name, client_ip, country, outcome_result, \
          outcome_reason, display_message, transaction_id, raw, ingested_at, \
-         published_reported) VALUES ",
+         published_reported, app_id, app_sign_on_mode) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
@@ -619,8 +627,8 @@ mod tests {
     fn insert_sql_numbers_every_placeholder() {
         let sql = insert_sql(2);
         assert!(sql.contains("($1,$2,"));
-        assert!(sql.contains(",$32)"));
-        assert!(!sql.contains("$33"));
+        assert!(sql.contains(",$36)"));
+        assert!(!sql.contains("$37"));
     }
 
     #[test]

@@ -15,12 +15,14 @@
 //! # Layout
 //! - [`db`]: connecting, creating the SQLite file, running migrations.
 //! - [`time`]: millisecond timestamps <-> `chrono`.
+//! - [`behaviour`]: the bounded queries of behavioural rules over stored events.
 //! - [`notifications`]: escalation notifications, one per level and target, with outcomes.
 //! - one module per table group, each owning its queries (added by each feature).
 
 pub mod alerts;
 pub mod api_keys;
 pub mod audit;
+pub mod behaviour;
 pub mod db;
 pub mod emails;
 pub mod events;

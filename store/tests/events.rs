@@ -24,6 +24,8 @@ fn event(i: i64, event_type: &str, actor: &str, outcome: &str, ip: &str) -> NewE
         transaction_id: None,
         raw: format!(r#"{{"uuid":"{i}","note":"raw kept \u00e9xactly"}}"#),
         published_reported: None,
+        app_id: None,
+        app_sign_on_mode: None,
     }
 }
 
