@@ -276,7 +276,7 @@ fn rules_and_escalation(p: &mut Problems<'_>, s: &Settings) {
     for (i, policy) in s.escalation.policies.iter().enumerate() {
         for id in &policy.rules {
             let known = id == vigil_jobs::escalation::SECURITY_EVENT_RULE
-                || rules.get(id).is_some()
+                || rules.is_active(id)
                 || rules.disabled().contains(id);
             if !known {
                 p.add(

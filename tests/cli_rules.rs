@@ -36,6 +36,11 @@ fn list_shows_builtin_rules_with_config_changes_and_custom_rules() {
 enabled = false
 [rules.builtin.okta_brute_force_ip]
 threshold = { count = 30 }
+[rules.behavioural.okta_swa_app_burst]
+distinct_apps = 8
+window_seconds = 300
+[rules.behavioural.okta_unusual_signin_hour]
+enabled = false
 
 [[rules.custom]]
 id = "acme_admin_from_vpn"
@@ -61,7 +66,15 @@ match = [{ event_types = ["user.session.access_admin_app"], conditions = [{ fiel
     assert!(row("okta_mfa_push_bombing").contains("5 in 10m by actor.id"));
     assert!(row("acme_admin_from_vpn").contains("medium"));
     assert!(!t.lines().any(|l| l.starts_with("okta_idp_signin ")), "{t}");
-    assert!(t.contains("disabled in config: okta_idp_signin"), "{t}");
+    assert!(
+        t.contains("disabled in config: okta_idp_signin, okta_unusual_signin_hour"),
+        "{t}"
+    );
+    // Behavioural rules (SQL over stored events) are listed with their own source.
+    let swa = row("okta_swa_app_burst");
+    assert!(swa.contains("8 SWA apps in 5m by user"), "{swa}");
+    assert!(swa.contains("behavioural"), "{swa}");
+    assert!(t.contains("(1 behavioural)"), "{t}");
 }
 
 #[test]
@@ -215,7 +228,10 @@ fn sigma_rules_from_config_and_the_command_line_are_listed_with_their_files() {
         "{admin}"
     );
     assert!(row(&t, "okta_brute_force_ip").contains("built-in"), "{t}");
-    assert!(t.contains("rules active (1 from Sigma files)"), "{t}");
+    assert!(
+        t.contains("rules active (1 from Sigma files, 2 behavioural)"),
+        "{t}"
+    );
 
     // Plus a folder on the command line: its good rules are listed, the bad ones reported.
     let folder = sigma_fixtures();
@@ -230,7 +246,7 @@ fn sigma_rules_from_config_and_the_command_line_are_listed_with_their_files() {
         row(&t, "7491e581-e3b6-4a5d-b808-f84913df3e8b").contains("scripted_clients.yml"),
         "{t}"
     );
-    assert!(t.contains("(4 from Sigma files)"), "{t}");
+    assert!(t.contains("(4 from Sigma files, 2 behavioural)"), "{t}");
     // The same rule id from config and from the folder: the second is reported.
     assert!(
         t.contains("admin_console_via_anonymizer.yml: rule `bd527844-d2d9-43b7-b986-904003e58d5b`: id: another rule already has this id"),

@@ -45,6 +45,8 @@ async fn seed(app: &TestApp, n: i64) {
                 published_reported: None,
                 // Two orgs: even events from `default`, odd ones from `beta`.
                 org: if i % 2 == 0 { "default" } else { "beta" }.into(),
+                app_id: None,
+                app_sign_on_mode: None,
             }
         })
         .collect();

@@ -36,7 +36,7 @@ pub use kinds::{
     WebhookDelivery, check_org_name,
 };
 pub use queue::{Queue, UnknownQueue};
-pub use registry::{Job, Kind, register};
+pub use registry::{DefaultSchedule, Job, Kind, register};
 pub use settings::{QueueSettings, Retention};
 pub use status::{AttemptError, JobRecord, JobStatus, QueueCounts, UnknownStatus};
 pub use validate::{Validate, ValidationError};

@@ -1,7 +1,7 @@
 //! Job kinds and the registry that knows them.
 //!
 //! A job kind is a payload type implementing [`Job`]: its queue name, its queue's default
-//! settings, an optional default schedule and an example payload. [`register`] makes a kind
+//! settings, default schedules and an example payload. [`register`] makes a kind
 //! known to the whole process: queue names parse ([`Queue`]'s `FromStr`), `[queues.<name>]`
 //! config sections resolve onto the kind's defaults, the engine validates payloads on enqueue,
 //! and the API, dashboard, metrics and schedules list it. vigil's own kinds (the payloads of
@@ -31,10 +31,10 @@ pub trait Job: Serialize + DeserializeOwned + Validate + Send + Sync + 'static {
         QueueSettings::default()
     }
 
-    /// A cron expression (six fields, seconds first) for a schedule named after the queue
-    /// that enqueues `{}` jobs, when config does not define that schedule.
-    fn schedule() -> Option<&'static str> {
-        None
+    /// The schedules this kind runs when config does not define them (`[schedules.<name>]`
+    /// with the same name replaces one; `enabled = false` turns it off).
+    fn schedules() -> Vec<DefaultSchedule> {
+        Vec::new()
     }
 
     /// A payload that validates: the API documents it and tests enqueue it.
@@ -50,12 +50,35 @@ pub trait Job: Serialize + DeserializeOwned + Validate + Send + Sync + 'static {
     }
 }
 
+/// A schedule a job kind runs by default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultSchedule {
+    /// The schedule's name (`[schedules.<name>]`); by convention the queue's name for the
+    /// kind's main schedule.
+    pub name: &'static str,
+    /// Six fields, seconds first (UTC).
+    pub cron: &'static str,
+    /// The payload of each job it enqueues.
+    pub payload: serde_json::Value,
+}
+
+impl DefaultSchedule {
+    /// `name` on `cron`, enqueuing `{}`.
+    pub fn new(name: &'static str, cron: &'static str) -> Self {
+        Self {
+            name,
+            cron,
+            payload: serde_json::json!({}),
+        }
+    }
+}
+
 /// A registered kind, without its type: what the engine, API and config need.
 #[derive(Debug, Clone)]
 pub struct Kind {
     pub queue: Queue,
     pub settings: QueueSettings,
-    pub schedule: Option<&'static str>,
+    pub schedules: Vec<DefaultSchedule>,
     pub example: serde_json::Value,
     check: fn(serde_json::Value) -> Result<(), ValidationError>,
 }
@@ -66,7 +89,7 @@ impl Kind {
         Kind {
             queue: J::QUEUE,
             settings: J::settings(),
-            schedule: J::schedule(),
+            schedules: J::schedules(),
             example: J::example(),
             check: |v| J::decode(v).map(|_| ()),
         }
@@ -101,7 +124,7 @@ pub fn register<J: Job>() {
     let mut kinds = KINDS.write().unwrap_or_else(|e| e.into_inner());
     if let Some(old) = kinds.get(&kind.queue) {
         assert!(
-            old.settings == kind.settings && old.example == kind.example,
+            old.settings == kind.settings && old.schedules == kind.schedules,
             "two job kinds declare the queue `{}`",
             kind.queue
         );

@@ -140,23 +140,23 @@ fn payload_default() -> serde_json::Value {
 pub struct SchedulesSettings(pub BTreeMap<String, ScheduleSettings>);
 
 impl Default for SchedulesSettings {
-    /// One schedule per registered kind that declares one ([`vigil_jobs::Job::schedule`]),
-    /// named after its queue, enqueuing `{}`.
+    /// Every registered kind's default schedules ([`vigil_jobs::Job::schedules`]).
     fn default() -> Self {
         Self(
             vigil_jobs::registry::kinds()
                 .into_iter()
-                .filter_map(|k| {
-                    let cron = k.schedule?;
-                    Some((
-                        k.queue.as_str().to_owned(),
-                        ScheduleSettings {
-                            cron: cron.to_owned(),
-                            queue: k.queue,
-                            enabled: true,
-                            payload: payload_default(),
-                        },
-                    ))
+                .flat_map(|k| {
+                    k.schedules.into_iter().map(move |d| {
+                        (
+                            d.name.to_owned(),
+                            ScheduleSettings {
+                                cron: d.cron.to_owned(),
+                                queue: k.queue,
+                                enabled: true,
+                                payload: d.payload,
+                            },
+                        )
+                    })
                 })
                 .collect(),
         )

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+use vigil_jobs::{EmailJob, Job as _, OktaFetchJob};
 use vigil_queue::{JobStatus, NewJob, Queue};
-use vigil_jobs::{Job as _, EmailJob, OktaFetchJob};
 
 const Q: Queue = OktaFetchJob::QUEUE;
 

@@ -6,6 +6,8 @@
 //! config.toml with the same vocabulary ([`RulesSettings`]), checked at start.
 //!
 //! # Layout
+//! - [`behaviour`]: behavioural rules (settings and arithmetic of the scheduled queries
+//!   over stored events that `vigil-store` runs).
 //! - [`field`]: reading Okta JSON paths forgivingly (`target[type=User].alternateId`).
 //! - [`iplist`]: IP deny lists / threat-intel feeds (CIDRs), re-read when they change.
 //! - [`rule`]: the TOML shape of a rule and its compiled, checked form.
@@ -17,6 +19,7 @@
 //!
 //! The crate does no other I/O: turning firings into alerts is the workers' job.
 
+pub mod behaviour;
 pub mod evaluate;
 pub mod field;
 pub mod iplist;
@@ -26,6 +29,7 @@ pub mod sigma;
 pub mod time;
 pub mod window;
 
+pub use behaviour::{BehaviouralRule, BehaviouralSettings};
 pub use evaluate::{Evaluation, Firing};
 pub use rule::{Rule, RuleDef, RuleError, RuleSource, Severity};
 pub use settings::{RuleSet, RulesSettings};

@@ -15,6 +15,8 @@
 //! [rules.sigma_override."5f1c0e4a-0a51-4c3e-9a55-7d0b6a2c9e10"]
 //! group_by = ["client.ipAddress"]
 //! threshold = { window_seconds = 600, count = 5 }
+//! [rules.behavioural.okta_swa_app_burst]  # rules over stored events (see `behaviour`)
+//! distinct_apps = 8
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::behaviour::{BehaviouralRule, BehaviouralSettings};
 use crate::rule::{
     DistinctDef, PerValueDef, Rule, RuleDef, RuleError, RuleSource, Severity, ThresholdDef,
 };
@@ -48,6 +51,8 @@ pub struct RulesSettings {
     /// A file of IP addresses and CIDR networks (a deny list, a threat-intel feed) whose
     /// requests raise `okta_denylisted_ip`; re-read when it changes.
     pub ip_denylist: Option<PathBuf>,
+    /// The behavioural rules (queries over stored events), by rule id.
+    pub behavioural: BehaviouralSettings,
 }
 
 impl RulesSettings {
@@ -127,6 +132,8 @@ pub fn builtin_defs() -> Vec<RuleDef> {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// The enabled behavioural rules (run on a schedule over stored events).
+    behavioural: Vec<BehaviouralRule>,
     disabled: Vec<String>,
     /// Sigma rules that were not loaded, and why.
     problems: Vec<SigmaProblem>,
@@ -155,8 +162,14 @@ impl RuleSet {
                 message,
             })?;
         }
+        let (behavioural, behavioural_off) = settings.behavioural.compile()?;
         for (i, custom) in settings.custom.iter().enumerate() {
-            if defs.iter().any(|d| d.id == custom.id) {
+            let behavioural_id = [
+                crate::behaviour::SWA_APP_BURST,
+                crate::behaviour::UNUSUAL_SIGNIN_HOUR,
+            ]
+            .contains(&custom.id.as_str());
+            if behavioural_id || defs.iter().any(|d| d.id == custom.id) {
                 return Err(RuleError {
                     rule: custom.id.clone(),
                     key: format!("rules.custom[{i}].id"),
@@ -186,12 +199,14 @@ impl RuleSet {
                 disabled.push(def.id.clone());
             }
         }
+        disabled.extend(behavioural_off);
         let problems = load_sigma(settings, &mut rules, &mut disabled)?;
         for rule in &rules {
             check_after(rule, &rules)?;
         }
         Ok(RuleSet {
             rules,
+            behavioural,
             disabled,
             problems,
         })
@@ -214,6 +229,28 @@ impl RuleSet {
 
     pub fn get(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// The enabled behavioural rules (queries over stored events).
+    pub fn behavioural(&self) -> &[BehaviouralRule] {
+        &self.behavioural
+    }
+
+    /// Whether `id` names an enabled rule of either kind.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.get(id).is_some() || self.behavioural.iter().any(|r| r.id == id)
+    }
+
+    /// The description of enabled rule `id`, of either kind.
+    pub fn description(&self, id: &str) -> Option<&str> {
+        match self.get(id) {
+            Some(r) => Some(r.description.as_str()),
+            None => self
+                .behavioural
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.description.as_str()),
+        }
     }
 }
 

@@ -42,29 +42,40 @@ pub async fn run(
     }
 }
 
-/// The table `vigil rules list` prints.
+/// The table `vigil rules list` prints: event rules, then behavioural rules (SQL over stored
+/// events on the `behavioural_rules` schedule; source `behavioural`).
 fn render_list(rules: &RuleSet) -> String {
-    let sources: Vec<String> = rules.rules().iter().map(|r| r.source.label()).collect();
-    let id_width = rules
+    let mut rows: Vec<[String; 5]> = rules
         .rules()
         .iter()
-        .map(|r| r.id.len())
-        .max()
-        .unwrap_or(0)
-        .max(30);
-    let source_width = sources.iter().map(String::len).max().unwrap_or(0).max(8);
+        .map(|r| {
+            [
+                r.id.clone(),
+                r.severity.as_str().to_owned(),
+                fires_when(r),
+                r.source.label(),
+                r.title.clone(),
+            ]
+        })
+        .collect();
+    rows.extend(rules.behavioural().iter().map(|r| {
+        [
+            r.id.to_owned(),
+            r.severity.as_str().to_owned(),
+            r.fires_when(),
+            "behavioural".to_owned(),
+            r.title.to_owned(),
+        ]
+    }));
+    let id_width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(30);
+    let source_width = rows.iter().map(|r| r[3].len()).max().unwrap_or(0).max(8);
     let mut out = format!(
         "{:<id_width$} {:<9} {:<34} {:<source_width$} TITLE\n",
         "ID", "SEVERITY", "FIRES WHEN", "SOURCE"
     );
-    for (rule, source) in rules.rules().iter().zip(&sources) {
+    for [id, severity, when, source, title] in &rows {
         out.push_str(&format!(
-            "{:<id_width$} {:<9} {:<34} {:<source_width$} {}\n",
-            rule.id,
-            rule.severity.as_str(),
-            fires_when(rule),
-            source,
-            rule.title
+            "{id:<id_width$} {severity:<9} {when:<34} {source:<source_width$} {title}\n"
         ));
     }
     let sigma = rules
@@ -72,9 +83,13 @@ fn render_list(rules: &RuleSet) -> String {
         .iter()
         .filter(|r| matches!(r.source, vigil_rules::RuleSource::Sigma(_)))
         .count();
-    out.push_str(&format!("{} rules active", rules.rules().len()));
-    if sigma > 0 {
-        out.push_str(&format!(" ({sigma} from Sigma files)"));
+    out.push_str(&format!("{} rules active", rows.len()));
+    let behavioural = rules.behavioural().len();
+    match (sigma, behavioural) {
+        (0, 0) => {}
+        (s, 0) => out.push_str(&format!(" ({s} from Sigma files)")),
+        (0, b) => out.push_str(&format!(" ({b} behavioural)")),
+        (s, b) => out.push_str(&format!(" ({s} from Sigma files, {b} behavioural)")),
     }
     if !rules.disabled().is_empty() {
         out.push_str(&format!(

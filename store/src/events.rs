@@ -21,7 +21,7 @@ use crate::storable::{blames_the_row, indexed_form, text_form};
 use crate::time::{from_millis, now_millis, to_millis};
 use crate::{Db, StoreError};
 
-/// Rows per INSERT statement: 17 parameters each stays far below both engines' limits.
+/// Rows per INSERT statement: 19 parameters each stays far below both engines' limits.
 const INSERT_CHUNK: usize = 500;
 
 /// The longest event uuid stored (Okta's are 36 characters); the API's limit too. Ingestion
@@ -58,6 +58,10 @@ pub struct NewEvent {
     pub published_reported: Option<DateTime<Utc>>,
     /// The Okta org it came from (`[[okta.orgs]] name`; [`DEFAULT_ORG`] for `[okta]`).
     pub org: String,
+    /// The app the event is about (`target[type=AppInstance].id`), for behavioural rules.
+    pub app_id: Option<String>,
+    /// That app's `detailEntry.signOnModeType` (`BROWSER_PLUGIN` for an SWA app, ...).
+    pub app_sign_on_mode: Option<String>,
 }
 
 /// A stored event.
@@ -124,6 +128,8 @@ impl NewEvent {
             raw: self.raw.clone(),
             published_reported: self.published_reported,
             org: self.org.clone(),
+            app_id: opt_idx(&self.app_id),
+            app_sign_on_mode: opt_idx(&self.app_sign_on_mode),
         }
     }
 }
@@ -233,7 +239,9 @@ pub async fn insert_batch_in(
                 .bind(e.raw.as_str())
                 .bind(ingested_at)
                 .bind(e.published_reported.map(to_millis))
-                .bind(e.org.as_str());
+                .bind(e.org.as_str())
+                .bind(e.app_id.as_deref())
+                .bind(e.app_sign_on_mode.as_deref());
         }
         for row in q.fetch_all(&mut *conn).await? {
             let id: i64 = row.try_get("id")?;
@@ -325,13 +333,13 @@ async fn savepoint(
 }
 
 fn insert_sql(rows: usize) -> String {
-    const PER_ROW: usize = 17;
+    const PER_ROW: usize = 19;
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
         "INSERT INTO events (uuid, published, event_type, severity, actor_id, \
          actor_alternate_id, actor_display_name, client_ip, country, outcome_result, \
          outcome_reason, display_message, transaction_id, raw, ingested_at, \
-         published_reported, org) VALUES ",
+         published_reported, org, app_id, app_sign_on_mode) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
@@ -648,8 +656,8 @@ mod tests {
     fn insert_sql_numbers_every_placeholder() {
         let sql = insert_sql(2);
         assert!(sql.contains("($1,$2,"));
-        assert!(sql.contains(",$34)"));
-        assert!(!sql.contains("$35"));
+        assert!(sql.contains(",$38)"));
+        assert!(!sql.contains("$39"));
     }
 
     #[test]

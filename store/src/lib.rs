@@ -16,6 +16,7 @@
 //! - [`db`]: connecting, creating the SQLite file, running migrations.
 //! - [`time`]: millisecond timestamps <-> `chrono`.
 //! - [`alert_open`]: opening or updating an alert, and the jobs that follow a new one.
+//! - [`behaviour`]: the bounded queries of behavioural rules over stored events.
 //! - [`notifications`]: escalation notifications, one per level and target, with outcomes.
 //! - one module per table group, each owning its queries (added by each feature).
 
@@ -23,6 +24,7 @@ pub mod alert_open;
 pub mod alerts;
 pub mod api_keys;
 pub mod audit;
+pub mod behaviour;
 pub mod db;
 pub mod emails;
 pub mod events;

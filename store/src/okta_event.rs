@@ -17,6 +17,8 @@ use crate::storable::parse_lenient;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::sync::LazyLock;
+use vigil_rules::field::FieldPath;
 
 /// Just the uuid of an event whose whole text does not parse (other fields are skipped
 /// without being decoded, so whatever broke the parse elsewhere does not matter here).
@@ -92,7 +94,25 @@ pub fn parse_event(raw: &RawValue) -> Result<NewEvent, MalformedEvent> {
         raw: text.to_owned(),
         published_reported: None,
         org: crate::events::DEFAULT_ORG.to_owned(),
+        app_id: first_text(&APP_ID, &v),
+        app_sign_on_mode: first_text(&APP_MODE, &v),
     })
+}
+
+/// The app an event is about, read as rules read fields (keys in any case).
+static APP_ID: LazyLock<FieldPath> = LazyLock::new(|| fixed_path("target[type=AppInstance].id"));
+static APP_MODE: LazyLock<FieldPath> =
+    LazyLock::new(|| fixed_path("target[type=AppInstance].detailEntry.signOnModeType"));
+
+fn fixed_path(text: &str) -> FieldPath {
+    FieldPath::parse(text).unwrap_or_else(|e| unreachable!("a fixed path: {e}"))
+}
+
+/// The first value at `path` that is not empty nor the string `"null"`.
+fn first_text(path: &FieldPath, v: &Value) -> Option<String> {
+    path.values(v)
+        .into_iter()
+        .find(|s| !s.is_empty() && s != "null")
 }
 
 /// The scalar at `pointer` as text; `null`, the string `"null"`, empty strings, objects and
@@ -113,6 +133,24 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn the_app_an_event_is_about_is_read_from_its_targets() {
+        let e = parse_event(&raw(
+            r#"{"uuid":"u2","published":"2024-04-02T19:17:37.621Z","eventType":"user.authentication.sso",
+               "TARGET":[{"type":"AppUser","id":"x"},
+                         {"type":"AppInstance","id":"0oa1","detailEntry":{"signOnModeType":"BROWSER_PLUGIN"}}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(e.app_id.as_deref(), Some("0oa1"));
+        assert_eq!(e.app_sign_on_mode.as_deref(), Some("BROWSER_PLUGIN"));
+        let none = parse_event(&raw(
+            r#"{"uuid":"u3","published":"2024-04-02T19:17:37.621Z","eventType":"user.session.start",
+               "target":[{"type":"AppInstance","id":"null"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!((none.app_id, none.app_sign_on_mode), (None, None));
     }
 
     #[test]

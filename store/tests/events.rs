@@ -25,6 +25,8 @@ fn event(i: i64, event_type: &str, actor: &str, outcome: &str, ip: &str) -> NewE
         raw: format!(r#"{{"uuid":"{i}","note":"raw kept \u00e9xactly"}}"#),
         published_reported: None,
         org: events::DEFAULT_ORG.to_owned(),
+        app_id: None,
+        app_sign_on_mode: None,
     }
 }
 

@@ -14,7 +14,9 @@ use common::{cleanup, eventually, system};
 use prometheus::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use vigil_jobs::{Job, JobStatus, Queue, QueueSettings, Validate, ValidationError};
+use vigil_jobs::{
+    DefaultSchedule, Job, JobStatus, Queue, QueueSettings, Validate, ValidationError,
+};
 use vigil_queue::{EngineError, NewJob, QueuesSettings, SchedulesSettings};
 use vigil_workers::JobError;
 use vigil_workers::runtime::{JobContext, Perform, Runtime};
@@ -52,8 +54,8 @@ impl Job for ChatJob {
         }
     }
 
-    fn schedule() -> Option<&'static str> {
-        Some("0 0 * * * *")
+    fn schedules() -> Vec<DefaultSchedule> {
+        vec![DefaultSchedule::new("chat_test", "0 0 * * * *")]
     }
 
     fn example() -> serde_json::Value {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use okta_common::*;
 use secrecy::SecretString;
+use vigil_jobs::Job as _;
 use vigil_jobs::OktaFetchJob;
 use vigil_store::events::{self, EventQuery};
 use vigil_store::okta_cursor;
@@ -20,7 +21,6 @@ use vigil_workers::okta::{
     OktaAuthMode, OktaMetrics, OktaOrgSettings, OktaOrgs, OktaPoller, OktaSettings,
 };
 use vigil_workers::runtime::JobContext;
-use vigil_jobs::Job as _;
 
 fn ctx() -> JobContext {
     JobContext {

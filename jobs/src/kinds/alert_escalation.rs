@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Job, Queue, QueueSettings, Validate, ValidationError};
+use crate::{DefaultSchedule, Job, Queue, QueueSettings, Validate, ValidationError};
 
 /// Find alerts whose next escalation level is due, and notify their targets.
 ///
@@ -12,7 +12,8 @@ use crate::{Job, Queue, QueueSettings, Validate, ValidationError};
 ///
 /// With `okta_event_ids` (queued by the Okta Event Hook route for the events a delivery
 /// stored), the run first puts those events through the detection rules (those not
-/// detected yet; detecting twice changes nothing).
+/// detected yet; detecting twice changes nothing). With `behavioural` (the
+/// `behavioural_rules` schedule), it first runs the behavioural rules over stored events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertEscalationJob {
@@ -29,6 +30,10 @@ pub struct AlertEscalationJob {
     /// Slack, Teams or PagerDuty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_id: Option<i64>,
+    /// Run the behavioural rules over the stored events first (the `behavioural_rules`
+    /// schedule's payload).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub behavioural: bool,
 }
 
 impl AlertEscalationJob {
@@ -52,6 +57,12 @@ impl Validate for AlertEscalationJob {
             && id < 1
         {
             return Err(ValidationError::new("alert_id", "must be positive"));
+        }
+        if self.behavioural && (self.notification_id.is_some() || self.webhook.is_some()) {
+            return Err(ValidationError::new(
+                "behavioural",
+                "a run takes behavioural; a delivery (webhook, notification_id) does not",
+            ));
         }
         if let Some(n) = self.notification_id {
             if self.alert_id.is_some() || self.webhook.is_some() || !self.okta_event_ids.is_empty()
@@ -118,11 +129,42 @@ impl Job for AlertEscalationJob {
         }
     }
 
-    fn schedule() -> Option<&'static str> {
-        Some("30 * * * * *")
+    fn schedules() -> Vec<DefaultSchedule> {
+        vec![
+            DefaultSchedule::new("alert_escalation", "30 * * * * *"),
+            // Behavioural rules over stored events: every 5 minutes, at most one window apart.
+            DefaultSchedule {
+                payload: serde_json::json!({ "behavioural": true }),
+                ..DefaultSchedule::new("behavioural_rules", "45 */5 * * * *")
+            },
+        ]
     }
 
     fn example() -> serde_json::Value {
         serde_json::json!({})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_behavioural_run_is_a_run_not_a_delivery() {
+        let p = AlertEscalationJob::decode(json!({"behavioural": true})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"behavioural": true})
+        );
+        let plain = AlertEscalationJob::decode(json!({})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&plain).unwrap(),
+            json!({}),
+            "false is left out"
+        );
+        let err = AlertEscalationJob::decode(json!({"behavioural": true, "notification_id": 3}))
+            .unwrap_err();
+        assert_eq!(err.field, "behavioural");
     }
 }

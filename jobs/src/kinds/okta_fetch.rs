@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Job, Queue, QueueSettings, Validate, ValidationError};
+use crate::{DefaultSchedule, Job, Queue, QueueSettings, Validate, ValidationError};
 
 /// Fetch Okta System Log events.
 ///
@@ -109,8 +109,8 @@ impl Job for OktaFetchJob {
         }
     }
 
-    fn schedule() -> Option<&'static str> {
-        Some("0 * * * * *")
+    fn schedules() -> Vec<DefaultSchedule> {
+        vec![DefaultSchedule::new("okta_fetch", "0 * * * * *")]
     }
 
     fn example() -> serde_json::Value {

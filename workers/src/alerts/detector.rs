@@ -58,13 +58,13 @@ pub enum DetectError {
 
 /// Rules, their windows, and where alerts go.
 pub struct Detector {
-    rules: Arc<RuleSet>,
+    pub(super) rules: Arc<RuleSet>,
     windows: Arc<dyn WindowStore>,
-    db: Db,
+    pub(super) db: Db,
     engine: Engine,
     escalation: Arc<EscalationSettings>,
     audit: EngineAuditSink,
-    metrics: Option<AlertMetrics>,
+    pub(super) metrics: Option<AlertMetrics>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -223,7 +223,9 @@ impl Detector {
         Ok(())
     }
 
-    async fn raise(
+    /// Opens or updates the alert of `firing` (see `store::alerts::raise`), audits and
+    /// queues the escalation of a new one. Behavioural rules raise through it too.
+    pub(super) async fn raise(
         &self,
         firing: &Firing,
         published: chrono::DateTime<Utc>,
@@ -231,11 +233,14 @@ impl Detector {
     ) -> Result<(), DetectError> {
         let now = Utc::now();
         let severity = firing.severity.as_str();
-        let rule = self.rules.get(&firing.rule_id);
         let hit = AlertHit {
             rule_id: firing.rule_id.clone(),
             title: firing.title.clone(),
-            description: rule.map(|r| r.description.clone()).unwrap_or_default(),
+            description: self
+                .rules
+                .description(&firing.rule_id)
+                .unwrap_or_default()
+                .to_owned(),
             severity: severity.to_owned(),
             group_key: firing.group_key.clone(),
             event_uuid: firing.event_uuid.clone(),

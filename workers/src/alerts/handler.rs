@@ -1,6 +1,7 @@
 //! The `alert_escalation` queue's handler: a run (`{}` or `{"alert_id": N}`) first runs the
 //! detection rules on the Okta events an Event Hook delivery stored (`okta_event_ids`) and
-//! on new security events (when a [`Detector`] is given), then goes to the [`Escalator`]; a
+//! on new security events (when a [`Detector`] is given), and with `behavioural` the
+//! behavioural rules over stored events, then goes to the [`Escalator`]; a
 //! notification (`{"notification_id": N}`: signed webhook, Slack, Teams, PagerDuty) or an
 //! older webhook delivery (`{"webhook": {...}}`) goes to the [`WebhookSender`].
 
@@ -56,6 +57,15 @@ impl Perform for AlertEscalationJob {
                     if found.events > 0 {
                         tracing::info!(?found, "security events through the rules");
                     }
+                }
+                if let Some(detector) = &detector
+                    && job.behavioural
+                {
+                    let found = detector
+                        .detect_behaviour(chrono::Utc::now())
+                        .await
+                        .map_err(|e| JobError::Retryable(format!("behavioural rules: {e}")))?;
+                    tracing::info!(?found, "behavioural rules over stored events");
                 }
                 let summary = escalator.run(chrono::Utc::now(), job.alert_id).await?;
                 tracing::info!(?summary, "escalation run finished");

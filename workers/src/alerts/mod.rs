@@ -3,12 +3,15 @@
 //! - [`Detector`]: runs the rules on each batch of newly stored events (it is the Okta
 //!   poller's [`NewEventsSink`](crate::okta::NewEventsSink)); a firing rule opens or updates
 //!   an alert, a new alert gets an `alert_escalation` job at once and an audit record.
+//! - behavioural rules (`behaviour.rs`): the `behavioural_rules` schedule's run of the
+//!   [`Detector`] over stored events (SQL), raising through the same path.
 //! - [`Escalator`]: the `alert_escalation` run (on its cron and per new alert): claims each
 //!   due level once (a compare-and-set in the database), queues its email job and webhook
 //!   jobs with idempotency keys, audits the step.
 //! - [`WebhookSender`]: delivers one webhook job: a JSON POST signed with HMAC-SHA256.
 //! - [`AlertWork`]: what an `alert_escalation` job needs; its `Perform` dispatches to the two above.
 
+mod behaviour;
 mod channels;
 mod detector;
 mod escalator;
