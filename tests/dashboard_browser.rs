@@ -1,8 +1,8 @@
 //! The dashboard in a real browser (headless Chromium through chromedriver) against a real
 //! `vigil run`: sign in, watch a queue count change after an enqueue through the API, retry a
 //! dead job from the page and watch it finish, acknowledge an alert from the page, and check
-//! an analyst sees no admin buttons.
-//! Screenshots go to `artifacts/screenshots/` (README shows one of them).
+//! an analyst sees no admin buttons; two tabs following the live stream without polling.
+//! Screenshots go to `artifacts/screenshots/`, and those README shows to `docs/`.
 
 mod support;
 
@@ -13,6 +13,10 @@ use serde_json::{Value, json};
 use support::{Deployment, PASSWORD, get_json, post_json, wait_status};
 use vigil_testkit::smtp::{SmtpServer, Stage};
 use vigil_testkit::webdriver::{Driver, Session, chromium_available};
+
+fn docs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
 
 fn artifacts() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts/screenshots");
@@ -197,8 +201,8 @@ async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
     vigil.clean_redis().await;
 }
 
-/// The rate limit is per user, shared by every tab: when the dashboard hits it, it says so
-/// and waits for `Retry-After` instead of failing every panel.
+/// The read budget is per user, shared by every tab: when the dashboard runs out of it, it
+/// says so and waits for `Retry-After` instead of failing every panel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_backs_off_when_rate_limited() {
     assert!(
@@ -206,16 +210,14 @@ async fn the_dashboard_backs_off_when_rate_limited() {
         "browser tests need chromium and chromium-driver"
     );
     let smtp = SmtpServer::start().await;
-    let vigil = Deployment::new(
-        smtp.port(),
-        &[("VIGIL_RATE_LIMIT__AUTHENTICATED_PER_MINUTE", "8")],
-    );
+    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__READ_PER_MINUTE", "3")]);
     vigil.add_user("admin", "admin");
     let daemon = vigil.start("api").await;
     let base = vigil.base();
     let driver = Driver::start().await;
     let browser = driver.session(1280, 900).await;
-    // Sign-in plus the first refresh's six calls fit; the next refresh runs out.
+    // The first job list, audit page and the stream fit; the job list's reload on the
+    // stream's first `jobs` signal runs out.
     sign_in(&browser, &base, "admin").await;
     let live = browser
         .wait_text("#live", Duration::from_secs(30), |t| {
@@ -229,6 +231,95 @@ async fn the_dashboard_backs_off_when_rate_limited() {
     )
     .unwrap();
     browser.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}
+
+/// The counts of `vigil_http_requests_total` whose labels contain `needle`.
+async fn requests_counted(base: &str, needle: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("vigil_http_requests_total{") && l.contains(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Two tabs of the same user follow the live stream: an enqueue shows in both without a
+/// reload, the page never polls the queue list, and nothing is refused with 429 although the
+/// user's write budget is far smaller than the old polling used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tabs_follow_the_live_stream_without_polling_or_429() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver"
+    );
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_RATE_LIMIT__AUTHENTICATED_PER_MINUTE", "5"),
+            ("VIGIL_RATE_LIMIT__READ_PER_MINUTE", "60"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let driver = Driver::start().await;
+    let tabs = [
+        driver.session(1280, 900).await,
+        driver.session(1280, 900).await,
+    ];
+    for tab in &tabs {
+        sign_in(tab, &base, "admin").await;
+    }
+    let scheduled = "tr[data-queue=email] td[data-count=scheduled]";
+    for n in 1..=3u64 {
+        let id = enqueue_email(
+            &base,
+            &token,
+            json!({"payload": {"to": ["later@example.com"], "subject": "later", "body": {"text": "x"}},
+                   "delay_seconds": 3600}),
+        )
+        .await;
+        for tab in &tabs {
+            tab.wait_text(scheduled, Duration::from_secs(30), |t| {
+                t.trim() == n.to_string()
+            })
+            .await;
+            // The job list follows the stream's change signal.
+            tab.wait_text(
+                &format!("tr[data-job='{id}']"),
+                Duration::from_secs(30),
+                |t| t.contains("scheduled"),
+            )
+            .await;
+        }
+    }
+    for tab in &tabs {
+        let live = tab.text("#live").await.unwrap();
+        assert!(live.starts_with("live"), "{live}");
+    }
+    std::fs::write(
+        docs().join("dashboard-live.png"),
+        tabs[0].screenshot().await,
+    )
+    .unwrap();
+    assert_eq!(requests_counted(&base, "status=\"429\"").await, 0);
+    assert_eq!(
+        requests_counted(&base, "route=\"/api/v1/queues\"").await,
+        0,
+        "the page polled the queue list"
+    );
+    assert!(requests_counted(&base, "route=\"/api/v1/stream\"").await >= 2);
+    for tab in tabs {
+        tab.close().await;
+    }
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }

@@ -32,6 +32,7 @@ pub mod okta_hooks;
 pub mod payloads;
 pub mod queues;
 pub mod schedules;
+pub mod stream;
 pub mod users;
 
 use poem_openapi::{OpenApiService, Tags as TagsDerive};
@@ -61,6 +62,8 @@ pub enum Tags {
     Alerts,
     /// The fleet: every live vigil instance with its role, queues and actors.
     Instances,
+    /// The dashboard's live view: one server-sent-events stream instead of polling.
+    Stream,
     /// The API's users: roles, enable/disable, passwords, sessions (admin).
     Users,
     /// API keys of service accounts (admin).
@@ -81,6 +84,7 @@ pub type Apis = (
     audit_logs::AuditLogsApi,
     alerts::AlertsApi,
     instances::InstancesApi,
+    stream::StreamApi,
     users::UsersApi,
     api_keys::ApiKeysApi,
     okta_hooks::OktaHooksApi,
@@ -92,13 +96,14 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         health::HealthApi,
         auth::AuthApi,
         jobs::JobsApi,
-        queues::QueuesApi,
+            queues::QueuesApi,
         schedules::SchedulesApi,
         emails::EmailsApi,
         events::EventsApi,
         audit_logs::AuditLogsApi,
         alerts::AlertsApi,
         instances::InstancesApi,
+        stream::StreamApi,
         users::UsersApi,
         api_keys::ApiKeysApi,
         okta_hooks::OktaHooksApi,
