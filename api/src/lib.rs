@@ -9,7 +9,8 @@
 //! - `/api/v1/auth/token`, `/api/v1/auth/refresh`, `/api/v1/auth/logout`,
 //!   `/api/v1/auth/lockouts`.
 //! - `/api/v1/jobs/{okta_fetch|email|audit|alert_escalation}` (POST: enqueue),
-//!   `/api/v1/jobs`, `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/retry`, `/api/v1/jobs/{id}/cancel`.
+//!   `/api/v1/jobs` (search), `/api/v1/jobs/{id}` (GET, DELETE), `/api/v1/jobs/{id}/retry`,
+//!   `/api/v1/jobs/{id}/cancel`, `/api/v1/jobs/bulk` (retry/cancel/delete by ids or filter).
 //! - `/api/v1/queues`, `/api/v1/queues/{queue}/pause`, `/api/v1/queues/{queue}/resume`.
 //! - `/api/v1/schedules`.
 //! - `/api/v1/stream`: the dashboard's live view (server-sent events, see [`live`]).

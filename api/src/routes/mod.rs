@@ -26,6 +26,7 @@ pub mod emails;
 pub mod events;
 pub mod health;
 pub mod instances;
+pub mod job_actions;
 pub mod jobs;
 pub mod models;
 pub mod okta_hooks;
@@ -46,7 +47,7 @@ pub enum Tags {
     Health,
     /// Sign in and renew tokens.
     Auth,
-    /// Enqueue, read, list, retry and cancel jobs.
+    /// Enqueue, read, search, retry, cancel and delete jobs, one by one or in bulk.
     Jobs,
     /// Queue counts, pause and resume.
     Queues,
@@ -77,6 +78,7 @@ pub type Apis = (
     health::HealthApi,
     auth::AuthApi,
     jobs::JobsApi,
+    job_actions::JobActionsApi,
     queues::QueuesApi,
     schedules::SchedulesApi,
     emails::EmailsApi,
@@ -96,7 +98,8 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         health::HealthApi,
         auth::AuthApi,
         jobs::JobsApi,
-            queues::QueuesApi,
+        job_actions::JobActionsApi,
+        queues::QueuesApi,
         schedules::SchedulesApi,
         emails::EmailsApi,
         events::EventsApi,

@@ -7,11 +7,15 @@
 //! - [`produce`]: enqueue (with replica acknowledgement and companion jobs) and the outbox relay;
 //! - [`read`]: jobs by id, lists, counts, queue stats;
 //! - [`control`]: retry, cancel, pause/resume, schedule ticks, the fleet's health reports;
-//! - [`work`]: the worker side (lease, complete, fail, renew, release, reap, prune, wake-ups).
+//! - [`work`]: the worker side (lease, complete, fail, renew, release, reap, prune, wake-ups);
+//! - [`bulk`]: delete, and retry/cancel/delete many jobs by ids or by filter (resumable);
+//! - [`search`]: jobs by id, payload or error text and creation time, newest created first.
 
+mod bulk;
 mod control;
 mod produce;
 mod read;
+mod search;
 mod work;
 
 use std::sync::Arc;
@@ -25,6 +29,8 @@ use crate::error::EngineError;
 use crate::keys::Keys;
 use crate::settings::{EngineSettings, QueueSettings, QueuesSettings, RedisSettings};
 
+pub use bulk::{BulkAction, BulkCursor, BulkFilter, BulkOutcome, MAX_BULK};
+pub use search::{JobMatch, JobSearch, SearchPage, created_of};
 pub use work::Waiter;
 
 /// Called with (queue, number of new jobs) after every successful enqueue (metrics).
