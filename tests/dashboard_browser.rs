@@ -323,3 +323,123 @@ async fn two_tabs_follow_the_live_stream_without_polling_or_429() {
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }
+
+/// The email queue's count of `status`, from the API.
+async fn email_count(base: &str, token: &str, status: &str) -> u64 {
+    let queues = get_json(base, token, "/api/v1/queues").await;
+    queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "email")
+        .and_then(|q| q["counts"][status].as_u64())
+        .unwrap_or(0)
+}
+
+async fn wait_email_count(base: &str, token: &str, status: &str, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let n = email_count(base, token, status).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "email {status}: {n}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// An operator finds a job by text in its payload, then retries the 50 dead email jobs by
+/// filter after a confirmation naming the count; the address reflects the filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_searches_by_payload_and_bulk_retries_50_dead_jobs_by_filter() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver"
+    );
+    let smtp = SmtpServer::start().await;
+    smtp.inject(Stage::Data, "554 5.7.1 message refused", Some(50));
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_QUEUES__EMAIL__MAX_ATTEMPTS", "1"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let needle = enqueue_email(
+        &base,
+        &token,
+        json!({"payload": {"to": ["needle@example.com"], "subject": "later", "body": {"text": "x"}},
+               "delay_seconds": 3600}),
+    )
+    .await;
+    for i in 0..50 {
+        enqueue_email(
+            &base,
+            &token,
+            json!({"payload": {"to": [format!("user{i}@example.com")], "subject": "s", "body": {"text": "x"}}}),
+        )
+        .await;
+    }
+    wait_email_count(&base, &token, "dead", 50).await;
+
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &base, "admin").await;
+    // Search by payload text: only the one job to needle@ is listed.
+    browser.type_into("#filter-q", "needle@example").await;
+    let listed = browser
+        .wait_text("#jobs-page", Duration::from_secs(20), |t| {
+            t.contains("(1 jobs)")
+        })
+        .await;
+    assert!(listed.contains("page 1 of 1"), "{listed}");
+    let rows = browser.text("#jobs-body").await.unwrap();
+    assert!(rows.contains(&needle), "{rows}");
+    let search = browser.execute("return location.search;", vec![]).await;
+    assert_eq!(search, json!("?q=needle%40example"));
+
+    // Filter the dead email jobs, ask to retry them all: the page names the count first.
+    browser
+        .execute(
+            "const q = document.getElementById('filter-q'); q.value = ''; \
+             document.getElementById('filter-queue').value = 'email'; \
+             const s = document.getElementById('filter-status'); s.value = 'dead'; \
+             s.dispatchEvent(new Event('change')); return 0;",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_text("#jobs-page", Duration::from_secs(20), |t| {
+            t.contains("(50 jobs)")
+        })
+        .await;
+    browser.click("#bulk-retry").await;
+    let question = browser
+        .wait_text("#bulk-question", Duration::from_secs(10), |t| !t.is_empty())
+        .await;
+    assert_eq!(question, "Retry 50 dead email jobs?");
+    std::fs::write(
+        docs().join("dashboard-bulk-retry.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+    browser.click("#bulk-yes").await;
+    browser
+        .wait_text("#jobs-note", Duration::from_secs(30), |t| {
+            t.contains("50 jobs retried")
+        })
+        .await;
+    // The SMTP server takes messages again: all 50 are sent.
+    wait_email_count(&base, &token, "done", 50).await;
+    assert_eq!(email_count(&base, &token, "dead").await, 0);
+    browser.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}

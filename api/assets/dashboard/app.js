@@ -152,7 +152,7 @@ function actionButton(label, aria, onClick) {
     ev.stopPropagation();
     b.disabled = true;
     try { await onClick(); await refreshJobs(); }
-    catch (e) { if (e.message !== "signed out") alert(e.message); }
+    catch (e) { if (e.message !== "signed out") { $("jobs-note").className = "error"; $("jobs-note").textContent = e.message; } }
     finally { b.disabled = false; }
   });
   return b;
@@ -191,6 +191,8 @@ async function refreshJobs() {
   const params = new URLSearchParams({ page: state.page, page_size: PAGE_SIZE });
   if ($("filter-queue").value) params.set("queue", $("filter-queue").value);
   if ($("filter-status").value) params.set("status", $("filter-status").value);
+  if ($("filter-q").value.trim()) params.set("q", $("filter-q").value.trim());
+  reflectFilters();
   const page = await api("/api/v1/jobs?" + params);
   const jobs = list(page, "jobs", "results");
   state.total = page.total || 0;
@@ -227,7 +229,7 @@ async function refreshJobs() {
 async function showJob(id, quiet) {
   let j;
   try { j = await api(`/api/v1/jobs/${encodeURIComponent(id)}`); }
-  catch (e) { if (!quiet) alert(e.message); return; }
+  catch (e) { if (!quiet) { $("jobs-note").className = "error"; $("jobs-note").textContent = e.message; } return; }
   state.selectedJob = id;
   $("job-detail").hidden = false;
   $("job-detail-id").textContent = j.id;
@@ -321,6 +323,70 @@ async function refreshAudit() {
     tr.append(el("td", r.seq ?? r.sequence ?? r.id), el("td", when(r.occurred_at || r.time || r.at)),
       el("td", r.actor), el("td", r.action), el("td", `${r.target_type || ""} ${r.target_id || ""}`));
     body.append(tr);
+  }
+}
+
+// ---- bulk actions by filter ---------------------------------------------------------------
+
+const FILTERS = [["queue", "filter-queue"], ["status", "filter-status"], ["q", "filter-q"]];
+
+// The address reflects the job filters, so a view can be shared and survives a reload.
+function reflectFilters() {
+  const params = new URLSearchParams();
+  for (const [name, id] of FILTERS) if ($(id).value.trim()) params.set(name, $(id).value.trim());
+  const query = params.toString();
+  history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
+}
+
+function readFilters() {
+  const params = new URLSearchParams(location.search);
+  for (const [name, id] of FILTERS) if (params.get(name)) $(id).value = params.get(name);
+}
+
+function currentFilter() {
+  const filter = {};
+  for (const [name, id] of FILTERS) if ($(id).value.trim()) filter[name] = $(id).value.trim();
+  return filter;
+}
+
+const BULK = { retry: ["Retry", "retried"], cancel: ["Cancel", "cancelled"], delete: ["Delete", "deleted"] };
+let pendingBulk = null;
+
+// Asks first, naming how many jobs match (the list's total), then runs the action through
+// every slice of the filter.
+function askBulk(action) {
+  $("jobs-note").textContent = "";
+  const filter = currentFilter();
+  const what = [filter.status, filter.queue, "jobs"].filter(Boolean).join(" ");
+  const matching = filter.q ? ` matching "${filter.q}"` : "";
+  pendingBulk = { action, filter };
+  $("bulk-question").textContent = `${BULK[action][0]} ${state.total} ${what}${matching}?`;
+  $("bulk-confirm").hidden = false;
+  $("bulk-yes").focus();
+}
+
+async function runBulk() {
+  const { action, filter } = pendingBulk || {};
+  if (!action) return;
+  pendingBulk = null;
+  $("bulk-yes").disabled = true;
+  let total = 0, cursor;
+  try {
+    do {
+      const body = { action, filter, limit: 1000 };
+      if (cursor) body.cursor = cursor;
+      const res = await api("/api/v1/jobs/bulk", { method: "POST", body });
+      total += res.count;
+      cursor = res.cursor;
+    } while (cursor);
+    $("jobs-note").textContent = `${total} jobs ${BULK[action][1]}.`;
+    $("jobs-note").className = "ok";
+  } catch (e) {
+    if (e.message !== "signed out") { $("jobs-note").textContent = e.message; $("jobs-note").className = "error"; }
+  } finally {
+    $("bulk-yes").disabled = false;
+    $("bulk-confirm").hidden = true;
+    refreshJobs().catch(showFailure);
   }
 }
 
@@ -448,6 +514,16 @@ document.addEventListener("DOMContentLoaded", () => {
   $("jobs-next").addEventListener("click", () => { state.page += 1; reload(); });
   $("filter-queue").addEventListener("change", () => { state.page = 1; reload(); });
   $("filter-status").addEventListener("change", () => { state.page = 1; reload(); });
+  let typing = null;
+  $("filter-q").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { state.page = 1; reload(); }, 300);
+  });
+  $("jobs-filter").addEventListener("submit", (e) => { e.preventDefault(); state.page = 1; reload(); });
+  for (const action of Object.keys(BULK)) $("bulk-" + action).addEventListener("click", () => askBulk(action));
+  $("bulk-yes").addEventListener("click", runBulk);
+  $("bulk-no").addEventListener("click", () => { pendingBulk = null; $("bulk-confirm").hidden = true; });
+  readFilters();
   $("job-detail-close").addEventListener("click", () => { state.selectedJob = null; $("job-detail").hidden = true; });
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") { stopStream(); return; }
