@@ -443,3 +443,91 @@ async fn an_admin_searches_by_payload_and_bulk_retries_50_dead_jobs_by_filter() 
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }
+
+/// True when the element, scrolled to vertically only, is visible inside the viewport's width
+/// and its table needs no sideways scrolling.
+async fn within_width(browser: &Session, css: &str) -> bool {
+    browser
+        .execute(
+            "const e = document.querySelector(arguments[0]); if (!e || e.offsetParent === null) \
+             return false; window.scrollTo(0, e.getBoundingClientRect().top + window.scrollY - 200); \
+             const r = e.getBoundingClientRect(); const box = e.closest('.scroll'); \
+             return r.left >= 0 && r.right <= document.documentElement.clientWidth \
+             && (!box || box.scrollWidth <= box.clientWidth);",
+            vec![json!(css)],
+        )
+        .await
+        == json!(true)
+}
+
+/// At 390 px wide every queue column and action and every job's status are on screen: the
+/// admin reads a dead job's status and pauses a queue from a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_reaches_pause_and_status_at_390_px() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver"
+    );
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let id = enqueue_email(
+        &base,
+        &token,
+        json!({"payload": {"to": ["later@example.com"], "subject": "later", "body": {"text": "x"}},
+               "delay_seconds": 3600}),
+    )
+    .await;
+    let driver = Driver::start().await;
+    let phone = driver.phone(390, 844).await;
+    sign_in(&phone, &base, "admin").await;
+    let width = phone
+        .execute("return document.documentElement.clientWidth;", vec![])
+        .await;
+    assert!(width.as_u64().is_some_and(|w| w <= 390), "{width}");
+    let status = format!("tr[data-job='{id}'] td[data-label=Status]");
+    phone
+        .wait_text(&status, Duration::from_secs(20), |t| t == "scheduled")
+        .await;
+    let pause = "tr[data-queue=email] button[aria-label='pause queue email']";
+    for css in [
+        status.as_str(),
+        "tr[data-queue=email] td[data-count=dead]",
+        "tr[data-queue=email] td[data-label=State]",
+        pause,
+    ] {
+        let shown = within_width(&phone, css).await;
+        let layout = phone
+            .execute(
+                "const e = document.querySelector(arguments[0]); const r = e.getBoundingClientRect(); \
+                 const b = e.closest('.scroll'); return [r.left, r.right, \
+                 document.documentElement.clientWidth, b && b.scrollWidth, b && b.clientWidth];",
+                vec![json!(css)],
+            )
+            .await;
+        assert!(shown, "{css} is off screen at 390 px: {layout}");
+    }
+    std::fs::write(docs().join("dashboard-phone.png"), phone.screenshot().await).unwrap();
+    phone.click(pause).await;
+    phone
+        .wait_text(
+            "tr[data-queue=email] td[data-label=State]",
+            Duration::from_secs(20),
+            |t| t == "paused",
+        )
+        .await;
+    let queues = get_json(&base, &token, "/api/v1/queues").await;
+    let email = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "email")
+        .unwrap();
+    assert_eq!(email["paused"], true, "{email}");
+    phone.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}

@@ -144,6 +144,12 @@ function showApp() {
 
 const isAdmin = () => state.role === "admin";
 
+// Gives each cell of a table body its column's name (shown as a label on phones).
+function labelCells(body) {
+  const names = [...body.closest("table").querySelectorAll("thead th")].map((th) => th.textContent);
+  for (const tr of body.rows) [...tr.cells].forEach((cell, i) => { cell.dataset.label = names[i] || ""; });
+}
+
 function actionButton(label, aria, onClick) {
   const b = el("button", label, "secondary");
   b.type = "button";
@@ -185,6 +191,7 @@ function renderQueues(queues) {
     tr.append(act);
     body.append(tr);
   }
+  labelCells(body);
 }
 
 async function refreshJobs() {
@@ -219,6 +226,7 @@ async function refreshJobs() {
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
     body.append(tr);
   }
+  labelCells(body);
   const pages = Math.max(1, Math.ceil(state.total / PAGE_SIZE));
   $("jobs-page").textContent = `page ${state.page} of ${pages} (${state.total} jobs)`;
   $("jobs-prev").disabled = state.page <= 1;
