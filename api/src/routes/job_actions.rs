@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use vigil_queue::{BulkAction, BulkCursor, BulkFilter, JobMatch, JobStatus, MAX_BULK, queue_of_id};
@@ -119,36 +118,6 @@ pub enum DeleteResponse {
 
 #[OpenApi(tag = "Tags::Jobs")]
 impl JobActionsApi {
-    /// Delete a job that is not running, whatever its status (admin; audited `job.delete`).
-    #[oai(
-        path = "/api/v1/jobs/:id",
-        method = "delete",
-        operation_id = "delete_job"
-    )]
-    async fn delete(
-        &self,
-        auth: BearerAuth,
-        state: Data<&ApiState>,
-        rid: Data<&RequestId>,
-        #[oai(validator(max_length = 100))] id: Path<String>,
-    ) -> ApiResult<DeleteResponse> {
-        auth.0.require_admin()?;
-        if let Some(q) = queue_of_id(&id.0) {
-            auth.0.require_queue(q.as_str())?;
-        }
-        let was = state.engine().delete(&id.0).await?;
-        record(
-            &state,
-            &auth.0,
-            &rid.0.0,
-            "job.delete",
-            &id.0,
-            serde_json::json!({"status": was.as_str()}),
-        )
-        .await;
-        Ok(DeleteResponse::Deleted)
-    }
-
     /// Retry, cancel or delete many jobs (admin; audited `job.bulk`): by `ids` (up to
     /// 1,000), or by `filter`, walking at most `limit` jobs per call, oldest first, among
     /// those that matched when the first call was made; while the answer has a `cursor`,
@@ -267,6 +236,31 @@ fn engine_filter(
             created_before: body.created_before,
         }),
     })
+}
+
+/// `DELETE /api/v1/jobs/{id}` (declared beside `GET` in [`super::jobs`], one operation set
+/// per path): a job that is not running, whatever its status; admin; audited `job.delete`.
+pub async fn delete_job(
+    state: &ApiState,
+    who: &Principal,
+    request_id: &str,
+    id: &str,
+) -> ApiResult<DeleteResponse> {
+    who.require_admin()?;
+    if let Some(q) = queue_of_id(id) {
+        who.require_queue(q.as_str())?;
+    }
+    let was = state.engine().delete(id).await?;
+    record(
+        state,
+        who,
+        request_id,
+        "job.delete",
+        id,
+        serde_json::json!({"status": was.as_str()}),
+    )
+    .await;
+    Ok(DeleteResponse::Deleted)
 }
 
 async fn record(

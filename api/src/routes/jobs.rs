@@ -356,6 +356,22 @@ impl JobsApi {
         }
     }
 
+    /// Delete a job that is not running, whatever its status (admin; audited `job.delete`).
+    #[oai(
+        path = "/api/v1/jobs/:id",
+        method = "delete",
+        operation_id = "delete_job"
+    )]
+    async fn delete(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        #[oai(validator(max_length = 100))] id: Path<String>,
+    ) -> ApiResult<super::job_actions::DeleteResponse> {
+        super::job_actions::delete_job(&state, &auth.0, &rid.0.0, &id.0).await
+    }
+
     /// Retry a dead or failed job now, with a fresh set of attempts (admin).
     #[oai(
         path = "/api/v1/jobs/:id/retry",
