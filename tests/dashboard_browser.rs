@@ -1,8 +1,9 @@
 //! The dashboard in a real browser (headless Chromium through chromedriver) against a real
 //! `vigil run`: sign in, watch a queue count change after an enqueue through the API, retry a
 //! dead job from the page and watch it finish, acknowledge an alert from the page, and check
-//! an analyst sees no admin buttons; sign in with Okta (the test kit's OIDC provider).
-//! Screenshots go to `artifacts/screenshots/` (README shows one of them).
+//! an analyst sees no admin buttons; two tabs following the live stream without polling;
+//! sign in with Okta (the test kit's OIDC provider).
+//! Screenshots go to `artifacts/screenshots/`, and those README shows to `docs/`.
 
 mod support;
 
@@ -14,6 +15,10 @@ use support::{Deployment, PASSWORD, get_json, post_json, wait_status};
 use vigil_testkit::oidc::OidcProvider;
 use vigil_testkit::smtp::{SmtpServer, Stage};
 use vigil_testkit::webdriver::{Driver, Session, chromium_available};
+
+fn docs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
 
 fn artifacts() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts/screenshots");
@@ -198,8 +203,8 @@ async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
     vigil.clean_redis().await;
 }
 
-/// The rate limit is per user, shared by every tab: when the dashboard hits it, it says so
-/// and waits for `Retry-After` instead of failing every panel.
+/// The read budget is per user, shared by every tab: when the dashboard runs out of it, it
+/// says so and waits for `Retry-After` instead of failing every panel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_backs_off_when_rate_limited() {
     assert!(
@@ -207,16 +212,14 @@ async fn the_dashboard_backs_off_when_rate_limited() {
         "browser tests need chromium and chromium-driver"
     );
     let smtp = SmtpServer::start().await;
-    let vigil = Deployment::new(
-        smtp.port(),
-        &[("VIGIL_RATE_LIMIT__AUTHENTICATED_PER_MINUTE", "8")],
-    );
+    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__READ_PER_MINUTE", "3")]);
     vigil.add_user("admin", "admin");
     let daemon = vigil.start("api").await;
     let base = vigil.base();
     let driver = Driver::start().await;
     let browser = driver.session(1280, 900).await;
-    // Sign-in plus the first refresh's six calls fit; the next refresh runs out.
+    // The first job list, audit page and the stream fit; the job list's reload on the
+    // stream's first `jobs` signal runs out.
     sign_in(&browser, &base, "admin").await;
     let live = browser
         .wait_text("#live", Duration::from_secs(30), |t| {
@@ -230,6 +233,303 @@ async fn the_dashboard_backs_off_when_rate_limited() {
     )
     .unwrap();
     browser.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}
+
+/// The counts of `vigil_http_requests_total` whose labels contain `needle`.
+async fn requests_counted(base: &str, needle: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("vigil_http_requests_total{") && l.contains(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Two tabs of the same user follow the live stream: an enqueue shows in both without a
+/// reload, the page never polls the queue list, and nothing is refused with 429 although the
+/// user's write budget is far smaller than the old polling used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tabs_follow_the_live_stream_without_polling_or_429() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver"
+    );
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_RATE_LIMIT__AUTHENTICATED_PER_MINUTE", "5"),
+            ("VIGIL_RATE_LIMIT__READ_PER_MINUTE", "60"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let driver = Driver::start().await;
+    let tabs = [
+        driver.session(1280, 900).await,
+        driver.session(1280, 900).await,
+    ];
+    for tab in &tabs {
+        sign_in(tab, &base, "admin").await;
+    }
+    let scheduled = "tr[data-queue=email] td[data-count=scheduled]";
+    for n in 1..=3u64 {
+        let id = enqueue_email(
+            &base,
+            &token,
+            json!({"payload": {"to": ["later@example.com"], "subject": "later", "body": {"text": "x"}},
+                   "delay_seconds": 3600}),
+        )
+        .await;
+        for tab in &tabs {
+            tab.wait_text(scheduled, Duration::from_secs(30), |t| {
+                t.trim() == n.to_string()
+            })
+            .await;
+            // The job list follows the stream's change signal.
+            tab.wait_text(
+                &format!("tr[data-job='{id}']"),
+                Duration::from_secs(30),
+                |t| t.contains("scheduled"),
+            )
+            .await;
+        }
+    }
+    for tab in &tabs {
+        let live = tab.text("#live").await.unwrap();
+        assert!(live.starts_with("live"), "{live}");
+    }
+    std::fs::write(
+        docs().join("dashboard-live.png"),
+        tabs[0].screenshot().await,
+    )
+    .unwrap();
+    assert_eq!(requests_counted(&base, "status=\"429\"").await, 0);
+    assert_eq!(
+        requests_counted(&base, "route=\"/api/v1/queues\"").await,
+        0,
+        "the page polled the queue list"
+    );
+    assert!(requests_counted(&base, "route=\"/api/v1/stream\"").await >= 2);
+    for tab in tabs {
+        tab.close().await;
+    }
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}
+
+/// The email queue's count of `status`, from the API.
+async fn email_count(base: &str, token: &str, status: &str) -> u64 {
+    let queues = get_json(base, token, "/api/v1/queues").await;
+    queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "email")
+        .and_then(|q| q["counts"][status].as_u64())
+        .unwrap_or(0)
+}
+
+async fn wait_email_count(base: &str, token: &str, status: &str, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let n = email_count(base, token, status).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "email {status}: {n}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// An operator finds a job by text in its payload, then retries the 50 dead email jobs by
+/// filter after a confirmation naming the count; the address reflects the filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_searches_by_payload_and_bulk_retries_50_dead_jobs_by_filter() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver"
+    );
+    let smtp = SmtpServer::start().await;
+    smtp.inject(Stage::Data, "554 5.7.1 message refused", Some(50));
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_QUEUES__EMAIL__MAX_ATTEMPTS", "1"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let needle = enqueue_email(
+        &base,
+        &token,
+        json!({"payload": {"to": ["needle@example.com"], "subject": "later", "body": {"text": "x"}},
+               "delay_seconds": 3600}),
+    )
+    .await;
+    for i in 0..50 {
+        enqueue_email(
+            &base,
+            &token,
+            json!({"payload": {"to": [format!("user{i}@example.com")], "subject": "s", "body": {"text": "x"}}}),
+        )
+        .await;
+    }
+    wait_email_count(&base, &token, "dead", 50).await;
+
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &base, "admin").await;
+    // Search by payload text: only the one job to needle@ is listed.
+    browser.type_into("#filter-q", "needle@example").await;
+    let listed = browser
+        .wait_text("#jobs-page", Duration::from_secs(20), |t| {
+            t.contains("(1 jobs)")
+        })
+        .await;
+    assert!(listed.contains("page 1 of 1"), "{listed}");
+    let rows = browser.text("#jobs-body").await.unwrap();
+    assert!(rows.contains(&needle), "{rows}");
+    let search = browser.execute("return location.search;", vec![]).await;
+    assert_eq!(search, json!("?q=needle%40example"));
+
+    // Filter the dead email jobs, ask to retry them all: the page names the count first.
+    browser
+        .execute(
+            "const q = document.getElementById('filter-q'); q.value = ''; \
+             document.getElementById('filter-queue').value = 'email'; \
+             const s = document.getElementById('filter-status'); s.value = 'dead'; \
+             s.dispatchEvent(new Event('change')); return 0;",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_text("#jobs-page", Duration::from_secs(20), |t| {
+            t.contains("(50 jobs)")
+        })
+        .await;
+    browser.click("#bulk-retry").await;
+    let question = browser
+        .wait_text("#bulk-question", Duration::from_secs(10), |t| !t.is_empty())
+        .await;
+    assert_eq!(question, "Retry 50 dead email jobs?");
+    std::fs::write(
+        docs().join("dashboard-bulk-retry.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+    browser.click("#bulk-yes").await;
+    browser
+        .wait_text("#jobs-note", Duration::from_secs(30), |t| {
+            t.contains("50 jobs retried")
+        })
+        .await;
+    // The SMTP server takes messages again: all 50 are sent.
+    wait_email_count(&base, &token, "done", 50).await;
+    assert_eq!(email_count(&base, &token, "dead").await, 0);
+    browser.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}
+
+/// True when the element, scrolled to vertically only, is visible inside the viewport's width
+/// and its table needs no sideways scrolling.
+async fn within_width(browser: &Session, css: &str) -> bool {
+    browser
+        .execute(
+            "const e = document.querySelector(arguments[0]); if (!e || e.offsetParent === null) \
+             return false; window.scrollTo(0, e.getBoundingClientRect().top + window.scrollY - 200); \
+             const r = e.getBoundingClientRect(); const box = e.closest('.scroll'); \
+             return r.left >= 0 && r.right <= document.documentElement.clientWidth \
+             && (!box || box.scrollWidth <= box.clientWidth);",
+            vec![json!(css)],
+        )
+        .await
+        == json!(true)
+}
+
+/// At 390 px wide every queue column and action and every job's status are on screen: the
+/// admin reads a dead job's status and pauses a queue from a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_reaches_pause_and_status_at_390_px() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver"
+    );
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let id = enqueue_email(
+        &base,
+        &token,
+        json!({"payload": {"to": ["later@example.com"], "subject": "later", "body": {"text": "x"}},
+               "delay_seconds": 3600}),
+    )
+    .await;
+    let driver = Driver::start().await;
+    let phone = driver.phone(390, 844).await;
+    sign_in(&phone, &base, "admin").await;
+    let width = phone
+        .execute("return document.documentElement.clientWidth;", vec![])
+        .await;
+    assert!(width.as_u64().is_some_and(|w| w <= 390), "{width}");
+    let status = format!("tr[data-job='{id}'] td[data-label=Status]");
+    phone
+        .wait_text(&status, Duration::from_secs(20), |t| t == "scheduled")
+        .await;
+    let pause = "tr[data-queue=email] button[aria-label='pause queue email']";
+    for css in [
+        status.as_str(),
+        "tr[data-queue=email] td[data-count=dead]",
+        "tr[data-queue=email] td[data-label=State]",
+        pause,
+    ] {
+        let shown = within_width(&phone, css).await;
+        let layout = phone
+            .execute(
+                "const e = document.querySelector(arguments[0]); const r = e.getBoundingClientRect(); \
+                 const b = e.closest('.scroll'); return [r.left, r.right, \
+                 document.documentElement.clientWidth, b && b.scrollWidth, b && b.clientWidth];",
+                vec![json!(css)],
+            )
+            .await;
+        assert!(shown, "{css} is off screen at 390 px: {layout}");
+    }
+    std::fs::write(docs().join("dashboard-phone.png"), phone.screenshot().await).unwrap();
+    phone.click(pause).await;
+    phone
+        .wait_text(
+            "tr[data-queue=email] td[data-label=State]",
+            Duration::from_secs(20),
+            |t| t == "paused",
+        )
+        .await;
+    let queues = get_json(&base, &token, "/api/v1/queues").await;
+    let email = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "email")
+        .unwrap();
+    assert_eq!(email["paused"], true, "{email}");
+    phone.close().await;
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }

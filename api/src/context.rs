@@ -168,11 +168,12 @@ impl<E: Endpoint> Pipeline<E> {
         let mut decision = None;
         if let Some(group) = self.state.limiter().group_of(path) {
             let caller = self.caller(&mut req, ip).await;
+            let read = req.method() == Method::GET || req.method() == Method::HEAD;
             // A limiter that cannot reach Redis quickly lets the request through at once
             // (the route itself then answers, or fails with its own bounded timeout).
             let checked = tokio::time::timeout(
                 crate::ratelimit::LOOKUP_TIMEOUT,
-                self.state.limiter().check(group, &caller),
+                self.state.limiter().check(group, &caller, read),
             )
             .await
             .unwrap_or_else(|_| {

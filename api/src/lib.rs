@@ -10,9 +10,11 @@
 //!   `/api/v1/auth/lockouts`; `/api/v1/auth/oidc`, `/api/v1/auth/oidc/login`,
 //!   `/api/v1/auth/oidc/callback`, `/api/v1/auth/oidc/exchange` (dashboard single sign-on).
 //! - `/api/v1/jobs/{okta_fetch|email|audit|alert_escalation}` (POST: enqueue),
-//!   `/api/v1/jobs`, `/api/v1/jobs/{id}`, `/api/v1/jobs/{id}/retry`, `/api/v1/jobs/{id}/cancel`.
+//!   `/api/v1/jobs` (search), `/api/v1/jobs/{id}` (GET, DELETE), `/api/v1/jobs/{id}/retry`,
+//!   `/api/v1/jobs/{id}/cancel`, `/api/v1/jobs/bulk` (retry/cancel/delete by ids or filter).
 //! - `/api/v1/queues`, `/api/v1/queues/{queue}/pause`, `/api/v1/queues/{queue}/resume`.
 //! - `/api/v1/schedules`.
+//! - `/api/v1/stream`: the dashboard's live view (server-sent events, see [`live`]).
 //! - `/api/v1/hooks/okta/events`: Okta Event Hooks (verification `GET`, delivery `POST`),
 //!   authenticated by the configured secret header instead of a token.
 //!
@@ -26,6 +28,7 @@
 //! - [`tls`]: optional HTTPS for the listener (rustls).
 //! - [`proxy`]: the client address, believing forwarding headers only from trusted proxies.
 //! - [`error`]: the one error shape. [`audit`]: the one door to the audit trail.
+//! - [`live`]: the per-process publisher of the live stream.
 //! - [`metrics`]: HTTP metrics. [`routes`]: one module per resource (see its doc to add one).
 //! - [`probes`]: `/health`, `/ready`, `/metrics` of a process without the API (`vigil worker`).
 
@@ -34,6 +37,7 @@ pub mod auth;
 pub mod context;
 pub mod dashboard;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod probes;
 pub mod proxy;
@@ -144,6 +148,12 @@ impl Listening {
         state: ApiState,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        // Open live streams end when the shutdown begins, so they do not hold up the drain.
+        let live = state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            live.live().close();
+        };
         self.serve(app(state), shutdown).await
     }
 

@@ -4,7 +4,10 @@
 //! counter, starts the window on the first hit and returns the count and the time left, so
 //! concurrent requests on any number of instances are counted exactly. Callers with a valid
 //! token are counted per user, API keys per key (with the key's own budget when it has one),
-//! others per client IP. If Redis cannot be reached the request
+//! others per client IP. A user's reads (`GET`, `HEAD`) are counted apart, in one read
+//! budget across groups (`rate_limit.read_per_minute`), so a script's writes cannot lock the
+//! same person out of the dashboard and an open dashboard cannot spend their write budget.
+//! If Redis cannot be reached the request
 //! is let through (logged): rate limiting must not take the API down with it.
 
 use vigil_queue::RedisConn;
@@ -93,11 +96,21 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request of `caller` in `group`.
-    pub async fn check(&self, group: &str, caller: &Caller) -> Result<Decision, redis::RedisError> {
-        let (budget, bucket) = self.budget(group);
+    /// Counts one request of `caller` in `group`; `read` for `GET`/`HEAD`, which a user
+    /// spends from their read budget instead of the group's.
+    pub async fn check(
+        &self,
+        group: &str,
+        caller: &Caller,
+        read: bool,
+    ) -> Result<Decision, redis::RedisError> {
+        let (budget, mut bucket) = self.budget(group);
         let (limit, who) = match caller {
             Caller::Anonymous(ip) => (budget.anonymous_per_minute, format!("ip:{ip}")),
+            Caller::User(name) if read => {
+                bucket = "read".to_owned();
+                (self.settings.read_per_minute, format!("user:{name}"))
+            }
             Caller::User(name) => (budget.authenticated_per_minute, format!("user:{name}")),
             Caller::Key { id, per_minute } => (
                 per_minute.unwrap_or(budget.authenticated_per_minute),

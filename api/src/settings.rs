@@ -347,10 +347,14 @@ pub struct RateLimitSettings {
     pub enabled: bool,
     /// Per client IP, for requests without a valid token.
     pub anonymous_per_minute: u64,
-    /// Per user, for requests with a valid token.
+    /// Per user, for requests with a valid token (a user's reads count in `read_per_minute`).
     pub authenticated_per_minute: u64,
+    /// Per user, for their `GET`/`HEAD` requests with a valid token, across every group:
+    /// the dashboard's reads and the opening of its live stream.
+    pub read_per_minute: u64,
     /// Own budgets for route groups: the path segment after `/api/v1/` (`auth`, `jobs`,
     /// `queues`, `schedules`, `events`, `alerts`, ...). Other groups share the default budget.
+    /// A user's reads are counted in `read_per_minute` instead.
     pub groups: BTreeMap<String, GroupLimit>,
     /// Paths never limited (probes and scrapers).
     pub exempt_paths: Vec<String>,
@@ -362,6 +366,7 @@ impl Default for RateLimitSettings {
             enabled: true,
             anonymous_per_minute: 20,
             authenticated_per_minute: 100,
+            read_per_minute: 600,
             groups: BTreeMap::new(),
             exempt_paths: vec![
                 "/health".to_owned(),

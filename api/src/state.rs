@@ -57,6 +57,7 @@ struct Inner {
     metrics: HttpMetrics,
     hook_metrics: OktaHookMetrics,
     local_actors: OnceLock<LocalActors>,
+    live: crate::live::LiveHub,
 }
 
 /// This process's own actors (when it runs workers too), for `/ready`.
@@ -125,6 +126,7 @@ impl ApiState {
             metrics,
             hook_metrics,
             local_actors: OnceLock::new(),
+            live: crate::live::LiveHub::default(),
         })))
     }
 
@@ -167,6 +169,10 @@ impl ApiState {
     }
     pub fn hook_metrics(&self) -> &OktaHookMetrics {
         &self.0.hook_metrics
+    }
+    /// The live view's publisher (`GET /api/v1/stream`).
+    pub fn live(&self) -> &crate::live::LiveHub {
+        &self.0.live
     }
 
     /// Makes `/ready` also require this process's actors healthy (`vigil run`). Set once;

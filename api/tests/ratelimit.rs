@@ -42,7 +42,7 @@ async fn two_instances_share_the_anonymous_budget() {
 async fn users_are_counted_apart_from_anonymous_callers_and_groups_can_have_their_own_budget() {
     let app = TestApp::with(|s| {
         s.rate_limit.anonymous_per_minute = 3;
-        s.rate_limit.authenticated_per_minute = 4;
+        s.rate_limit.read_per_minute = 4;
         s.rate_limit.groups.insert(
             "auth".into(),
             vigil_api::settings::GroupLimit {
@@ -67,7 +67,7 @@ async fn users_are_counted_apart_from_anonymous_callers_and_groups_can_have_thei
     let token = first.body["access_token"].as_str().unwrap().to_owned();
     login().await.expect(200);
     login().await.expect(429);
-    // The user's own budget (4) is untouched by anonymous use.
+    // The user's own read budget (4) is untouched by anonymous use.
     for _ in 0..4 {
         let r = app.get("/api/v1/queues", Some(&token)).await;
         r.expect(200);
@@ -76,6 +76,52 @@ async fn users_are_counted_apart_from_anonymous_callers_and_groups_can_have_thei
     app.get("/api/v1/queues", Some(&token)).await.expect(429);
     // Anonymous callers still have their default budget.
     app.get("/api/v1/queues", None).await.expect(401);
+}
+
+/// A user's reads (the dashboard) and writes (a script enqueuing) are counted apart: spending
+/// one leaves the other whole, and the read budget is one across route groups.
+#[tokio::test]
+async fn a_users_reads_and_writes_have_separate_budgets() {
+    let app = TestApp::with(|s| {
+        s.rate_limit.authenticated_per_minute = 3;
+        s.rate_limit.read_per_minute = 5;
+    })
+    .await;
+    let token = app.admin().await;
+    let email =
+        || json!({"payload": {"to": ["soc@example.com"], "subject": "hi", "body": {"text": "x"}}});
+    for left in (0..3u64).rev() {
+        let r = app.post("/api/v1/jobs/email", Some(&token), email()).await;
+        r.expect(202);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+        assert_eq!(
+            r.header("x-ratelimit-remaining"),
+            Some(left.to_string().as_str())
+        );
+    }
+    app.post("/api/v1/jobs/email", Some(&token), email())
+        .await
+        .expect(429);
+    // The write budget is spent; every read still passes, from one budget across groups.
+    for (i, path) in [
+        "/api/v1/queues",
+        "/api/v1/jobs",
+        "/api/v1/schedules",
+        "/api/v1/alerts",
+        "/api/v1/queues",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = app.get(path, Some(&token)).await;
+        r.expect(200);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("5"));
+        assert_eq!(
+            r.header("x-ratelimit-remaining"),
+            Some((4 - i).to_string().as_str())
+        );
+    }
+    app.get("/api/v1/jobs", Some(&token)).await.expect(429);
 }
 
 /// The shared budget on a Redis Cluster (callers' windows land on different shards) and on a
@@ -110,11 +156,11 @@ async fn the_budget_holds_on_a_cluster_and_on_sentinel() {
         for user in (0..12).map(|i| format!("user-{i}")) {
             let caller = Caller::User(user.clone());
             for left in (0..3u64).rev() {
-                let d = limiter.check("jobs", &caller).await.unwrap();
+                let d = limiter.check("jobs", &caller, false).await.unwrap();
                 assert!(d.allowed, "{:?}: {user} within budget", redis.mode);
                 assert_eq!(d.remaining, left);
             }
-            let d = limiter.check("jobs", &caller).await.unwrap();
+            let d = limiter.check("jobs", &caller, false).await.unwrap();
             assert!(
                 !d.allowed,
                 "{:?}: {user}'s fourth request is refused",

@@ -39,7 +39,10 @@ pub mod settings;
 
 pub use backend::{AckLayer, AckService, VigilBackend};
 pub use conn::{Connector, RedisConn};
-pub use engine::Engine;
+pub use engine::{
+    BulkAction, BulkCursor, BulkFilter, BulkOutcome, Engine, JobMatch, JobSearch, MAX_BULK,
+    SearchPage, created_of,
+};
 pub use error::{Cause, EngineError};
 pub use keys::{new_job_id, queue_of_id};
 pub use lease::{FailOutcome, LeaseBatch, LeasedJob, backoff_ceiling, new_worker_id, retry_delay};

@@ -490,3 +490,29 @@ return {1, run_at}
 "#,
     )
 });
+
+/// ARGV[1] id. Deletes a job that is not running, wherever it is (its hash or its `fin`
+/// record, its ledger entry, its place in `scheduled`); an id left in `pending` is skipped by
+/// the next lease, which only takes jobs whose hash says pending. Returns {'ok', status},
+/// {'invalid', 'running'} or {'missing'}.
+pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[1]
+local k = jk(id)
+local st = redis.call('HGET', k, 'status')
+if not st then
+  if redis.call('HDEL', K.fin, id) == 1 then
+    redis.call('ZREM', S.done, id)
+    return {'ok', 'done'}
+  end
+  return {'missing'}
+end
+if st == 'running' then return {'invalid', st} end
+redis.call('ZREM', K.scheduled, id)
+redis.call('ZREM', S[st], id)
+redis.call('DEL', k)
+return {'ok', st}
+"#,
+    )
+});

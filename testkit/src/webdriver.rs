@@ -85,6 +85,16 @@ impl Driver {
 
     /// A new headless Chromium session with a window of `width` x `height`.
     pub async fn session(&self, width: u32, height: u32) -> Session {
+        self.open(width, height, false).await
+    }
+
+    /// A session whose page is exactly `width` x `height` CSS pixels (mobile emulation: a
+    /// headless window is never narrower than about 500 px).
+    pub async fn phone(&self, width: u32, height: u32) -> Session {
+        self.open(width, height, true).await
+    }
+
+    async fn open(&self, width: u32, height: u32, phone: bool) -> Session {
         let binary = if which("chromium") {
             "/usr/bin/chromium"
         } else {
@@ -102,6 +112,11 @@ impl Driver {
                          format!("--user-data-dir={}", profile.path().display())]
             }
         }}});
+        let mut caps = caps;
+        if phone {
+            caps["capabilities"]["alwaysMatch"]["goog:chromeOptions"]["mobileEmulation"] =
+                json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0}});
+        }
         let client = reqwest::Client::new();
         let res: Value = client
             .post(format!("{}/session", self.url))

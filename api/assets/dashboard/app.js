@@ -1,12 +1,16 @@
 // vigil dashboard: a dependency-free page over the JSON API. It signs in with the token API,
-// polls every 5 seconds (server-side pagination keeps each poll small), and renders with
-// textContent only, so nothing from a job payload or an event is ever parsed as HTML.
+// holds one live stream (GET /api/v1/stream, server-sent events read through fetch so the
+// token goes in a header) that pushes queue counts, alerts, instances and schedules, and
+// reloads the job list and audit records only when the stream says jobs changed (at most
+// every JOBS_MIN_MS). It renders with textContent only, so nothing from a job payload or an
+// event is ever parsed as HTML.
 "use strict";
 
-const POLL_MS = 5000; // 6 reads per poll stays well inside the 100/min per-user rate limit
 const PAGE_SIZE = 20;
+const JOBS_MIN_MS = 2000; // the job list reloads at most this often, however busy the queues
+const AUDIT_MIN_MS = 10000;
 const store = window.sessionStorage;
-const state = { page: 1, total: 0, selectedJob: null, timer: null, role: null, pausedUntil: 0 };
+const state = { page: 1, total: 0, selectedJob: null, role: null, pausedUntil: 0, stream: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -148,8 +152,7 @@ async function finishSso(code) {
 
 function signOut(message) {
   ["vigil.access", "vigil.refresh", "vigil.role", "vigil.user"].forEach((k) => store.removeItem(k));
-  if (state.timer) clearInterval(state.timer);
-  state.timer = null;
+  stopStream();
   $("app").hidden = true;
   $("who").hidden = true;
   $("sign-in").hidden = false;
@@ -163,12 +166,18 @@ function showApp() {
   $("who").hidden = false;
   $("sign-in").hidden = true;
   $("app").hidden = false;
-  refreshAll();
-  if (state.timer) clearInterval(state.timer);
-  state.timer = setInterval(refreshAll, POLL_MS);
+  refreshJobs().catch(showFailure);
+  refreshAudit();
+  startStream();
 }
 
 const isAdmin = () => state.role === "admin";
+
+// Gives each cell of a table body its column's name (shown as a label on phones).
+function labelCells(body) {
+  const names = [...body.closest("table").querySelectorAll("thead th")].map((th) => th.textContent);
+  for (const tr of body.rows) [...tr.cells].forEach((cell, i) => { cell.dataset.label = names[i] || ""; });
+}
 
 function actionButton(label, aria, onClick) {
   const b = el("button", label, "secondary");
@@ -177,8 +186,8 @@ function actionButton(label, aria, onClick) {
   b.addEventListener("click", async (ev) => {
     ev.stopPropagation();
     b.disabled = true;
-    try { await onClick(); await refreshAll(); }
-    catch (e) { if (e.message !== "signed out") alert(e.message); }
+    try { await onClick(); await refreshJobs(); }
+    catch (e) { if (e.message !== "signed out") { $("jobs-note").className = "error"; $("jobs-note").textContent = e.message; } }
     finally { b.disabled = false; }
   });
   return b;
@@ -186,8 +195,7 @@ function actionButton(label, aria, onClick) {
 
 // ---- panels ---------------------------------------------------------------------------
 
-async function refreshQueues() {
-  const queues = list(await api("/api/v1/queues"), "queues", "results");
+function renderQueues(queues) {
   const body = $("queues-body");
   body.replaceChildren();
   for (const q of queues) {
@@ -212,12 +220,15 @@ async function refreshQueues() {
     tr.append(act);
     body.append(tr);
   }
+  labelCells(body);
 }
 
 async function refreshJobs() {
   const params = new URLSearchParams({ page: state.page, page_size: PAGE_SIZE });
   if ($("filter-queue").value) params.set("queue", $("filter-queue").value);
   if ($("filter-status").value) params.set("status", $("filter-status").value);
+  if ($("filter-q").value.trim()) params.set("q", $("filter-q").value.trim());
+  reflectFilters();
   const page = await api("/api/v1/jobs?" + params);
   const jobs = list(page, "jobs", "results");
   state.total = page.total || 0;
@@ -244,6 +255,7 @@ async function refreshJobs() {
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
     body.append(tr);
   }
+  labelCells(body);
   const pages = Math.max(1, Math.ceil(state.total / PAGE_SIZE));
   $("jobs-page").textContent = `page ${state.page} of ${pages} (${state.total} jobs)`;
   $("jobs-prev").disabled = state.page <= 1;
@@ -254,7 +266,7 @@ async function refreshJobs() {
 async function showJob(id, quiet) {
   let j;
   try { j = await api(`/api/v1/jobs/${encodeURIComponent(id)}`); }
-  catch (e) { if (!quiet) alert(e.message); return; }
+  catch (e) { if (!quiet) { $("jobs-note").className = "error"; $("jobs-note").textContent = e.message; } return; }
   state.selectedJob = id;
   $("job-detail").hidden = false;
   $("job-detail-id").textContent = j.id;
@@ -271,8 +283,7 @@ async function showJob(id, quiet) {
   if (!(j.errors || []).length) errs.append(el("li", "none"));
 }
 
-async function refreshSchedules() {
-  const schedules = list(await api("/api/v1/schedules"), "schedules", "results");
+function renderSchedules(schedules) {
   const body = $("schedules-body");
   body.replaceChildren();
   for (const s of schedules) {
@@ -287,11 +298,8 @@ async function refreshSchedules() {
 }
 
 // The fleet: every live instance (GET /api/v1/instances) with its role, queues and actors.
-async function refreshActors() {
+function renderActors(instances) {
   const ul = $("actors-list");
-  let instances;
-  try { instances = await api("/api/v1/instances"); }
-  catch (e) { ul.replaceChildren(el("li", "instances unavailable: " + e.message, "bad")); return; }
   ul.replaceChildren();
   if (!instances.length) ul.append(el("li", "no live instance reports (is any vigil running?)", "bad"));
   for (const i of instances) {
@@ -314,11 +322,7 @@ async function refreshActors() {
   }
 }
 
-async function refreshAlerts() {
-  let page;
-  try { page = await api("/api/v1/alerts?page=1&page_size=20"); }
-  catch (e) { $("alerts-note").textContent = e.status === 404 ? "Alerts are not available on this server." : e.message; return; }
-  $("alerts-note").textContent = "";
+function renderAlerts(page) {
   const alerts = list(page, "results", "alerts");
   // Open ones first, then acknowledged, then resolved.
   const rank = { open: 0, acknowledged: 1, resolved: 2 };
@@ -359,24 +363,176 @@ async function refreshAudit() {
   }
 }
 
-let refreshing = false;
-async function refreshAll() {
-  // A hidden tab does not poll (the rate limit is per user, shared by every tab), and after
-  // a 429 polling waits for Retry-After.
-  if (refreshing || $("app").hidden || document.visibilityState === "hidden") return;
-  if (state.pausedUntil && Date.now() < state.pausedUntil) return;
-  refreshing = true;
+// ---- bulk actions by filter ---------------------------------------------------------------
+
+const FILTERS = [["queue", "filter-queue"], ["status", "filter-status"], ["q", "filter-q"]];
+
+// The address reflects the job filters, so a view can be shared and survives a reload.
+function reflectFilters() {
+  const params = new URLSearchParams();
+  for (const [name, id] of FILTERS) if ($(id).value.trim()) params.set(name, $(id).value.trim());
+  const query = params.toString();
+  history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
+}
+
+function readFilters() {
+  const params = new URLSearchParams(location.search);
+  for (const [name, id] of FILTERS) if (params.get(name)) $(id).value = params.get(name);
+}
+
+function currentFilter() {
+  const filter = {};
+  for (const [name, id] of FILTERS) if ($(id).value.trim()) filter[name] = $(id).value.trim();
+  return filter;
+}
+
+const BULK = { retry: ["Retry", "retried"], cancel: ["Cancel", "cancelled"], delete: ["Delete", "deleted"] };
+let pendingBulk = null;
+
+// Asks first, naming how many jobs match (the list's total), then runs the action through
+// every slice of the filter.
+function askBulk(action) {
+  $("jobs-note").textContent = "";
+  const filter = currentFilter();
+  const what = [filter.status, filter.queue, "jobs"].filter(Boolean).join(" ");
+  const matching = filter.q ? ` matching "${filter.q}"` : "";
+  pendingBulk = { action, filter };
+  $("bulk-question").textContent = `${BULK[action][0]} ${state.total} ${what}${matching}?`;
+  $("bulk-confirm").hidden = false;
+  $("bulk-yes").focus();
+}
+
+async function runBulk() {
+  const { action, filter } = pendingBulk || {};
+  if (!action) return;
+  pendingBulk = null;
+  $("bulk-yes").disabled = true;
+  let total = 0, cursor;
   try {
-    await Promise.all([refreshQueues(), refreshJobs(), refreshSchedules(), refreshActors(), refreshAlerts(), refreshAudit()]);
-    // A panel that hit the rate limit keeps its own note; the header keeps saying so.
-    if (!(state.pausedUntil > Date.now())) {
-      $("live").textContent = "live · updated " + new Date().toLocaleTimeString();
-    }
+    do {
+      const body = { action, filter, limit: 1000 };
+      if (cursor) body.cursor = cursor;
+      const res = await api("/api/v1/jobs/bulk", { method: "POST", body });
+      total += res.count;
+      cursor = res.cursor;
+    } while (cursor);
+    $("jobs-note").textContent = `${total} jobs ${BULK[action][1]}.`;
+    $("jobs-note").className = "ok";
   } catch (e) {
-    if (e.message !== "signed out") $("live").textContent = "update failed: " + e.message;
+    if (e.message !== "signed out") { $("jobs-note").textContent = e.message; $("jobs-note").className = "error"; }
   } finally {
-    refreshing = false;
+    $("bulk-yes").disabled = false;
+    $("bulk-confirm").hidden = true;
+    refreshJobs().catch(showFailure);
   }
+}
+
+// ---- the live stream -------------------------------------------------------------------
+
+function showFailure(e) {
+  if (e.message !== "signed out") $("live").textContent = "update failed: " + e.message;
+}
+
+function markLive() {
+  if (!(state.pausedUntil > Date.now())) {
+    $("live").textContent = "live · updated " + new Date().toLocaleTimeString();
+  }
+}
+
+// Reloads that may be asked for many times a second run at most every `minMs`, the last
+// request always honoured.
+function throttled(fn, minMs) {
+  let last = 0, timer = null;
+  return () => {
+    if (timer) return;
+    const wait = Math.max(0, last + minMs - Date.now());
+    timer = setTimeout(async () => {
+      timer = null;
+      last = Date.now();
+      try { await fn(); } catch (e) { showFailure(e); }
+    }, wait);
+  };
+}
+const jobsChanged = throttled(refreshJobs, JOBS_MIN_MS);
+const auditChanged = throttled(refreshAudit, AUDIT_MIN_MS);
+
+const renderers = {
+  queues: renderQueues,
+  jobs: () => { jobsChanged(); auditChanged(); },
+  alerts: renderAlerts,
+  instances: renderActors,
+  schedules: renderSchedules,
+};
+
+function stopStream() {
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  clearTimeout(state.reconnect);
+}
+
+// One stream per tab while it is visible (a hidden tab closes it: browsers allow few
+// connections per server). The server ends each stream after two minutes; the page then
+// reconnects with a current token.
+function startStream() {
+  stopStream();
+  if ($("app").hidden || document.visibilityState === "hidden") return;
+  const controller = new AbortController();
+  state.stream = controller;
+  readStream(controller).then((delay) => {
+    if (state.stream !== controller) return;
+    state.stream = null;
+    state.reconnect = setTimeout(startStream, delay);
+  });
+}
+
+// Reads the stream until it ends; resolves to the delay before reconnecting.
+async function readStream(controller) {
+  let res;
+  for (let attempt = 0; ; attempt++) {
+    const headers = { Accept: "text/event-stream", Authorization: "Bearer " + store.getItem("vigil.access") };
+    try { res = await fetch("/api/v1/stream", { headers, signal: controller.signal }); }
+    catch (_) { if (!controller.signal.aborted) $("live").textContent = "reconnecting…"; return 3000; }
+    if (res.status === 401 && attempt === 0 && (await refreshTokens())) continue;
+    break;
+  }
+  if (res.status === 401) { signOut("Your session ended. Sign in again."); return 0; }
+  if (res.status === 429) {
+    const wait = Number(res.headers.get("Retry-After")) || 30;
+    state.pausedUntil = Date.now() + wait * 1000;
+    $("live").textContent = `rate limited; updates resume in ${wait} s`;
+    return wait * 1000;
+  }
+  if (!res.ok || !res.body) { $("live").textContent = "live updates unavailable (" + res.status + ")"; return 10000; }
+  state.pausedUntil = 0;
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return 500;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        handleEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  } catch (_) {
+    if (!controller.signal.aborted) $("live").textContent = "reconnecting…";
+    return 2000;
+  }
+}
+
+function handleEvent(block) {
+  let type = "message", data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) type = line.slice(6).trim();
+    else if (line.startsWith("data:")) data += line.slice(5).replace(/^ /, "");
+  }
+  const render = renderers[type];
+  if (!render || !data) return;
+  try { render(JSON.parse(data).data); } catch (e) { showFailure(e); return; }
+  markLive();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -390,13 +546,25 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     signOut();
   });
-  $("jobs-prev").addEventListener("click", () => { state.page = Math.max(1, state.page - 1); refreshJobs(); });
-  $("jobs-next").addEventListener("click", () => { state.page += 1; refreshJobs(); });
-  $("filter-queue").addEventListener("change", () => { state.page = 1; refreshJobs(); });
-  $("filter-status").addEventListener("change", () => { state.page = 1; refreshJobs(); });
+  const reload = () => refreshJobs().catch(showFailure);
+  $("jobs-prev").addEventListener("click", () => { state.page = Math.max(1, state.page - 1); reload(); });
+  $("jobs-next").addEventListener("click", () => { state.page += 1; reload(); });
+  $("filter-queue").addEventListener("change", () => { state.page = 1; reload(); });
+  $("filter-status").addEventListener("change", () => { state.page = 1; reload(); });
+  let typing = null;
+  $("filter-q").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { state.page = 1; reload(); }, 300);
+  });
+  $("jobs-filter").addEventListener("submit", (e) => { e.preventDefault(); state.page = 1; reload(); });
+  for (const action of Object.keys(BULK)) $("bulk-" + action).addEventListener("click", () => askBulk(action));
+  $("bulk-yes").addEventListener("click", runBulk);
+  $("bulk-no").addEventListener("click", () => { pendingBulk = null; $("bulk-confirm").hidden = true; });
+  readFilters();
   $("job-detail-close").addEventListener("click", () => { state.selectedJob = null; $("job-detail").hidden = true; });
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") refreshAll();
+    if (document.visibilityState === "hidden") { stopStream(); return; }
+    if (!$("app").hidden && !state.stream) { reload(); startStream(); }
   });
   offerSso();
   const sso = location.hash.match(/^#sso=([A-Za-z0-9_-]{1,100})$/);

@@ -33,6 +33,7 @@ use crate::auth::BearerAuth;
 use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
+use crate::routes::models::encode;
 use crate::state::ApiState;
 use vigil_jobs::Job as _;
 
@@ -303,6 +304,32 @@ pub struct AlertDetail {
     pub transitions: Vec<TransitionView>,
 }
 
+/// One page of alerts with its links (the list route and the live stream).
+pub async fn alert_list(db: &vigil_store::Db, query: &AlertQuery) -> ApiResult<AlertList> {
+    let (page, page_size) = (query.page.max(1), query.page_size);
+    let found = alerts::list(db, query).await?;
+    let url = |p: u32| {
+        let mut q = vec![format!("page={p}"), format!("page_size={page_size}")];
+        if let Some(s) = query.status {
+            q.push(format!("status={s}"));
+        }
+        if let Some(s) = &query.severity {
+            q.push(format!("severity={s}"));
+        }
+        if let Some(r) = &query.rule_id {
+            q.push(format!("rule={}", encode(r)));
+        }
+        format!("/api/v1/alerts?{}", q.join("&"))
+    };
+    let shown = u64::from(page) * u64::from(page_size);
+    Ok(AlertList {
+        count: found.total,
+        next: (shown < found.total).then(|| url(page + 1)),
+        previous: (page > 1).then(|| url(page - 1)),
+        results: found.items.into_iter().map(Into::into).collect(),
+    })
+}
+
 /// A page of alerts, newest first.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -423,27 +450,7 @@ impl AlertsApi {
             page,
             page_size,
         };
-        let found = alerts::list(state.db(), &query).await?;
-        let url = |p: u32| {
-            let mut q = vec![format!("page={p}"), format!("page_size={page_size}")];
-            if let Some(s) = query.status {
-                q.push(format!("status={s}"));
-            }
-            if let Some(s) = &query.severity {
-                q.push(format!("severity={s}"));
-            }
-            if let Some(r) = &query.rule_id {
-                q.push(format!("rule={}", encode(r)));
-            }
-            format!("/api/v1/alerts?{}", q.join("&"))
-        };
-        let shown = u64::from(page) * u64::from(page_size);
-        Ok(Json(AlertList {
-            count: found.total,
-            next: (shown < found.total).then(|| url(page + 1)),
-            previous: (page > 1).then(|| url(page - 1)),
-            results: found.items.into_iter().map(Into::into).collect(),
-        }))
+        Ok(Json(alert_list(state.db(), &query).await?))
     }
 
     /// Read one alert with its events, escalation history and status changes.
@@ -982,17 +989,4 @@ fn escalation_view(e: alerts::Escalation, sent: Vec<Notification>) -> Escalation
         escalated_at: e.escalated_at,
         notified_at: e.notified_at,
     }
-}
-
-/// Percent-encodes a query value (rule ids are plain, but a filter echoes user input).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

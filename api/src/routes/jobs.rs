@@ -1,5 +1,5 @@
-//! `/api/v1/jobs`: enqueue on each queue (one typed body per queue), read, list, retry and
-//! cancel jobs.
+//! `/api/v1/jobs`: enqueue on each queue (one typed body per queue), read, search, retry and
+//! cancel jobs (delete and bulk actions: [`super::job_actions`]).
 //!
 //! Enqueue is `POST /api/v1/jobs/{queue}` with the queue spelled out in the path
 //! (`/api/v1/jobs/okta_fetch`, `/email`, `/audit`, `/alert_escalation`), so each built-in queue
@@ -9,20 +9,20 @@
 //! type and handing over to the shared `enqueue`; poem-openapi reads operations from the
 //! `#[OpenApi]` impl as written, so a macro cannot generate them.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use vigil_jobs::Queue;
-use vigil_queue::{JobFilter, NewJob};
+use vigil_queue::{JobMatch, JobSearch, NewJob};
 
 use crate::audit::{self, Entry};
 use crate::auth::{BearerAuth, Principal};
 use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
-use crate::routes::models::{JobLinks, JobView, QueueName, StatusName};
+use crate::routes::models::{JobLinks, JobView, QueueName, StatusName, encode};
 use crate::routes::payloads::{
     EnqueueAlertEscalation, EnqueueAudit, EnqueueEmail, EnqueueOktaFetch,
 };
@@ -75,8 +75,10 @@ pub struct JobList {
     pub total: u64,
     pub page: u32,
     pub page_size: u32,
-    /// Newest first.
+    /// Newest created first.
     pub jobs: Vec<JobView>,
+    /// True when a text search stopped after 5,000 jobs (`total` counts matches among them).
+    pub truncated: Option<bool>,
     /// The next page's URL, if any.
     pub next: Option<String>,
     /// The previous page's URL, if any.
@@ -324,14 +326,24 @@ impl JobsApi {
         enqueue(&state, &auth.0, &rid.0.0, queue.0.0, parts, key.0).await
     }
 
-    /// List jobs, newest first, filtered by queue and status.
+    /// Search jobs, newest created first: by queue, status, creation time and text in the
+    /// id, payload or errors. A search looks at the newest 10,000 jobs of each queue and
+    /// status; text is matched on at most 5,000 of them (`truncated` says when it stopped).
     #[oai(path = "/api/v1/jobs", method = "get", operation_id = "list_jobs")]
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         _auth: BearerAuth,
         state: Data<&ApiState>,
         queue: Query<Option<QueueName>>,
         status: Query<Option<StatusName>>,
+        /// Text in the job's id, payload or errors (case-insensitive).
+        #[oai(validator(min_length = 1, max_length = 200))]
+        q: Query<Option<String>>,
+        /// Created at or after (RFC 3339).
+        created_after: Query<Option<DateTime<Utc>>>,
+        /// Created before (RFC 3339).
+        created_before: Query<Option<DateTime<Utc>>>,
         /// 1-based page number (default 1).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u32>>,
@@ -339,34 +351,53 @@ impl JobsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         page_size: Query<Option<u32>>,
     ) -> ApiResult<Json<JobList>> {
-        let filter = JobFilter {
+        let search = JobSearch {
             queue: queue.0.map(Into::into),
             status: status.0.map(Into::into),
+            matches: JobMatch {
+                text: q.0,
+                created_after: created_after.0,
+                created_before: created_before.0,
+            },
             page: page.0.unwrap_or(1),
             page_size: page_size.0.unwrap_or(50),
         };
-        let found = state.engine().list(&filter).await?;
+        let found = state.engine().search(&search).await?;
         let url = |p: u32| {
             let mut q = vec![
                 format!("page={p}"),
-                format!("page_size={}", filter.page_size),
+                format!("page_size={}", search.page_size),
             ];
-            if let Some(queue) = filter.queue {
+            if let Some(queue) = search.queue {
                 q.push(format!("queue={queue}"));
             }
-            if let Some(status) = filter.status {
+            if let Some(status) = search.status {
                 q.push(format!("status={status}"));
+            }
+            let m = &search.matches;
+            if let Some(text) = &m.text {
+                q.push(format!("q={}", encode(text)));
+            }
+            for (name, t) in [
+                ("created_after", m.created_after),
+                ("created_before", m.created_before),
+            ] {
+                if let Some(t) = t {
+                    q.push(format!("{name}={}", encode(&t.to_rfc3339())));
+                }
             }
             format!("/api/v1/jobs?{}", q.join("&"))
         };
-        let shown = u64::from(filter.page) * u64::from(filter.page_size);
+        let total = found.page.total;
+        let shown = u64::from(search.page) * u64::from(search.page_size);
         Ok(Json(JobList {
-            total: found.total,
-            page: filter.page,
-            page_size: filter.page_size,
-            next: (shown < found.total).then(|| url(filter.page + 1)),
-            previous: (filter.page > 1).then(|| url(filter.page - 1)),
-            jobs: found.jobs.into_iter().map(Into::into).collect(),
+            total,
+            page: search.page,
+            page_size: search.page_size,
+            next: (shown < total).then(|| url(search.page + 1)),
+            previous: (search.page > 1).then(|| url(search.page - 1)),
+            truncated: found.truncated.then_some(true),
+            jobs: found.page.jobs.into_iter().map(Into::into).collect(),
         }))
     }
 
@@ -386,6 +417,22 @@ impl JobsApi {
             }
             None => Err(ApiError::not_found(format!("job {} not found", id.0))),
         }
+    }
+
+    /// Delete a job that is not running, whatever its status (admin; audited `job.delete`).
+    #[oai(
+        path = "/api/v1/jobs/:id",
+        method = "delete",
+        operation_id = "delete_job"
+    )]
+    async fn delete(
+        &self,
+        auth: BearerAuth,
+        state: Data<&ApiState>,
+        rid: Data<&RequestId>,
+        #[oai(validator(max_length = 100))] id: Path<String>,
+    ) -> ApiResult<super::job_actions::DeleteResponse> {
+        super::job_actions::delete_job(&state, &auth.0, &rid.0.0, &id.0).await
     }
 
     /// Retry a dead or failed job now, with a fresh set of attempts (admin).

@@ -26,6 +26,7 @@ pub mod emails;
 pub mod events;
 pub mod health;
 pub mod instances;
+pub mod job_actions;
 pub mod jobs;
 pub mod models;
 pub mod oidc;
@@ -33,6 +34,7 @@ pub mod okta_hooks;
 pub mod payloads;
 pub mod queues;
 pub mod schedules;
+pub mod stream;
 pub mod users;
 
 use poem_openapi::{OpenApiService, Tags as TagsDerive};
@@ -46,7 +48,7 @@ pub enum Tags {
     Health,
     /// Sign in and renew tokens.
     Auth,
-    /// Enqueue, read, list, retry and cancel jobs.
+    /// Enqueue, read, search, retry, cancel and delete jobs, one by one or in bulk.
     Jobs,
     /// Queue counts, pause and resume.
     Queues,
@@ -62,6 +64,8 @@ pub enum Tags {
     Alerts,
     /// The fleet: every live vigil instance with its role, queues and actors.
     Instances,
+    /// The dashboard's live view: one server-sent-events stream instead of polling.
+    Stream,
     /// The API's users: roles, enable/disable, passwords, sessions (admin).
     Users,
     /// API keys of service accounts (admin).
@@ -76,6 +80,7 @@ pub type Apis = (
     auth::AuthApi,
     oidc::OidcApi,
     jobs::JobsApi,
+    job_actions::JobActionsApi,
     queues::QueuesApi,
     schedules::SchedulesApi,
     emails::EmailsApi,
@@ -83,6 +88,7 @@ pub type Apis = (
     audit_logs::AuditLogsApi,
     alerts::AlertsApi,
     instances::InstancesApi,
+    stream::StreamApi,
     users::UsersApi,
     api_keys::ApiKeysApi,
     okta_hooks::OktaHooksApi,
@@ -95,6 +101,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         auth::AuthApi,
         oidc::OidcApi,
         jobs::JobsApi,
+        job_actions::JobActionsApi,
         queues::QueuesApi,
         schedules::SchedulesApi,
         emails::EmailsApi,
@@ -102,6 +109,7 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         audit_logs::AuditLogsApi,
         alerts::AlertsApi,
         instances::InstancesApi,
+        stream::StreamApi,
         users::UsersApi,
         api_keys::ApiKeysApi,
         okta_hooks::OktaHooksApi,

@@ -251,3 +251,17 @@ impl From<QueueCounts> for CountsView {
         }
     }
 }
+
+/// Percent-encodes a query value for the `next`/`previous` links (a filter echoes user
+/// input).
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

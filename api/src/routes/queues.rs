@@ -54,22 +54,7 @@ impl QueuesApi {
         _auth: BearerAuth,
         state: Data<&ApiState>,
     ) -> ApiResult<Json<Vec<QueueView>>> {
-        let stats = state.engine().stats().await?;
-        Ok(Json(
-            stats
-                .into_iter()
-                .map(|s| QueueView {
-                    enabled: state.disabled(s.queue).is_none(),
-                    disabled_reason: state.disabled(s.queue).map(str::to_owned),
-                    example: vigil_jobs::registry::kind(s.queue).map(|k| k.example),
-                    queue: s.queue.into(),
-                    counts: s.counts.into(),
-                    paused: s.paused,
-                    processed_last_minute: s.processed_last_minute,
-                    failed_last_minute: s.failed_last_minute,
-                })
-                .collect(),
-        ))
+        Ok(Json(queue_views(&state).await?))
     }
 
     /// Pause a queue: every instance stops starting its jobs; running jobs finish (admin).
@@ -103,6 +88,24 @@ impl QueuesApi {
     ) -> ApiResult<Json<PauseView>> {
         set_paused(&state, &auth, &rid.0.0, queue.0, false).await
     }
+}
+
+/// Every queue at a glance (the list route and the live stream).
+pub async fn queue_views(state: &ApiState) -> ApiResult<Vec<QueueView>> {
+    let stats = state.engine().stats().await?;
+    Ok(stats
+        .into_iter()
+        .map(|s| QueueView {
+            enabled: state.disabled(s.queue).is_none(),
+            disabled_reason: state.disabled(s.queue).map(str::to_owned),
+            example: vigil_jobs::registry::kind(s.queue).map(|k| k.example),
+            queue: s.queue.into(),
+            counts: s.counts.into(),
+            paused: s.paused,
+            processed_last_minute: s.processed_last_minute,
+            failed_last_minute: s.failed_last_minute,
+        })
+        .collect())
 }
 
 async fn set_paused(

@@ -55,29 +55,33 @@ impl SchedulesApi {
         _auth: BearerAuth,
         state: Data<&ApiState>,
     ) -> ApiResult<Json<Vec<ScheduleView>>> {
-        let runs = state.engine().schedule_runs().await?;
-        let list = vigil_queue::schedules(state.schedules(), &runs, Utc::now());
-        Ok(Json(
-            list.into_iter()
-                .map(|s| {
-                    let off = state
-                        .disabled(s.queue)
-                        .map(|why| format!("queue {} is disabled ({why})", s.queue));
-                    ScheduleView {
-                        name: s.name,
-                        cron: s.cron,
-                        queue: s.queue.into(),
-                        enabled: s.enabled && off.is_none(),
-                        next_run: s.next_run.filter(|_| off.is_none()),
-                        disabled_reason: off,
-                        last_run: s.last_run.map(|r| ScheduleRunView {
-                            tick: r.tick,
-                            job_id: r.job_id,
-                            error: r.error,
-                        }),
-                    }
-                })
-                .collect(),
-        ))
+        Ok(Json(schedule_views(&state).await?))
     }
+}
+
+/// Every schedule with its next and last run (the list route and the live stream).
+pub async fn schedule_views(state: &ApiState) -> ApiResult<Vec<ScheduleView>> {
+    let runs = state.engine().schedule_runs().await?;
+    let list = vigil_queue::schedules(state.schedules(), &runs, Utc::now());
+    Ok(list
+        .into_iter()
+        .map(|s| {
+            let off = state
+                .disabled(s.queue)
+                .map(|why| format!("queue {} is disabled ({why})", s.queue));
+            ScheduleView {
+                name: s.name,
+                cron: s.cron,
+                queue: s.queue.into(),
+                enabled: s.enabled && off.is_none(),
+                next_run: s.next_run.filter(|_| off.is_none()),
+                disabled_reason: off,
+                last_run: s.last_run.map(|r| ScheduleRunView {
+                    tick: r.tick,
+                    job_id: r.job_id,
+                    error: r.error,
+                }),
+            }
+        })
+        .collect())
 }

@@ -8,12 +8,16 @@
 //! - [`read`]: jobs by id, lists, counts, queue stats;
 //! - [`control`]: retry, cancel, pause/resume, schedule ticks, the fleet's health reports;
 //! - [`work`]: the worker side (lease, complete, fail, renew, release, reap, prune, wake-ups);
+//! - [`bulk`]: delete, and retry/cancel/delete many jobs by ids or by filter (resumable);
+//! - [`search`]: jobs by id, payload or error text and creation time, newest created first.
 //! - [`progress`]: a running job's progress, fenced by its token.
 
+mod bulk;
 mod control;
 mod produce;
 mod progress;
 mod read;
+mod search;
 mod work;
 
 use std::sync::Arc;
@@ -27,6 +31,8 @@ use crate::error::EngineError;
 use crate::keys::Keys;
 use crate::settings::{EngineSettings, QueueSettings, QueuesSettings, RedisSettings};
 
+pub use bulk::{BulkAction, BulkCursor, BulkFilter, BulkOutcome, MAX_BULK};
+pub use search::{JobMatch, JobSearch, SearchPage, created_of};
 pub use work::Waiter;
 
 /// Called with (queue, number of new jobs) after every successful enqueue (metrics).
