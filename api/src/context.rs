@@ -111,6 +111,7 @@ impl<E: Endpoint> Endpoint for Pipeline<E> {
         async move {
             req.set_data(RequestId(request_id.clone()));
             req.set_data(self.state.clone());
+            req.set_data(self.state.auth_handle());
             let (mut resp, limit) = self.handle(req, &path).await;
             let route = resp
                 .data::<poem_openapi::OperationId>()

@@ -51,7 +51,7 @@ struct Inner {
     settings: ApiSettings,
     schedules: SchedulesSettings,
     registry: Registry,
-    auth: Authenticator,
+    auth: Arc<Authenticator>,
     sso: Option<SsoClient>,
     limiter: RateLimiter,
     metrics: HttpMetrics,
@@ -103,13 +103,13 @@ impl ApiState {
             }
             _ => None,
         };
-        let auth = Authenticator::new(
+        let auth = Arc::new(Authenticator::new(
             keys,
             oidc,
             db.clone(),
             settings.auth.leeway_seconds,
             Duration::from_secs(settings.auth.user_cache_seconds),
-        );
+        ));
         let metrics = HttpMetrics::register(&registry)?;
         let hook_metrics = OktaHookMetrics::register(&registry)?;
         let limiter =
@@ -156,6 +156,11 @@ impl ApiState {
     }
     pub fn auth(&self) -> &Authenticator {
         &self.0.auth
+    }
+    /// The authenticator as request data (the auth extractors read it from the request, so
+    /// they need not know the whole state).
+    pub fn auth_handle(&self) -> Arc<Authenticator> {
+        self.0.auth.clone()
     }
     /// Dashboard single sign-on, when `auth.oidc.client_id` is set.
     pub fn sso(&self) -> Option<&SsoClient> {

@@ -232,7 +232,7 @@ async fn bulk_refuses_unclear_requests_with_clear_errors() {
         (
             json!({"action": "retry", "filter": {"status": "pending"}}),
             422,
-            "valid: dead, failed",
+            "valid: failed, dead",
         ),
         (
             json!({"action": "retry", "filter": filter, "cursor": "nope"}),

@@ -5,9 +5,9 @@
 //! without pulling in each other's world.
 //!
 //! # Layout
-//! - [`registry`]: the [`Job`] trait (a job kind: payload type, queue name, default settings,
-//!   default schedule, example) and the process-wide registry of kinds ([`register`],
-//!   [`registry::kinds`]).
+//! - [`job`]: the [`Job`] trait (a job kind: payload type, queue name, default settings,
+//!   default schedules, example) and [`Kind`].
+//! - [`registry`]: the process-wide registry of kinds ([`register`], [`registry::kinds`]).
 //! - [`kinds`]: vigil's own kinds, one file each ([`OktaFetchJob`], [`EmailJob`],
 //!   [`AuditJob`], [`AlertEscalationJob`]).
 //! - [`queue`]: queue names ([`Queue`]), parsed against the registry.
@@ -23,6 +23,7 @@
 //! - Handlers must be idempotent: a job can be delivered more than once (at-least-once).
 
 pub mod escalation;
+pub mod job;
 pub mod kinds;
 pub mod queue;
 pub mod registry;
@@ -31,12 +32,13 @@ pub mod status;
 pub mod validate;
 
 pub use escalation::EscalationSettings;
+pub use job::{DefaultSchedule, Job, Kind};
 pub use kinds::{
     AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, MAX_ORG_NAME_LEN, OktaFetchJob,
     WebhookDelivery, check_org_name,
 };
 pub use queue::{Queue, UnknownQueue};
-pub use registry::{DefaultSchedule, Job, Kind, register};
+pub use registry::register;
 pub use settings::{QueueSettings, Retention};
 pub use status::{AttemptError, JobRecord, JobStatus, QueueCounts, UnknownStatus};
 pub use validate::{Validate, ValidationError};

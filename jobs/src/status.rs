@@ -82,6 +82,11 @@ impl JobStatus {
     pub const fn is_retryable(self) -> bool {
         matches!(self, JobStatus::Dead | JobStatus::Failed)
     }
+
+    /// Jobs in these states may be deleted by an operator (all but a running one).
+    pub const fn is_deletable(self) -> bool {
+        !matches!(self, JobStatus::Running)
+    }
 }
 
 impl fmt::Display for JobStatus {

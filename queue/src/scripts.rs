@@ -491,7 +491,7 @@ return {1, run_at}
     )
 });
 
-/// ARGV[1] id. Deletes a job that is not running, wherever it is (its hash or its `fin`
+/// ARGV[1] id, ARGV[3] the statuses that may be deleted (`,a,b,`). Deletes the job wherever it is (its hash or its `fin`
 /// record, its ledger entry, its place in `scheduled`); an id left in `pending` is skipped by
 /// the next lease, which only takes jobs whose hash says pending. Returns {'ok', status},
 /// {'invalid', 'running'} or {'missing'}.
@@ -502,13 +502,17 @@ local id = ARGV[1]
 local k = jk(id)
 local st = redis.call('HGET', k, 'status')
 if not st then
+  if not string.find(ARGV[3], ',done,', 1, true) then
+    if redis.call('HEXISTS', K.fin, id) == 1 then return {'invalid', 'done'} end
+    return {'missing'}
+  end
   if redis.call('HDEL', K.fin, id) == 1 then
     redis.call('ZREM', S.done, id)
     return {'ok', 'done'}
   end
   return {'missing'}
 end
-if st == 'running' then return {'invalid', st} end
+if not string.find(ARGV[3], ',' .. st .. ',', 1, true) then return {'invalid', st} end
 redis.call('ZREM', K.scheduled, id)
 redis.call('ZREM', S[st], id)
 redis.call('DEL', k)

@@ -1,7 +1,7 @@
 //! A fake Okta org: a real HTTP server on 127.0.0.1 speaking Okta's wire format, for tests.
 //!
 //! It implements what vigil's Okta client relies on, as documented in
-//! `shared/notes/okta.md` and `shared/okta-samples/wire/`:
+//! Okta's public documentation and the recorded wire samples:
 //! - `POST /oauth2/v1/token`: client credentials with a `private_key_jwt` client assertion
 //!   (signature checked against the registered public JWK, `iss` = `sub` = client id, `aud`
 //!   = the exact token URL, `exp` under one hour, fresh `jti`) and, for DPoP apps, a DPoP

@@ -33,7 +33,6 @@ use crate::error::ApiError;
 
 /// How long a request waits for the user lookup before it is answered 503.
 pub const USER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
-use crate::state::ApiState;
 use cache::TtlCache;
 use jwt::{TokenError, TokenKeys, TokenType};
 use oidc::OidcVerifier;
@@ -181,12 +180,12 @@ pub async fn check_api_key(req: &Request, key: ApiKey) -> poem::Result<Principal
 }
 
 async fn check_token(req: &Request, token: String) -> poem::Result<Principal> {
-    let Some(state) = req.data::<ApiState>() else {
-        return Err(ApiError::internal(&"ApiState missing from the request").into());
+    let Some(auth) = req.data::<std::sync::Arc<Authenticator>>() else {
+        return Err(ApiError::internal(&"the authenticator is missing from the request").into());
     };
     let identified = match req.data::<Identified>() {
         Some(Identified(known, result)) if *known == token => result.clone(),
-        _ => state.auth().identify(&token).await,
+        _ => auth.identify(&token).await,
     };
     let principal = identified.map_err(|e| match e {
         TokenError::Unavailable => {
@@ -194,7 +193,7 @@ async fn check_token(req: &Request, token: String) -> poem::Result<Principal> {
         }
         other => ApiError::unauthorized(other.to_string()),
     })?;
-    Ok(state.auth().check_active(principal).await?)
+    Ok(auth.check_active(principal).await?)
 }
 
 /// Token verification plus the user check.

@@ -646,9 +646,11 @@ impl AlertsApi {
             other => other.into(),
         })?;
         let now = Utc::now();
-        let after = notifications::reset_for_retry(db, n.id, now)
-            .await?
-            .unwrap_or(n.clone());
+        // A fast worker may already have run the job: then the row says what it did.
+        let after = match notifications::reset_for_retry(db, n.id, now).await? {
+            Some(after) => after,
+            None => notifications::get(db, n.id).await?.unwrap_or(n.clone()),
+        };
         let target = id.0.to_string();
         audit::record(
             state.engine(),

@@ -206,7 +206,7 @@ fn engine_filter(
 ) -> ApiResult<BulkFilter> {
     let status = body.status.map(JobStatus::from);
     if let Some(s) = status
-        && !action.applies_to().contains(&s)
+        && !action.applies(s)
     {
         let valid: Vec<&str> = action.applies_to().iter().map(|s| s.as_str()).collect();
         return Err(ApiError::unprocessable(format!(

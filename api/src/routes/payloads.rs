@@ -1,6 +1,6 @@
 //! The enqueue request bodies: one documented schema per queue, mirroring the vigil-jobs
 //! payload types field for field (`deny_unknown_fields`, like the originals). The engine
-//! validates the serialized payload again with `JobPayload::parse`, so the rules live in one
+//! validates the serialized payload again through the job kind (`vigil_jobs::Job`), so the rules live in one
 //! place (vigil-jobs) and a violation comes back as 422 naming the field.
 
 use std::collections::BTreeMap;

@@ -12,7 +12,7 @@ pub use audit::{AuditActor, AuditJob};
 pub use email::{EmailBody, EmailJob};
 pub use okta_fetch::{MAX_ORG_NAME_LEN, OktaFetchJob, check_org_name};
 
-use crate::registry::Kind;
+use crate::job::Kind;
 /// The kinds this crate declares, known to every process from the start.
 pub(crate) fn builtin() -> Vec<Kind> {
     vec![

@@ -40,20 +40,22 @@ impl BulkAction {
         }
     }
 
-    /// The statuses it applies to.
-    pub const fn applies_to(self) -> &'static [JobStatus] {
+    /// Whether it applies to a job in `status` (the rules of [`JobStatus`], which the
+    /// scripts are given).
+    pub const fn applies(self, status: JobStatus) -> bool {
         match self {
-            BulkAction::Retry => &[JobStatus::Dead, JobStatus::Failed],
-            BulkAction::Cancel => &[JobStatus::Pending, JobStatus::Scheduled, JobStatus::Failed],
-            BulkAction::Delete => &[
-                JobStatus::Pending,
-                JobStatus::Scheduled,
-                JobStatus::Done,
-                JobStatus::Failed,
-                JobStatus::Dead,
-                JobStatus::Cancelled,
-            ],
+            BulkAction::Retry => status.is_retryable(),
+            BulkAction::Cancel => status.is_cancellable(),
+            BulkAction::Delete => status.is_deletable(),
         }
+    }
+
+    /// The statuses it applies to.
+    pub fn applies_to(self) -> Vec<JobStatus> {
+        JobStatus::ALL
+            .into_iter()
+            .filter(|s| self.applies(*s))
+            .collect()
     }
 }
 
@@ -89,8 +91,7 @@ impl BulkCursor {
         let fits = |v: i64, n: usize| usize::try_from(v).ok().filter(|v| *v < n);
         Some(BulkCursor {
             until,
-            // Checked against the engine's queues when used.
-            queue: fits(queue, usize::MAX)?,
+            queue: fits(queue, Queue::all().len())?,
             status: fits(status, JobStatus::ALL.len())?,
             score,
             id: (id.len() <= 100).then_some(id)?,
@@ -178,7 +179,7 @@ impl Engine {
             let status = JobStatus::ALL[pos.status];
             let wanted = filter.queue.is_none_or(|q| q == queue)
                 && filter.status.is_none_or(|s| s == status)
-                && action.applies_to().contains(&status);
+                && action.applies(status);
             let entries = if wanted && budget > 0 {
                 self.ledger_after(queue, status, &pos, budget).await?
             } else {
@@ -280,7 +281,9 @@ impl Engine {
         };
         let mut inv = script.prepare_invoke();
         with_keys(&mut inv, &self.keys, queue);
-        inv.arg(id).arg(extra);
+        inv.arg(id)
+            .arg(extra)
+            .arg(super::control::allowed_statuses(|s| action.applies(s)));
         let mut c = self.conn.clone();
         let answer: Vec<String> = inv
             .invoke_async(&mut c)

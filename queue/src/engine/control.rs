@@ -26,14 +26,7 @@ impl Engine {
         let queue = queue_of_id(id).ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
         let mut inv = script.prepare_invoke();
         with_keys(&mut inv, &self.keys, queue);
-        // The rule lives in `JobStatus` (`is_retryable`, `is_cancellable`); the script only
-        // checks the status against the list it is given, atomically.
-        let from: Vec<&str> = JobStatus::ALL
-            .into_iter()
-            .filter(|s| allowed(*s))
-            .map(JobStatus::as_str)
-            .collect();
-        inv.arg(id).arg(extra).arg(format!(",{},", from.join(",")));
+        inv.arg(id).arg(extra).arg(allowed_statuses(allowed));
         let mut c = self.conn.clone();
         let answer: Vec<String> = inv
             .invoke_async(&mut c)
@@ -187,4 +180,16 @@ impl Engine {
             .flatten()
             .collect())
     }
+}
+
+/// The statuses `allowed` accepts, as the scripts take them (`,a,b,`). The rules live in
+/// [`JobStatus`] (`is_retryable`, `is_cancellable`, `is_deletable`); a script only checks a
+/// job's status against the list it is given, atomically.
+pub(super) fn allowed_statuses(allowed: impl Fn(JobStatus) -> bool) -> String {
+    let from: Vec<&str> = JobStatus::ALL
+        .into_iter()
+        .filter(|s| allowed(*s))
+        .map(JobStatus::as_str)
+        .collect();
+    format!(",{},", from.join(","))
 }

@@ -1,7 +1,7 @@
 //! Authentication to Okta: an SSWS token, or OAuth 2.0 client credentials with a
 //! `private_key_jwt` client assertion and DPoP-bound access tokens.
 //!
-//! The OAuth flow follows Okta's wire format (see `shared/notes/okta.md` §3): every token
+//! The OAuth flow follows Okta's wire format (README's Okta section): every token
 //! request carries a fresh client assertion (new `jti`, `exp` five minutes ahead) and, with
 //! DPoP, a fresh proof; a `use_dpop_nonce` answer is retried once with the nonce. Tokens are
 //! cached and renewed shortly before they expire. Resource requests get a proof with `ath`.
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::budget::Endpoint;
-use super::client::{Ctx, FetchError, describe_error, rate_limit, record};
+use super::http::{Ctx, FetchError, describe_error, rate_limit, record};
 use super::keys::SigningKey;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

@@ -1,13 +1,14 @@
 //! # Okta System Log ingestion
 //!
 //! Fetches Okta System Log events and stores each exactly once (by `uuid`), following Okta's
-//! wire format precisely (see `shared/notes/okta.md`):
+//! wire format precisely (README's Okta section; the test kit's fake Okta speaks it):
 //! - [`settings`]: the `[okta]` section.
 //! - [`keys`]: the client-assertion key (PEM), the per-process DPoP key, `okta keygen`.
 //! - `auth`: SSWS, or OAuth 2.0 client credentials with `private_key_jwt` and DPoP
 //!   (nonce challenges, `ath`, cached tokens renewed before expiry).
 //! - [`budget`]: the org's rate-limit budget per endpoint, shared through Redis.
-//! - [`client`]: one `GET /api/v1/logs` with links, rate-limit headers and error classes.
+//! - [`http`]: what every Okta request shares: error classes, rate-limit headers, metrics.
+//! - [`client`]: one `GET /api/v1/logs` with its links and page.
 //! - event parsing is `vigil_store::okta_event` (shared with the API's Event Hook route).
 //! - [`poller`]: polling from the persisted cursor and bounded backfills, pacing by the
 //!   rate-limit headers, retries; hands new events to a [`NewEventsSink`].
@@ -22,6 +23,7 @@ mod auth;
 pub mod budget;
 pub mod client;
 pub mod handler;
+pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod orgs;

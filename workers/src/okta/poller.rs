@@ -30,7 +30,8 @@ use vigil_store::okta_event::parse_event;
 use vigil_store::{Db, okta_cursor};
 
 use super::OktaError;
-use super::client::{FetchError, LogsPage, MAX_RESET_WAIT, OktaClient};
+use super::client::{FetchError, LogsPage, OktaClient};
+use super::http::MAX_RESET_WAIT;
 use super::metrics::{OktaMetrics, OrgMetrics};
 use super::run_guard::{RunGuard, created_ms};
 use super::settings::{DEFAULT_ORG, OktaSettings};
