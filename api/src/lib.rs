@@ -20,6 +20,7 @@
 //!
 //! # Layout
 //! - [`settings`]: `[http]`, `[auth]`, `[rate_limit]` config sections.
+//! - [`okta_hook`]: the Okta Event Hook route's settings and metrics.
 //! - [`state`]: [`ApiState`] (engine, database, settings, metrics registry, keys, limiter).
 //! - [`context`]: the pipeline around every route (request id, body limit, rate limit,
 //!   error shape, security headers, metrics, logging).
@@ -39,6 +40,7 @@ pub mod dashboard;
 pub mod error;
 pub mod live;
 pub mod metrics;
+pub mod okta_hook;
 pub mod probes;
 pub mod proxy;
 pub mod ratelimit;

@@ -1,7 +1,7 @@
 //! The live view behind `GET /api/v1/stream` (server-sent events), so a dashboard tab holds
 //! one connection instead of polling.
 //!
-//! One task per process ([`LiveHub`]) reads every section — queue counts, instances, the
+//! One task per process (started by [`LiveHub`], its loop in `routes::stream`) reads every section — queue counts, instances, the
 //! newest alerts, schedules — once per [`LIVE_EVERY`] while at least one stream is open (and
 //! stops when the last one closes), and publishes the snapshot on a `watch` channel. Each
 //! stream sends a section when its value differs from what that stream last sent, so the cost
@@ -19,14 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use poem_openapi::types::ToJSON;
 use poem_openapi::{Enum, Object};
 use serde_json::Value;
 use tokio::sync::watch;
-use vigil_store::alerts::AlertQuery;
-
-use crate::routes::{alerts, instances, queues, schedules};
-use crate::state::ApiState;
 
 /// How often the hub reads the sections while a stream is open.
 pub const LIVE_EVERY: Duration = Duration::from_secs(1);
@@ -62,6 +57,9 @@ pub struct LiveEvent {
 /// The sections' latest values.
 type Snapshot = Arc<HashMap<LiveSection, Value>>;
 
+/// The sections' values, as a reader builds them.
+pub type Sections = HashMap<LiveSection, Value>;
+
 /// The per-process publisher of the live view (see the module doc).
 pub struct LiveHub {
     tx: watch::Sender<Snapshot>,
@@ -87,14 +85,16 @@ impl LiveHub {
         self.closed.send_replace(true);
     }
 
-    /// A new stream of live events for one client.
-    pub fn subscribe(&self, state: &ApiState) -> BoxStream<'static, LiveEvent> {
+    /// A new stream of live events for one client. When no reader runs, `start` is called
+    /// to start one (it reads the sections, [`publish`](Self::publish)es them, and stops
+    /// when [`stop_if_idle`](Self::stop_if_idle) says so: `routes::stream` has it).
+    pub fn subscribe(&self, start: impl FnOnce()) -> BoxStream<'static, LiveEvent> {
         let mut rx = {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             let rx = self.tx.subscribe();
             if !*running {
                 *running = true;
-                tokio::spawn(read_loop(state.clone()));
+                start();
             }
             rx
         };
@@ -110,8 +110,24 @@ impl LiveHub {
         Box::pin(futures::stream::unfold(stream, Stream::next))
     }
 
-    /// Stops the task when no stream is open (under the lock, see `running`).
-    fn stop_if_idle(&self) -> bool {
+    /// The sections as last published.
+    pub fn sections(&self) -> Sections {
+        (**self.tx.borrow()).clone()
+    }
+
+    /// Publishes the sections read (streams see a change only when one differs).
+    pub fn publish(&self, next: Sections) {
+        self.tx.send_if_modified(|current| {
+            if **current == next {
+                return false;
+            }
+            *current = Arc::new(next);
+            true
+        });
+    }
+
+    /// True (and the reader must stop) when no stream is open (under the lock, see `running`).
+    pub fn stop_if_idle(&self) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if self.tx.receiver_count() == 0 {
             *running = false;
@@ -167,74 +183,4 @@ impl Stream {
             }
         }
     }
-}
-
-/// Reads every section each [`LIVE_EVERY`] until no stream is open.
-async fn read_loop(state: ApiState) {
-    let hub = state.live();
-    let mut last_counts: Option<Value> = None;
-    loop {
-        if hub.stop_if_idle() {
-            return;
-        }
-        let mut next: HashMap<LiveSection, Value> = (**hub.tx.borrow()).clone();
-        let newest = AlertQuery {
-            page: 1,
-            page_size: LIVE_ALERTS,
-            ..AlertQuery::default()
-        };
-        let (queue_list, actors, alert_list, schedule_list) = tokio::join!(
-            queues::queue_views(&state),
-            state.engine().actors(),
-            alerts::alert_list(state.db(), &newest),
-            schedules::schedule_views(&state),
-        );
-        // A section that cannot be read keeps its last value (logged).
-        let mut put = |section, value: Result<Value, String>| match value {
-            Ok(v) => {
-                next.insert(section, v);
-            }
-            Err(e) => tracing::debug!(?section, error = %e, "live view: section not read"),
-        };
-        if let Ok(list) = &queue_list {
-            let counts: Vec<Value> = list
-                .iter()
-                .map(|q| serde_json::json!([q.queue.to_json(), q.counts.to_json()]))
-                .collect();
-            let counts = Value::from(counts);
-            if last_counts.as_ref() != Some(&counts) {
-                last_counts = Some(counts);
-                put(
-                    LiveSection::Jobs,
-                    Ok(serde_json::json!({"changed_at": chrono::Utc::now()})),
-                );
-            }
-        }
-        put(LiveSection::Queues, json(queue_list));
-        put(
-            LiveSection::Instances,
-            json(
-                actors
-                    .map(instances::group)
-                    .map_err(crate::error::ApiError::from),
-            ),
-        );
-        put(LiveSection::Alerts, json(alert_list));
-        put(LiveSection::Schedules, json(schedule_list));
-        hub.tx.send_if_modified(|current| {
-            if **current == next {
-                return false;
-            }
-            *current = Arc::new(next);
-            true
-        });
-        tokio::time::sleep(LIVE_EVERY).await;
-    }
-}
-
-/// A route's answer as JSON, as the route would send it.
-fn json<T: ToJSON>(value: crate::error::ApiResult<T>) -> Result<Value, String> {
-    value
-        .map(|v| v.to_json().unwrap_or_default())
-        .map_err(|e| format!("{e:?}"))
 }

@@ -13,8 +13,8 @@ use crate::auth::jwt::{KeyError, TokenKeys};
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::sso::SsoClient;
 use crate::metrics::HttpMetrics;
+use crate::okta_hook::OktaHookMetrics;
 use crate::ratelimit::RateLimiter;
-use crate::routes::okta_hooks::OktaHookMetrics;
 use crate::settings::{AuthSettings, HttpSettings, RateLimitSettings};
 
 /// The API's config sections together.
@@ -29,7 +29,7 @@ pub struct ApiSettings {
     /// listed as disabled, their schedules too, and enqueueing to them is refused with 409.
     pub disabled_queues: std::collections::BTreeMap<vigil_jobs::Queue, String>,
     /// Okta Event Hook deliveries (`/api/v1/hooks/okta/events`); `None`: the route is off.
-    pub okta_hook: Option<crate::routes::okta_hooks::OktaHookSettings>,
+    pub okta_hook: Option<crate::okta_hook::OktaHookSettings>,
 }
 
 /// Why the API could not be set up.

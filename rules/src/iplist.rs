@@ -13,7 +13,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::SystemTime;
 
-use crate::sigma::Cidr;
+use crate::sigma::detection::Cidr;
 
 /// How often, at most, the file's modification time is looked at.
 const CHECK_EVERY_MS: i64 = 1000;

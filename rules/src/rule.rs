@@ -29,7 +29,8 @@ use serde_json::Value;
 
 use crate::field::FieldPath;
 use crate::iplist::IpList;
-use crate::sigma::{Expr, SigmaInfo, SigmaRule};
+use crate::sigma::detection::Expr;
+use crate::sigma::info::SigmaInfo;
 
 /// How bad an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -447,14 +448,8 @@ impl Rule {
         Rule::compile_with(def, None)
     }
 
-    /// Compiles a Sigma rule (its definition carries any config override).
-    pub fn compile_sigma(sigma: &SigmaRule) -> Result<Rule, RuleError> {
-        let mut rule = Rule::compile_with(&sigma.def, Some(sigma.expr.clone()))?;
-        rule.source = RuleSource::Sigma(Box::new(sigma.info.clone()));
-        Ok(rule)
-    }
-
-    fn compile_with(def: &RuleDef, sigma: Option<Expr>) -> Result<Rule, RuleError> {
+    /// Checks and compiles `def` with a Sigma detection (see `SigmaRule::compile`).
+    pub(crate) fn compile_with(def: &RuleDef, sigma: Option<Expr>) -> Result<Rule, RuleError> {
         let id_ok = |c: char| {
             c.is_ascii_lowercase()
                 || c.is_ascii_digit()

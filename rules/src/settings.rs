@@ -365,7 +365,7 @@ fn load_sigma(
             if let Some(change) = settings.sigma_override.get(&s.def.id) {
                 overridden.insert(s.def.id.clone());
                 apply_sigma(&mut s.def, change);
-                let rule = Rule::compile_sigma(&s).map_err(|e| RuleError {
+                let rule = s.compile().map_err(|e| RuleError {
                     key: format!("rules.sigma_override.\"{}\" ({})", s.def.id, e.key),
                     ..e
                 })?;
@@ -376,7 +376,7 @@ fn load_sigma(
                 }
                 continue;
             }
-            match Rule::compile_sigma(&s) {
+            match s.compile() {
                 Ok(rule) => rules.push(rule),
                 Err(e) => problems.push(SigmaProblem {
                     file: s.info.file.clone(),

@@ -14,6 +14,7 @@
 
 pub mod condition;
 pub mod detection;
+pub mod info;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,22 +22,9 @@ use std::path::{Path, PathBuf};
 use serde_yaml::Value as Y;
 
 pub use detection::{Cidr, Expr};
+pub use info::SigmaInfo;
 
-use crate::rule::{RuleDef, Severity};
-
-/// What vigil keeps of a Sigma rule beside its detection.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct SigmaInfo {
-    /// The file it came from, as found under the configured path.
-    pub file: PathBuf,
-    pub sigma_id: Option<String>,
-    pub level: Option<String>,
-    pub status: Option<String>,
-    pub tags: Vec<String>,
-    pub falsepositives: Vec<String>,
-    pub references: Vec<String>,
-    pub author: Option<String>,
-}
+use crate::rule::{Rule, RuleDef, RuleError, RuleSource, Severity};
 
 /// A Sigma rule ready to be compiled into the rule set.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +32,15 @@ pub struct SigmaRule {
     pub def: RuleDef,
     pub expr: Expr,
     pub info: SigmaInfo,
+}
+
+impl SigmaRule {
+    /// Compiles it into the rule set's form (its definition carries any config override).
+    pub fn compile(&self) -> Result<Rule, RuleError> {
+        let mut rule = Rule::compile_with(&self.def, Some(self.expr.clone()))?;
+        rule.source = RuleSource::Sigma(Box::new(self.info.clone()));
+        Ok(rule)
+    }
 }
 
 /// A Sigma document that was not loaded, and why.

@@ -13,7 +13,7 @@
 //!   `acknowledge` and `resolve` with the same key when the alert is acknowledged or
 //!   resolved in vigil. The routing key comes from the channel's settings (a secret).
 //!
-//! Every answer goes through [`super::webhook::classify`]: 2xx delivered, 429/5xx retried
+//! Every answer goes through [`super::http_outcome::classify`]: 2xx delivered, 429/5xx retried
 //! (honouring `Retry-After`), other 4xx final with the body's reason. Channel URLs (they hold
 //! tokens) and routing keys are never logged: targets show as `<kind>:<channel name>`.
 
@@ -23,7 +23,7 @@ use vigil_jobs::escalation::{ChannelKind, ChannelSettings, redact_webhook};
 use vigil_store::alerts::Alert;
 use vigil_store::notifications::{Notification, NotificationEvent};
 
-use super::webhook::{HttpOutcome, WebhookSender, classify};
+use super::http_outcome::{HttpOutcome, classify};
 
 /// PagerDuty's dedup key of a vigil alert.
 pub fn pagerduty_dedup_key(alert_id: i64) -> String {
@@ -32,7 +32,7 @@ pub fn pagerduty_dedup_key(alert_id: i64) -> String {
 
 /// Sends notification `n` of `alert` to its configured channel.
 pub(crate) async fn send(
-    sender: &WebhookSender,
+    client: &reqwest::Client,
     settings: &EscalationSettings,
     n: &Notification,
     alert: &Alert,
@@ -56,8 +56,7 @@ pub(crate) async fn send(
         }
     };
     let url = channel.endpoint();
-    let sent = sender
-        .client()
+    let sent = client
         .post(url)
         .header("Content-Type", "application/json")
         .body(body.to_string())

@@ -9,6 +9,8 @@
 //!   due level once (a compare-and-set in the database), queues its email job and webhook
 //!   jobs with idempotency keys, audits the step.
 //! - [`WebhookSender`]: delivers one webhook job: a JSON POST signed with HMAC-SHA256.
+//! - `channels.rs`: Slack, Teams and PagerDuty messages; `http_outcome.rs`: how a
+//!   notification call ended (delivered, retry, final), shared with the webhook.
 //! - [`AlertWork`]: what an `alert_escalation` job needs; its `Perform` dispatches to the two above.
 
 mod behaviour;
@@ -16,6 +18,7 @@ mod channels;
 mod detector;
 mod escalator;
 mod handler;
+mod http_outcome;
 mod metrics;
 mod notifications;
 mod webhook;
