@@ -2,8 +2,8 @@
 //! settings, default schedules and an example payload), and [`Kind`], the same without its
 //! type, as the registry ([`crate::registry`]) keeps it.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::settings::QueueSettings;
 use crate::{Queue, Validate, ValidationError};
@@ -70,7 +70,7 @@ pub struct Kind {
     pub settings: QueueSettings,
     pub schedules: Vec<DefaultSchedule>,
     pub example: serde_json::Value,
-    check: fn(serde_json::Value) -> Result<(), ValidationError>,
+    check: fn(&serde_json::Value) -> Result<(), ValidationError>,
 }
 
 impl Kind {
@@ -81,12 +81,18 @@ impl Kind {
             settings: J::settings(),
             schedules: J::schedules(),
             example: J::example(),
-            check: |v| J::decode(v).map(|_| ()),
+            // Decoded from the borrowed value: enqueueing validates every payload, and a
+            // copy of each would be work for nothing.
+            check: |v| {
+                J::deserialize(v)
+                    .map_err(|e| ValidationError::new("payload", e.to_string()))?
+                    .validate()
+            },
         }
     }
 
     /// Decodes and validates `payload` as this kind's payload.
     pub fn validate(&self, payload: &serde_json::Value) -> Result<(), ValidationError> {
-        (self.check)(payload.clone())
+        (self.check)(payload)
     }
 }

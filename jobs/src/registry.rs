@@ -66,7 +66,9 @@ pub(crate) fn lookup(name: &str) -> Option<Queue> {
 
 /// Decodes and validates a payload for `queue`.
 pub fn validate(queue: Queue, payload: &serde_json::Value) -> Result<(), ValidationError> {
-    match kind(queue) {
+    // Under the read lock: cloning the kind (settings, schedules, example) per enqueued job
+    // would be work for nothing.
+    match read().get(&queue) {
         Some(k) => k.validate(payload),
         None => Err(ValidationError::new(
             "queue",

@@ -31,8 +31,8 @@ impl Engine {
         job: &J,
         idempotency_key: Option<String>,
     ) -> Result<Enqueued, EngineError> {
-        let mut new = NewJob::of(job)
-            .map_err(|e| EngineError::Invalid(ValidationError::new("payload", e.to_string())))?;
+        // A typed job that does not serialize is a bug, not the caller's input.
+        let mut new = NewJob::of(job).map_err(EngineError::Encode)?;
         new.idempotency_key = idempotency_key;
         self.enqueue(new).await
     }
