@@ -2,8 +2,8 @@
 //! settings, default schedules and an example payload), and [`Kind`], the same without its
 //! type, as the registry ([`crate::registry`]) keeps it.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::settings::QueueSettings;
 use crate::{Queue, Validate, ValidationError};
