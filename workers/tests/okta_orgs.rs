@@ -157,8 +157,11 @@ async fn a_job_naming_an_org_fetches_that_org_only() {
     let t = TestDb::sqlite().await;
     let metrics = OktaMetrics::register(&prometheus::Registry::new()).unwrap();
     let (alpha, beta, orgs) = two_orgs(&t.db, &metrics).await;
-    alpha.add_events(events(0, 30, recent()));
-    beta.add_events(events(1000, 1040, recent()));
+    // One instant for every event and window here: two calls to recent() can
+    // straddle a second.
+    let base = recent();
+    alpha.add_events(events(0, 30, base));
+    beta.add_events(events(1000, 1040, base));
     let job = OktaFetchJob {
         org: Some("beta".to_owned()),
         ..Default::default()
@@ -171,14 +174,14 @@ async fn a_job_naming_an_org_fetches_that_org_only() {
     // A bounded window on one org.
     let job = OktaFetchJob {
         org: Some("alpha".to_owned()),
-        since: Some(recent()),
+        since: Some(base),
         ..Default::default()
     };
     let done = orgs.fetch(&ctx(), &job).await.unwrap();
     assert_eq!(done["alpha"].stored, 30);
     assert_eq!(
         done["alpha"].position,
-        Some(recent() + chrono::Duration::seconds(29)),
+        Some(base + chrono::Duration::seconds(29)),
         "the backfill's position is its newest stored event"
     );
 
