@@ -4,7 +4,7 @@
 //! registers it: its queue, `[queues.<name>]` config section, default schedule, API enqueue
 //! route, metrics labels and dashboard rows follow. ARCHITECTURE.md walks through adding one.
 
-use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, OktaFetchJob};
+use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, NotificationJob, OktaFetchJob};
 use vigil_workers::runtime::Registrar;
 
 /// Registers every job kind; a kind whose dependencies `r` was given is consumed here.
@@ -13,6 +13,7 @@ pub fn register(r: &mut Registrar) {
     r.job::<EmailJob>();
     r.job::<AuditJob>();
     r.job::<AlertEscalationJob>();
+    r.job::<NotificationJob>();
 }
 
 /// Registers every job kind without consuming any (processes that only enqueue or read:

@@ -76,9 +76,9 @@ async fn a_level_whose_webhooks_are_down_shows_them_dead_and_escalates_at_once()
     let vigil = Deployment::new(
         smtp.port(),
         &[
-            ("VIGIL_QUEUES__ALERT_ESCALATION__MAX_ATTEMPTS", "2"),
-            ("VIGIL_QUEUES__ALERT_ESCALATION__BACKOFF_BASE_MS", "100"),
-            ("VIGIL_QUEUES__ALERT_ESCALATION__BACKOFF_MAX_MS", "200"),
+            ("VIGIL_QUEUES__NOTIFICATION__MAX_ATTEMPTS", "2"),
+            ("VIGIL_QUEUES__NOTIFICATION__BACKOFF_BASE_MS", "100"),
+            ("VIGIL_QUEUES__NOTIFICATION__BACKOFF_MAX_MS", "200"),
         ],
     );
     std::fs::write(

@@ -283,7 +283,21 @@ async fn queues_list_pause_and_resume() {
     let a = app.get("/api/v1/queues", Some(&analyst)).await;
     a.expect(200);
     let queues = a.body.as_array().unwrap();
-    assert_eq!(queues.len(), 4);
+    let names: Vec<&str> = queues
+        .iter()
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "alert_escalation",
+            "audit",
+            "email",
+            "notification",
+            "okta_fetch"
+        ],
+        "every registered queue, by name"
+    );
     let email = queues.iter().find(|q| q["queue"] == "email").unwrap();
     assert_eq!(email["paused"], true);
     assert!(email["counts"]["pending"].is_u64());

@@ -34,8 +34,8 @@ pub mod validate;
 pub use escalation::EscalationSettings;
 pub use job::{DefaultSchedule, Job, Kind};
 pub use kinds::{
-    AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, MAX_ORG_NAME_LEN, OktaFetchJob,
-    WebhookDelivery, check_org_name,
+    AlertEscalationJob, AuditActor, AuditJob, EmailBody, EmailJob, MAX_ORG_NAME_LEN,
+    NotificationJob, OktaFetchJob, WebhookDelivery, check_org_name,
 };
 pub use queue::{Queue, UnknownQueue};
 pub use registry::register;

@@ -146,6 +146,7 @@ impl Services {
         let mut r = Registrar::new();
         r.provide(self.audit.start_writer())
             .provide(self.mailer)
+            .provide(self.webhooks.clone())
             .provide(alerts::AlertWork {
                 escalator: self.escalator,
                 webhooks: self.webhooks,

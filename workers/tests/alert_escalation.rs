@@ -31,7 +31,7 @@ use vigil_workers::email::{EngineAuditSink, Mailer, SendRateLimiter, SmtpSetting
 use vigil_workers::runtime::Runtime;
 
 use common::{cleanup, eventually, jobs, system};
-use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, Job as _};
+use vigil_jobs::{AlertEscalationJob, AuditJob, EmailJob, Job as _, NotificationJob};
 
 const SECRET: &str = "webhook-secret-for-tests";
 
@@ -116,6 +116,7 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         let e = common::engine(&prefix, |_, q| {
             *q.get_mut(EmailJob::QUEUE) = common::quick_queue();
             *q.get_mut(AlertEscalationJob::QUEUE) = common::quick_queue();
+            *q.get_mut(NotificationJob::QUEUE) = common::quick_queue();
         })
         .await;
         let settings = Arc::new(escalation(&hooks.url("/hooks/vigil")));
@@ -240,14 +241,16 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         .unwrap();
         let tracker = NotificationTracker::new(t.db.clone(), e.clone(), settings.clone(), None);
         let mailer = mailer.with_notifications(tracker.clone());
+        let webhooks = WebhookSender::new(settings.clone(), t.db.clone(), None)
+            .unwrap()
+            .with_notifications(tracker);
         let registry = Registry::new();
         let rt = Runtime::builder(e.clone(), SchedulesSettings(BTreeMap::new()), &registry)
             .job::<EmailJob>(mailer)
+            .job::<NotificationJob>(webhooks.clone())
             .job::<AlertEscalationJob>(AlertWork {
                 escalator: Escalator::new(t.db.clone(), e.clone(), settings.clone(), None),
-                webhooks: WebhookSender::new(settings.clone(), t.db.clone(), None)
-                    .unwrap()
-                    .with_notifications(tracker),
+                webhooks,
                 detector: None,
             })
             .start()
@@ -321,7 +324,7 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
         let level2: Vec<NewJob> = jobs(&e, EmailJob::QUEUE)
             .await
             .into_iter()
-            .chain(jobs(&e, AlertEscalationJob::QUEUE).await)
+            .chain(jobs(&e, NotificationJob::QUEUE).await)
             .filter(|j| level2_ids.contains(&j.payload["notification_id"].as_i64().unwrap_or(0)))
             .map(|j| NewJob::new(j.queue, j.payload))
             .collect();
@@ -363,7 +366,15 @@ fn an_alert_escalates_level_by_level_until_acknowledged_and_never_notifies_twice
             late.escalated.iter().all(|(id, _)| *id != alert_id),
             "{late:?}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Whatever the late run queued has run: still only the two levels' messages.
+        eventually(
+            Duration::from_secs(20),
+            "every delivery job settled",
+            || async {
+                all_done(&e, EmailJob::QUEUE).await && all_done(&e, NotificationJob::QUEUE).await
+            },
+        )
+        .await;
         assert_eq!(smtp.messages().len(), 2);
         assert_eq!(hooks.received().len(), 2);
 
@@ -781,17 +792,20 @@ fn channels_retry_429_and_5xx_after_retry_after_and_keep_a_4xx_reason() {
 
         // 429 with Retry-After: a retry after that long; 503: a retry with the backoff.
         rx.answer_next(&[(429, Some(7), "slow down"), (503, None, "")]);
-        let r = sender.deliver_notification(ns[0].id, false).await;
+        let r = sender.deliver_notification(ns[0].id, None, false).await;
         assert!(
             matches!(r, Err(vigil_workers::JobError::RetryAfter(d, _)) if d == Duration::from_secs(7)),
             "{r:?}"
         );
-        let r = sender.deliver_notification(ns[0].id, false).await;
+        let r = sender.deliver_notification(ns[0].id, None, false).await;
         assert!(
             matches!(r, Err(vigil_workers::JobError::Retryable(_))),
             "{r:?}"
         );
-        sender.deliver_notification(ns[0].id, false).await.unwrap();
+        sender
+            .deliver_notification(ns[0].id, None, false)
+            .await
+            .unwrap();
         let pd = notifications::get(&t.db, ns[0].id).await.unwrap().unwrap();
         assert_eq!(pd.status, NotificationStatus::Sent);
         assert_eq!(pd.attempts, 3);
@@ -803,7 +817,7 @@ fn channels_retry_429_and_5xx_after_retry_after_and_keep_a_4xx_reason() {
 
         // Any other 4xx is final, with the body's reason.
         rx.answer_next(&[(404, None, "no_service")]);
-        let r = sender.deliver_notification(ns[1].id, false).await;
+        let r = sender.deliver_notification(ns[1].id, None, false).await;
         assert!(
             matches!(r, Err(vigil_workers::JobError::Permanent(ref m)) if m.contains("no_service")),
             "{r:?}"

@@ -30,7 +30,7 @@ use vigil_workers::email::{EngineAuditSink, Mailer, SendRateLimiter, SmtpSetting
 use vigil_workers::runtime::{Runtime, RuntimeHandle};
 
 use common::{cleanup, eventually, jobs, system};
-use vigil_jobs::{AlertEscalationJob, EmailJob, Job as _};
+use vigil_jobs::{AlertEscalationJob, EmailJob, Job as _, NotificationJob};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -145,17 +145,19 @@ fn start_runtime(
     )
     .unwrap()
     .with_notifications(tracker.clone());
+    let webhooks = WebhookSender::new(settings.clone(), db.clone(), None)
+        .unwrap()
+        .with_notifications(tracker);
     Runtime::builder(
         e.clone(),
         SchedulesSettings(BTreeMap::new()),
         &Registry::new(),
     )
     .job::<EmailJob>(mailer)
+    .job::<NotificationJob>(webhooks.clone())
     .job::<AlertEscalationJob>(AlertWork {
         escalator: Escalator::new(db.clone(), e.clone(), settings.clone(), None),
-        webhooks: WebhookSender::new(settings.clone(), db.clone(), None)
-            .unwrap()
-            .with_notifications(tracker),
+        webhooks,
         detector: None,
     })
     .start()
@@ -165,6 +167,7 @@ fn start_runtime(
 async fn all_done(e: &Engine) -> bool {
     let mut list = jobs(e, EmailJob::QUEUE).await;
     list.extend(jobs(e, AlertEscalationJob::QUEUE).await);
+    list.extend(jobs(e, NotificationJob::QUEUE).await);
     list.iter().all(|j| j.status == JobStatus::Done)
 }
 
@@ -186,6 +189,7 @@ fn acknowledging_before_a_level_is_queued_or_delivered_suppresses_its_notificati
         let e = common::engine(&vigil_testkit::redis::unique_prefix("edges-ack"), |_, q| {
             *q.get_mut(EmailJob::QUEUE) = common::quick_queue();
             *q.get_mut(AlertEscalationJob::QUEUE) = common::quick_queue();
+            *q.get_mut(NotificationJob::QUEUE) = common::quick_queue();
         })
         .await;
         let settings = Arc::new(policies(&hooks.url("/hook")));
@@ -271,6 +275,7 @@ fn a_reopened_alert_escalates_again_from_its_reopen_level_on_its_own_timeline() 
             |_, q| {
                 *q.get_mut(EmailJob::QUEUE) = common::quick_queue();
                 *q.get_mut(AlertEscalationJob::QUEUE) = common::quick_queue();
+                *q.get_mut(NotificationJob::QUEUE) = common::quick_queue();
             },
         )
         .await;

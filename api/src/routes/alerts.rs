@@ -18,8 +18,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use vigil_jobs::escalation::{SECURITY_EVENT_RULE, redact_webhook};
-use vigil_jobs::{AlertEscalationJob, AuditActor};
-use vigil_queue::NewJob;
+use vigil_jobs::{AlertEscalationJob, AuditActor, NotificationJob};
 use vigil_store::alerts::{
     self, Alert, AlertAction, AlertQuery, AlertStatus, Restart, TransitionOutcome,
 };
@@ -35,7 +34,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
 use crate::routes::models::encode;
 use crate::state::ApiState;
-use vigil_jobs::Job as _;
 
 /// The alerts routes.
 pub struct AlertsApi;
@@ -639,7 +637,7 @@ impl AlertsApi {
         // The job first: a notification marked queued must have a job that will run.
         let job = state.engine().retry(&job_id).await.map_err(|e| match e {
             vigil_queue::EngineError::NotFound(_) => ApiError::conflict(format!(
-                "notification {}'s job {job_id} is gone (past the email/alert_escalation \
+                "notification {}'s job {job_id} is gone (past the email/notification \
                  queue's retain_dead)",
                 n.id
             )),
@@ -883,16 +881,9 @@ async fn queue_pagerduty_follow_ups(state: &ApiState, alert: &Alert, action: Ale
                 continue;
             }
         };
-        let mut job = NewJob::new(
-            AlertEscalationJob::QUEUE,
-            serde_json::to_value(AlertEscalationJob {
-                notification_id: Some(follow_up.id),
-                ..Default::default()
-            })
-            .unwrap_or_default(),
-        );
-        job.idempotency_key = Some(format!("alert-{}-notification-{}", alert.id, follow_up.id));
-        match state.engine().enqueue(job).await {
+        let delivery = NotificationJob::new(alert.id, follow_up.id);
+        let key = delivery.idempotency_key();
+        match state.engine().enqueue_job(&delivery, Some(key)).await {
             Ok(q) => {
                 if let Err(e) = notifications::set_job(db, follow_up.id, &q.job.id).await {
                     tracing::warn!(alert_id = alert.id, error = %e, "could not record a follow-up's job");

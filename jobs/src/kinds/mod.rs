@@ -5,11 +5,13 @@
 mod alert_escalation;
 mod audit;
 mod email;
+mod notification;
 mod okta_fetch;
 
 pub use alert_escalation::{AlertEscalationJob, WebhookDelivery};
 pub use audit::{AuditActor, AuditJob};
 pub use email::{EmailBody, EmailJob};
+pub use notification::NotificationJob;
 pub use okta_fetch::{MAX_ORG_NAME_LEN, OktaFetchJob, check_org_name};
 
 use crate::job::Kind;
@@ -20,6 +22,7 @@ pub(crate) fn builtin() -> Vec<Kind> {
         Kind::of::<EmailJob>(),
         Kind::of::<AuditJob>(),
         Kind::of::<AlertEscalationJob>(),
+        Kind::of::<NotificationJob>(),
     ]
 }
 

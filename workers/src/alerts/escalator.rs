@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 use vigil_jobs::escalation::redact_webhook;
-use vigil_jobs::{AlertEscalationJob, EmailJob, EscalationSettings};
+use vigil_jobs::{EmailJob, EscalationSettings, NotificationJob};
 use vigil_queue::{Engine, NewJob};
 use vigil_store::alerts::{self, Alert, Escalation, EscalationTargets};
 use vigil_store::notifications::{
@@ -285,29 +285,25 @@ fn channel_of(kind: vigil_jobs::escalation::ChannelKind) -> Channel {
     }
 }
 
-/// The job that delivers notification `n`: an email job for an address, an
-/// `alert_escalation` delivery for the others.
+/// The job that delivers notification `n`: an email job for an address, a `notification`
+/// job for the others.
 fn notification_job(alert: &Alert, level: &Escalation, n: &Notification) -> NewJob {
-    let key = format!("alert-{}-notification-{}", alert.id, n.id);
+    let delivery = NotificationJob::new(alert.id, n.id);
     let mut job = if n.channel == Channel::Email {
         let mut email = email_job(alert, level, vec![n.target.clone()]);
-        email.idempotency_key = Some(key.clone());
+        email.idempotency_key = Some(delivery.idempotency_key());
         email.notification_id = Some(n.id);
         NewJob::new(
             EmailJob::QUEUE,
             serde_json::to_value(&email).unwrap_or_default(),
         )
     } else {
-        let payload = AlertEscalationJob {
-            notification_id: Some(n.id),
-            ..Default::default()
-        };
         NewJob::new(
-            AlertEscalationJob::QUEUE,
-            serde_json::to_value(payload).unwrap_or_default(),
+            NotificationJob::QUEUE,
+            serde_json::to_value(&delivery).unwrap_or_default(),
         )
     };
-    job.idempotency_key = Some(key);
+    job.idempotency_key = Some(delivery.idempotency_key());
     job
 }
 

@@ -2,12 +2,15 @@
 //! detection rules on the Okta events an Event Hook delivery stored (`okta_event_ids`) and
 //! on new security events (when a [`Detector`] is given), and with `behavioural` the
 //! behavioural rules over stored events, then goes to the [`Escalator`]; a
-//! notification (`{"notification_id": N}`: signed webhook, Slack, Teams, PagerDuty) or an
-//! older webhook delivery (`{"webhook": {...}}`) goes to the [`WebhookSender`].
+//! delivery queued before the `notification` queue existed (`{"notification_id": N}`, or
+//! `{"webhook": {...}}`) goes to the [`WebhookSender`].
+//!
+//! The `notification` queue's handler delivers one recorded notification (signed webhook,
+//! Slack, Teams, PagerDuty) through the [`WebhookSender`].
 
 use std::sync::Arc;
 
-use vigil_jobs::AlertEscalationJob;
+use vigil_jobs::{AlertEscalationJob, NotificationJob};
 
 use super::{Detector, Escalator, WebhookSender};
 use crate::JobError;
@@ -33,7 +36,7 @@ impl Perform for AlertEscalationJob {
         } = &*work;
         if let Some(id) = job.notification_id {
             return webhooks
-                .deliver_notification(id, ctx.attempt >= ctx.max_attempts)
+                .deliver_notification(id, None, ctx.attempt >= ctx.max_attempts)
                 .await;
         }
         match &job.webhook {
@@ -72,5 +75,19 @@ impl Perform for AlertEscalationJob {
                 Ok(())
             }
         }
+    }
+}
+
+impl Perform for NotificationJob {
+    type Deps = WebhookSender;
+
+    async fn perform(self, ctx: JobContext, sender: Arc<WebhookSender>) -> Result<(), JobError> {
+        sender
+            .deliver_notification(
+                self.notification_id,
+                Some(self.alert_id),
+                ctx.attempt >= ctx.max_attempts,
+            )
+            .await
     }
 }

@@ -48,7 +48,8 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     )
 }
 
-/// Sends escalation webhooks.
+/// Sends escalation webhooks. Cheap to clone.
+#[derive(Clone)]
 pub struct WebhookSender {
     client: reqwest::Client,
     settings: Arc<EscalationSettings>,
@@ -91,15 +92,31 @@ impl WebhookSender {
     }
 
     /// Delivers notification `id` (a signed webhook, Slack, Teams or PagerDuty) and records
-    /// the outcome; `last`: no attempt follows this one.
-    pub async fn deliver_notification(&self, id: i64, last: bool) -> Result<(), JobError> {
+    /// the outcome; `alert`: the alert the job says it belongs to (checked when given);
+    /// `last`: no attempt follows this one.
+    pub async fn deliver_notification(
+        &self,
+        id: i64,
+        alert: Option<i64>,
+        last: bool,
+    ) -> Result<(), JobError> {
         let Some(tracker) = &self.notifications else {
             return Err(JobError::Permanent(
                 "notification deliveries are not configured in this worker".to_owned(),
             ));
         };
         let (n, alert) = match tracker.gate(id).await? {
-            Gate::Send(n, alert) => (n, alert),
+            Gate::Send(n, a) => {
+                if let Some(expected) = alert
+                    && a.id != expected
+                {
+                    return Err(JobError::Permanent(format!(
+                        "notification {id} belongs to alert {}, not {expected}",
+                        a.id
+                    )));
+                }
+                (n, a)
+            }
             Gate::AlreadySent | Gate::Suppressed => return Ok(()),
         };
         let outcome = match n.channel {
@@ -123,9 +140,9 @@ impl WebhookSender {
             Channel::Slack | Channel::Teams | Channel::Pagerduty => {
                 super::channels::send(&self.client, &self.settings, &n, &alert).await
             }
-            Channel::Email => {
-                HttpOutcome::Final("an email notification on the alert_escalation queue".to_owned())
-            }
+            Channel::Email => HttpOutcome::Final(
+                "an email notification is delivered by the email queue".to_owned(),
+            ),
         };
         match outcome {
             HttpOutcome::Delivered { status, id } => {
