@@ -627,3 +627,201 @@ async fn a_user_signs_in_with_okta_and_gets_the_role_of_their_groups() {
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }
+
+/// The alert page (#/alerts/ID, the link every channel sends): each notification of each
+/// level with its outcome — the Slack message sent with Slack's answer, the webhook dead with
+/// every error — the level marked failed, and a Retry that delivers the dead one once the
+/// receiver is back; the admin reopens the alert from the same page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_page_shows_each_notification_and_retries_a_dead_one() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
+    );
+    let smtp = SmtpServer::start().await;
+    let channels =
+        vigil_testkit::channels::ChannelReceiver::start("R0UT1NGKEY0123456789abcdef012345").await;
+    let hooks = vigil_testkit::webhook::WebhookReceiver::start().await;
+    hooks.answer_next(&[503, 503]); // both attempts of the level's webhook fail
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_QUEUES__NOTIFICATION__MAX_ATTEMPTS", "2"),
+            ("VIGIL_QUEUES__NOTIFICATION__BACKOFF_BASE_MS", "100"),
+            ("VIGIL_QUEUES__NOTIFICATION__BACKOFF_MAX_MS", "200"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    std::fs::write(
+        vigil.dir.path().join("config.toml"),
+        format!(
+            "[escalation]\nwebhook_secret = \"browser-webhook-secret\"\n\
+             escalate_on_failure = false\n\n\
+             [escalation.channels.soc-slack]\nkind = \"slack\"\nurl = \"{}\"\n\n\
+             [[escalation.policies]]\nname = \"soc\"\nseverities = [\"critical\"]\nlevels = [\n\
+             {{ after_seconds = 0, channels = [\"soc-slack\"], webhooks = [\"{}\"] }},\n]\n",
+            channels.slack_url(),
+            hooks.url("/hook")
+        ),
+    )
+    .unwrap();
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let (status, event) = post_json(
+        &base,
+        &token,
+        "/api/v1/events/security",
+        &json!({"source": "edr", "event_type": "malware.detected", "severity": 4,
+                "description": "beacon on laptop-9"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{event}");
+    let id = event["alert_id"].as_i64().unwrap();
+
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &base, "admin").await;
+    // The channel's link opens the alert's page.
+    browser
+        .goto(&format!("{base}/dashboard/#/alerts/{id}"))
+        .await;
+    browser
+        .wait_text("#alert-detail-id", Duration::from_secs(20), |t| {
+            t == id.to_string()
+        })
+        .await;
+    let rows = "#alert-detail-escalations tr[data-notification]";
+    // The Slack message goes out; the webhook's two attempts fail and it dies.
+    browser
+        .wait_text("#alert-detail-escalations", Duration::from_secs(60), |t| {
+            t.contains("dead") && t.contains("sent")
+        })
+        .await;
+    let shown = browser
+        .execute(
+            &format!(
+                "return [...document.querySelectorAll(\"{rows}\")].map(tr => \
+                 [...tr.cells].map(td => td.textContent));"
+            ),
+            vec![],
+        )
+        .await;
+    let shown: Vec<Vec<String>> = serde_json::from_value(shown).unwrap();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    let slack = shown
+        .iter()
+        .find(|r| r[0] == "slack")
+        .expect("the Slack row");
+    assert_eq!(slack[1], "slack:soc-slack");
+    assert_eq!(slack[3], "sent");
+    assert!(
+        slack[5].contains("200"),
+        "Slack's answer is shown: {slack:?}"
+    );
+    let webhook = shown
+        .iter()
+        .find(|r| r[0] == "webhook")
+        .expect("the webhook row");
+    assert_eq!(webhook[3], "dead");
+    assert_eq!(webhook[4], "2", "{webhook:?}");
+    assert_eq!(
+        webhook[6].lines().filter(|l| l.contains("503")).count(),
+        2,
+        "every attempt's error: {webhook:?}"
+    );
+    let heading = browser.text("#alert-detail-escalations h5").await.unwrap();
+    assert!(
+        heading.contains("level 1") && heading.contains("partial"),
+        "one of two notifications died: {heading}"
+    );
+    let dead_note = browser.text("#alert-detail-dead").await.unwrap();
+    assert_eq!(dead_note, "1 notification could not be delivered.");
+    browser
+        .execute(
+            "document.getElementById('alert-detail-escalations').scrollIntoView({block: 'center'}); return 0;",
+            vec![],
+        )
+        .await;
+    std::fs::write(
+        docs().join("dashboard-alert-page.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+
+    // The receiver is back: Retry on the dead row delivers it, and the page shows it sent.
+    let detail = get_json(&base, &token, &format!("/api/v1/alerts/{id}")).await;
+    let dead_id = detail["escalations"][0]["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["status"] == "dead")
+        .expect("a dead notification")["id"]
+        .as_i64()
+        .unwrap();
+    browser
+        .click(&format!(
+            "button[aria-label='retry notification {dead_id}']"
+        ))
+        .await;
+    browser
+        .wait_text(
+            &format!("tr[data-notification='{dead_id}']"),
+            Duration::from_secs(30),
+            |t| t.contains("sent"),
+        )
+        .await;
+    assert_eq!(
+        hooks.received().len(),
+        3,
+        "two refused attempts, then the retried delivery"
+    );
+
+    // Resolve, then reopen from the page: the history shows both.
+    browser
+        .click(&format!("button[aria-label='resolve alert {id}']"))
+        .await;
+    browser
+        .wait_text("#alert-detail-fields", Duration::from_secs(20), |t| {
+            t.contains("resolved")
+        })
+        .await;
+    browser
+        .click(&format!(
+            "#alert-detail-actions button[aria-label='reopen alert {id}']"
+        ))
+        .await;
+    browser
+        .wait_text("#alert-detail-transitions", Duration::from_secs(20), |t| {
+            t.contains("reopen by user:admin")
+        })
+        .await;
+    let alert = get_json(&base, &token, &format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(alert["status"], "open", "{alert}");
+
+    // The list's filters: no low-severity alert; critical ones include this one.
+    let pick = |value: &str| {
+        format!(
+            "const s = document.getElementById('alerts-severity'); s.value = '{value}'; \
+             s.dispatchEvent(new Event('change')); return 0;"
+        )
+    };
+    browser.execute(&pick("low"), vec![]).await;
+    browser
+        .wait_text("#alerts-note", Duration::from_secs(20), |t| {
+            t == "No alert matches these filters."
+        })
+        .await;
+    browser.execute(&pick("critical"), vec![]).await;
+    browser
+        .wait_text(
+            &format!("tr[data-alert='{id}']"),
+            Duration::from_secs(20),
+            |t| t.contains("critical"),
+        )
+        .await;
+    browser.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}

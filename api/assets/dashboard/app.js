@@ -10,7 +10,8 @@ const PAGE_SIZE = 20;
 const JOBS_MIN_MS = 2000; // the job list reloads at most this often, however busy the queues
 const AUDIT_MIN_MS = 10000;
 const store = window.sessionStorage;
-const state = { page: 1, total: 0, selectedJob: null, role: null, pausedUntil: 0, stream: null };
+const ALERTS_PAGE = 20;
+const state = { page: 1, total: 0, alertsPage: 1, selectedJob: null, selectedAlert: null, role: null, pausedUntil: 0, stream: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -168,6 +169,7 @@ function showApp() {
   $("app").hidden = false;
   refreshJobs().catch(showFailure);
   refreshAudit();
+  if (state.selectedAlert) showAlert(state.selectedAlert);
   startStream();
 }
 
@@ -195,7 +197,14 @@ function actionButton(label, aria, onClick) {
 
 // ---- panels ---------------------------------------------------------------------------
 
+// The job filter offers every queue the server runs (the registry's, as the stream reports).
+function offerQueue(name) {
+  const select = $("filter-queue");
+  if (![...select.options].some((o) => o.value === name)) select.append(el("option", name));
+}
+
 function renderQueues(queues) {
+  for (const q of queues) offerQueue(q.queue);
   const body = $("queues-body");
   body.replaceChildren();
   for (const q of queues) {
@@ -281,6 +290,7 @@ async function showJob(id, quiet) {
   errs.replaceChildren();
   for (const e of j.errors || []) errs.append(el("li", `attempt ${e.attempt} at ${when(e.at)}: ${e.error}`));
   if (!(j.errors || []).length) errs.append(el("li", "none"));
+  if (!quiet) $("job-detail").scrollIntoView({ block: "start" });
 }
 
 function renderSchedules(schedules) {
@@ -322,16 +332,47 @@ function renderActors(instances) {
   }
 }
 
-function renderAlerts(page) {
+// The alert filters and page; with none set (page 1) the stream's newest alerts are shown
+// as they come, otherwise the page is read from GET /api/v1/alerts when the stream says
+// alerts changed.
+function alertParams() {
+  const params = new URLSearchParams({ page: state.alertsPage, page_size: ALERTS_PAGE });
+  if ($("alerts-status").value) params.set("status", $("alerts-status").value);
+  if ($("alerts-severity").value) params.set("severity", $("alerts-severity").value);
+  if ($("alerts-rule").value.trim()) params.set("rule", $("alerts-rule").value.trim());
+  return params;
+}
+
+const alertsFiltered = () => [...alertParams().keys()].length > 2 || state.alertsPage > 1;
+
+async function refreshAlerts() {
+  try { renderAlerts(await api("/api/v1/alerts?" + alertParams()), true); }
+  catch (e) { if (e.message !== "signed out") $("alerts-note").textContent = e.message; }
+}
+
+function renderAlerts(page, fetched) {
+  if (!fetched && alertsFiltered()) { alertsListChanged(); return; }
+  $("alerts-note").textContent = "";
   const alerts = list(page, "results", "alerts");
+  const total = page.count ?? alerts.length;
+  const pages = Math.max(1, Math.ceil(total / ALERTS_PAGE));
+  $("alerts-page").textContent = `page ${state.alertsPage} of ${pages} (${total} alerts)`;
+  $("alerts-prev").disabled = state.alertsPage <= 1;
+  $("alerts-next").disabled = !page.next;
+  if (!alerts.length) $("alerts-note").textContent = alertsFiltered() ? "No alert matches these filters." : "No alerts yet.";
   // Open ones first, then acknowledged, then resolved.
   const rank = { open: 0, acknowledged: 1, resolved: 2 };
   alerts.sort((a, b) => (rank[a.status] ?? 3) - (rank[b.status] ?? 3));
   const body = $("alerts-body");
   body.replaceChildren();
   for (const a of alerts) {
-    const tr = el("tr");
+    const tr = el("tr", null, "clickable");
     tr.dataset.alert = a.id;
+    tr.tabIndex = 0;
+    tr.setAttribute("aria-label", `alert ${a.id}, ${a.status}`);
+    const open = () => showAlert(a.id);
+    tr.addEventListener("click", open);
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
     tr.append(el("td", a.id), el("td", a.title || a.rule_id), el("td", a.severity, "sev-" + a.severity),
       el("td", a.status), el("td", a.count), el("td", when(a.last_seen)));
     const act = el("td", null, "admin-only");
@@ -343,9 +384,160 @@ function renderAlerts(page) {
       act.append(actionButton("Resolve", `resolve alert ${a.id}`,
         () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "resolve" } })));
     }
+    if (isAdmin() && a.status !== "open") {
+      act.append(actionButton("Reopen", `reopen alert ${a.id}`,
+        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "reopen" } })));
+    }
     tr.append(act);
     body.append(tr);
   }
+  labelCells(body);
+  if (state.selectedAlert) alertChanged();
+}
+
+// ---- the alert page -------------------------------------------------------------------
+
+// One alert: its fields, every escalation level with each notification's outcome (a dead
+// one can be retried), its events and its history. `?alert=ID` opens it from a link.
+async function showAlert(id, quiet) {
+  let a;
+  try { a = await api(`/api/v1/alerts/${encodeURIComponent(id)}`); }
+  catch (e) {
+    if (e.message === "signed out") return;
+    $("alert-detail").hidden = false;
+    $("alert-detail-note").textContent = e.message;
+    return;
+  }
+  state.selectedAlert = a.id;
+  setAlertHash(a.id);
+  $("alert-detail").hidden = false;
+  $("alert-detail-note").textContent = "";
+  $("alert-detail-id").textContent = a.id;
+  $("alert-detail-title").textContent = a.title || a.rule_id;
+  const dl = $("alert-detail-fields");
+  dl.replaceChildren();
+  const by = (who, at) => (who ? `${who} at ${when(at)}` : "—");
+  const fields = [["Status", a.status], ["Severity", a.severity], ["Rule", a.rule_id],
+    ["Group", a.group_key], ["Count", a.count], ["First seen", when(a.first_seen)],
+    ["Last seen", when(a.last_seen)], ["Org", a.org || "—"], ["Acknowledged", by(a.acknowledged_by, a.acknowledged_at)],
+    ["Resolved", by(a.resolved_by, a.resolved_at)], ["Policy", a.escalation_policy || "none"],
+    ["Level", `${a.escalation_level} (round ${a.escalation_round})`],
+    ["Next escalation", a.next_escalation_at ? when(a.next_escalation_at) : "—"]];
+  for (const [k, v] of fields) dl.append(el("dt", k), el("dd", v));
+  if (a.description) dl.append(el("dt", "Description"), el("dd", a.description));
+  renderAlertActions(a);
+  renderEscalations(a);
+  const events = $("alert-detail-events");
+  events.replaceChildren();
+  for (const e of a.events || []) {
+    const tr = el("tr");
+    tr.append(el("td", when(e.published)), el("td", e.event_type || e.kind), el("td", e.actor || "—"),
+      el("td", e.client_ip || "—"), el("td", e.outcome || "—"), el("td", e.message || ""));
+    events.append(tr);
+  }
+  if (!(a.events || []).length) events.append(emptyRow("no linked events", 6));
+  labelCells(events);
+  const history = $("alert-detail-transitions");
+  history.replaceChildren();
+  for (const t of a.transitions || []) {
+    history.append(el("li", `${when(t.at)}: ${t.action} by ${t.actor} (${t.from_status} → ${t.to_status})` +
+      (t.comment ? ` — ${t.comment}` : "")));
+  }
+  if (!(a.transitions || []).length) history.append(el("li", "no status changes yet"));
+  if (!quiet) $("alert-detail").scrollIntoView({ block: "start" });
+}
+
+function emptyRow(text, span) {
+  const tr = el("tr");
+  const td = el("td", text, "note");
+  td.colSpan = span;
+  tr.append(td);
+  return tr;
+}
+
+function alertButton(label, aria, onClick) {
+  const b = el("button", label, "secondary");
+  b.type = "button";
+  b.setAttribute("aria-label", aria);
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try { await onClick(); await showAlert(state.selectedAlert, true); }
+    catch (e) { if (e.message !== "signed out") $("alert-detail-note").textContent = e.message; }
+    finally { b.disabled = false; }
+  });
+  return b;
+}
+
+function renderAlertActions(a) {
+  const box = $("alert-detail-actions");
+  box.replaceChildren();
+  if (!isAdmin()) return;
+  const patch = (action) => async () => {
+    const comment = $("alert-comment").value.trim();
+    await api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: comment ? { action, comment } : { action } });
+    $("alert-comment").value = "";
+  };
+  if (a.status === "open") box.append(alertButton("Acknowledge", `acknowledge alert ${a.id}`, patch("acknowledge")));
+  if (a.status !== "resolved") box.append(alertButton("Resolve", `resolve alert ${a.id}`, patch("resolve")));
+  if (a.status !== "open") box.append(alertButton("Reopen", `reopen alert ${a.id}`, patch("reopen")));
+}
+
+// Each level of each round: when it was escalated to and what it came to, then one row per
+// notification (email address, webhook, channel) with its outcome and every error.
+function renderEscalations(a) {
+  const box = $("alert-detail-escalations");
+  box.replaceChildren();
+  const dead = a.notifications_dead || 0;
+  $("alert-detail-dead").hidden = dead === 0;
+  $("alert-detail-dead").textContent = `${dead} notification${dead === 1 ? "" : "s"} could not be delivered.`;
+  if (!(a.escalations || []).length) { box.append(el("p", "Not escalated yet.", "note")); return; }
+  for (const lv of a.escalations) {
+    const section = el("div", null, "level");
+    section.dataset.level = lv.level;
+    section.dataset.round = lv.round;
+    const outcome = lv.status + (lv.notified_at ? ` at ${when(lv.notified_at)}` : "") +
+      (lv.failed_at ? ` at ${when(lv.failed_at)}` : "") + (lv.suppressed_at ? ` at ${when(lv.suppressed_at)}` : "");
+    section.append(el("h5", `Round ${lv.round}, level ${lv.level} (${lv.policy}): ${outcome}`,
+      lv.status === "failed" ? "bad" : lv.status === "notified" ? "ok" : ""));
+    const table = el("table", null, "stack");
+    const head = el("thead");
+    const hr = el("tr");
+    for (const h of ["Channel", "Target", "Event", "Status", "Attempts", "Response", "Errors", "Action"]) {
+      const th = el("th", h);
+      th.scope = "col";
+      if (h === "Action") th.className = "admin-only";
+      hr.append(th);
+    }
+    head.append(hr);
+    const body = el("tbody");
+    for (const n of lv.notifications || []) {
+      const tr = el("tr");
+      tr.dataset.notification = n.id;
+      const response = [n.response_status, n.response_id].filter(Boolean).join(" · ") || "—";
+      const errors = (n.errors || []).map((e) => `${when(e.at)}: ${e.error}`).join("\n") || n.last_error || "";
+      tr.append(el("td", n.channel), el("td", n.target), el("td", n.event),
+        el("td", n.status, "status-" + n.status), el("td", n.attempts), el("td", response), el("td", errors, "err"));
+      const act = el("td", null, "admin-only");
+      if (isAdmin() && n.retry_url) {
+        act.append(alertButton("Retry", `retry notification ${n.id}`, () => api(n.retry_url, { method: "POST" })));
+      }
+      tr.append(act);
+      body.append(tr);
+    }
+    if (!(lv.notifications || []).length) body.append(emptyRow("no notifications", 8));
+    table.append(head, body);
+    labelCells(body);
+    const scroll = el("div", null, "scroll");
+    scroll.append(table);
+    section.append(scroll);
+    box.append(section);
+  }
+}
+
+function closeAlert() {
+  state.selectedAlert = null;
+  $("alert-detail").hidden = true;
+  setAlertHash(null);
 }
 
 async function refreshAudit() {
@@ -377,7 +569,22 @@ function reflectFilters() {
 
 function readFilters() {
   const params = new URLSearchParams(location.search);
+  if (params.get("queue")) offerQueue(params.get("queue"));
   for (const [name, id] of FILTERS) if (params.get(name)) $(id).value = params.get(name);
+  state.selectedAlert = alertInHash();
+}
+
+// An alert's address is the dashboard's with `#/alerts/ID` (the link every channel sends).
+function alertInHash() {
+  const m = location.hash.match(/^#\/alerts\/([1-9][0-9]{0,15})$/);
+  return m ? Number(m[1]) : null;
+}
+
+function setAlertHash(id) {
+  const hash = id ? `#/alerts/${id}` : "";
+  if (location.hash !== hash && (id || alertInHash())) {
+    history.replaceState(null, "", location.pathname + location.search + hash);
+  }
 }
 
 function currentFilter() {
@@ -455,10 +662,13 @@ function throttled(fn, minMs) {
 }
 const jobsChanged = throttled(refreshJobs, JOBS_MIN_MS);
 const auditChanged = throttled(refreshAudit, AUDIT_MIN_MS);
+const alertsListChanged = throttled(refreshAlerts, JOBS_MIN_MS);
+const alertChanged = throttled(() => (state.selectedAlert ? showAlert(state.selectedAlert, true) : null), JOBS_MIN_MS);
 
 const renderers = {
   queues: renderQueues,
-  jobs: () => { jobsChanged(); auditChanged(); },
+  // Deliveries are jobs: a job change may be a notification of the open alert.
+  jobs: () => { jobsChanged(); auditChanged(); alertChanged(); },
   alerts: renderAlerts,
   instances: renderActors,
   schedules: renderSchedules,
@@ -562,6 +772,19 @@ document.addEventListener("DOMContentLoaded", () => {
   $("bulk-no").addEventListener("click", () => { pendingBulk = null; $("bulk-confirm").hidden = true; });
   readFilters();
   $("job-detail-close").addEventListener("click", () => { state.selectedJob = null; $("job-detail").hidden = true; });
+  $("alert-detail-close").addEventListener("click", closeAlert);
+  const reloadAlerts = () => { state.alertsPage = 1; refreshAlerts(); };
+  $("alerts-status").addEventListener("change", reloadAlerts);
+  $("alerts-severity").addEventListener("change", reloadAlerts);
+  let typingRule = null;
+  $("alerts-rule").addEventListener("input", () => { clearTimeout(typingRule); typingRule = setTimeout(reloadAlerts, 300); });
+  $("alerts-filter").addEventListener("submit", (e) => { e.preventDefault(); reloadAlerts(); });
+  $("alerts-prev").addEventListener("click", () => { state.alertsPage = Math.max(1, state.alertsPage - 1); refreshAlerts(); });
+  $("alerts-next").addEventListener("click", () => { state.alertsPage += 1; refreshAlerts(); });
+  window.addEventListener("hashchange", () => {
+    const id = alertInHash();
+    if (id && !$("app").hidden) showAlert(id);
+  });
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") { stopStream(); return; }
     if (!$("app").hidden && !state.stream) { reload(); startStream(); }
