@@ -136,7 +136,8 @@ async fn sigterm_mid_work_finishes_running_jobs_and_loses_nothing() {
             .unwrap();
         assert_eq!(res.status(), 202);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The first message is in: the worker is mid-work (4 at a time, 300 ms each).
+    smtp.wait_for(1, Duration::from_secs(30)).await;
     // Graceful stop while sends are in flight: they finish, the rest go back to the queue.
     assert!(worker.terminate().await.success(), "SIGTERM exits 0");
     let after_stop = smtp.messages().len();
@@ -236,7 +237,15 @@ async fn a_job_that_kills_its_worker_every_time_goes_dead_at_max_attempts() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await; // mid-send
+        // Mid-send: the message is transmitted and the server holds its answer.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while smtp.data_ended() < attempt {
+            assert!(
+                Instant::now() < deadline,
+                "attempt {attempt} never sent its data"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         drop(worker); // SIGKILL
         worker = vigil.start("worker").await;
     }
@@ -260,8 +269,23 @@ async fn a_job_that_kills_its_worker_every_time_goes_dead_at_max_attempts() {
             .all(|e| e["error"].as_str().unwrap().contains("lease")),
         "{dead}"
     );
-    // It stays dead: the live worker does not pick it up again.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // It stays dead: the live worker does not pick it up again, though it has since run
+    // (and reaped around) a later job of the same queue.
+    smtp.delay_data(None);
+    let (status, later) = post_json(
+        &base,
+        &token,
+        "/api/v1/jobs/email",
+        &json!({"payload": {"to": ["soc@example.com"], "subject": "later", "body": {"text": "x"}}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let later_path = format!("/api/v1/jobs/{}", later["id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_json(&base, &token, &later_path).await["status"] != "done" {
+        assert!(Instant::now() < deadline, "the later job never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let still = get_json(&base, &token, &path).await;
     assert_eq!(still["status"], "dead");
     assert_eq!(still["attempts"], 3);

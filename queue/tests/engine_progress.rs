@@ -36,9 +36,9 @@ async fn progress_is_written_under_the_fencing_token_and_outlives_the_run() {
     assert_eq!(e.progress(&id).await.unwrap(), Some(json!({"stored": 10})));
 
     // The lease expires and another worker takes the job: the first one's writes bounce.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    e.reap(Q).await.unwrap();
-    let fresh = e.lease(Q, "worker-b", 1).await.unwrap().jobs.remove(0);
+    let fresh = lease_when_available(e, Q, "worker-b", Duration::from_secs(10)).await;
+    assert_eq!(fresh.id, id);
+    assert_eq!(fresh.attempt, 2, "the lost attempt counted");
     assert!(
         !e.set_progress(Q, &id, &stale.token, &json!({"stored": 99}))
             .await

@@ -69,14 +69,20 @@ async fn a_100k_backlog_drains_completely() {
 /// the wake-up can start the job within the test's limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_is_woken_by_an_enqueue() {
-    let t = TestEngine::with("wake", &vigil_testkit::redis::shared_url(), |e, _| {
-        e.poll_interval_ms = 60_000
-    })
-    .await;
+    // A private server, so its blocked-client count is this worker's alone.
+    let server = vigil_testkit::redis::RedisServer::start(false);
+    let t = TestEngine::with("wake", &server.url(), |e, _| e.poll_interval_ms = 60_000).await;
     let e = &t.engine;
     let (control, _task) = worker(e, Q, 4, |_job| async { Ok(()) });
-    tokio::time::sleep(Duration::from_millis(500)).await; // the worker is now asleep on its wake-up key
+    let url = server.url();
     for round in 0..3 {
+        // The worker is idle, asleep on its wake-up key: only an enqueue can start the job.
+        eventually(
+            Duration::from_secs(10),
+            "the worker blocks on its wake-up key",
+            || blocked_clients(&url),
+        )
+        .await;
         let id = e
             .enqueue_raw(vec![NewJob::new(Q, json!({ "round": round }))])
             .await
@@ -90,9 +96,23 @@ async fn an_idle_worker_is_woken_by_an_enqueue() {
             || async { e.get(&id).await.unwrap().map(|j| j.status) == Some(JobStatus::Done) },
         )
         .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     control.stop_leasing();
+}
+
+/// Whether some client of the server at `url` waits in a blocking command.
+async fn blocked_clients(url: &str) -> bool {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .is_some_and(|n| n > 0)
 }
 
 /// Handler outcomes through the worker path: retryable errors retry with backoff until

@@ -199,6 +199,7 @@ struct State {
     injections: Vec<Injection>,
     data_delay: Option<Duration>,
     connections: u64,
+    data_ended: u64,
 }
 
 /// The server. Stops when dropped.
@@ -277,6 +278,12 @@ impl SmtpServer {
     /// Removes every injected reply.
     pub fn clear_injections(&self) {
         lock(&self.state).injections.clear();
+    }
+
+    /// How many messages were transmitted up to the end of DATA (answered or not yet: a
+    /// client in [`SmtpServer::delay_data`]'s wait is mid-send).
+    pub fn data_ended(&self) -> u64 {
+        lock(&self.state).data_ended
     }
 
     /// Waits `delay` before answering the end of DATA (the message is accepted).
@@ -456,7 +463,11 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                         let text = line.strip_prefix('.').unwrap_or(&line);
                         data.push_str(text);
                     }
-                    let delay = lock(&state).data_delay;
+                    let delay = {
+                        let mut st = lock(&state);
+                        st.data_ended += 1;
+                        st.data_delay
+                    };
                     if let Some(d) = delay {
                         tokio::time::sleep(d).await;
                     }

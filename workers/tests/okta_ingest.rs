@@ -144,9 +144,27 @@ async fn an_interrupted_run_resumes_from_the_cursor_without_loss_or_duplicates()
 
     // A new process (new poller, new token) resumes where the cursor says.
     fake.inject_every(None);
-    // The fake finishes the aborted request's page server-side after its 60 ms hang; let it
-    // land before counting, so only the resumed run's pages are counted below.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The fake finishes the aborted request's page server-side after its 60 ms hang; wait
+    // until every request it received was answered, so only the resumed run's pages are
+    // counted below.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = fake.counters();
+        let answered: u64 = c
+            .by_status
+            .iter()
+            .filter(|((path, _), _)| path == "/api/v1/logs")
+            .map(|(_, n)| n)
+            .sum();
+        if answered == c.logs_requests {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fake never answered: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let served_before = fake.counters().events_served;
     let poller = OktaPoller::new(settings, t.db.clone(), None).unwrap();
     let summary = poller.poll().await.unwrap();

@@ -116,6 +116,29 @@ pub fn permanent(msg: &str) -> BoxError {
 }
 
 /// Polls `check` until it returns true or `limit` passes; panics with `what` on timeout.
+/// Leases the first job of `q` that becomes available to `worker` (reaping expired leases
+/// first, so a job whose lease ran out is available again), waiting up to `limit`.
+pub async fn lease_when_available(
+    e: &Engine,
+    q: Queue,
+    worker: &str,
+    limit: Duration,
+) -> LeasedJob {
+    let deadline = Instant::now() + limit;
+    loop {
+        e.reap(q).await.unwrap();
+        let mut batch = e.lease(q, worker, 1).await.unwrap();
+        if let Some(job) = batch.jobs.pop() {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no job of {q} became available to {worker} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
