@@ -172,7 +172,7 @@ pub struct BenchArgs {
     /// writes under a fresh key prefix and deletes its own keys only.
     #[arg(long)]
     pub redis: Option<String>,
-    /// Spread the jobs over all four queues (on a Cluster: over the shards that own them).
+    /// Spread the jobs over every registered queue (on a Cluster: over the shards that own them).
     #[arg(long)]
     pub spread: bool,
     /// Number of jobs.

@@ -46,7 +46,7 @@ async fn the_behaviour_suite_passes_on_standalone() {
 async fn the_behaviour_suite_passes_on_a_three_master_cluster() {
     let cluster = RedisCluster::start(3, 0);
     let e = engine_on("topo-cluster", cluster_settings(cluster.nodes())).await;
-    // The four queues are spread over the shards (one slot per queue).
+    // The queues are spread over the shards (one slot per queue).
     let owners: std::collections::BTreeSet<u16> = Queue::all()
         .into_iter()
         .map(|q| cluster.master_of(&format!("{{{q}}}")))
