@@ -1,6 +1,7 @@
 //! The application's job kinds: the one place that lists them. A kind is a payload type
 //! implementing `vigil_jobs::Job` (queue name, defaults, example) and
-//! `vigil_workers::runtime::Perform` (its handler and what the handler needs); one line here
+//! `vigil_workers::runtime::Perform` (its handler and what the handler needs; or
+//! `PerformBatch`, a handler that takes many jobs at once, registered with `batch_job`); one line here
 //! registers it: its queue, `[queues.<name>]` config section, default schedule, API enqueue
 //! route, metrics labels and dashboard rows follow. ARCHITECTURE.md walks through adding one.
 
@@ -11,7 +12,7 @@ use vigil_workers::runtime::Registrar;
 pub fn register(r: &mut Registrar) {
     r.job::<OktaFetchJob>();
     r.job::<EmailJob>();
-    r.job::<AuditJob>();
+    r.batch_job::<AuditJob>();
     r.job::<AlertEscalationJob>();
     r.job::<NotificationJob>();
 }

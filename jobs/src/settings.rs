@@ -1,5 +1,5 @@
-//! A queue's settings (`[queues.<queue>]`): attempts, timeout, concurrency, backoff and
-//! retention. A job kind declares its defaults ([`crate::Job::settings`]); config overrides them
+//! A queue's settings (`[queues.<queue>]`): attempts, timeout, concurrency, batching,
+//! backoff and retention. A job kind declares its defaults ([`crate::Job::settings`]); config overrides them
 //! field by field.
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,13 @@ pub struct QueueSettings {
     pub timeout_seconds: u64,
     /// Jobs of this queue one worker process runs at the same time.
     pub concurrency: usize,
+    /// Kinds with a batch handler only: jobs handed to the handler at once, at most (one
+    /// database transaction for all of them); each job is still acked, retried or dead on
+    /// its own. Keep `concurrency` at least this large.
+    pub batch_size: usize,
+    /// Kinds with a batch handler only: how long the first job of a batch waits for
+    /// company, in milliseconds.
+    pub batch_linger_ms: u64,
     /// Retry n waits a random time in [0, min(backoff_max_ms, backoff_base_ms * 2^(n-1))].
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
@@ -30,6 +37,8 @@ impl Default for QueueSettings {
             max_attempts: 5,
             timeout_seconds: 60,
             concurrency: 8,
+            batch_size: 1,
+            batch_linger_ms: 5,
             backoff_base_ms: 1_000,
             backoff_max_ms: 300_000,
             retain_done: Retention::hours(24),

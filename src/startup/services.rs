@@ -65,11 +65,8 @@ impl Services {
         db: &vigil_store::Db,
         registry: &Registry,
     ) -> anyhow::Result<Services> {
-        let audit = audit::AuditWriter::new(
-            db.clone(),
-            audit::AuditWriterSettings::default(),
-            Some(audit::AuditMetrics::register(registry)?),
-        );
+        let audit =
+            audit::AuditWriter::new(db.clone(), Some(audit::AuditMetrics::register(registry)?));
         let limiter = email::SendRateLimiter::redis(
             engine.redis(),
             format!("{}:email:rate", engine.prefix()),

@@ -1,11 +1,9 @@
-//! The audit writer actor on real databases: concurrent writes are batched into one verified
-//! chain, an acknowledged write is stored, re-delivered events add nothing, two writers on
-//! separate pools (two vigil instances) keep one gap-free chain, and invalid jobs fail for
-//! good.
+//! The audit writer actor on real databases: concurrent batches are each stored in one
+//! transaction and form one verified chain, an acknowledged write is stored, re-delivered
+//! events add nothing, two writers on separate pools (two vigil instances) keep one gap-free
+//! chain, and invalid jobs fail for good while the rest of their batch is written.
 
 mod common;
-
-use std::time::Duration;
 
 use common::system;
 
@@ -17,7 +15,7 @@ use vigil_store::Db;
 use vigil_store::audit::{self, Verification};
 use vigil_testkit::db::TestDb;
 use vigil_workers::JobError;
-use vigil_workers::audit::{AuditMetrics, AuditWriter, AuditWriterHandle, AuditWriterSettings};
+use vigil_workers::audit::{AuditMetrics, AuditWriter, AuditWriterHandle};
 
 fn job(event_id: &str, i: usize) -> AuditJob {
     AuditJob {
@@ -37,51 +35,44 @@ fn job(event_id: &str, i: usize) -> AuditJob {
     }
 }
 
-fn writer(db: &Db, max_batch: usize, metrics: Option<AuditMetrics>) -> AuditWriterHandle {
-    AuditWriter::new(
-        db.clone(),
-        AuditWriterSettings {
-            max_batch,
-            max_delay: Duration::from_millis(5),
-        },
-        metrics,
-    )
-    .start_writer()
+fn writer(db: &Db, metrics: Option<AuditMetrics>) -> AuditWriterHandle {
+    AuditWriter::new(db.clone(), metrics).start_writer()
 }
 
-/// Writes `n` events `prefix-0..n` through `w`, all at once; every write must succeed.
-async fn write_all(w: &AuditWriterHandle, prefix: &str, n: usize) {
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let w = w.clone();
-        let j = job(&format!("{prefix}-{i}"), i);
-        tasks.push(tokio::spawn(async move { w.write(j).await }));
+/// Writes `n` events `prefix-0..n` through `w` in batches of `batch`, all batches at once;
+/// every write must succeed.
+async fn write_all(w: &AuditWriterHandle, prefix: &str, n: usize, batch: usize) {
+    let jobs: Vec<AuditJob> = (0..n).map(|i| job(&format!("{prefix}-{i}"), i)).collect();
+    let mut tasks = Vec::new();
+    for chunk in jobs.chunks(batch) {
+        let (w, chunk) = (w.clone(), chunk.to_vec());
+        tasks.push(tokio::spawn(async move { w.write_batch(chunk).await }));
     }
     for t in tasks {
-        t.await.expect("task").expect("write acknowledged");
+        for r in t.await.expect("task") {
+            r.expect("write acknowledged");
+        }
     }
 }
 
 #[test]
-fn concurrent_writes_are_batched_into_one_verified_chain() {
+fn concurrent_batches_are_stored_whole_in_one_verified_chain() {
     system(async {
         for t in TestDb::both().await {
             let kind = t.kind();
             let registry = Registry::new();
             let metrics = AuditMetrics::register(&registry).unwrap();
-            let w = writer(&t.db, 100, Some(metrics.clone()));
-            write_all(&w, "a", 1000).await;
+            let w = writer(&t.db, Some(metrics.clone()));
+            write_all(&w, "a", 1000, 100).await;
             assert_eq!(
                 audit::verify(&t.db).await.unwrap(),
                 Verification::Ok { count: 1000 },
                 "{kind:?}"
             );
             assert_eq!(metrics.written.get(), 1000, "{kind:?}");
-            let batches = metrics.batch_size.get_sample_count();
-            assert!(
-                (10..1000).contains(&batches),
-                "{kind:?}: 1000 records in {batches} batches"
-            );
+            // One transaction per batch handed over.
+            assert_eq!(metrics.batch_size.get_sample_count(), 10, "{kind:?}");
+            assert_eq!(metrics.batch_size.get_sample_sum(), 1000.0, "{kind:?}");
 
             // An acknowledged write is readable at once.
             w.write(job("after", 1)).await.unwrap();
@@ -97,14 +88,17 @@ fn redelivered_events_add_nothing() {
     system(async {
         for t in TestDb::both().await {
             let kind = t.kind();
-            let w = writer(&t.db, 50, None);
-            write_all(&w, "e", 20).await;
-            // The same 20 again, concurrently (some land in the same batch as each other).
-            write_all(&w, "e", 20).await;
+            let w = writer(&t.db, None);
+            write_all(&w, "e", 20, 5).await;
+            // The same 20 again, concurrently, in other batches.
+            write_all(&w, "e", 20, 3).await;
+            // Twice in one batch, and once more alone at the same time.
             let j = job("e-3", 3);
-            let (a, b) = tokio::join!(w.write(j.clone()), w.write(j));
-            a.unwrap();
-            b.unwrap();
+            let (both, alone) = tokio::join!(w.write_batch(vec![j.clone(), j.clone()]), w.write(j));
+            for r in both {
+                r.unwrap();
+            }
+            alone.unwrap();
             assert_eq!(
                 audit::verify(&t.db).await.unwrap(),
                 Verification::Ok { count: 20 },
@@ -122,23 +116,26 @@ fn two_instances_writing_at_once_keep_one_gap_free_chain() {
             // Two "vigil instances": separate pools, separate writer actors, same database.
             let db_a = Db::connect(&t.url, 4).await.unwrap();
             let db_b = Db::connect(&t.url, 4).await.unwrap();
-            let wa = writer(&db_a, 64, None);
-            let wb = writer(&db_b, 64, None);
+            let wa = writer(&db_a, None);
+            let wb = writer(&db_b, None);
             let (ra, rb) = tokio::join!(
                 async {
                     for round in 0..5 {
-                        write_all(&wa, &format!("a{round}"), 200).await;
+                        write_all(&wa, &format!("a{round}"), 200, 64).await;
                     }
                 },
                 async {
                     for round in 0..5 {
-                        write_all(&wb, &format!("b{round}"), 200).await;
+                        write_all(&wb, &format!("b{round}"), 200, 64).await;
                     }
                 },
             );
             let ((), ()) = (ra, rb);
             // Both instances also receive the same re-delivered events.
-            let (x, y) = tokio::join!(write_all(&wa, "shared", 50), write_all(&wb, "shared", 50));
+            let (x, y) = tokio::join!(
+                write_all(&wa, "shared", 50, 7),
+                write_all(&wb, "shared", 50, 9)
+            );
             let ((), ()) = (x, y);
             assert_eq!(
                 audit::verify(&t.db).await.unwrap(),
@@ -168,15 +165,21 @@ fn two_instances_writing_at_once_keep_one_gap_free_chain() {
 fn an_invalid_job_fails_for_good_and_others_in_its_batch_are_written() {
     system(async {
         let t = TestDb::sqlite().await;
-        let w = writer(&t.db, 10, None);
+        let w = writer(&t.db, None);
         let mut bad = job("bad", 0);
         bad.action = "Not Dotted".into();
-        let (bad, good) = tokio::join!(w.write(bad), w.write(job("good", 1)));
-        assert!(matches!(bad, Err(JobError::Permanent(_))), "{bad:?}");
-        good.unwrap();
+        let results = w
+            .write_batch(vec![job("good-1", 1), bad, job("good-2", 2)])
+            .await;
+        assert_eq!(results.len(), 3);
+        assert!(
+            matches!(&results[1], Err(JobError::Permanent(_))),
+            "{results:?}"
+        );
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
         assert_eq!(
             audit::verify(&t.db).await.unwrap(),
-            Verification::Ok { count: 1 }
+            Verification::Ok { count: 2 }
         );
     });
 }
@@ -192,16 +195,16 @@ fn bench_audit_records_per_second_on_postgres() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(50_000);
-        let w = writer(&t.db, 1000, None);
+        let w = writer(&t.db, None);
         // Warm-up (connections, statement cache).
-        write_all(&w, "warm", 1000).await;
+        write_all(&w, "warm", 1000, 1000).await;
         let start = std::time::Instant::now();
         // Producers keep 4,000 writes in flight, like a busy audit queue.
         let in_flight = 4000usize;
         let mut done = 0;
         while done < n {
             let k = in_flight.min(n - done);
-            write_all(&w, &format!("bench{done}"), k).await;
+            write_all(&w, &format!("bench{done}"), k, 1000).await;
             done += k;
         }
         let secs = start.elapsed().as_secs_f64();

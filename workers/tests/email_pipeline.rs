@@ -22,7 +22,7 @@ use vigil_store::audit::{self, AuditFilter, Verification};
 use vigil_store::emails::{self, EmailStatus};
 use vigil_testkit::db::TestDb;
 use vigil_testkit::smtp::{SmtpServer, Stage};
-use vigil_workers::audit::{AuditWriter, AuditWriterSettings};
+use vigil_workers::audit::AuditWriter;
 use vigil_workers::email::{EngineAuditSink, Mailer, SendRateLimiter, SmtpSettings, SmtpTls};
 use vigil_workers::runtime::Runtime;
 
@@ -62,12 +62,11 @@ fn email_jobs_retry_through_an_outage_and_dead_letters_reach_the_audit_chain() {
             Arc::new(EngineAuditSink::new(e.clone())),
         )
         .unwrap();
-        let writer =
-            AuditWriter::new(t.db.clone(), AuditWriterSettings::default(), None).start_writer();
+        let writer = AuditWriter::new(t.db.clone(), None).start_writer();
         let registry = Registry::new();
         let rt = Runtime::builder(e.clone(), SchedulesSettings(BTreeMap::new()), &registry)
             .job::<EmailJob>(mailer)
-            .job::<AuditJob>(writer)
+            .batch_job::<AuditJob>(writer)
             .start()
             .expect("runtime starts");
 

@@ -29,6 +29,8 @@ fn ctx() -> JobContext {
         attempt: 1,
         max_attempts: 3,
         token: "w:1".to_owned(),
+        batch_size: 1,
+        batch_linger: std::time::Duration::ZERO,
     }
 }
 

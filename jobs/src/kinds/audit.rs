@@ -112,7 +112,11 @@ impl Job for AuditJob {
             // The record itself lives in the audit trail; the job only carries it there.
             retain_done: Retention::hours(1),
             max_attempts: 10,
-            concurrency: 8,
+            // A batch handler: one transaction stores up to 256 records; 512 in flight let
+            // the next batch gather while one commits.
+            concurrency: 512,
+            batch_size: 256,
+            batch_linger_ms: 5,
             backoff_base_ms: 500,
             backoff_max_ms: 60_000,
             ..QueueSettings::default()

@@ -1,4 +1,5 @@
-//! How an `audit` job runs: through the writer actor, which stores it in a batch.
+//! How `audit` jobs run: a batch handler over the writer actor, which stores each batch the
+//! runtime gathers in one transaction.
 
 use std::sync::Arc;
 
@@ -6,17 +7,18 @@ use vigil_jobs::AuditJob;
 
 use super::writer::AuditWriterHandle;
 use crate::JobError;
-use crate::runtime::{JobContext, Perform};
+use crate::runtime::{JobContext, PerformBatch};
 
-/// Returns once the writer has committed the record's batch.
-impl Perform for AuditJob {
+/// Returns once the writer has committed the batch: one result per job.
+impl PerformBatch for AuditJob {
     type Deps = AuditWriterHandle;
 
-    async fn perform(
-        self,
-        _ctx: JobContext,
+    async fn perform_batch(
+        jobs: Vec<(JobContext, AuditJob)>,
         writer: Arc<AuditWriterHandle>,
-    ) -> Result<(), JobError> {
-        writer.write(self).await
+    ) -> Vec<Result<(), JobError>> {
+        writer
+            .write_batch(jobs.into_iter().map(|(_, job)| job).collect())
+            .await
     }
 }

@@ -1,19 +1,18 @@
-//! The audit writer actor: batches `AuditJob`s into hash-chained inserts.
+//! The audit writer actor: appends batches of `AuditJob`s to the hash chain, one at a time.
 //!
-//! Jobs arrive through [`AuditWriterHandle::write`], called by the `audit` queue's handler.
-//! The actor collects them and appends a batch when it holds `max_batch` records or
-//! `max_delay` after the first one arrived, whichever comes first; while a batch commits,
-//! new jobs gather for the next one, so under load batches grow by themselves. Each `write`
-//! returns only after its batch is committed: an acknowledged job is durably in the chain.
+//! Batches come from the `audit` queue's batch handler ([`crate::runtime::PerformBatch`] in
+//! `handler.rs`): the runtime gathers up to the queue's `batch_size` jobs (or what came within
+//! `batch_linger_ms`) and hands them over in one [`AuditWriterHandle::write_batch`]. The actor
+//! stores a batch in one transaction and answers only after the commit: an acknowledged job
+//! is durably in the chain. Batches are appended one after another (the chain is serial: the
+//! database's lock orders the batches of every process into one gap-free chain).
 //!
 //! A failed batch is retried record by record, so one record the database refuses fails
 //! alone ([`JobError::Retryable`]: the engine retries it; its `event_id` makes any
-//! re-delivery harmless). Invalid jobs fail at once ([`JobError::Permanent`]).
-
-use std::time::Duration;
+//! re-delivery harmless). Invalid jobs fail at once ([`JobError::Permanent`]) and the others
+//! of their batch are written.
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
 use vigil_jobs::{AuditJob, Validate};
 use vigil_store::Db;
 use vigil_store::audit::{self, AppendOutcome, NewAuditRecord};
@@ -21,129 +20,30 @@ use vigil_store::audit::{self, AppendOutcome, NewAuditRecord};
 use super::metrics::AuditMetrics;
 use crate::JobError;
 
-/// How the writer batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuditWriterSettings {
-    /// Records per batch at most.
-    pub max_batch: usize,
-    /// How long the first record of a batch waits for company.
-    pub max_delay: Duration,
+/// A batch to append; answers one result per job, in order.
+struct WriteBatch {
+    jobs: Vec<AuditJob>,
 }
 
-impl Default for AuditWriterSettings {
-    fn default() -> Self {
-        Self {
-            max_batch: 500,
-            max_delay: Duration::from_millis(5),
-        }
-    }
-}
-
-type Reply = oneshot::Sender<Result<(), JobError>>;
-
-/// One job to write and where to answer.
-struct Write {
-    job: AuditJob,
-    reply: Reply,
-}
-
-impl Message for Write {
-    type Result = ();
+impl Message for WriteBatch {
+    type Result = Vec<Result<(), JobError>>;
 }
 
 /// The actor. Start it with [`AuditWriter::start_writer`] inside an actix system.
 pub struct AuditWriter {
     db: Db,
-    settings: AuditWriterSettings,
     metrics: Option<AuditMetrics>,
-    pending: Vec<Write>,
-    flushing: bool,
-    timer: Option<SpawnHandle>,
 }
 
 impl AuditWriter {
     /// A writer appending to `db`'s chain.
-    pub fn new(db: Db, settings: AuditWriterSettings, metrics: Option<AuditMetrics>) -> Self {
-        AuditWriter {
-            db,
-            settings: AuditWriterSettings {
-                max_batch: settings.max_batch.max(1),
-                max_delay: settings.max_delay,
-            },
-            metrics,
-            pending: Vec::new(),
-            flushing: false,
-            timer: None,
-        }
+    pub fn new(db: Db, metrics: Option<AuditMetrics>) -> Self {
+        AuditWriter { db, metrics }
     }
 
     /// Starts the actor on the current arbiter and returns its handle.
     pub fn start_writer(self) -> AuditWriterHandle {
         AuditWriterHandle { addr: self.start() }
-    }
-
-    fn schedule(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing {
-            // The running batch flushes what gathered when it completes.
-            return;
-        }
-        if self.pending.len() >= self.settings.max_batch {
-            self.flush(ctx);
-        } else if self.timer.is_none() {
-            self.timer = Some(ctx.run_later(self.settings.max_delay, |act, ctx| {
-                act.timer = None;
-                act.flush(ctx);
-            }));
-        }
-    }
-
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.pending.is_empty() {
-            return;
-        }
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
-        }
-        let n = self.pending.len().min(self.settings.max_batch);
-        let batch: Vec<Write> = self.pending.drain(..n).collect();
-        let records: Vec<NewAuditRecord> = batch.iter().map(|w| (&w.job).into()).collect();
-        self.flushing = true;
-        let db = self.db.clone();
-        let fut = async move { append_or_one_by_one(&db, records).await };
-        ctx.spawn(fut.into_actor(self).map(move |results, act, ctx| {
-            act.flushing = false;
-            let mut written = 0u64;
-            let mut duplicates = 0u64;
-            let mut failed = false;
-            for (w, result) in batch.into_iter().zip(results) {
-                let reply = match result {
-                    Ok(o) => {
-                        written += o.written;
-                        duplicates += o.duplicates;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        failed = true;
-                        tracing::error!(event_id = %w.job.event_id, error = %e, "audit record not written");
-                        Err(JobError::Retryable(format!(
-                            "audit record not written: {e}"
-                        )))
-                    }
-                };
-                // The caller may have gone away (timeout); the record stands either way.
-                let _ = w.reply.send(reply);
-            }
-            if let Some(m) = &act.metrics {
-                m.written.inc_by(written);
-                m.duplicates.inc_by(duplicates);
-                m.batch_size.observe(n as f64);
-                if failed {
-                    m.batch_failures.inc();
-                }
-            }
-            // What gathered meanwhile has waited long enough.
-            act.flush(ctx);
-        }));
     }
 }
 
@@ -197,32 +97,87 @@ impl Actor for AuditWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Callers wait for their batch anyway; a roomy mailbox lets batches fill up.
+        // Every process's audit batches queue here while one commits.
         ctx.set_mailbox_capacity(100_000);
     }
 }
 
-impl Supervised for AuditWriter {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // Pending callers see their reply channel closed (retryable) and are re-delivered.
-        self.pending.clear();
-        self.flushing = false;
-        self.timer = None;
-    }
-}
+impl Supervised for AuditWriter {}
 
-impl Handler<Write> for AuditWriter {
-    type Result = ();
+impl Handler<WriteBatch> for AuditWriter {
+    // Atomic: the next batch starts after this one committed (the chain is serial).
+    type Result = AtomicResponse<Self, Vec<Result<(), JobError>>>;
 
-    fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) {
-        if let Err(e) = msg.job.validate() {
-            let _ = msg.reply.send(Err(JobError::Permanent(format!(
-                "invalid audit record: {e}"
-            ))));
-            return;
+    fn handle(&mut self, msg: WriteBatch, _ctx: &mut Context<Self>) -> Self::Result {
+        let n = msg.jobs.len();
+        let mut results: Vec<Option<Result<(), JobError>>> = Vec::with_capacity(n);
+        let mut valid = Vec::with_capacity(n);
+        let mut records: Vec<NewAuditRecord> = Vec::with_capacity(n);
+        for (i, job) in msg.jobs.iter().enumerate() {
+            match job.validate() {
+                Ok(()) => {
+                    results.push(None);
+                    valid.push(i);
+                    records.push(job.into());
+                }
+                Err(e) => results.push(Some(Err(JobError::Permanent(format!(
+                    "invalid audit record: {e}"
+                ))))),
+            }
         }
-        self.pending.push(msg);
-        self.schedule(ctx);
+        let db = self.db.clone();
+        let event_ids: Vec<String> = valid
+            .iter()
+            .map(|&i| msg.jobs[i].event_id.clone())
+            .collect();
+        let stored = records.len();
+        AtomicResponse::new(Box::pin(
+            async move {
+                if records.is_empty() {
+                    Vec::new()
+                } else {
+                    append_or_one_by_one(&db, records).await
+                }
+            }
+            .into_actor(self)
+            .map(move |outcomes, act, _ctx| {
+                let (mut written, mut duplicates, mut failed) = (0u64, 0u64, false);
+                for ((i, event_id), outcome) in valid.into_iter().zip(event_ids).zip(outcomes) {
+                    results[i] = Some(match outcome {
+                        Ok(o) => {
+                            written += o.written;
+                            duplicates += o.duplicates;
+                            Ok(())
+                        }
+                        Err(e) => {
+                            failed = true;
+                            tracing::error!(%event_id, error = %e, "audit record not written");
+                            Err(JobError::Retryable(format!(
+                                "audit record not written: {e}"
+                            )))
+                        }
+                    });
+                }
+                if let Some(m) = &act.metrics
+                    && stored > 0
+                {
+                    m.written.inc_by(written);
+                    m.duplicates.inc_by(duplicates);
+                    m.batch_size.observe(stored as f64);
+                    if failed {
+                        m.batch_failures.inc();
+                    }
+                }
+                results
+                    .into_iter()
+                    .map(|r| {
+                        r.unwrap_or_else(|| {
+                            Err(JobError::Retryable("audit record not written".into()))
+                        })
+                    })
+                    .collect()
+            }),
+        ))
     }
 }
 
@@ -239,15 +194,27 @@ impl AuditWriterHandle {
         AuditWriterHandle { addr }
     }
 
-    /// Writes one record; returns once its batch is committed. A record whose `event_id` is
-    /// already stored succeeds without adding anything.
+    /// Appends `jobs` as one batch; returns once it is committed, one result per job, in
+    /// order. A record whose `event_id` is already stored succeeds without adding anything.
+    pub async fn write_batch(&self, jobs: Vec<AuditJob>) -> Vec<Result<(), JobError>> {
+        let n = jobs.len();
+        match self.addr.send(WriteBatch { jobs }).await {
+            Ok(results) => results,
+            Err(e) => (0..n)
+                .map(|_| {
+                    Err(JobError::Retryable(format!(
+                        "audit writer unavailable: {e}"
+                    )))
+                })
+                .collect(),
+        }
+    }
+
+    /// Appends one record (a batch of one).
     pub async fn write(&self, job: AuditJob) -> Result<(), JobError> {
-        let (tx, rx) = oneshot::channel();
-        self.addr
-            .send(Write { job, reply: tx })
+        self.write_batch(vec![job])
             .await
-            .map_err(|e| JobError::Retryable(format!("audit writer unavailable: {e}")))?;
-        rx.await
-            .map_err(|_| JobError::Retryable("audit writer restarted before the write".into()))?
+            .pop()
+            .unwrap_or_else(|| Err(JobError::Retryable("audit writer gave no result".into())))
     }
 }

@@ -17,6 +17,7 @@
 //!
 //! Must be started inside an actix `System` running on a multi-threaded tokio runtime.
 
+pub mod batch;
 pub mod health;
 pub mod maintenance;
 pub mod metrics;
@@ -41,6 +42,7 @@ use vigil_queue::backend::{JobObserver, Later, PermanentFailure};
 use vigil_queue::{ActorHealth, Engine, LeasedJob, ScheduleInfo, SchedulesSettings};
 
 use crate::error::JobError;
+pub use batch::PerformBatch;
 pub use health::HealthBoard;
 pub use metrics::Metrics;
 pub use perform::{Perform, Registrar};
@@ -56,6 +58,10 @@ pub struct JobContext {
     pub max_attempts: u32,
     /// The attempt's fencing token (for [`vigil_queue::Engine::set_progress`]).
     pub token: String,
+    /// The queue's `batch_size` (used by batch handlers: [`PerformBatch`]).
+    pub batch_size: usize,
+    /// The queue's `batch_linger_ms` (used by batch handlers).
+    pub batch_linger: Duration,
 }
 
 /// A queue's handler: payload-agnostic, decodes its own payload.
@@ -68,6 +74,8 @@ pub type Handler = Arc<
 #[derive(Clone)]
 pub(crate) struct HandlerData {
     pub handler: Handler,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
 }
 
 /// The apalis task function: runs the queue's handler and maps its error for the engine.
@@ -82,6 +90,8 @@ pub(crate) fn run_job(
         attempt: job.attempt,
         max_attempts: job.max_attempts,
         token: job.token.clone(),
+        batch_size: data.batch_size,
+        batch_linger: data.batch_linger,
     };
     let fut = (data.handler)(ctx, job.payload);
     Box::pin(async move {
@@ -159,6 +169,12 @@ impl RuntimeBuilder {
     pub fn job<J: Perform>(self, deps: J::Deps) -> Self {
         vigil_jobs::register::<J>();
         self.handler(J::QUEUE, perform::handler::<J>(Arc::new(deps)))
+    }
+
+    /// Runs `J`'s queue with its batch handler over `deps` (see [`batch`]).
+    pub fn batch_job<J: PerformBatch>(self, deps: J::Deps) -> Self {
+        vigil_jobs::register::<J>();
+        self.handler(J::QUEUE, batch::handler::<J>(Arc::new(deps)))
     }
 
     /// A name for this instance's worker ids and health (default `worker`).

@@ -3,7 +3,7 @@
 //! is a permanent failure) happens here for every kind, not in each handler.
 //!
 //! [`Registrar`] is what the application's one registration point (`src/jobs.rs`) fills:
-//! `r.job::<EmailJob>()` registers the kind process-wide and, when this process was given the
+//! `r.job::<EmailJob>()` (or `r.batch_job::<AuditJob>()` for a [`PerformBatch`] kind) registers the kind process-wide and, when this process was given the
 //! kind's dependencies ([`Registrar::provide`]), consumes its queue.
 
 use std::any::{Any, TypeId};
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use vigil_jobs::{Job, Queue};
 
 use crate::JobError;
-use crate::runtime::{Handler, JobContext};
+use crate::runtime::{Handler, JobContext, PerformBatch, batch};
 
 /// How a job kind runs.
 pub trait Perform: Job {
@@ -65,16 +65,30 @@ impl Registrar {
     pub fn job<J: Perform>(&mut self) -> &mut Self {
         vigil_jobs::register::<J>();
         self.kinds.push(J::QUEUE);
-        let deps = self
-            .deps
-            .get(&TypeId::of::<J::Deps>())
-            .cloned()
-            .and_then(|d| d.downcast::<J::Deps>().ok());
-        if let Some(deps) = deps {
+        if let Some(deps) = self.deps::<J::Deps>() {
             self.handlers.retain(|(q, _)| *q != J::QUEUE);
             self.handlers.push((J::QUEUE, handler::<J>(deps)));
         }
         self
+    }
+
+    /// Registers the batch kind `J` ([`PerformBatch`]); consumes its queue here when
+    /// `J::Deps` was provided.
+    pub fn batch_job<J: PerformBatch>(&mut self) -> &mut Self {
+        vigil_jobs::register::<J>();
+        self.kinds.push(J::QUEUE);
+        if let Some(deps) = self.deps::<J::Deps>() {
+            self.handlers.retain(|(q, _)| *q != J::QUEUE);
+            self.handlers.push((J::QUEUE, batch::handler::<J>(deps)));
+        }
+        self
+    }
+
+    fn deps<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.deps
+            .get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|d| d.downcast::<T>().ok())
     }
 
     /// Every registered kind's queue, in registration order.

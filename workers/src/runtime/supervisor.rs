@@ -139,6 +139,8 @@ impl QueueActor {
         );
         let data = HandlerData {
             handler: self.handler.clone(),
+            batch_size: settings.batch_size.max(1),
+            batch_linger: Duration::from_millis(settings.batch_linger_ms),
         };
         let worker = WorkerBuilder::new(worker_id.clone())
             .backend(backend)
