@@ -1,6 +1,6 @@
 //! The command line: one binary, `vigil`, with a subcommand per job an operator does.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// vigil: a background worker system for security operations.
@@ -184,4 +184,22 @@ pub struct BenchArgs {
     /// Also run the latency mode: a paced stream at this many jobs per second.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// What the jobs do: `noop` (the engine alone) or `audit` (real audit records through
+    /// the audit queue's batch handler into `--database`, beside a one-per-transaction
+    /// baseline in the same run).
+    #[arg(long, value_enum, default_value_t = Workload::Noop)]
+    pub workload: Workload,
+    /// The database `--workload audit` writes to. Use a scratch database: audit records are
+    /// append-only and cannot be deleted.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+}
+
+/// What `vigil bench` jobs do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// No-op jobs: the engine's own cost.
+    Noop,
+    /// Audit records written through the batch handler.
+    Audit,
 }

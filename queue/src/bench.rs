@@ -85,6 +85,26 @@ pub async fn used_memory(engine: &Engine) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Redis's CPU time so far (`used_cpu_sys` + `used_cpu_user` of `INFO cpu`), in seconds;
+/// `None` on a Cluster (several servers).
+pub async fn used_cpu_seconds(engine: &Engine) -> Option<f64> {
+    if engine.redis().is_cluster() {
+        return None;
+    }
+    let mut c = engine.redis();
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    let field = |name: &str| -> Option<f64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some(field("used_cpu_sys:")? + field("used_cpu_user:")?)
+}
+
 /// The plain layout's bytes per finished job, as a same-run baseline: `n` no-op jobs kept
 /// the way a job hash per job plus a status index keeps them (one hash key per job with
 /// payload, status, attempts and times, and a sorted-set entry), measured by `used_memory`

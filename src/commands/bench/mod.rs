@@ -9,7 +9,13 @@
 //!    one-hash-per-job layout holds for the same jobs, and the ratios;
 //! 3. with `--rate R`: a paced stream of R jobs/s, enqueue-to-start p50/p99.
 //!
+//! The first line also carries Redis's CPU time per job (`INFO cpu` before the enqueue and
+//! after the drain, divided by N: the whole life cycle). `--workload audit` measures real
+//! work instead ([`audit`]).
+//!
 //! Keys live under a fresh `vigil-bench:<id>` prefix, deleted at the end.
+
+mod audit;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,17 +32,17 @@ use vigil_queue::{
 };
 use vigil_workers::runtime::{Handler, Runtime};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, Workload};
 use vigil_jobs::{AuditJob, Job as _};
 
 const Q: Queue = AuditJob::QUEUE;
 
 /// Collects per-job timings.
 #[derive(Default)]
-struct Timings {
+pub(crate) struct Timings {
     held: Mutex<Vec<Duration>>,
     pickup: Mutex<Vec<Duration>>,
-    done: AtomicU64,
+    pub(crate) done: AtomicU64,
 }
 
 impl JobObserver for Timings {
@@ -77,6 +83,16 @@ async fn engine(args: &BenchArgs, config: &RedisSettings, prefix: &str) -> anyho
         queues.get_mut(q).concurrency = args.concurrency.max(1);
         queues.get_mut(q).timeout_seconds = 60;
     }
+    connect(args, config, prefix, queues).await
+}
+
+/// An engine on `--redis` (or the configured Redis) under `prefix` with `queues`.
+pub(crate) async fn connect(
+    args: &BenchArgs,
+    config: &RedisSettings,
+    prefix: &str,
+    queues: QueuesSettings,
+) -> anyhow::Result<Engine> {
     let mut redis = match &args.redis {
         Some(url) => RedisSettings {
             url: url.clone(),
@@ -97,6 +113,9 @@ fn queues_of(args: &BenchArgs) -> Vec<Queue> {
 
 /// Runs the benchmark.
 pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()> {
+    if args.workload == Workload::Audit {
+        return audit::run(args, config).await;
+    }
     let prefix = format!("vigil-bench:{}", vigil_queue::lease::new_ulid());
     let engine = engine(args, config, &prefix).await?;
     let outcome = measure(args, &engine).await;
@@ -112,6 +131,7 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     let queues = queues_of(args);
     let baseline = bench::baseline_lpush(engine, n).await?;
     let memory_before = bench::used_memory(engine).await;
+    let cpu_before = bench::used_cpu_seconds(engine).await;
     let began = Instant::now();
     let share = n.div_ceil(queues.len());
     let mut enqueued = 0;
@@ -143,6 +163,10 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     }
     let drain = began.elapsed();
     let process = n as f64 / drain.as_secs_f64();
+    let cpu_per_job_us = match (cpu_before, bench::used_cpu_seconds(engine).await) {
+        (Some(a), Some(b)) => Some((b - a).max(0.0) * 1e6 / n as f64),
+        _ => None,
+    };
     // Finished jobs stay until their retention: what each one holds, payload included.
     let per_job = match (memory_before, bench::used_memory(engine).await) {
         (Some(a), Some(b)) => Some((b.saturating_sub(a)) as f64 / n as f64),
@@ -161,6 +185,7 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
         "process_jobs_per_s": process_round(process),
         "p50_ms": round3(bench::percentile_ms(&mut held, 50.0)),
         "p99_ms": round3(bench::percentile_ms(&mut held, 99.0)),
+        "redis_cpu_us_per_job": cpu_per_job_us.map(|v| (v * 10.0).round() / 10.0),
     });
     println!("{line}");
     println!(
@@ -221,10 +246,10 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn process_round(v: f64) -> f64 {
+pub(crate) fn process_round(v: f64) -> f64 {
     v.round()
 }
 
-fn round3(v: f64) -> f64 {
+pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }

@@ -1,0 +1,94 @@
+//! `vigil bench`: the no-op drain prints its JSON line with Redis's CPU time per job, and
+//! `--workload audit` drains real audit records through the batch handler beside the
+//! one-record-per-transaction baseline, verifies the chain and prints the ratio; without a
+//! database it says what it needs. Figures are not checked (this is not a timed test), only
+//! that each is measured.
+
+mod support;
+
+use serde_json::Value;
+use support::{NO_ENV, text, vigil};
+use vigil_testkit::redis::shared_url;
+
+fn lines(out: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_noop_bench_reports_redis_cpu_per_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vigil(
+        dir.path(),
+        &["bench", "--redis", &shared_url(), "-n", "2000"],
+        NO_ENV,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let first = &lines(&out)[0];
+    assert_eq!(first["system"], "vigil");
+    assert_eq!(first["n"], 2000);
+    assert!(
+        first["process_jobs_per_s"].as_f64().unwrap() > 0.0,
+        "{first}"
+    );
+    assert!(
+        first["redis_cpu_us_per_job"].as_f64().unwrap() > 0.0,
+        "Redis spent CPU on the jobs: {first}"
+    );
+}
+
+#[test]
+fn the_audit_workload_writes_a_verified_chain_beside_its_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/bench.db", dir.path().display());
+    let out = vigil(
+        dir.path(),
+        &[
+            "bench",
+            "--redis",
+            &shared_url(),
+            "--workload",
+            "audit",
+            "--database",
+            &db,
+            "-n",
+            "1500",
+        ],
+        NO_ENV,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let l = lines(&out);
+    assert_eq!(l.len(), 2, "{}", text(&out));
+    assert_eq!(l[0]["workload"], "audit");
+    assert_eq!(l[0]["n"], 1500);
+    assert_eq!(l[0]["chain_verified"], true);
+    assert_eq!(l[0]["batch_size"], 256, "the audit queue's own batch size");
+    assert_eq!(
+        l[1]["n"], 1000,
+        "the baseline runs N/10 jobs, at least 1,000"
+    );
+    assert!(
+        l[1]["batched_vs_baseline"].as_f64().unwrap() > 0.0,
+        "{}",
+        l[1]
+    );
+    // Every record of both runs is in the chain.
+    let out = vigil(
+        dir.path(),
+        &["audit", "verify"],
+        &[("VIGIL_DATABASE__URL", db.as_str())],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("2500"), "{}", text(&out));
+
+    let out = vigil(dir.path(), &["bench", "--workload", "audit"], NO_ENV);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--workload audit needs --database URL"),
+        "{}",
+        text(&out)
+    );
+}
