@@ -18,6 +18,8 @@
 //! | `P:{q}:lease:<request id>` | string | what one lease call handed out, so a retried call after a lost reply gets the same jobs (expires after the lease) |
 //! | `P:tick:<schedule>:<tick ms>` | string | the instance that claimed a schedule tick, expires after a day |
 //! | `P:schedule_runs` | hash | last run per schedule (JSON) |
+//! | `P:schedule_history:<schedule>` | list | the schedule's last 50 runs, newest first (JSON) |
+//! | `P:schedules_off` | hash | schedules switched off at run time: name -> who and when (JSON) |
 //! | `P:{fleet}:actors:<instance>` | string | actor health of one instance (JSON), expires after its TTL |
 //! | `P:{fleet}:instances` | zset | live instances by report expiry (trimmed on every report) |
 //!
@@ -145,6 +147,14 @@ impl Keys {
 
     pub fn schedule_runs(&self) -> String {
         format!("{}:schedule_runs", self.prefix)
+    }
+
+    pub fn schedule_history(&self, schedule: &str) -> String {
+        format!("{}:schedule_history:{schedule}", self.prefix)
+    }
+
+    pub fn schedules_off(&self) -> String {
+        format!("{}:schedules_off", self.prefix)
     }
 
     pub fn actors(&self, instance: &str) -> String {

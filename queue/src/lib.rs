@@ -41,7 +41,7 @@ pub use backend::{AckLayer, AckService, VigilBackend};
 pub use conn::{Connector, RedisConn};
 pub use engine::{
     BulkAction, BulkCursor, BulkFilter, BulkOutcome, Engine, JobMatch, JobSearch, MAX_BULK,
-    SearchPage, created_of,
+    SCHEDULE_HISTORY, ScheduleOff, SearchPage, created_of,
 };
 pub use error::{Cause, EngineError};
 pub use keys::{new_job_id, queue_of_id};

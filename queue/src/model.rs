@@ -121,6 +121,9 @@ pub struct ScheduleRun {
     pub job_id: Option<String>,
     /// Why no job was enqueued.
     pub error: Option<String>,
+    /// Who ran it by hand ("run now"); none for a cron tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual_by: Option<String>,
 }
 
 /// A schedule as listed by the API: its config, next tick and last run.

@@ -215,15 +215,6 @@ fn a_schedule_fires_once_per_tick_across_two_instances() {
         assert_eq!(keys.len(), page.jobs.len(), "no tick produced two jobs");
         // Each tick was claimed by exactly one instance: the instances fired as many times
         // in total as there are jobs (the idempotency key alone would hide a double fire).
-        let ticks = |r: &Registry, outcome: &str| -> f64 {
-            r.gather()
-                .iter()
-                .filter(|f| f.name() == "vigil_schedule_ticks_total")
-                .flat_map(|f| f.get_metric().to_vec())
-                .filter(|m| m.get_label().iter().any(|l| l.value() == outcome))
-                .map(|m| m.get_counter().get_value())
-                .sum()
-        };
         let fired = ticks(&reg_a, "fired") + ticks(&reg_b, "fired");
         assert_eq!(fired as usize, page.jobs.len(), "each tick fired once");
         assert!(ticks(&reg_a, "claimed_elsewhere") + ticks(&reg_b, "claimed_elsewhere") > 0.0);
@@ -231,6 +222,61 @@ fn a_schedule_fires_once_per_tick_across_two_instances() {
         assert_eq!(runs.len(), 1);
         assert!(runs[0].job_id.is_some());
         cleanup(&a).await;
+    });
+}
+
+/// `vigil_schedule_ticks_total` of `outcome` in `r`.
+fn ticks(r: &Registry, outcome: &str) -> f64 {
+    r.gather()
+        .iter()
+        .filter(|f| f.name() == "vigil_schedule_ticks_total")
+        .flat_map(|f| f.get_metric().to_vec())
+        .filter(|m| m.get_label().iter().any(|l| l.value() == outcome))
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+#[test]
+fn a_schedule_switched_off_skips_its_ticks_until_switched_on() {
+    system(async {
+        let prefix = vigil_testkit::redis::unique_prefix("cron-off");
+        let mut map = BTreeMap::new();
+        map.insert(
+            "escalate".to_owned(),
+            ScheduleSettings {
+                cron: "* * * * * *".to_owned(),
+                queue: AlertEscalationJob::QUEUE,
+                enabled: true,
+                payload: json!({}),
+            },
+        );
+        let e = engine(&prefix, |_| {}).await;
+        let off = e.disable_schedule("escalate", "user:alice").await.unwrap();
+        assert_eq!(off.by, "user:alice");
+        let registry = Registry::new();
+        let rt = Runtime::builder(e.clone(), SchedulesSettings(map), &registry)
+            .start()
+            .unwrap();
+        let jobs = || async { e.counts(AlertEscalationJob::QUEUE).await.unwrap().pending };
+        // Off: ticks come and are skipped; nothing is enqueued.
+        common::eventually(Duration::from_secs(20), "two ticks skipped", || async {
+            ticks(&registry, "off") >= 2.0
+        })
+        .await;
+        assert_eq!(jobs().await, 0, "no job while the schedule is off");
+        assert_eq!(ticks(&registry, "fired"), 0.0);
+        // On again: the next tick fires, without a restart.
+        assert!(e.enable_schedule("escalate").await.unwrap());
+        assert!(!e.enable_schedule("escalate").await.unwrap(), "already on");
+        common::eventually(Duration::from_secs(20), "a tick fired", || async {
+            jobs().await >= 1
+        })
+        .await;
+        assert!(ticks(&registry, "fired") >= 1.0);
+        let history = e.schedule_history("escalate", 10).await.unwrap();
+        assert!(!history.is_empty() && history[0].manual_by.is_none());
+        rt.shutdown().await;
+        cleanup(&e).await;
     });
 }
 

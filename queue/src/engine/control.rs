@@ -1,17 +1,15 @@
-//! Acting on jobs and queues (retry, cancel, pause, resume), schedule ticks, and the fleet's
-//! health reports.
+//! Acting on jobs and queues (retry, cancel, pause, resume) and the fleet's health reports.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use redis::AsyncCommands;
 use vigil_jobs::{JobRecord, JobStatus, Queue};
 
 use super::{Engine, with_keys};
 use crate::error::EngineError;
 use crate::keys::queue_of_id;
-use crate::model::{ActorHealth, ScheduleRun};
+use crate::model::ActorHealth;
 use crate::scripts;
 
 impl Engine {
@@ -95,45 +93,6 @@ impl Engine {
     pub async fn is_paused(&self, queue: Queue) -> Result<bool, EngineError> {
         let mut c = self.conn.clone();
         Ok(c.exists(self.keys.paused(queue)).await?)
-    }
-
-    /// Claims one tick of a schedule; true for exactly one caller across all instances.
-    pub async fn claim_tick(
-        &self,
-        schedule: &str,
-        tick: DateTime<Utc>,
-    ) -> Result<bool, EngineError> {
-        let mut c = self.conn.clone();
-        let claimed: Option<String> = redis::cmd("SET")
-            .arg(self.keys.tick(schedule, tick.timestamp_millis()))
-            .arg(Utc::now().to_rfc3339())
-            .arg("NX")
-            .arg("EX")
-            .arg(86_400)
-            .query_async(&mut c)
-            .await?;
-        Ok(claimed.is_some())
-    }
-
-    pub async fn record_schedule_run(&self, run: &ScheduleRun) -> Result<(), EngineError> {
-        let json = serde_json::to_string(run).map_err(EngineError::Encode)?;
-        let mut c = self.conn.clone();
-        let _: () = c
-            .hset(self.keys.schedule_runs(), &run.schedule, json)
-            .await?;
-        Ok(())
-    }
-
-    /// The last run of every schedule that ever ran.
-    pub async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>, EngineError> {
-        let mut c = self.conn.clone();
-        let map: HashMap<String, String> = c.hgetall(self.keys.schedule_runs()).await?;
-        let mut runs: Vec<ScheduleRun> = map
-            .values()
-            .filter_map(|v| serde_json::from_str(v).ok())
-            .collect();
-        runs.sort_by(|a, b| a.schedule.cmp(&b.schedule));
-        Ok(runs)
     }
 
     /// Publishes the health of one instance's actors for `ttl` (expiry by server time).

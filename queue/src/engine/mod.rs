@@ -6,7 +6,8 @@
 //! - this module: the engine, connecting, shared helpers;
 //! - [`produce`]: enqueue (with replica acknowledgement and companion jobs) and the outbox relay;
 //! - [`read`]: jobs by id, lists, counts, queue stats;
-//! - [`control`]: retry, cancel, pause/resume, schedule ticks, the fleet's health reports;
+//! - [`control`]: retry, cancel, pause/resume, the fleet's health reports;
+//! - [`schedules`]: schedule ticks, runs and history, switching schedules off and on;
 //! - [`work`]: the worker side (lease, complete, fail, renew, release, reap, prune, wake-ups);
 //! - [`bulk`]: delete, and retry/cancel/delete many jobs by ids or by filter (resumable);
 //! - [`search`]: jobs by id, payload or error text and creation time, newest created first.
@@ -17,6 +18,7 @@ mod control;
 mod produce;
 mod progress;
 mod read;
+mod schedules;
 mod search;
 mod work;
 
@@ -32,6 +34,7 @@ use crate::keys::Keys;
 use crate::settings::{EngineSettings, QueueSettings, QueuesSettings, RedisSettings};
 
 pub use bulk::{BulkAction, BulkCursor, BulkFilter, BulkOutcome, MAX_BULK};
+pub use schedules::{HISTORY as SCHEDULE_HISTORY, ScheduleOff};
 pub use search::{JobMatch, JobSearch, SearchPage, created_of};
 pub use work::Waiter;
 

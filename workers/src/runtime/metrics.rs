@@ -12,7 +12,7 @@
 //! | `vigil_job_duration_seconds` | histogram (one attempt) | queue |
 //! | `vigil_jobs` | gauge (depth, refreshed from the ledger) | queue, status |
 //! | `vigil_actor_restarts_total` | counter | actor |
-//! | `vigil_schedule_ticks_total` | counter (ticks this instance saw: `fired` = it won the claim and enqueued, `claimed_elsewhere`, `failed`) | schedule, outcome |
+//! | `vigil_schedule_ticks_total` | counter (ticks this instance saw: `fired` = it won the claim and enqueued, `claimed_elsewhere`, `off` = switched off at run time, `failed`) | schedule, outcome |
 
 use std::sync::Arc;
 use std::time::Duration;

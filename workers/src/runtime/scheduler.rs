@@ -1,7 +1,10 @@
 //! The scheduler actor: fires each enabled schedule on its cron ticks. Every instance runs
 //! one; a tick enqueues exactly once across instances because it must first be claimed in
 //! Redis (`claim_tick`), and the job also carries the idempotency key
-//! `schedule:<name>:<tick ms>`. Ticks missed while no instance ran are not caught up.
+//! `schedule:<name>:<tick ms>`. Ticks missed while no instance ran are not caught up. A
+//! schedule switched off at run time (`Engine::disable_schedule`, the API's
+//! `POST /api/v1/schedules/{name}/disable`) skips its ticks on every instance until it is
+//! switched on again.
 //! A tick whose job cannot be enqueued is audited as `schedule.failed` (so is a scheduled job
 //! that ends dead: see `schedule_audit`).
 
@@ -9,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use vigil_queue::{Engine, NewJob, ScheduleRun, ScheduleSettings, SchedulesSettings, next_tick};
+use vigil_queue::{Engine, ScheduleSettings, SchedulesSettings, next_tick};
 
 use super::Metrics;
 use super::health::HealthBoard;
@@ -72,8 +75,8 @@ impl Scheduler {
     }
 }
 
-/// Claims `tick` and enqueues the schedule's job if this instance won the claim. Returns
-/// the outcome for `vigil_schedule_ticks_total`.
+/// Claims `tick` and enqueues the schedule's job if this instance won the claim, unless the
+/// schedule is switched off. Returns the outcome for `vigil_schedule_ticks_total`.
 async fn fire(
     engine: &Engine,
     name: &str,
@@ -81,6 +84,18 @@ async fn fire(
     tick: DateTime<Utc>,
     health: &HealthBoard,
 ) -> &'static str {
+    match engine.is_schedule_off(name).await {
+        Ok(true) => {
+            tracing::debug!(schedule = name, %tick, "schedule is switched off; tick skipped");
+            return "off";
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(schedule = name, %tick, error = %e, "could not read whether the schedule is off; skipped");
+            health.set("scheduler", false, Some(e.to_string()));
+            return "failed";
+        }
+    }
     match engine.claim_tick(name, tick).await {
         Ok(false) => {
             tracing::debug!(schedule = name, %tick, "tick claimed by another instance");
@@ -93,24 +108,13 @@ async fn fire(
             return "failed";
         }
     }
-    let job = NewJob {
-        idempotency_key: Some(format!("schedule:{name}:{}", tick.timestamp_millis())),
-        ..NewJob::new(s.queue, s.payload.clone())
-    };
-    let mut outcome = "fired";
-    let run = match engine.enqueue(job).await {
-        Ok(done) => {
+    match engine.run_schedule(name, s, Some(tick), None).await {
+        (_, Ok(done)) => {
             tracing::info!(schedule = name, %tick, job_id = %done.job.id, queue = %s.queue, "schedule fired");
             health.set("scheduler", true, None);
-            ScheduleRun {
-                schedule: name.to_owned(),
-                tick,
-                job_id: Some(done.job.id),
-                error: None,
-            }
+            "fired"
         }
-        Err(e) => {
-            outcome = "failed";
+        (_, Err(e)) => {
             tracing::error!(schedule = name, %tick, error = %e, "schedule could not enqueue its job");
             health.set("scheduler", false, Some(e.to_string()));
             // Best effort: the audit queue is on the same Redis, which may be what failed.
@@ -124,18 +128,9 @@ async fn fire(
                     None,
                 ))
                 .await;
-            ScheduleRun {
-                schedule: name.to_owned(),
-                tick,
-                job_id: None,
-                error: Some(e.to_string()),
-            }
+            "failed"
         }
-    };
-    if let Err(e) = engine.record_schedule_run(&run).await {
-        tracing::warn!(schedule = name, error = %e, "could not record the schedule run");
     }
-    outcome
 }
 
 impl Actor for Scheduler {
