@@ -825,3 +825,99 @@ async fn the_alert_page_shows_each_notification_and_retries_a_dead_one() {
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }
+
+/// Schedules from the page: an admin switches one off (every instance), runs it now while
+/// it is off, sees the run with its job in the schedule's history, and switches it back on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_disables_a_schedule_and_runs_it_now_from_the_dashboard() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
+    );
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &base, "admin").await;
+
+    let row = "tr[data-schedule='alert_escalation']";
+    browser
+        .wait_text(row, Duration::from_secs(20), |t| t.contains("30 * * * * *"))
+        .await;
+    browser
+        .click("button[aria-label='disable schedule alert_escalation']")
+        .await;
+    browser
+        .wait_text(row, Duration::from_secs(20), |t| {
+            t.contains("off: switched off by user:admin")
+        })
+        .await;
+    browser
+        .click("button[aria-label='run schedule alert_escalation now']")
+        .await;
+    browser
+        .wait_text(row, Duration::from_secs(20), |t| {
+            t.contains("(run by user:admin)")
+        })
+        .await;
+    // The run's job is run by the daemon's worker; the history shows it done.
+    browser.click(row).await;
+    browser
+        .wait_text("#schedule-detail-runs", Duration::from_secs(30), |t| {
+            t.contains("user:admin") && t.contains("done")
+        })
+        .await;
+    let listed = get_json(&base, &token, "/api/v1/schedules").await;
+    let s = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "alert_escalation")
+        .unwrap()
+        .clone();
+    assert_eq!(s["enabled"], false, "{s}");
+    assert_eq!(s["disabled_by"], "user:admin");
+    browser
+        .execute(
+            "document.querySelector('#schedules .scroll').scrollLeft = 0; \
+             document.getElementById('schedules').scrollIntoView({block: 'start'}); return 0;",
+            vec![],
+        )
+        .await;
+    // Settled: the table is scrolled back to its first column.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while browser
+        .execute(
+            "return document.querySelector('#schedules .scroll').scrollLeft;",
+            vec![],
+        )
+        .await
+        != json!(0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the table never scrolled back"
+        );
+    }
+    std::fs::write(
+        docs().join("dashboard-schedules.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+
+    browser
+        .click("button[aria-label='enable schedule alert_escalation']")
+        .await;
+    browser
+        .wait_text(row, Duration::from_secs(20), |t| !t.contains("off:"))
+        .await;
+    let runs = get_json(&base, &token, "/api/v1/schedules/alert_escalation/runs").await;
+    assert_eq!(runs["results"][0]["manual_by"], "user:admin", "{runs}");
+    browser.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}

@@ -223,15 +223,29 @@ impl Session {
         .await;
     }
 
-    /// Clicks the element matching `css`.
+    /// Clicks the element matching `css`. A live page may re-render the element between
+    /// finding and clicking it (WebDriver's "stale element reference"): it is then found
+    /// again, a few times at most.
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        for _ in 0..5 {
+            let id = self.find(css).await;
+            let res: Value = self
+                .client
+                .post(format!("{}/element/{id}/click", self.base))
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("webdriver call")
+                .json()
+                .await
+                .expect("webdriver json");
+            match res["value"].get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") => continue,
+                Some(err) => panic!("webdriver click {css}: {err} {}", res["value"]["message"]),
+            }
+        }
+        panic!("{css} went stale five times in a row");
     }
 
     /// The visible text of the first element matching `css`, or `None` when there is none.

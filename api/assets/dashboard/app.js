@@ -11,7 +11,7 @@ const JOBS_MIN_MS = 2000; // the job list reloads at most this often, however bu
 const AUDIT_MIN_MS = 10000;
 const store = window.sessionStorage;
 const ALERTS_PAGE = 20;
-const state = { page: 1, total: 0, alertsPage: 1, selectedJob: null, selectedAlert: null, role: null, pausedUntil: 0, stream: null };
+const state = { page: 1, total: 0, alertsPage: 1, selectedJob: null, selectedAlert: null, selectedSchedule: null, role: null, pausedUntil: 0, stream: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -293,18 +293,78 @@ async function showJob(id, quiet) {
   if (!quiet) $("job-detail").scrollIntoView({ block: "start" });
 }
 
+// Schedules: each with its next and last run; admins switch one off or on (every instance)
+// and run it now; a click shows its last runs with each job's status.
 function renderSchedules(schedules) {
   const body = $("schedules-body");
   body.replaceChildren();
   for (const s of schedules) {
-    const tr = el("tr");
+    const tr = el("tr", null, "clickable");
+    tr.dataset.schedule = s.name;
+    tr.tabIndex = 0;
+    tr.setAttribute("aria-label", `schedule ${s.name}, ${s.enabled ? "on" : "off"}`);
     const last = s.last_run;
+    const lastText = last ? (last.error ? "failed: " + last.error : "enqueued " + (last.job_id || "") +
+      (last.manual_by ? " (run by " + last.manual_by + ")" : "")) : "—";
     tr.append(el("td", s.name), el("td", s.cron), el("td", s.queue),
-      el("td", s.enabled ? when(s.next_run) : "disabled" + (s.disabled_reason ? ": " + s.disabled_reason : "")), el("td", last ? when(last.tick) : "—"),
-      el("td", last ? (last.error ? "failed: " + last.error : "enqueued " + (last.job_id || "")) : "—",
-        last && last.error ? "bad" : ""));
+      el("td", s.enabled ? when(s.next_run) : "off: " + (s.disabled_by
+        ? `switched off by ${s.disabled_by} at ${when(s.disabled_at)}` : s.disabled_reason || "disabled"), s.enabled ? "" : "bad"),
+      el("td", last ? when(last.tick) : "—"), el("td", lastText, last && last.error ? "bad" : ""));
+    const act = el("td", null, "admin-only");
+    if (isAdmin()) {
+      const path = `/api/v1/schedules/${encodeURIComponent(s.name)}`;
+      const verb = s.disabled_by || s.enabled ? (s.enabled ? "disable" : "enable") : null;
+      if (verb) {
+        act.append(scheduleButton(verb === "disable" ? "Disable" : "Enable", `${verb} schedule ${s.name}`,
+          () => api(`${path}/${verb}`, { method: "POST" })));
+      }
+      act.append(scheduleButton("Run now", `run schedule ${s.name} now`, () => api(`${path}/run`, { method: "POST" })));
+    }
+    tr.append(act);
+    const open = () => showScheduleRuns(s.name);
+    tr.addEventListener("click", open);
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
     body.append(tr);
   }
+  labelCells(body);
+  if (state.selectedSchedule) showScheduleRuns(state.selectedSchedule, true);
+}
+
+function scheduleButton(label, aria, onClick) {
+  const b = el("button", label, "secondary");
+  b.type = "button";
+  b.setAttribute("aria-label", aria);
+  b.addEventListener("click", async (ev) => {
+    ev.stopPropagation();
+    b.disabled = true;
+    $("schedules-note").textContent = "";
+    try {
+      await onClick();
+      renderSchedules(await api("/api/v1/schedules"));
+    } catch (e) { if (e.message !== "signed out") $("schedules-note").textContent = e.message; }
+    finally { b.disabled = false; }
+  });
+  return b;
+}
+
+async function showScheduleRuns(name, quiet) {
+  let page;
+  try { page = await api(`/api/v1/schedules/${encodeURIComponent(name)}/runs?limit=20`); }
+  catch (e) { if (e.message !== "signed out") $("schedules-note").textContent = e.message; return; }
+  state.selectedSchedule = name;
+  $("schedule-detail").hidden = false;
+  $("schedule-detail-name").textContent = name;
+  const body = $("schedule-detail-runs");
+  body.replaceChildren();
+  for (const r of page.results || []) {
+    const tr = el("tr");
+    tr.append(el("td", when(r.tick)), el("td", r.manual_by || "cron"), el("td", r.job_id || "—"),
+      el("td", r.job_status || "—", "status-" + (r.job_status || "")), el("td", r.error || "", "err"));
+    body.append(tr);
+  }
+  if (!(page.results || []).length) body.append(emptyRow("no runs yet", 5));
+  labelCells(body);
+  if (!quiet) $("schedule-detail").scrollIntoView({ block: "start" });
 }
 
 // The fleet: every live instance (GET /api/v1/instances) with its role, queues and actors.
@@ -773,6 +833,7 @@ document.addEventListener("DOMContentLoaded", () => {
   readFilters();
   $("job-detail-close").addEventListener("click", () => { state.selectedJob = null; $("job-detail").hidden = true; });
   $("alert-detail-close").addEventListener("click", closeAlert);
+  $("schedule-detail-close").addEventListener("click", () => { state.selectedSchedule = null; $("schedule-detail").hidden = true; });
   const reloadAlerts = () => { state.alertsPage = 1; refreshAlerts(); };
   $("alerts-status").addEventListener("change", reloadAlerts);
   $("alerts-severity").addEventListener("change", reloadAlerts);
