@@ -490,7 +490,7 @@ pub async fn transition(
     restart: Restart,
 ) -> Result<TransitionOutcome, StoreError> {
     let now_ms = to_millis(now);
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let Some(current) = sqlx::query("SELECT status FROM alerts WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -704,7 +704,7 @@ pub async fn claim_level(
     now: DateTime<Utc>,
 ) -> Result<Option<Escalation>, StoreError> {
     let now_ms = to_millis(now);
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let claimed = sqlx::query(
         "UPDATE alerts SET escalation_level = $1, next_escalation_at = $2, updated_at = $3 \
          WHERE id = $4 AND status = 'open' AND escalation_level = $5 AND escalation_round = $6",

@@ -145,6 +145,18 @@ impl Db {
         self.kind
     }
 
+    /// Starts a transaction that will write: on SQLite `BEGIN IMMEDIATE`, so it takes the
+    /// write lock up front (waiting out the busy timeout) instead of reading under a shared
+    /// lock that cannot be upgraded when another connection writes (an immediate
+    /// `SQLITE_BUSY`); on PostgreSQL a plain transaction (row locks and guarded updates do
+    /// the rest).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.kind {
+            DbKind::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            DbKind::Postgres => Ok(self.pool.begin().await?),
+        }
+    }
+
     /// Starts a transaction that runs alone among those taking the same `lock_key`: on
     /// PostgreSQL a transaction-scoped advisory lock, on SQLite `BEGIN IMMEDIATE` (the write
     /// lock, so every such transaction is serialised whatever its key).

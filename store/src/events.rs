@@ -201,7 +201,7 @@ fn event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
 
 /// Stores `events` in one transaction; returns the ones that were new, in input order.
 pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let new = insert_batch_in(&mut tx, events).await?;
     tx.commit().await?;
     Ok(new)

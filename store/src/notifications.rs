@@ -403,7 +403,7 @@ pub async fn reset_for_retry(
     now: DateTime<Utc>,
 ) -> Result<Option<Notification>, StoreError> {
     let now_ms = to_millis(now);
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let done = sqlx::query(
         "UPDATE alert_notifications SET status = 'queued', updated_at = $1 \
          WHERE id = $2 AND status = 'dead'",

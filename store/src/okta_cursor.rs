@@ -76,7 +76,7 @@ pub async fn commit_page(
     malformed: &[MalformedEvent],
     next_url: Option<&str>,
 ) -> Result<Committed, StoreError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let stored = events::insert_isolating_in(&mut tx, page).await?;
     events::record_malformed_in(&mut tx, malformed).await?;
     events::record_malformed_in(&mut tx, &stored.refused).await?;

@@ -73,7 +73,7 @@ pub async fn start(
     expires_at_ms: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO auth_sessions (id, username, created_at, last_used_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
