@@ -921,3 +921,101 @@ async fn an_admin_disables_a_schedule_and_runs_it_now_from_the_dashboard() {
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }
+
+/// The audit trail from the page: filtered by action, paged 20 at a time, and the chain
+/// verified by an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_filters_pages_and_verifies_the_audit_trail() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
+    );
+    let smtp = SmtpServer::start().await;
+    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    for i in 0..25 {
+        enqueue_email(
+            &base,
+            &token,
+            json!({"payload": {"to": ["soc@example.com"], "subject": format!("audit {i}"),
+                               "body": {"text": "x"}}}),
+        )
+        .await;
+    }
+    // Every enqueue is in the trail (the audit queue's writer has stored them).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get_json(
+        &base,
+        &token,
+        "/api/v1/audit-logs?action=job.enqueue&page_size=1",
+    )
+    .await["total"]
+        != json!(25)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the enqueues never reached the trail"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &base, "admin").await;
+    browser.type_into("#audit-action", "job.enqueue").await;
+    browser
+        .wait_text("#audit-page", Duration::from_secs(20), |t| {
+            t == "page 1 of 2 (25 records)"
+        })
+        .await;
+    let actions = browser
+        .execute(
+            "return [...document.querySelectorAll('#audit-body tr')].map(tr => tr.cells[3].textContent);",
+            vec![],
+        )
+        .await;
+    let actions: Vec<String> = serde_json::from_value(actions).unwrap();
+    assert_eq!(actions.len(), 20);
+    assert!(actions.iter().all(|a| a == "job.enqueue"), "{actions:?}");
+    browser.click("#audit-next").await;
+    browser
+        .wait_text("#audit-page", Duration::from_secs(20), |t| {
+            t == "page 2 of 2 (25 records)"
+        })
+        .await;
+    let rows = browser
+        .execute(
+            "return document.querySelectorAll('#audit-body tr').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(rows, json!(5));
+    browser.click("#audit-verify").await;
+    let verified = browser
+        .wait_text("#audit-verified", Duration::from_secs(20), |t| {
+            t.starts_with("Chain verified:")
+        })
+        .await;
+    let total = get_json(&base, &token, "/api/v1/audit-logs?page_size=1").await["total"]
+        .as_u64()
+        .unwrap();
+    assert!(total >= 26, "the enqueues and the sign-ins: {total}");
+    assert!(verified.contains("records."), "{verified}");
+    browser
+        .execute(
+            "document.getElementById('audit').scrollIntoView({block: 'start'}); return 0;",
+            vec![],
+        )
+        .await;
+    std::fs::write(
+        docs().join("dashboard-audit.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+    browser.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}

@@ -11,7 +11,7 @@ const JOBS_MIN_MS = 2000; // the job list reloads at most this often, however bu
 const AUDIT_MIN_MS = 10000;
 const store = window.sessionStorage;
 const ALERTS_PAGE = 20;
-const state = { page: 1, total: 0, alertsPage: 1, selectedJob: null, selectedAlert: null, selectedSchedule: null, role: null, pausedUntil: 0, stream: null };
+const state = { page: 1, total: 0, alertsPage: 1, auditPage: 1, selectedJob: null, selectedAlert: null, selectedSchedule: null, role: null, pausedUntil: 0, stream: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -600,19 +600,56 @@ function closeAlert() {
   setAlertHash(null);
 }
 
+// The audit trail, newest first, 20 a page, filtered by actor, action, target and time;
+// admins verify the hash chain from here.
+const AUDIT_PAGE = 20;
+
+function auditParams() {
+  const params = new URLSearchParams({ page: state.auditPage, page_size: AUDIT_PAGE });
+  for (const k of ["actor", "action", "target"]) {
+    const v = $("audit-" + k).value.trim();
+    if (v) params.set(k, v);
+  }
+  for (const k of ["from", "to"]) {
+    const v = $("audit-" + k).value;
+    if (v) params.set(k, new Date(v).toISOString());
+  }
+  return params;
+}
+
 async function refreshAudit() {
   let page;
-  try { page = await api("/api/v1/audit-logs?page=1&page_size=10"); }
+  try { page = await api("/api/v1/audit-logs?" + auditParams()); }
   catch (e) { $("audit-note").textContent = e.status === 404 ? "The audit trail is not available on this server." : e.message; return; }
   $("audit-note").textContent = "";
   const body = $("audit-body");
   body.replaceChildren();
-  for (const r of list(page, "results", "records")) {
+  const records = list(page, "results", "records");
+  for (const r of records) {
     const tr = el("tr");
     tr.append(el("td", r.seq ?? r.sequence ?? r.id), el("td", when(r.occurred_at || r.time || r.at)),
       el("td", r.actor), el("td", r.action), el("td", `${r.target_type || ""} ${r.target_id || ""}`));
     body.append(tr);
   }
+  if (!records.length) body.append(emptyRow("No audit record matches.", 5));
+  labelCells(body);
+  const total = page.total ?? page.count ?? records.length;
+  const pages = Math.max(1, Math.ceil(total / AUDIT_PAGE));
+  $("audit-page").textContent = `page ${state.auditPage} of ${pages} (${total} records)`;
+  $("audit-prev").disabled = state.auditPage <= 1;
+  $("audit-next").disabled = !page.next;
+}
+
+async function verifyAudit() {
+  const out = $("audit-verified");
+  out.className = "";
+  out.textContent = "verifying…";
+  try {
+    const v = await api("/api/v1/audit-logs/verify");
+    out.className = v.status === "ok" ? "ok" : "bad";
+    out.textContent = v.status === "ok" ? `Chain verified: ${v.verified} records.`
+      : `Chain broken at record ${v.sequence}: ${v.message}`;
+  } catch (e) { if (e.message !== "signed out") { out.className = "bad"; out.textContent = e.message; } }
 }
 
 // ---- bulk actions by filter ---------------------------------------------------------------
@@ -833,6 +870,16 @@ document.addEventListener("DOMContentLoaded", () => {
   readFilters();
   $("job-detail-close").addEventListener("click", () => { state.selectedJob = null; $("job-detail").hidden = true; });
   $("alert-detail-close").addEventListener("click", closeAlert);
+  const reloadAudit = () => { state.auditPage = 1; refreshAudit(); };
+  let typingAudit = null;
+  for (const k of ["actor", "action", "target"]) {
+    $("audit-" + k).addEventListener("input", () => { clearTimeout(typingAudit); typingAudit = setTimeout(reloadAudit, 300); });
+  }
+  for (const k of ["from", "to"]) $("audit-" + k).addEventListener("change", reloadAudit);
+  $("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); reloadAudit(); });
+  $("audit-prev").addEventListener("click", () => { state.auditPage = Math.max(1, state.auditPage - 1); refreshAudit(); });
+  $("audit-next").addEventListener("click", () => { state.auditPage += 1; refreshAudit(); });
+  $("audit-verify").addEventListener("click", verifyAudit);
   $("schedule-detail-close").addEventListener("click", () => { state.selectedSchedule = null; $("schedule-detail").hidden = true; });
   const reloadAlerts = () => { state.alertsPage = 1; refreshAlerts(); };
   $("alerts-status").addEventListener("change", reloadAlerts);
