@@ -69,40 +69,36 @@ pub async fn enqueue_noop(engine: &Engine, queue: Queue, n: usize) -> Result<f64
     Ok(n as f64 / began.elapsed().as_secs_f64().max(1e-9))
 }
 
-/// Redis `used_memory` in bytes (None on a Cluster, where it is per node).
-pub async fn used_memory(engine: &Engine) -> Option<u64> {
+/// One `INFO <section>` of the server (None on a Cluster, where each node has its own).
+async fn info(engine: &Engine, section: &str) -> Option<String> {
     if engine.redis().is_cluster() {
         return None;
     }
     let mut c = engine.redis();
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
+    redis::cmd("INFO")
+        .arg(section)
         .query_async(&mut c)
         .await
-        .ok()?;
+        .ok()
+}
+
+/// The value of `field` (e.g. `used_memory`) in an `INFO` answer.
+fn info_field<T: std::str::FromStr>(info: &str, field: &str) -> Option<T> {
     info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Redis `used_memory` in bytes (None on a Cluster, where it is per node).
+pub async fn used_memory(engine: &Engine) -> Option<u64> {
+    info_field(&info(engine, "memory").await?, "used_memory")
 }
 
 /// Redis's CPU time so far (`used_cpu_sys` + `used_cpu_user` of `INFO cpu`), in seconds;
 /// `None` on a Cluster (several servers).
 pub async fn used_cpu_seconds(engine: &Engine) -> Option<f64> {
-    if engine.redis().is_cluster() {
-        return None;
-    }
-    let mut c = engine.redis();
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut c)
-        .await
-        .ok()?;
-    let field = |name: &str| -> Option<f64> {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    Some(field("used_cpu_sys:")? + field("used_cpu_user:")?)
+    let info = info(engine, "cpu").await?;
+    Some(info_field::<f64>(&info, "used_cpu_sys")? + info_field::<f64>(&info, "used_cpu_user")?)
 }
 
 /// The plain layout's bytes per finished job, as a same-run baseline: `n` no-op jobs kept

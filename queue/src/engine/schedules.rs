@@ -75,13 +75,18 @@ impl Engine {
     /// [`HISTORY`] runs).
     pub async fn record_schedule_run(&self, run: &ScheduleRun) -> Result<(), EngineError> {
         let json = serde_json::to_string(run).map_err(EngineError::Encode)?;
-        let mut c = self.conn.clone();
         let history = self.keys.schedule_history(&run.schedule);
+        let mut c = self.conn.clone();
         let _: () = c
             .hset(self.keys.schedule_runs(), &run.schedule, &json)
             .await?;
-        let _: () = c.lpush(&history, &json).await?;
-        let _: () = c.ltrim(&history, 0, HISTORY as isize - 1).await?;
+        // Push and trim in one round trip (one key: one slot on a Cluster).
+        let mut pipe = redis::pipe();
+        pipe.lpush(&history, &json)
+            .ignore()
+            .ltrim(&history, 0, HISTORY as isize - 1)
+            .ignore();
+        let _: () = pipe.query_async(&mut c).await?;
         Ok(())
     }
 
