@@ -109,28 +109,20 @@ impl Handler<WriteBatch> for AuditWriter {
     type Result = AtomicResponse<Self, Vec<Result<(), JobError>>>;
 
     fn handle(&mut self, msg: WriteBatch, _ctx: &mut Context<Self>) -> Self::Result {
-        let n = msg.jobs.len();
-        let mut results: Vec<Option<Result<(), JobError>>> = Vec::with_capacity(n);
-        let mut valid = Vec::with_capacity(n);
-        let mut records: Vec<NewAuditRecord> = Vec::with_capacity(n);
+        // Invalid jobs fail alone, at once; the valid ones are stored as one batch.
+        let mut results: Vec<Result<(), JobError>> = Vec::with_capacity(msg.jobs.len());
+        let mut valid = Vec::with_capacity(msg.jobs.len());
         for (i, job) in msg.jobs.iter().enumerate() {
-            match job.validate() {
+            results.push(match job.validate() {
                 Ok(()) => {
-                    results.push(None);
                     valid.push(i);
-                    records.push(job.into());
+                    Ok(())
                 }
-                Err(e) => results.push(Some(Err(JobError::Permanent(format!(
-                    "invalid audit record: {e}"
-                ))))),
-            }
+                Err(e) => Err(JobError::Permanent(format!("invalid audit record: {e}"))),
+            });
         }
+        let records: Vec<NewAuditRecord> = valid.iter().map(|&i| (&msg.jobs[i]).into()).collect();
         let db = self.db.clone();
-        let event_ids: Vec<String> = valid
-            .iter()
-            .map(|&i| msg.jobs[i].event_id.clone())
-            .collect();
-        let stored = records.len();
         AtomicResponse::new(Box::pin(
             async move {
                 if records.is_empty() {
@@ -142,40 +134,34 @@ impl Handler<WriteBatch> for AuditWriter {
             .into_actor(self)
             .map(move |outcomes, act, _ctx| {
                 let (mut written, mut duplicates, mut failed) = (0u64, 0u64, false);
-                for ((i, event_id), outcome) in valid.into_iter().zip(event_ids).zip(outcomes) {
-                    results[i] = Some(match outcome {
-                        Ok(o) => {
+                let mut outcomes = outcomes.into_iter();
+                for &i in &valid {
+                    match outcomes.next().ok_or_else(|| "no outcome".to_owned()) {
+                        Ok(Ok(o)) => {
                             written += o.written;
                             duplicates += o.duplicates;
-                            Ok(())
                         }
-                        Err(e) => {
+                        Ok(Err(e)) | Err(e) => {
                             failed = true;
+                            let event_id = &msg.jobs[i].event_id;
                             tracing::error!(%event_id, error = %e, "audit record not written");
-                            Err(JobError::Retryable(format!(
+                            results[i] = Err(JobError::Retryable(format!(
                                 "audit record not written: {e}"
-                            )))
+                            )));
                         }
-                    });
+                    }
                 }
                 if let Some(m) = &act.metrics
-                    && stored > 0
+                    && !valid.is_empty()
                 {
                     m.written.inc_by(written);
                     m.duplicates.inc_by(duplicates);
-                    m.batch_size.observe(stored as f64);
+                    m.batch_size.observe(valid.len() as f64);
                     if failed {
                         m.batch_failures.inc();
                     }
                 }
                 results
-                    .into_iter()
-                    .map(|r| {
-                        r.unwrap_or_else(|| {
-                            Err(JobError::Retryable("audit record not written".into()))
-                        })
-                    })
-                    .collect()
             }),
         ))
     }

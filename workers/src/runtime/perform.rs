@@ -63,32 +63,29 @@ impl Registrar {
 
     /// Registers the kind `J`; consumes its queue here when `J::Deps` was provided.
     pub fn job<J: Perform>(&mut self) -> &mut Self {
-        vigil_jobs::register::<J>();
-        self.kinds.push(J::QUEUE);
-        if let Some(deps) = self.deps::<J::Deps>() {
-            self.handlers.retain(|(q, _)| *q != J::QUEUE);
-            self.handlers.push((J::QUEUE, handler::<J>(deps)));
-        }
-        self
+        self.kind::<J, J::Deps>(handler::<J>)
     }
 
     /// Registers the batch kind `J` ([`PerformBatch`]); consumes its queue here when
     /// `J::Deps` was provided.
     pub fn batch_job<J: PerformBatch>(&mut self) -> &mut Self {
-        vigil_jobs::register::<J>();
-        self.kinds.push(J::QUEUE);
-        if let Some(deps) = self.deps::<J::Deps>() {
-            self.handlers.retain(|(q, _)| *q != J::QUEUE);
-            self.handlers.push((J::QUEUE, batch::handler::<J>(deps)));
-        }
-        self
+        self.kind::<J, J::Deps>(batch::handler::<J>)
     }
 
-    fn deps<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.deps
-            .get(&TypeId::of::<T>())
+    /// Registers `J` process-wide and, when a `D` was provided, its handler made by `make`.
+    fn kind<J: Job, D: Send + Sync + 'static>(&mut self, make: fn(Arc<D>) -> Handler) -> &mut Self {
+        vigil_jobs::register::<J>();
+        self.kinds.push(J::QUEUE);
+        let deps = self
+            .deps
+            .get(&TypeId::of::<D>())
             .cloned()
-            .and_then(|d| d.downcast::<T>().ok())
+            .and_then(|d| d.downcast::<D>().ok());
+        if let Some(deps) = deps {
+            self.handlers.retain(|(q, _)| *q != J::QUEUE);
+            self.handlers.push((J::QUEUE, make(deps)));
+        }
+        self
     }
 
     /// Every registered kind's queue, in registration order.
