@@ -117,20 +117,7 @@ impl SchedulesApi {
         rid: Data<&RequestId>,
         #[oai(validator(min_length = 1, max_length = 100))] name: Path<String>,
     ) -> ApiResult<Json<ScheduleView>> {
-        let s = admin_on(&state, &auth, &name.0)?;
-        let who = auth.0.actor().label();
-        state.engine().disable_schedule(&name.0, &who).await?;
-        record(
-            &state,
-            &auth,
-            &rid.0.0,
-            "schedule.disable",
-            &name.0,
-            s,
-            None,
-        )
-        .await;
-        Ok(Json(one_view(&state, &name.0).await?))
+        switch(&state, &auth, &rid.0.0, &name.0, false).await
     }
 
     /// Switch a schedule back on (admin).
@@ -146,10 +133,7 @@ impl SchedulesApi {
         rid: Data<&RequestId>,
         #[oai(validator(min_length = 1, max_length = 100))] name: Path<String>,
     ) -> ApiResult<Json<ScheduleView>> {
-        let s = admin_on(&state, &auth, &name.0)?;
-        state.engine().enable_schedule(&name.0).await?;
-        record(&state, &auth, &rid.0.0, "schedule.enable", &name.0, s, None).await;
-        Ok(Json(one_view(&state, &name.0).await?))
+        switch(&state, &auth, &rid.0.0, &name.0, true).await
     }
 
     /// Run a schedule now, once, whether it is on or off: its job is enqueued at once and
@@ -218,18 +202,23 @@ impl SchedulesApi {
             .engine()
             .schedule_history(&name.0, n.min(SCHEDULE_HISTORY))
             .await?;
-        let mut results = Vec::with_capacity(runs.len());
-        for run in runs {
-            let job = match &run.job_id {
-                Some(id) => state.engine().get(id).await?,
-                None => None,
-            };
-            results.push(ScheduleRunDetail {
-                job_status: job.as_ref().map(|j| j.status.as_str().to_owned()),
+        // Each run's job, read concurrently (one connection, pipelined by the client).
+        let jobs = futures::future::try_join_all(runs.iter().map(|run| async {
+            match &run.job_id {
+                Some(id) => state.engine().get(id).await,
+                None => Ok(None),
+            }
+        }))
+        .await?;
+        let results: Vec<ScheduleRunDetail> = runs
+            .into_iter()
+            .zip(jobs)
+            .map(|(run, job)| ScheduleRunDetail {
+                job_status: job.map(|j| j.status.as_str().to_owned()),
                 links: run.job_id.as_deref().map(JobLinks::for_id),
                 run: run.into(),
-            });
-        }
+            })
+            .collect();
         Ok(Json(ScheduleRuns {
             schedule: name.0,
             count: results.len() as u64,
@@ -244,6 +233,27 @@ pub enum RunResponse {
     /// The schedule's job was enqueued.
     #[oai(status = 202)]
     Accepted(Json<ScheduleRunDetail>),
+}
+
+/// Switches `name` on or off for every instance (admin), audited; answers its view.
+async fn switch(
+    state: &ApiState,
+    auth: &BearerAuth,
+    request_id: &str,
+    name: &str,
+    on: bool,
+) -> ApiResult<Json<ScheduleView>> {
+    let s = admin_on(state, auth, name)?;
+    let action = if on {
+        state.engine().enable_schedule(name).await?;
+        "schedule.enable"
+    } else {
+        let who = auth.0.actor().label();
+        state.engine().disable_schedule(name, &who).await?;
+        "schedule.disable"
+    };
+    record(state, auth, request_id, action, name, s, None).await;
+    Ok(Json(one_view(state, name).await?))
 }
 
 /// The schedule called `name`, or 404.
