@@ -178,9 +178,10 @@ pub struct BenchArgs {
     /// Number of jobs.
     #[arg(long, short, default_value_t = 100_000)]
     pub n: u64,
-    /// Worker concurrency while draining (no short flag: `-c` is `--config`).
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
+    /// Worker concurrency while draining (no short flag: `-c` is `--config`); default 64,
+    /// or with `--workload audit` the audit queue's own.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Also run the latency mode: a paced stream at this many jobs per second.
     #[arg(long)]
     pub rate: Option<u64>,

@@ -84,11 +84,42 @@ fn the_audit_workload_writes_a_verified_chain_beside_its_baseline() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("2500"), "{}", text(&out));
 
-    let out = vigil(dir.path(), &["bench", "--workload", "audit"], NO_ENV);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("--workload audit needs --database URL"),
-        "{}",
-        text(&out)
-    );
+    // Flags that do not apply are refused, naming them, before anything runs.
+    for (args, says) in [
+        (
+            &["bench", "--workload", "audit"][..],
+            "--workload audit needs --database URL",
+        ),
+        (
+            &[
+                "bench",
+                "--workload",
+                "audit",
+                "--database",
+                &db,
+                "--spread",
+            ][..],
+            "--spread and --rate measure no-op jobs",
+        ),
+        (
+            &[
+                "bench",
+                "--workload",
+                "audit",
+                "--database",
+                &db,
+                "--rate",
+                "100",
+            ][..],
+            "--spread and --rate measure no-op jobs",
+        ),
+        (
+            &["bench", "--database", &db][..],
+            "--database is for --workload audit",
+        ),
+    ] {
+        let out = vigil(dir.path(), args, NO_ENV);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+    }
 }

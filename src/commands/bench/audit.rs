@@ -12,8 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -42,7 +41,6 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
         .await
         .with_context(|| format!("while connecting to {}", vigil_store::db::redact_url(url)))?;
     db.migrate().await.context("while applying migrations")?;
-    vigil_jobs::register::<AuditJob>();
     let n = args.n.max(1) as usize;
     let tag = vigil_queue::lease::new_ulid();
 
@@ -59,8 +57,8 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
     )
     .await?;
     let mut batched = AuditJob::settings();
-    if args.concurrency != 64 {
-        batched.concurrency = args.concurrency.max(1);
+    if let Some(c) = args.concurrency {
+        batched.concurrency = c.max(1);
     }
     let measured = drain(args, config, &db, n, &format!("{tag}-m"), batched).await?;
 
@@ -142,19 +140,9 @@ async fn drain(
     .observer(timings.clone())
     .batch_job::<AuditJob>(AuditWriter::new(db.clone(), None).start_writer())
     .start()?;
-    let began = Instant::now();
-    let limit = Duration::from_secs(900);
-    let outcome = loop {
-        if timings.done.load(Ordering::Relaxed) >= n as u64 {
-            break Ok(began.elapsed());
-        }
-        if began.elapsed() > limit {
-            break Err(anyhow::anyhow!(
-                "the audit drain did not finish in {limit:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    let outcome = timings
+        .wait_done(n as u64, Duration::from_secs(900), "the audit drain")
+        .await;
     rt.shutdown().await;
     if let Err(e) = bench::cleanup(&engine).await {
         eprintln!("vigil bench: could not delete keys under {prefix}: {e}");

@@ -36,13 +36,35 @@ use crate::cli::{BenchArgs, Workload};
 use vigil_jobs::{AuditJob, Job as _};
 
 const Q: Queue = AuditJob::QUEUE;
+/// `--concurrency` of the no-op drain when not given.
+const NOOP_CONCURRENCY: usize = 64;
 
 /// Collects per-job timings.
 #[derive(Default)]
 pub(crate) struct Timings {
     held: Mutex<Vec<Duration>>,
     pickup: Mutex<Vec<Duration>>,
-    pub(crate) done: AtomicU64,
+    done: AtomicU64,
+}
+
+impl Timings {
+    /// Waits until `n` jobs succeeded in all (up to `limit`); how long that took.
+    pub(crate) async fn wait_done(
+        &self,
+        n: u64,
+        limit: Duration,
+        what: &str,
+    ) -> anyhow::Result<Duration> {
+        let began = Instant::now();
+        while self.done.load(Ordering::Relaxed) < n {
+            anyhow::ensure!(
+                began.elapsed() < limit,
+                "{what} did not finish in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(began.elapsed())
+    }
 }
 
 impl JobObserver for Timings {
@@ -80,7 +102,7 @@ fn noop() -> Handler {
 async fn engine(args: &BenchArgs, config: &RedisSettings, prefix: &str) -> anyhow::Result<Engine> {
     let mut queues = QueuesSettings::default();
     for q in queues_of(args) {
-        queues.get_mut(q).concurrency = args.concurrency.max(1);
+        queues.get_mut(q).concurrency = noop_concurrency(args);
         queues.get_mut(q).timeout_seconds = 60;
     }
     connect(args, config, prefix, queues).await
@@ -106,6 +128,10 @@ pub(crate) async fn connect(
         .context("while connecting to Redis")
 }
 
+fn noop_concurrency(args: &BenchArgs) -> usize {
+    args.concurrency.unwrap_or(NOOP_CONCURRENCY).max(1)
+}
+
 /// The queues the bench uses: the audit queue, or every registered queue with `--spread`.
 fn queues_of(args: &BenchArgs) -> Vec<Queue> {
     if args.spread { Queue::all() } else { vec![Q] }
@@ -113,8 +139,18 @@ fn queues_of(args: &BenchArgs) -> Vec<Queue> {
 
 /// Runs the benchmark.
 pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()> {
-    if args.workload == Workload::Audit {
-        return audit::run(args, config).await;
+    match args.workload {
+        Workload::Audit => {
+            anyhow::ensure!(
+                !args.spread && args.rate.is_none(),
+                "--spread and --rate measure no-op jobs: leave them out of --workload audit"
+            );
+            return audit::run(args, config).await;
+        }
+        Workload::Noop => anyhow::ensure!(
+            args.database.is_none(),
+            "--database is for --workload audit (no-op jobs touch no database)"
+        ),
     }
     let prefix = format!("vigil-bench:{}", vigil_queue::lease::new_ulid());
     let engine = engine(args, config, &prefix).await?;
@@ -155,13 +191,9 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
         .iter()
         .fold(rt, |rt, q| rt.handler(*q, noop()))
         .start()?;
-    let began = Instant::now();
-    let limit = Duration::from_secs(600);
-    while timings.done.load(Ordering::Relaxed) < n as u64 {
-        anyhow::ensure!(began.elapsed() < limit, "drain did not finish in {limit:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let drain = began.elapsed();
+    let drain = timings
+        .wait_done(n as u64, Duration::from_secs(600), "drain")
+        .await?;
     let process = n as f64 / drain.as_secs_f64();
     let cpu_per_job_us = match (cpu_before, bench::used_cpu_seconds(engine).await) {
         (Some(a), Some(b)) => Some((b - a).max(0.0) * 1e6 / n as f64),
@@ -193,7 +225,7 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
         json!({
             "baseline": "redis LPUSH, pipelined, same single connection",
             "n": n,
-            "concurrency": args.concurrency,
+            "concurrency": noop_concurrency(args),
             "lpush_ops_per_s": process_round(baseline),
             "enqueue_vs_lpush": round3(enqueue / baseline),
             "process_vs_lpush": round3(process / baseline),
@@ -220,14 +252,9 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
             ticker.tick().await;
             engine.enqueue_raw(vec![bench::noop_job(Q)]).await?;
         }
-        let waited = Instant::now();
-        while timings.done.load(Ordering::Relaxed) < before + count {
-            anyhow::ensure!(
-                waited.elapsed() < Duration::from_secs(60),
-                "latency run did not finish"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        timings
+            .wait_done(before + count, Duration::from_secs(60), "latency run")
+            .await?;
         let mut pickup =
             std::mem::take(&mut *timings.pickup.lock().unwrap_or_else(|e| e.into_inner()));
         println!(
