@@ -181,15 +181,19 @@ function labelCells(body) {
   for (const tr of body.rows) [...tr.cells].forEach((cell, i) => { cell.dataset.label = names[i] || ""; });
 }
 
-function actionButton(label, aria, onClick) {
+// An action button: runs `onClick`, then `after` (what to show again); an error shows
+// inline in the element `note`, never in an alert() box. The click does not reach the row
+// beneath (rows open details).
+function actionButton(label, aria, onClick, after = refreshJobs, note = "jobs-note") {
   const b = el("button", label, "secondary");
   b.type = "button";
   b.setAttribute("aria-label", aria);
   b.addEventListener("click", async (ev) => {
     ev.stopPropagation();
     b.disabled = true;
-    try { await onClick(); await refreshJobs(); }
-    catch (e) { if (e.message !== "signed out") { $("jobs-note").className = "error"; $("jobs-note").textContent = e.message; } }
+    $(note).textContent = "";
+    try { await onClick(); await after(); }
+    catch (e) { if (e.message !== "signed out") { $(note).className = "error"; $(note).textContent = e.message; } }
     finally { b.disabled = false; }
   });
   return b;
@@ -293,6 +297,8 @@ async function showJob(id, quiet) {
   if (!quiet) $("job-detail").scrollIntoView({ block: "start" });
 }
 
+const reloadSchedules = async () => renderSchedules(await api("/api/v1/schedules"));
+
 // Schedules: each with its next and last run; admins switch one off or on (every instance)
 // and run it now; a click shows its last runs with each job's status.
 function renderSchedules(schedules) {
@@ -313,12 +319,14 @@ function renderSchedules(schedules) {
     const act = el("td", null, "admin-only");
     if (isAdmin()) {
       const path = `/api/v1/schedules/${encodeURIComponent(s.name)}`;
-      const verb = s.disabled_by || s.enabled ? (s.enabled ? "disable" : "enable") : null;
+      // Off in config or by a disabled queue is not switched on here; off by hand is.
+      const verb = s.enabled ? "disable" : s.disabled_by ? "enable" : null;
       if (verb) {
-        act.append(scheduleButton(verb === "disable" ? "Disable" : "Enable", `${verb} schedule ${s.name}`,
-          () => api(`${path}/${verb}`, { method: "POST" })));
+        act.append(actionButton(verb === "disable" ? "Disable" : "Enable", `${verb} schedule ${s.name}`,
+          () => api(`${path}/${verb}`, { method: "POST" }), reloadSchedules, "schedules-note"));
       }
-      act.append(scheduleButton("Run now", `run schedule ${s.name} now`, () => api(`${path}/run`, { method: "POST" })));
+      act.append(actionButton("Run now", `run schedule ${s.name} now`, () => api(`${path}/run`, { method: "POST" }),
+        reloadSchedules, "schedules-note"));
     }
     tr.append(act);
     const open = () => showScheduleRuns(s.name);
@@ -330,22 +338,6 @@ function renderSchedules(schedules) {
   if (state.selectedSchedule) showScheduleRuns(state.selectedSchedule, true);
 }
 
-function scheduleButton(label, aria, onClick) {
-  const b = el("button", label, "secondary");
-  b.type = "button";
-  b.setAttribute("aria-label", aria);
-  b.addEventListener("click", async (ev) => {
-    ev.stopPropagation();
-    b.disabled = true;
-    $("schedules-note").textContent = "";
-    try {
-      await onClick();
-      renderSchedules(await api("/api/v1/schedules"));
-    } catch (e) { if (e.message !== "signed out") $("schedules-note").textContent = e.message; }
-    finally { b.disabled = false; }
-  });
-  return b;
-}
 
 async function showScheduleRuns(name, quiet) {
   let page;
@@ -412,6 +404,7 @@ async function refreshAlerts() {
 
 function renderAlerts(page, fetched) {
   if (!fetched && alertsFiltered()) { alertsListChanged(); return; }
+  $("alerts-note").className = "note";
   $("alerts-note").textContent = "";
   const alerts = list(page, "results", "alerts");
   const total = page.count ?? alerts.length;
@@ -438,15 +431,15 @@ function renderAlerts(page, fetched) {
     const act = el("td", null, "admin-only");
     if (isAdmin() && a.status === "open") {
       act.append(actionButton("Acknowledge", `acknowledge alert ${a.id}`,
-        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "acknowledge" } })));
+        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "acknowledge" } }), refreshAlerts, "alerts-note"));
     }
     if (isAdmin() && a.status !== "resolved") {
       act.append(actionButton("Resolve", `resolve alert ${a.id}`,
-        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "resolve" } })));
+        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "resolve" } }), refreshAlerts, "alerts-note"));
     }
     if (isAdmin() && a.status !== "open") {
       act.append(actionButton("Reopen", `reopen alert ${a.id}`,
-        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "reopen" } })));
+        () => api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: { action: "reopen" } }), refreshAlerts, "alerts-note"));
     }
     tr.append(act);
     body.append(tr);
@@ -515,18 +508,10 @@ function emptyRow(text, span) {
   return tr;
 }
 
-function alertButton(label, aria, onClick) {
-  const b = el("button", label, "secondary");
-  b.type = "button";
-  b.setAttribute("aria-label", aria);
-  b.addEventListener("click", async () => {
-    b.disabled = true;
-    try { await onClick(); await showAlert(state.selectedAlert, true); }
-    catch (e) { if (e.message !== "signed out") $("alert-detail-note").textContent = e.message; }
-    finally { b.disabled = false; }
-  });
-  return b;
-}
+
+// An action of the alert page: the page shows the alert again after it.
+const alertAction = (label, aria, onClick) =>
+  actionButton(label, aria, onClick, () => showAlert(state.selectedAlert, true), "alert-detail-note");
 
 function renderAlertActions(a) {
   const box = $("alert-detail-actions");
@@ -537,9 +522,9 @@ function renderAlertActions(a) {
     await api(`/api/v1/alerts/${a.id}`, { method: "PATCH", body: comment ? { action, comment } : { action } });
     $("alert-comment").value = "";
   };
-  if (a.status === "open") box.append(alertButton("Acknowledge", `acknowledge alert ${a.id}`, patch("acknowledge")));
-  if (a.status !== "resolved") box.append(alertButton("Resolve", `resolve alert ${a.id}`, patch("resolve")));
-  if (a.status !== "open") box.append(alertButton("Reopen", `reopen alert ${a.id}`, patch("reopen")));
+  if (a.status === "open") box.append(alertAction("Acknowledge", `acknowledge alert ${a.id}`, patch("acknowledge")));
+  if (a.status !== "resolved") box.append(alertAction("Resolve", `resolve alert ${a.id}`, patch("resolve")));
+  if (a.status !== "open") box.append(alertAction("Reopen", `reopen alert ${a.id}`, patch("reopen")));
 }
 
 // Each level of each round: when it was escalated to and what it came to, then one row per
@@ -579,7 +564,7 @@ function renderEscalations(a) {
         el("td", n.status, "status-" + n.status), el("td", n.attempts), el("td", response), el("td", errors, "err"));
       const act = el("td", null, "admin-only");
       if (isAdmin() && n.retry_url) {
-        act.append(alertButton("Retry", `retry notification ${n.id}`, () => api(n.retry_url, { method: "POST" })));
+        act.append(alertAction("Retry", `retry notification ${n.id}`, () => api(n.retry_url, { method: "POST" })));
       }
       tr.append(act);
       body.append(tr);
