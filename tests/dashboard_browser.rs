@@ -16,6 +16,13 @@ use vigil_testkit::oidc::OidcProvider;
 use vigil_testkit::smtp::{SmtpServer, Stage};
 use vigil_testkit::webdriver::{Driver, Session, chromium_available};
 
+fn require_chromium() {
+    assert!(
+        chromium_available(),
+        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
+    );
+}
+
 fn docs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs")
 }
@@ -46,10 +53,7 @@ async fn enqueue_email(base: &str, token: &str, body: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
-    );
+    require_chromium();
     let _ = rustls::crypto::ring::default_provider().install_default();
     // The SMTP server refuses the first message for good (554): it goes dead. (A server that
     // is down would not do: emails wait out an outage without burning attempts.)
@@ -207,10 +211,7 @@ async fn an_admin_watches_counts_and_retries_a_dead_job_from_the_dashboard() {
 /// says so and waits for `Retry-After` instead of failing every panel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_backs_off_when_rate_limited() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver"
-    );
+    require_chromium();
     let smtp = SmtpServer::start().await;
     let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__READ_PER_MINUTE", "3")]);
     vigil.add_user("admin", "admin");
@@ -256,10 +257,7 @@ async fn requests_counted(base: &str, needle: &str) -> u64 {
 /// user's write budget is far smaller than the old polling used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tabs_follow_the_live_stream_without_polling_or_429() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver"
-    );
+    require_chromium();
     let smtp = SmtpServer::start().await;
     let vigil = Deployment::new(
         smtp.port(),
@@ -357,10 +355,7 @@ async fn wait_email_count(base: &str, token: &str, status: &str, want: u64) {
 /// filter after a confirmation naming the count; the address reflects the filters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_searches_by_payload_and_bulk_retries_50_dead_jobs_by_filter() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver"
-    );
+    require_chromium();
     let smtp = SmtpServer::start().await;
     smtp.inject(Stage::Data, "554 5.7.1 message refused", Some(50));
     let vigil = Deployment::new(
@@ -466,10 +461,7 @@ async fn within_width(browser: &Session, css: &str) -> bool {
 /// admin reads a dead job's status and pauses a queue from a phone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_reaches_pause_and_status_at_390_px() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver"
-    );
+    require_chromium();
     let smtp = SmtpServer::start().await;
     let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
     vigil.add_user("admin", "admin");
@@ -540,10 +532,7 @@ async fn a_phone_reaches_pause_and_status_at_390_px() {
 /// a local password still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_signs_in_with_okta_and_gets_the_role_of_their_groups() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver"
-    );
+    require_chromium();
     let smtp = SmtpServer::start().await;
     let mut vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
     vigil.choose_port_now();
@@ -634,10 +623,7 @@ async fn a_user_signs_in_with_okta_and_gets_the_role_of_their_groups() {
 /// receiver is back; the admin reopens the alert from the same page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alert_page_shows_each_notification_and_retries_a_dead_one() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
-    );
+    require_chromium();
     let smtp = SmtpServer::start().await;
     let channels =
         vigil_testkit::channels::ChannelReceiver::start("R0UT1NGKEY0123456789abcdef012345").await;
@@ -830,10 +816,7 @@ async fn the_alert_page_shows_each_notification_and_retries_a_dead_one() {
 /// it is off, sees the run with its job in the schedule's history, and switches it back on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_disables_a_schedule_and_runs_it_now_from_the_dashboard() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
-    );
+    require_chromium();
     let smtp = SmtpServer::start().await;
     let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
     vigil.add_user("admin", "admin");
@@ -926,10 +909,7 @@ async fn an_admin_disables_a_schedule_and_runs_it_now_from_the_dashboard() {
 /// verified by an admin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_filters_pages_and_verifies_the_audit_trail() {
-    assert!(
-        chromium_available(),
-        "browser tests need chromium and chromium-driver (scripts/test.sh installs them)"
-    );
+    require_chromium();
     let smtp = SmtpServer::start().await;
     let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
     vigil.add_user("admin", "admin");

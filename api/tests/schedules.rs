@@ -9,6 +9,19 @@ use serde_json::json;
 
 const S: &str = "/api/v1/schedules/okta_fetch";
 
+/// The `okta_fetch` schedule as `GET /api/v1/schedules` lists it.
+async fn listed(app: &TestApp, token: &str) -> serde_json::Value {
+    let all = app.get("/api/v1/schedules", Some(token)).await;
+    all.expect(200);
+    all.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "okta_fetch")
+        .expect("okta_fetch is listed")
+        .clone()
+}
+
 #[tokio::test]
 async fn an_admin_switches_a_schedule_off_runs_it_now_and_reads_its_runs() {
     let app = TestApp::new().await;
@@ -46,15 +59,7 @@ async fn an_admin_switches_a_schedule_off_runs_it_now_and_reads_its_runs() {
         "{}",
         off.body
     );
-    let listed = app.get("/api/v1/schedules", Some(&analyst)).await;
-    let okta = listed
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "okta_fetch")
-        .unwrap()
-        .clone();
+    let okta = listed(&app, &analyst).await;
     assert_eq!(okta["enabled"], false);
 
     // Run now, while off: the job is enqueued at once and the run says who ran it.
@@ -80,15 +85,7 @@ async fn an_admin_switches_a_schedule_off_runs_it_now_and_reads_its_runs() {
     app.get(&format!("{S}/runs?limit=0"), Some(&analyst))
         .await
         .expect(400);
-    let listed = app.get("/api/v1/schedules", Some(&analyst)).await;
-    let okta = listed
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "okta_fetch")
-        .unwrap()
-        .clone();
+    let okta = listed(&app, &analyst).await;
     assert_eq!(okta["last_run"]["job_id"], job_id.as_str());
 
     // On again.

@@ -33,36 +33,65 @@ pub struct Driver {
 
 impl Driver {
     /// Starts chromedriver on a port it picks itself (`--port=0`: no two tests can race for
-    /// one), reads the port from its banner, and waits until it answers.
+    /// one), reads the port from its banner, and waits until it answers. A chromedriver that
+    /// exits before reporting a port (seen once, in a parallel test run) is started again,
+    /// twice at most; the panic then shows what it printed (its stderr goes to the test's
+    /// output, shown when the test fails).
     pub async fn start() -> Driver {
+        let mut printed = Vec::new();
+        for _ in 0..3 {
+            let (child, port, lines) = Self::launch().await;
+            if let Some(port) = port {
+                return Self::ready(child, port).await;
+            }
+            printed = lines;
+        }
+        panic!("chromedriver did not report its port; it printed: {printed:?}");
+    }
+
+    /// One chromedriver process, the port it reported (if it did), and what it printed.
+    async fn launch() -> (Child, Option<u16>, Vec<String>) {
         let mut child = Command::new("chromedriver")
             .arg("--port=0")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("chromedriver must be installed (apt-get install chromium-driver)");
         let stdout = child.stdout.take().expect("chromedriver's stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            let mut sent = false;
+            let mut lines = Vec::new();
             for line in std::io::BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
             {
                 // "ChromeDriver was started successfully on port 45929."
-                if !sent && let Some(rest) = line.split("successfully on port ").nth(1) {
+                if let Some(rest) = line.split("successfully on port ").nth(1) {
                     let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    sent = tx.send(port.parse::<u16>().ok()).is_ok();
+                    let _ = tx.send((port.parse::<u16>().ok(), lines));
+                    return;
                 }
+                lines.push(line);
             }
+            // Exited without a port.
+            let _ = tx.send((None, lines));
         });
-        let port = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
-            .expect("chromedriver did not report its port");
+        let (port, lines) =
+            tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or((None, vec!["(nothing within 20 s)".to_owned()]));
+        if port.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        (child, port, lines)
+    }
+
+    /// Waits until the chromedriver `child` on `port` answers.
+    async fn ready(child: Child, port: u16) -> Driver {
         let driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -154,22 +183,34 @@ pub struct Session {
 }
 
 impl Session {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// One WebDriver command: its value, or WebDriver's error code and message.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (String, Value)> {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res: Value = req
+        let mut res: Value = req
             .send()
             .await
             .expect("webdriver call")
             .json()
             .await
             .expect("webdriver json");
-        if let Some(err) = res["value"].get("error") {
-            panic!("webdriver {path}: {err} {}", res["value"]["message"]);
+        match res["value"].get("error").and_then(Value::as_str) {
+            Some(err) => Err((err.to_owned(), res["value"]["message"].take())),
+            None => Ok(res["value"].take()),
         }
-        res["value"].clone()
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|(err, message)| panic!("webdriver {path}: {err} {message}"))
     }
 
     /// Navigates to `url`.
@@ -229,20 +270,14 @@ impl Session {
     pub async fn click(&self, css: &str) {
         for _ in 0..5 {
             let id = self.find(css).await;
-            let res: Value = self
-                .client
-                .post(format!("{}/element/{id}/click", self.base))
-                .json(&json!({}))
-                .send()
+            let path = format!("/element/{id}/click");
+            match self
+                .try_call(reqwest::Method::POST, &path, Some(json!({})))
                 .await
-                .expect("webdriver call")
-                .json()
-                .await
-                .expect("webdriver json");
-            match res["value"].get("error").and_then(Value::as_str) {
-                None => return,
-                Some("stale element reference") => continue,
-                Some(err) => panic!("webdriver click {css}: {err} {}", res["value"]["message"]),
+            {
+                Ok(_) => return,
+                Err((err, _)) if err == "stale element reference" => continue,
+                Err((err, message)) => panic!("webdriver click {css}: {err} {message}"),
             }
         }
         panic!("{css} went stale five times in a row");

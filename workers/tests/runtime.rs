@@ -165,21 +165,26 @@ fn shutdown_lets_running_jobs_finish_and_returns_the_rest() {
     });
 }
 
+/// One schedule, `name`, enqueueing an `alert_escalation` job every second.
+fn every_second(name: &str) -> SchedulesSettings {
+    let mut map = BTreeMap::new();
+    map.insert(
+        name.to_owned(),
+        ScheduleSettings {
+            cron: "* * * * * *".to_owned(),
+            queue: AlertEscalationJob::QUEUE,
+            enabled: true,
+            payload: json!({}),
+        },
+    );
+    SchedulesSettings(map)
+}
+
 #[test]
 fn a_schedule_fires_once_per_tick_across_two_instances() {
     system(async {
         let prefix = vigil_testkit::redis::unique_prefix("cron");
-        let mut map = BTreeMap::new();
-        map.insert(
-            "escalate".to_owned(),
-            ScheduleSettings {
-                cron: "* * * * * *".to_owned(),
-                queue: AlertEscalationJob::QUEUE,
-                enabled: true,
-                payload: json!({}),
-            },
-        );
-        let schedules = SchedulesSettings(map);
+        let schedules = every_second("escalate");
         let a = engine(&prefix, |_| {}).await;
         let b = engine(&prefix, |_| {}).await;
         // Two instances, no handlers: jobs stay pending, so they can be counted.
@@ -240,21 +245,11 @@ fn ticks(r: &Registry, outcome: &str) -> f64 {
 fn a_schedule_switched_off_skips_its_ticks_until_switched_on() {
     system(async {
         let prefix = vigil_testkit::redis::unique_prefix("cron-off");
-        let mut map = BTreeMap::new();
-        map.insert(
-            "escalate".to_owned(),
-            ScheduleSettings {
-                cron: "* * * * * *".to_owned(),
-                queue: AlertEscalationJob::QUEUE,
-                enabled: true,
-                payload: json!({}),
-            },
-        );
         let e = engine(&prefix, |_| {}).await;
         let off = e.disable_schedule("escalate", "user:alice").await.unwrap();
         assert_eq!(off.by, "user:alice");
         let registry = Registry::new();
-        let rt = Runtime::builder(e.clone(), SchedulesSettings(map), &registry)
+        let rt = Runtime::builder(e.clone(), every_second("escalate"), &registry)
             .start()
             .unwrap();
         let jobs = || async { e.counts(AlertEscalationJob::QUEUE).await.unwrap().pending };
