@@ -999,3 +999,171 @@ async fn an_admin_filters_pages_and_verifies_the_audit_trail() {
     assert!(daemon.terminate().await.success());
     vigil.clean_redis().await;
 }
+
+/// The incident flow of the operator console: the spike shows on the email queue's chart
+/// and sparkline, the failing job is found by its error text, its page (deep link) shows the
+/// timeline of the failed attempt, the admin retries it there, and the timeline then shows
+/// who retried it and the attempt that finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_the_spike_opens_the_failing_job_and_retries_it_from_its_page() {
+    require_chromium();
+    let smtp = SmtpServer::start().await;
+    smtp.inject(Stage::Data, "554 5.7.1 relay refused", Some(1));
+    let vigil = Deployment::new(
+        smtp.port(),
+        &[
+            ("VIGIL_QUEUES__EMAIL__MAX_ATTEMPTS", "1"),
+            ("VIGIL_RATE_LIMIT__ENABLED", "false"),
+        ],
+    );
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    let failing = enqueue_email(
+        &base,
+        &token,
+        json!({"payload": {"to": ["first@example.com"], "subject": "s", "body": {"text": "x"}}}),
+    )
+    .await;
+    assert_eq!(
+        wait_status(&base, &token, &failing, "dead").await["status"],
+        "dead"
+    );
+    for i in 0..20 {
+        enqueue_email(
+            &base,
+            &token,
+            json!({"payload": {"to": [format!("user{i}@example.com")], "subject": "s", "body": {"text": "x"}}}),
+        )
+        .await;
+    }
+    wait_email_count(&base, &token, "done", 20).await;
+
+    let driver = Driver::start().await;
+    let browser = driver.session(1280, 1000).await;
+    sign_in(&browser, &base, "admin").await;
+    // The chart of the email queue (the first queue offered may be another: choose email).
+    browser
+        .execute(
+            "const s = document.getElementById('chart-queue'); s.value = 'email'; \
+             s.dispatchEvent(new Event('change')); return 0;",
+            vec![],
+        )
+        .await;
+    let chart = "#charts-body figure:first-child svg";
+    let label = browser
+        .wait_text("#charts-body", Duration::from_secs(20), |t| {
+            t.contains("email: jobs per minute")
+        })
+        .await;
+    assert!(label.contains("retrying"), "{label}");
+    let summary = browser
+        .execute(
+            &format!("return document.querySelector('{chart}').getAttribute('aria-label');"),
+            vec![],
+        )
+        .await;
+    let summary = summary.as_str().unwrap().to_owned();
+    assert!(
+        summary.contains("done peak ") && !summary.contains("done peak 0 "),
+        "{summary}"
+    );
+    assert!(summary.contains("dead peak 1 "), "{summary}");
+    let spark_label = wait_js(
+        &browser,
+        "const s = document.querySelector('td[data-spark=email] svg'); \
+         return s ? s.getAttribute('aria-label') : null;",
+        |v| v.is_string(),
+    )
+    .await;
+    assert!(
+        spark_label
+            .as_str()
+            .is_some_and(|l| l.starts_with("email: 20 done in the last hour")),
+        "{spark_label}"
+    );
+    browser
+        .execute(
+            "document.getElementById('charts').scrollIntoView({block: 'start'}); return 0;",
+            vec![],
+        )
+        .await;
+    std::fs::write(
+        docs().join("dashboard-charts.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+
+    // Find the failing job by its error text and open its page.
+    browser.type_into("#filter-q", "relay refused").await;
+    browser
+        .wait_text("#jobs-page", Duration::from_secs(20), |t| {
+            t.contains("(1 jobs)")
+        })
+        .await;
+    let row = format!("tr[data-job='{failing}']");
+    browser.click(&row).await;
+    let timeline = browser
+        .wait_text("#job-detail-timeline", Duration::from_secs(20), |t| {
+            t.contains("attempt 1 failed, job dead")
+        })
+        .await;
+    assert!(timeline.contains("enqueued by user:admin"), "{timeline}");
+    assert!(timeline.contains("attempt 1 started on "), "{timeline}");
+    let hash = browser.execute("return location.hash;", vec![]).await;
+    assert_eq!(hash, json!(format!("#/jobs/{failing}")));
+
+    // Retry from the job page: the job is sent, and its timeline says who retried it.
+    browser
+        .click(&format!(
+            "#job-detail-actions button[aria-label='retry job {failing}']"
+        ))
+        .await;
+    assert_eq!(
+        wait_status(&base, &token, &failing, "done").await["status"],
+        "done"
+    );
+    let timeline = browser
+        .wait_text("#job-detail-timeline", Duration::from_secs(30), |t| {
+            t.contains("retried by user:admin") && t.contains("attempt 2 done")
+        })
+        .await;
+    assert!(timeline.find("retried by").unwrap() < timeline.find("attempt 2 started").unwrap());
+    std::fs::write(
+        docs().join("dashboard-job-page.png"),
+        browser.screenshot().await,
+    )
+    .unwrap();
+    browser.close().await;
+
+    // The job's link opens the dashboard on that job.
+    let other = driver.session(1280, 900).await;
+    sign_in(&other, &base, "admin").await;
+    other
+        .goto(&format!("{base}/dashboard/jobs/{failing}"))
+        .await;
+    let opened = other
+        .wait_text("#job-detail-id", Duration::from_secs(20), |t| t == failing)
+        .await;
+    assert_eq!(opened, failing);
+    other.close().await;
+    assert!(daemon.terminate().await.success());
+    vigil.clean_redis().await;
+}
+
+/// Runs `script` until its answer passes `ok` (20 s at most); returns the answer.
+async fn wait_js(browser: &Session, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = browser.execute(script, vec![]).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {script} answered {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -122,6 +122,12 @@ pub struct AttemptError {
     pub at: DateTime<Utc>,
     /// The error message (never contains secrets: handlers redact before returning).
     pub error: String,
+    /// When the attempt started (absent for a lease that expired, and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The worker that ran the attempt (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// Everything known about one job: the read model behind `GET /api/v1/jobs/{id}`.
@@ -146,6 +152,9 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When the job reached a terminal state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The worker of the latest attempt (none before the first attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl JobRecord {

@@ -13,6 +13,7 @@
 //! | `P:{q}:paused` | string | present while the queue is paused |
 //! | `P:{q}:notify` | list | at most one wake-up token for idle workers |
 //! | `P:{q}:stat:<done\|failed>:<10 s bucket>` | string | counters, expire after 130 s |
+//! | `P:{q}:stat:m:<minute>` | hash | the minute's series: counts (`e`, `d`, `f`, `x`) and wait/run histograms (`w<i>`, `r<i>`), expires after 25 h |
 //! | `P:{q}:idem:<key>` | string | first job id for an idempotency key, expires after the window |
 //! | `P:{q}:outbox` | hash | companion jobs (the enqueue's audit record) written with a job, by its id, until relayed |
 //! | `P:{q}:lease:<request id>` | string | what one lease call handed out, so a retried call after a lost reply gets the same jobs (expires after the lease) |

@@ -112,3 +112,11 @@ mod tests {
         }
     }
 }
+
+/// The worker named in a fencing token (`worker:attempt`); none for an empty or odd token.
+pub fn worker_of(token: &str) -> Option<String> {
+    token
+        .rsplit_once(':')
+        .filter(|(w, attempt)| !w.is_empty() && attempt.parse::<u32>().is_ok())
+        .map(|(w, _)| w.to_owned())
+}

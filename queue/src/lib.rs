@@ -41,11 +41,13 @@ pub use backend::{AckLayer, AckService, VigilBackend};
 pub use conn::{Connector, RedisConn};
 pub use engine::{
     BulkAction, BulkCursor, BulkFilter, BulkOutcome, Engine, JobMatch, JobSearch, MAX_BULK,
-    SCHEDULE_HISTORY, ScheduleOff, SearchPage, created_of,
+    SCHEDULE_HISTORY, SERIES_MAX_MINUTES, ScheduleOff, SearchPage, Series, SeriesPoint, created_of,
 };
 pub use error::{Cause, EngineError};
 pub use keys::{new_job_id, queue_of_id};
-pub use lease::{FailOutcome, LeaseBatch, LeasedJob, backoff_ceiling, new_worker_id, retry_delay};
+pub use lease::{
+    FailOutcome, LeaseBatch, LeasedJob, backoff_ceiling, new_worker_id, retry_delay, worker_of,
+};
 pub use model::{
     ActorHealth, Companion, Enqueued, JobFilter, JobPage, NewJob, QueueStats, ScheduleInfo,
     ScheduleRun,

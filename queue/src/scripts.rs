@@ -36,17 +36,47 @@ local function wake()
 end
 local function bump(what, n)
   local k = K.stat .. what .. ':' .. math.floor(now / 10000)
-  redis.call('INCRBY', k, n)
-  redis.call('EXPIRE', k, 130)
+  if redis.call('INCRBY', k, n) == n then redis.call('EXPIRE', k, 130) end
 end
+-- Per-minute series (`stat:m:<minute>` hashes, kept 25 h): counts (e enqueued, d done,
+-- f failed and retrying, x dead) and histograms of enqueue-to-start wait (w<i>) and run
+-- duration (r<i>) in the buckets of BOUNDS (ms; i = #BOUNDS + 1 is the overflow).
+local function series_add(field, n)
+  local k = K.stat .. 'm:' .. math.floor(now / 60000)
+  if redis.call('HINCRBY', k, field, n) == n then redis.call('PEXPIRE', k, SERIES_TTL) end
+end
+local function hist_add(h, prefix, ms)
+  local i = #BOUNDS + 1
+  for j, b in ipairs(BOUNDS) do
+    if ms <= b then i = j break end
+  end
+  local f = prefix .. i
+  h[f] = (h[f] or 0) + 1
+end
+local function series_flush(h)
+  for f, n in pairs(h) do series_add(f, n) end
+end
+local function worker_of(token) return string.match(token or '', '^(.*):%d+$') or '' end
 local function push_error(errors, entry)
   if not errors or errors == '' or errors == '[]' then return '[' .. entry .. ']' end
   return string.sub(errors, 1, -2) .. ',' .. entry .. ']'
 end
 "#;
 
+/// Upper bounds (ms) of the wait and run-duration histogram buckets of the per-minute series.
+pub(crate) const SERIES_BOUNDS_MS: [u64; 16] = [
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
+];
+
+/// How long a per-minute series hash is kept (25 hours: the 24-hour chart plus its edge).
+pub(crate) const SERIES_TTL_MS: u64 = 25 * 3_600_000;
+
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    let bounds: Vec<String> = SERIES_BOUNDS_MS.iter().map(u64::to_string).collect();
+    Script::new(&format!(
+        "local BOUNDS = {{{}}}\nlocal SERIES_TTL = {SERIES_TTL_MS}\n{PRELUDE}\n{body}",
+        bounds.join(", ")
+    ))
 }
 
 /// ARGV[1] idempotency window ms, ARGV[2] count, then per job: id, payload, delay ms (from
@@ -60,6 +90,7 @@ local window = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local out = {}
 local woke = false
+local fresh = 0
 for i = 0, n - 1 do
   local b = 3 + i * 7
   local id, payload, delay, maxa, idem = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4]
@@ -79,7 +110,7 @@ for i = 0, n - 1 do
     local f = redis.call('HMGET', jk(dup), 'created_at', 'run_at')
     local created, run_at = tonumber(f[1]), tonumber(f[2])
     if not created then
-      local c, r = string.match(redis.call('HGET', K.fin, dup) or '', '^1|%d+|%d+|(%d+)|(%-?%d+)|')
+      local c, r = string.match(redis.call('HGET', K.fin, dup) or '', '^%d|%d+|%d+|(%d+)|(%-?%d+)|')
       created = tonumber(c)
       if created then run_at = created + tonumber(r) end
     end
@@ -92,7 +123,7 @@ for i = 0, n - 1 do
     local status = 'pending'
     if run_at > now then status = 'scheduled' end
     redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', 0,
-      'max_attempts', maxa, 'created_at', now, 'run_at', run_at, 'updated_at', now)
+      'max_attempts', maxa, 'created_at', now, 'run_at', run_at)
     if idem ~= '' then redis.call('HSET', jk(id), 'idem', idem) end
     if status == 'pending' then
       redis.call('LPUSH', K.pending, id)
@@ -102,6 +133,7 @@ for i = 0, n - 1 do
     end
     redis.call('ZADD', S[status], now, id)
     if companion ~= '' then redis.call('HSET', K.outbox, id, companion) end
+    fresh = fresh + 1
     out[#out + 1] = id
     out[#out + 1] = 0
     out[#out + 1] = now
@@ -109,6 +141,7 @@ for i = 0, n - 1 do
   end
 end
 if woke then wake() end
+if fresh > 0 then series_add('e', fresh) end
 return out
 "#,
     )
@@ -158,7 +191,7 @@ for _, id in ipairs(due) do
   redis.call('ZREM', K.scheduled, id)
   local st = redis.call('HGET', jk(id), 'status')
   if st == 'scheduled' or st == 'failed' then
-    redis.call('HSET', jk(id), 'status', 'pending', 'updated_at', now)
+    redis.call('HSET', jk(id), 'status', 'pending')
     move(id, st, 'pending')
     -- behind the jobs already waiting: retries never starve first attempts
     redis.call('LPUSH', K.pending, id)
@@ -166,6 +199,7 @@ for _, id in ipairs(due) do
 end
 local out = {}
 local handed = {}
+local waits = {}
 local taken = 0
 local rounds = 0
 while taken < n and rounds < 8 do
@@ -174,20 +208,27 @@ while taken < n and rounds < 8 do
   if not ids then break end
   for _, id in ipairs(ids) do
     local k = jk(id)
-    local st = redis.call('HGET', k, 'status')
-    if st == 'pending' then
-      local att = redis.call('HINCRBY', k, 'attempts', 1)
+    -- one read and one write per job: the hash's fields, then its new state
+    local f = redis.call('HMGET', k, 'status', 'attempts', 'max_attempts', 'payload', 'created_at',
+      'run_at')
+    if f[1] == 'pending' then
+      local att = (tonumber(f[2]) or 0) + 1
       local token = worker .. ':' .. att
-      redis.call('HSET', k, 'status', 'running', 'started_at', now, 'token', token, 'updated_at', now)
+      redis.call('HSET', k, 'status', 'running', 'attempts', att, 'started_at', now, 'token', token)
       move(id, 'pending', 'running')
       redis.call('ZADD', K.leases, now + lease, id)
-      out[#out + 1] = row(id, k, att, token)
+      local run_at = tonumber(f[6]) or now
+      hist_add(waits, 'w', now - run_at)
+      out[#out + 1] = {id, att, tonumber(f[3]), token, f[4], tonumber(f[5]), run_at, now}
       handed[#handed + 1] = id .. ':' .. att
       taken = taken + 1
     end
   end
 end
-if taken > 0 then redis.call('SET', req, table.concat(handed, ','), 'PX', lease) end
+if taken > 0 then
+  redis.call('SET', req, table.concat(handed, ','), 'PX', lease)
+  series_flush(waits)
+end
 local more = 0
 if redis.call('LLEN', K.pending) > 0 then
   more = 1
@@ -200,17 +241,19 @@ return {more, next_due(), 0, out}
 
 /// ARGV[1] count, then pairs (id, token). Returns one 1 (done) or 0 (fenced) per job.
 ///
-/// A done job's hash is replaced by one field of `fin` (id -> compact record), version 1:
-/// `1|attempts|max_attempts|created_at|run_at-created_at|started_at-created_at|
-/// finished_at-started_at|len(idem)|len(errors)|` then idem, errors (JSON, empty when none)
-/// and the payload, back to back (lengths in bytes; times in ms). `read::record_from_fin`
-/// reads it.
+/// A done job's hash is replaced by one field of `fin` (id -> compact record), version 2:
+/// `2|attempts|max_attempts|created_at|run_at-created_at|started_at-created_at|
+/// finished_at-started_at|len(idem)|len(errors)|len(worker)|` then idem, errors (JSON,
+/// empty when none), the worker of the last attempt and the payload, back to back (lengths
+/// in bytes; times in ms). `read::record_from_fin` reads it (and version 1, without the
+/// worker, written before).
 pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local n = tonumber(ARGV[1])
 local out = {}
 local done = 0
+local runs = {}
 for i = 0, n - 1 do
   local id = ARGV[2 + 2 * i]
   local token = ARGV[3 + 2 * i]
@@ -220,11 +263,13 @@ for i = 0, n - 1 do
   if f[1] == 'running' and f[2] == token then
     local created = tonumber(f[5]) or now
     local started = tonumber(f[7]) or now
-    local idem, errors = f[8] or '', f[9] or ''
+    local idem, errors, worker = f[8] or '', f[9] or '', worker_of(token)
     if errors == '[]' then errors = '' end
-    local head = table.concat({'1', tonumber(f[3]) or 0, tonumber(f[4]) or 0, created,
-      (tonumber(f[6]) or created) - created, started - created, now - started, #idem, #errors}, '|')
-    redis.call('HSET', K.fin, id, head .. '|' .. idem .. errors .. (f[10] or ''))
+    local head = table.concat({'2', tonumber(f[3]) or 0, tonumber(f[4]) or 0, created,
+      (tonumber(f[6]) or created) - created, started - created, now - started, #idem, #errors,
+      #worker}, '|')
+    redis.call('HSET', K.fin, id, head .. '|' .. idem .. errors .. worker .. (f[10] or ''))
+    hist_add(runs, 'r', now - started)
     redis.call('DEL', k)
     redis.call('ZREM', K.leases, id)
     move(id, 'running', 'done')
@@ -234,7 +279,11 @@ for i = 0, n - 1 do
     out[#out + 1] = 0
   end
 end
-if done > 0 then bump('done', done) end
+if done > 0 then
+  bump('done', done)
+  series_add('d', done)
+  series_flush(runs)
+end
 return out
 "#,
     )
@@ -249,19 +298,25 @@ pub(crate) static FAIL: LazyLock<Script> = LazyLock::new(|| {
 local ttl = tonumber(ARGV[1])
 local id = ARGV[2]
 local k = jk(id)
-local f = redis.call('HMGET', k, 'status', 'token', 'attempts', 'max_attempts', 'errors')
+local f = redis.call('HMGET', k, 'status', 'token', 'attempts', 'max_attempts', 'errors',
+  'started_at')
 if f[1] ~= 'running' or f[2] ~= ARGV[3] then return {0} end
 local errors = push_error(f[5], ARGV[4])
 bump('failed', 1)
+local runs = {}
+hist_add(runs, 'r', now - (tonumber(f[6]) or now))
+series_flush(runs)
 redis.call('ZREM', K.leases, id)
 if ARGV[5] == '1' or tonumber(f[3]) >= tonumber(f[4]) then
-  redis.call('HSET', k, 'status', 'dead', 'errors', errors, 'finished_at', now, 'updated_at', now)
+  redis.call('HSET', k, 'status', 'dead', 'errors', errors, 'finished_at', now)
   move(id, 'running', 'dead')
   redis.call('PEXPIRE', k, ttl)
+  series_add('x', 1)
   return {2}
 end
+series_add('f', 1)
 local run_at = now + tonumber(ARGV[6])
-redis.call('HSET', k, 'status', 'failed', 'errors', errors, 'run_at', run_at, 'updated_at', now)
+redis.call('HSET', k, 'status', 'failed', 'errors', errors, 'run_at', run_at)
 move(id, 'running', 'failed')
 redis.call('ZADD', K.scheduled, run_at, id)
 return {1, run_at}
@@ -305,16 +360,16 @@ for _, id in ipairs(ids) do
   local k = jk(id)
   local f = redis.call('HMGET', k, 'status', 'token', 'attempts', 'max_attempts', 'errors')
   if f[1] == 'running' then
-    local entry = cjson.encode({attempt = tonumber(f[3]), at = ARGV[3],
+    local entry = cjson.encode({attempt = tonumber(f[3]), at = ARGV[3], worker = worker_of(f[2]),
       error = 'lease expired: worker ' .. (f[2] or '?') .. ' stopped without reporting (crashed or stalled)'})
     local errors = push_error(f[5], entry)
     if tonumber(f[3]) >= tonumber(f[4]) then
-      redis.call('HSET', k, 'status', 'dead', 'errors', errors, 'finished_at', now, 'updated_at', now)
+      redis.call('HSET', k, 'status', 'dead', 'errors', errors, 'finished_at', now)
       move(id, 'running', 'dead')
       redis.call('PEXPIRE', k, ttl)
       dead = dead + 1
     else
-      redis.call('HSET', k, 'status', 'pending', 'errors', errors, 'updated_at', now)
+      redis.call('HSET', k, 'status', 'pending', 'errors', errors)
       move(id, 'running', 'pending')
       redis.call('RPUSH', K.pending, id)
       requeued = requeued + 1
@@ -323,6 +378,8 @@ for _, id in ipairs(ids) do
 end
 if requeued > 0 then wake() end
 if requeued + dead > 0 then bump('failed', requeued + dead) end
+if requeued > 0 then series_add('f', requeued) end
+if dead > 0 then series_add('x', dead) end
 return {requeued, dead}
 "#,
     )
@@ -338,7 +395,7 @@ local f = redis.call('HMGET', k, 'status', 'token')
 if f[1] ~= 'running' or f[2] ~= ARGV[2] then return 0 end
 redis.call('ZREM', K.leases, id)
 if ARGV[3] == '1' then redis.call('HINCRBY', k, 'attempts', -1) end
-redis.call('HSET', k, 'status', 'pending', 'updated_at', now)
+redis.call('HSET', k, 'status', 'pending')
 move(id, 'running', 'pending')
 redis.call('RPUSH', K.pending, id)
 wake()
@@ -358,7 +415,7 @@ local st = redis.call('HGET', k, 'status')
 if not st then return missing_or_done(id) end
 if not string.find(ARGV[3], ',' .. st .. ',', 1, true) then return {'invalid', st} end
 redis.call('ZREM', K.scheduled, id)
-redis.call('HSET', k, 'status', 'cancelled', 'finished_at', now, 'updated_at', now)
+redis.call('HSET', k, 'status', 'cancelled', 'finished_at', now)
 move(id, st, 'cancelled')
 redis.call('PEXPIRE', k, tonumber(ARGV[2]))
 return {'ok'}
@@ -379,7 +436,7 @@ if not f[1] then return missing_or_done(id) end
 if not string.find(ARGV[3], ',' .. f[1] .. ',', 1, true) then return {'invalid', f[1]} end
 redis.call('ZREM', K.scheduled, id)
 redis.call('HSET', k, 'status', 'pending', 'max_attempts', tonumber(f[2]) + tonumber(ARGV[2]),
-  'run_at', now, 'updated_at', now)
+  'run_at', now)
 redis.call('HDEL', k, 'finished_at')
 redis.call('PERSIST', k)
 move(id, f[1], 'pending')
@@ -483,7 +540,7 @@ if f[1] ~= 'running' or f[2] ~= ARGV[2] then return {0} end
 redis.call('ZREM', K.leases, id)
 redis.call('HINCRBY', k, 'attempts', -1)
 local run_at = now + tonumber(ARGV[3])
-redis.call('HSET', k, 'status', 'scheduled', 'run_at', run_at, 'updated_at', now)
+redis.call('HSET', k, 'status', 'scheduled', 'run_at', run_at)
 move(id, 'running', 'scheduled')
 redis.call('ZADD', K.scheduled, run_at, id)
 return {1, run_at}

@@ -170,6 +170,7 @@ function showApp() {
   refreshJobs().catch(showFailure);
   refreshAudit();
   if (state.selectedAlert) showAlert(state.selectedAlert);
+  if (state.selectedJob) showJob(state.selectedJob);
   startStream();
 }
 
@@ -208,7 +209,8 @@ function offerQueue(name) {
 }
 
 function renderQueues(queues) {
-  for (const q of queues) offerQueue(q.queue);
+  for (const q of queues) { offerQueue(q.queue); offerChartQueue(q.queue); }
+  sparksChanged();
   const body = $("queues-body");
   body.replaceChildren();
   for (const q of queues) {
@@ -222,6 +224,7 @@ function renderQueues(queues) {
       tr.append(td);
     }
     tr.append(el("td", q.processed_last_minute));
+    tr.append(sparkCell(q.queue));
     if (q.enabled === false) tr.append(el("td", "disabled: " + q.disabled_reason, "bad"));
     else tr.append(el("td", q.paused ? "paused" : "running", q.paused ? "bad" : "ok"));
     const act = el("td", null, "admin-only");
@@ -254,6 +257,8 @@ async function refreshJobs() {
     tr.setAttribute("aria-label", `job ${j.id}, ${j.status}`);
     tr.append(el("td", j.id), el("td", j.queue), el("td", j.status, "status-" + j.status));
     tr.append(el("td", `${j.attempts}/${j.max_attempts}`), el("td", when(j.created_at)));
+    tr.append(el("td", ["scheduled", "failed"].includes(j.status) ? when(j.run_at) : "—"));
+    tr.append(el("td", duration(j.duration_ms)), workerCell(j.worker));
     tr.append(el("td", j.last_error || "", "err"));
     const act = el("td", null, "admin-only");
     if (isAdmin() && (j.actions || []).includes("retry")) {
@@ -276,25 +281,139 @@ async function refreshJobs() {
   if (state.selectedJob) await showJob(state.selectedJob, true);
 }
 
+// "1.2 s", "340 ms", "—".
+function duration(ms) {
+  if (ms === null || ms === undefined) return "—";
+  return ms >= 1000 ? (ms / 1000).toFixed(1) + " s" : ms + " ms";
+}
+
+// A worker id is INSTANCE-QUEUE-ULID: the cell shows the instance's host part, the title all.
+function workerCell(worker) {
+  const td = el("td", worker ? worker.replace(/-[0-9A-HJKMNP-TV-Z]{26}$/, "").replace(/^[a-z]+@/, "") : "—");
+  if (worker) td.title = worker;
+  return td;
+}
+
+const TIMELINE_TEXT = {
+  enqueued: (e) => `enqueued${e.by ? " by " + e.by : ""}${e.detail ? " (" + e.detail + ")" : ""}`,
+  started: (e) => `attempt ${e.attempt} started on ${e.worker || "a worker"}`,
+  failed: (e) => `attempt ${e.attempt} failed: ${e.error}`,
+  dead: (e) => e.attempt ? `attempt ${e.attempt} failed, job dead: ${e.error}` : "dead",
+  done: (e) => `attempt ${e.attempt} done${e.detail ? " (" + e.detail + ")" : ""}`,
+  retried: (e) => `retried by ${e.by}`,
+  cancelled: (e) => `cancelled${e.by ? " by " + e.by : ""}`,
+  deleted: (e) => `deleted by ${e.by}`,
+};
+
+// The job page: fields, timeline, payload, errors and the admin's actions. Its address is
+// `/dashboard/jobs/ID` (the server sends it to `#/jobs/ID`).
 async function showJob(id, quiet) {
-  let j;
-  try { j = await api(`/api/v1/jobs/${encodeURIComponent(id)}`); }
-  catch (e) { if (!quiet) { $("jobs-note").className = "error"; $("jobs-note").textContent = e.message; } return; }
+  let j, t;
+  try {
+    [j, t] = await Promise.all([api(`/api/v1/jobs/${encodeURIComponent(id)}`),
+      api(`/api/v1/jobs/${encodeURIComponent(id)}/timeline`)]);
+  } catch (e) { if (!quiet) { $("jobs-note").className = "error"; $("jobs-note").textContent = e.message; } return; }
   state.selectedJob = id;
+  setHash(`#/jobs/${id}`);
   $("job-detail").hidden = false;
   $("job-detail-id").textContent = j.id;
+  $("job-detail-link").href = `/dashboard/jobs/${encodeURIComponent(j.id)}`;
   const dl = $("job-detail-fields");
   dl.replaceChildren();
   const fields = [["Queue", j.queue], ["Status", j.status], ["Attempts", `${j.attempts} of ${j.max_attempts}`],
     ["Created", when(j.created_at)], ["Runs at", when(j.run_at)], ["Started", when(j.started_at)],
-    ["Finished", when(j.finished_at)], ["Idempotency key", j.idempotency_key || "—"]];
+    ["Finished", when(j.finished_at)], ["Duration", duration(j.duration_ms)], ["Worker", j.worker || "—"],
+    ["Idempotency key", j.idempotency_key || "—"]];
   for (const [k, v] of fields) dl.append(el("dt", k), el("dd", v));
+  const acts = $("job-detail-actions");
+  acts.replaceChildren();
+  const after = async () => { await refreshJobs(); await showJob(id, true); };
+  if (isAdmin()) {
+    for (const a of j.actions || []) {
+      acts.append(actionButton(a === "retry" ? "Retry" : "Cancel", `${a} job ${j.id}`,
+        () => api(`/api/v1/jobs/${encodeURIComponent(j.id)}/${a}`, { method: "POST" }), after, "job-detail-note"));
+    }
+    if (j.status !== "running") {
+      acts.append(actionButton("Delete", `delete job ${j.id}`,
+        () => api(`/api/v1/jobs/${encodeURIComponent(j.id)}`, { method: "DELETE" }), closeJob, "job-detail-note"));
+    }
+  }
+  const tl = $("job-detail-timeline");
+  tl.replaceChildren();
+  for (const e of t.entries || []) {
+    const li = el("li", null, "tl-" + e.event);
+    li.dataset.event = e.event;
+    li.append(el("span", when(e.at), "when"), document.createTextNode((TIMELINE_TEXT[e.event] || ((x) => x.event))(e)));
+    tl.append(li);
+  }
   $("job-detail-payload").textContent = JSON.stringify(j.payload, null, 2);
   const errs = $("job-detail-errors");
   errs.replaceChildren();
   for (const e of j.errors || []) errs.append(el("li", `attempt ${e.attempt} at ${when(e.at)}: ${e.error}`));
   if (!(j.errors || []).length) errs.append(el("li", "none"));
   if (!quiet) $("job-detail").scrollIntoView({ block: "start" });
+}
+
+async function closeJob() {
+  state.selectedJob = null;
+  $("job-detail").hidden = true;
+  setHash("");
+  await refreshJobs();
+}
+
+// ---- charts ---------------------------------------------------------------------------
+
+// Per-queue series from `/api/v1/queues/{queue}/series`: a sparkline of done jobs per
+// minute in each queue row, and the chosen queue's charts. Reloaded at most every 30 s.
+const SERIES_MIN_MS = 30000;
+const sparks = {};
+
+function offerChartQueue(name) {
+  const select = $("chart-queue");
+  if (![...select.options].some((o) => o.value === name)) select.append(el("option", name));
+}
+
+function sparkCell(queue) {
+  const td = el("td");
+  td.dataset.spark = queue;
+  const s = sparks[queue];
+  if (s) td.append(VigilCharts.sparkline(s.done, s.label));
+  return td;
+}
+
+function sparkOf(queue, points) {
+  const done = points.map((p) => p.done);
+  const waits = points.map((p) => p.wait_p95_ms).filter((v) => v !== null && v !== undefined);
+  const label = `${queue}: ${done.reduce((a, b) => a + b, 0)} done in the last hour, peak ` +
+    `${Math.max(0, ...done)} per minute` + (waits.length ? `, wait p95 up to ${VigilCharts.short(Math.max(...waits))} ms` : "");
+  sparks[queue] = { done, label };
+  const td = document.querySelector(`td[data-spark="${queue}"]`);
+  if (td) td.replaceChildren(VigilCharts.sparkline(done, label));
+}
+
+async function refreshSparks() {
+  const queues = [...$("chart-queue").options].map((o) => o.value);
+  await Promise.all(queues.map(async (q) => {
+    const s = await api(`/api/v1/queues/${encodeURIComponent(q)}/series?range=1h`);
+    sparkOf(q, s.points);
+  }));
+}
+
+async function refreshCharts() {
+  const queue = $("chart-queue").value;
+  if (!queue) return;
+  const range = $("chart-range").value;
+  $("charts-note").textContent = "";
+  let s;
+  try { s = await api(`/api/v1/queues/${encodeURIComponent(queue)}/series?range=${range}`); }
+  catch (e) { if (e.message !== "signed out") $("charts-note").textContent = e.message; return; }
+  const per = range === "1h" ? "minute" : "15 minutes";
+  $("charts-body").replaceChildren(
+    VigilCharts.lineChart(s.points, [{ key: "enqueued", label: "enqueued" }, { key: "done", label: "done" },
+      { key: "failed", label: "retrying" }, { key: "dead", label: "dead" }], { title: `${queue}: jobs per ${per}` }),
+    VigilCharts.lineChart(s.points, [{ key: "wait_p50_ms", label: "wait p50" }, { key: "wait_p95_ms", label: "wait p95" },
+      { key: "run_p50_ms", label: "run p50" }, { key: "run_p95_ms", label: "run p95" }],
+      { title: `${queue}: enqueue-to-start wait and run time`, unit: " ms" }));
 }
 
 const reloadSchedules = async () => renderSchedules(await api("/api/v1/schedules"));
@@ -654,6 +773,7 @@ function readFilters() {
   if (params.get("queue")) offerQueue(params.get("queue"));
   for (const [name, id] of FILTERS) if (params.get(name)) $(id).value = params.get(name);
   state.selectedAlert = alertInHash();
+  state.selectedJob = jobInHash();
 }
 
 // An alert's address is the dashboard's with `#/alerts/ID` (the link every channel sends).
@@ -663,10 +783,19 @@ function alertInHash() {
 }
 
 function setAlertHash(id) {
-  const hash = id ? `#/alerts/${id}` : "";
-  if (location.hash !== hash && (id || alertInHash())) {
-    history.replaceState(null, "", location.pathname + location.search + hash);
-  }
+  if (id || alertInHash()) setHash(id ? `#/alerts/${id}` : "");
+}
+
+// A job's address is the dashboard's with `#/jobs/ID` (`/dashboard/jobs/ID` leads there).
+function jobInHash() {
+  const m = location.hash.match(/^#\/jobs\/([A-Za-z0-9_-]{1,100})$/);
+  return m ? m[1] : null;
+}
+
+// Shows `hash` in the address, added to the history so the back button returns.
+function setHash(hash) {
+  if (location.hash === hash || (!hash && !location.hash)) return;
+  history.pushState(null, "", location.pathname + location.search + hash);
 }
 
 function currentFilter() {
@@ -743,6 +872,7 @@ function throttled(fn, minMs) {
   };
 }
 const jobsChanged = throttled(refreshJobs, JOBS_MIN_MS);
+const sparksChanged = throttled(() => Promise.all([refreshSparks(), refreshCharts()]), SERIES_MIN_MS);
 const auditChanged = throttled(refreshAudit, AUDIT_MIN_MS);
 const alertsListChanged = throttled(refreshAlerts, JOBS_MIN_MS);
 const alertChanged = throttled(() => (state.selectedAlert ? showAlert(state.selectedAlert, true) : null), JOBS_MIN_MS);
@@ -853,7 +983,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("bulk-yes").addEventListener("click", runBulk);
   $("bulk-no").addEventListener("click", () => { pendingBulk = null; $("bulk-confirm").hidden = true; });
   readFilters();
-  $("job-detail-close").addEventListener("click", () => { state.selectedJob = null; $("job-detail").hidden = true; });
+  $("job-detail-close").addEventListener("click", closeJob);
+  $("chart-queue").addEventListener("change", refreshCharts);
+  $("chart-range").addEventListener("change", refreshCharts);
+  $("charts-filter").addEventListener("submit", (e) => { e.preventDefault(); refreshCharts(); });
   $("alert-detail-close").addEventListener("click", closeAlert);
   const reloadAudit = () => { state.auditPage = 1; refreshAudit(); };
   let typingAudit = null;
@@ -874,10 +1007,15 @@ document.addEventListener("DOMContentLoaded", () => {
   $("alerts-filter").addEventListener("submit", (e) => { e.preventDefault(); reloadAlerts(); });
   $("alerts-prev").addEventListener("click", () => { state.alertsPage = Math.max(1, state.alertsPage - 1); refreshAlerts(); });
   $("alerts-next").addEventListener("click", () => { state.alertsPage += 1; refreshAlerts(); });
-  window.addEventListener("hashchange", () => {
-    const id = alertInHash();
-    if (id && !$("app").hidden) showAlert(id);
-  });
+  const followHash = () => {
+    if ($("app").hidden) return;
+    const alert = alertInHash(), job = jobInHash();
+    if (alert) showAlert(alert);
+    if (job) showJob(job);
+    else if (state.selectedJob && !location.hash) { state.selectedJob = null; $("job-detail").hidden = true; }
+  };
+  window.addEventListener("hashchange", followHash);
+  window.addEventListener("popstate", followHash);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") { stopStream(); return; }
     if (!$("app").hidden && !state.stream) { reload(); startStream(); }

@@ -176,7 +176,9 @@ async fn act(
             action,
             target_type: "job",
             target_id: &job.id,
-            details: serde_json::json!({"queue": job.queue.as_str(), "status": job.status.as_str()}),
+            // `attempts` places the action between the job's attempts on its timeline.
+            details: serde_json::json!({"queue": job.queue.as_str(), "status": job.status.as_str(),
+                "attempts": job.attempts}),
             request_id: Some(request_id),
             job_id: Some(&job.id),
         },

@@ -27,6 +27,7 @@ pub mod events;
 pub mod health;
 pub mod instances;
 pub mod job_actions;
+pub mod job_timeline;
 pub mod jobs;
 pub mod models;
 pub mod oidc;
@@ -34,6 +35,7 @@ pub mod okta_hooks;
 pub mod payloads;
 pub mod queues;
 pub mod schedules;
+pub mod series;
 pub mod stream;
 pub mod users;
 
@@ -50,7 +52,7 @@ pub enum Tags {
     Auth,
     /// Enqueue, read, search, retry, cancel and delete jobs, one by one or in bulk.
     Jobs,
-    /// Queue counts, pause and resume.
+    /// Queue counts, pause and resume, and each queue's charts.
     Queues,
     /// Cron schedules with their next and last runs.
     Schedules,
@@ -74,14 +76,18 @@ pub enum Tags {
     OktaHooks,
 }
 
-/// Every route group as one documented service.
+/// Every route group as one documented service (nested tuples: poem-openapi implements
+/// `OpenApi` for tuples of up to 16).
 pub type Apis = (
     health::HealthApi,
     auth::AuthApi,
     oidc::OidcApi,
-    jobs::JobsApi,
-    job_actions::JobActionsApi,
-    queues::QueuesApi,
+    (
+        jobs::JobsApi,
+        job_actions::JobActionsApi,
+        job_timeline::JobTimelineApi,
+    ),
+    (queues::QueuesApi, series::SeriesApi),
     schedules::SchedulesApi,
     emails::EmailsApi,
     events::EventsApi,
@@ -100,9 +106,12 @@ pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
         health::HealthApi,
         auth::AuthApi,
         oidc::OidcApi,
-        jobs::JobsApi,
-        job_actions::JobActionsApi,
-        queues::QueuesApi,
+        (
+            jobs::JobsApi,
+            job_actions::JobActionsApi,
+            job_timeline::JobTimelineApi,
+        ),
+        (queues::QueuesApi, series::SeriesApi),
         schedules::SchedulesApi,
         emails::EmailsApi,
         events::EventsApi,

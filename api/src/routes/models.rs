@@ -149,11 +149,17 @@ impl JobLinks {
 
 /// One failed attempt.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AttemptErrorView {
     /// 1-based attempt number.
     pub attempt: u32,
+    /// When it failed.
     pub at: DateTime<Utc>,
     pub error: String,
+    /// When it started (absent for a lease that expired).
+    pub started_at: Option<DateTime<Utc>>,
+    /// The worker that ran it (`INSTANCE-QUEUE-ULID`).
+    pub worker: Option<String>,
 }
 
 /// A job and its state.
@@ -179,6 +185,10 @@ pub struct JobView {
     pub run_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The worker of the latest attempt (its instance is the part before the queue).
+    pub worker: Option<String>,
+    /// How long the latest attempt ran (ms), once it ended.
+    pub duration_ms: Option<i64>,
     /// What an admin may do with the job now: `retry`, `cancel` (the engine's rule, so
     /// clients and the dashboard need no copy of it).
     pub actions: Vec<String>,
@@ -191,6 +201,7 @@ pub struct JobView {
 impl From<JobRecord> for JobView {
     fn from(j: JobRecord) -> Self {
         JobView {
+            duration_ms: duration_ms(&j),
             last_error: j.last_error().map(str::to_owned),
             links: JobLinks::for_id(&j.id),
             actions: [
@@ -214,16 +225,35 @@ impl From<JobRecord> for JobView {
                     attempt: e.attempt,
                     at: e.at,
                     error: e.error,
+                    started_at: e.started_at,
+                    worker: e.worker,
                 })
                 .collect(),
             idempotency_key: j.idempotency_key,
             created_at: j.created_at,
             run_at: j.run_at,
+            worker: j.worker,
             started_at: j.started_at,
             finished_at: j.finished_at,
             progress: None,
         }
     }
+}
+
+/// How long the latest attempt ran: to the end of a done job, or to the failure of the
+/// latest attempt when it failed.
+fn duration_ms(j: &JobRecord) -> Option<i64> {
+    let started = j.started_at?;
+    let ended = match j.status {
+        vigil_jobs::JobStatus::Done => j.finished_at?,
+        _ => {
+            j.errors
+                .last()
+                .filter(|e| e.attempt == j.attempts && e.at >= started)?
+                .at
+        }
+    };
+    Some((ended - started).num_milliseconds().max(0))
 }
 
 /// Jobs of one queue per status.

@@ -12,6 +12,7 @@
 //! - [`bulk`]: delete, and retry/cancel/delete many jobs by ids or by filter (resumable);
 //! - [`search`]: jobs by id, payload or error text and creation time, newest created first.
 //! - [`progress`]: a running job's progress, fenced by its token.
+//! - [`series`]: per-minute counts and wait/run histograms of a queue (the charts).
 
 mod bulk;
 mod control;
@@ -20,6 +21,7 @@ mod progress;
 mod read;
 mod schedules;
 mod search;
+mod series;
 mod work;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use crate::settings::{EngineSettings, QueueSettings, QueuesSettings, RedisSettin
 pub use bulk::{BulkAction, BulkCursor, BulkFilter, BulkOutcome, MAX_BULK};
 pub use schedules::{HISTORY as SCHEDULE_HISTORY, ScheduleOff};
 pub use search::{JobMatch, JobSearch, SearchPage, created_of};
+pub use series::{SERIES_MAX_MINUTES, Series, SeriesPoint, percentile};
 pub use work::Waiter;
 
 /// Called with (queue, number of new jobs) after every successful enqueue (metrics).

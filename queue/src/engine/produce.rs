@@ -353,5 +353,6 @@ fn record_of(
         run_at: ms_to_time(run_at),
         started_at: None,
         finished_at: None,
+        worker: None,
     }
 }

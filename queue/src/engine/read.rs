@@ -8,6 +8,7 @@ use vigil_jobs::{JobRecord, JobStatus, Queue, QueueCounts};
 use super::{Engine, ms_to_time, with_keys};
 use crate::error::EngineError;
 use crate::keys::queue_of_id;
+use crate::lease::worker_of;
 use crate::model::{JobFilter, JobPage, QueueStats};
 use crate::scripts;
 
@@ -181,23 +182,34 @@ pub(crate) fn record_from_hash(
         run_at: ms("run_at")?,
         started_at: ms("started_at"),
         finished_at: ms("finished_at"),
+        worker: get("token").and_then(worker_of),
     })
 }
 
 /// A done job's compact record (see `scripts::COMPLETE`) to a record (None when damaged).
 pub(crate) fn record_from_fin(id: &str, queue: Queue, value: &str) -> Option<JobRecord> {
-    let mut head = value.splitn(10, '|');
-    if head.next()? != "1" {
-        return None;
-    }
+    // Version 2 adds the worker's length after the errors' (version 1 has no worker).
+    let (version, value) = value.split_once('|')?;
+    let fields = match version {
+        "1" => 9,
+        "2" => 10,
+        _ => return None,
+    };
+    let mut head = value.splitn(fields, '|');
     let mut n = || head.next()?.parse::<i64>().ok();
     let (attempts, max_attempts, created) = (n()?, n()?, n()?);
     let (run_after, start_after, run_for) = (n()?, n()?, n()?);
     let (idem_len, errors_len) = (usize::try_from(n()?).ok()?, usize::try_from(n()?).ok()?);
+    let worker_len = if fields == 10 {
+        usize::try_from(n()?).ok()?
+    } else {
+        0
+    };
     let rest = head.next()?;
     let idem = rest.get(..idem_len)?;
     let errors = rest.get(idem_len..idem_len + errors_len)?;
-    let payload = rest.get(idem_len + errors_len..)?;
+    let worker = rest.get(idem_len + errors_len..idem_len + errors_len + worker_len)?;
+    let payload = rest.get(idem_len + errors_len + worker_len..)?;
     let started = created + start_after;
     Some(JobRecord {
         id: id.to_owned(),
@@ -212,6 +224,7 @@ pub(crate) fn record_from_fin(id: &str, queue: Queue, value: &str) -> Option<Job
         run_at: ms_to_time(created + run_after),
         started_at: Some(ms_to_time(started)),
         finished_at: Some(ms_to_time(started + run_for)),
+        worker: (!worker.is_empty()).then(|| worker.to_owned()),
     })
 }
 
@@ -241,9 +254,25 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_record_reads_back_its_worker() {
+        let worker = "run@host-1-01JABC-email-01JDEF";
+        let v = format!(
+            "2|1|5|1765000000000|0|3|40|0|0|{}|{worker}{}",
+            worker.len(),
+            r#"{"to":["a@x.org"]}"#
+        );
+        let r =
+            record_from_fin("email-01JABCDEFGHJKMNPQRSTVWXYZ0", Queue::new("email"), &v).unwrap();
+        assert_eq!(r.worker.as_deref(), Some(worker));
+        assert_eq!(r.payload["to"][0], "a@x.org");
+        assert_eq!(r.finished_at.unwrap().timestamp_millis(), 1_765_000_000_043);
+    }
+
+    #[test]
     fn a_damaged_or_unknown_record_is_none() {
         let q = Queue::new("audit");
-        assert!(record_from_fin("a", q, "2|1|1|1|0|0|0|0|0|{}").is_none());
+        assert!(record_from_fin("a", q, "3|1|1|1|0|0|0|0|0|0|{}").is_none());
+        assert!(record_from_fin("a", q, "2|1|1|1|0|0|0|0|0|9|{}").is_none());
         assert!(record_from_fin("a", q, "1|1|1|1|0|0|0|9|0|{}").is_none());
         assert!(record_from_fin("a", q, "1|x").is_none());
     }

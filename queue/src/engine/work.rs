@@ -10,7 +10,7 @@ use vigil_jobs::{AttemptError, Queue};
 use super::{Engine, ms_to_time, with_keys};
 use crate::conn::RedisConn;
 use crate::error::EngineError;
-use crate::lease::{FailOutcome, LeaseBatch, LeasedJob, new_ulid, retry_delay};
+use crate::lease::{FailOutcome, LeaseBatch, LeasedJob, new_ulid, retry_delay, worker_of};
 use crate::scripts;
 
 const REAP_LIMIT: u64 = 500;
@@ -160,6 +160,8 @@ impl Engine {
             attempt: job.attempt,
             at: self.now(),
             error: error.chars().take(2_000).collect(),
+            started_at: Some(job.started_at),
+            worker: worker_of(&job.token),
         };
         let entry = serde_json::to_string(&entry).map_err(EngineError::Encode)?;
         let delay = delay.unwrap_or_else(|| retry_delay(self.queues.get(job.queue), job.attempt));

@@ -115,7 +115,6 @@ pub fn permanent(msg: &str) -> BoxError {
     Box::new(PermanentFailure(msg.to_owned()))
 }
 
-/// Polls `check` until it returns true or `limit` passes; panics with `what` on timeout.
 /// Leases the first job of `q` that becomes available to `worker` (reaping expired leases
 /// first, so a job whose lease ran out is available again), waiting up to `limit`.
 pub async fn lease_when_available(
@@ -139,6 +138,7 @@ pub async fn lease_when_available(
     }
 }
 
+/// Polls `check` until it returns true or `limit` passes; panics with `what` on timeout.
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
