@@ -11,7 +11,7 @@ const JOBS_MIN_MS = 2000; // the job list reloads at most this often, however bu
 const AUDIT_MIN_MS = 10000;
 const store = window.sessionStorage;
 const ALERTS_PAGE = 20;
-const state = { page: 1, total: 0, alertsPage: 1, auditPage: 1, selectedJob: null, selectedAlert: null, selectedSchedule: null, role: null, pausedUntil: 0, stream: null };
+const state = { page: 1, total: 0, alertsPage: 1, auditPage: 1, selectedJob: null, selectedAlert: null, selectedSchedule: null, role: null, pausedUntil: 0, stream: null, chartsAsked: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -287,16 +287,22 @@ function duration(ms) {
   return ms >= 1000 ? (ms / 1000).toFixed(1) + " s" : ms + " ms";
 }
 
-// A worker id is INSTANCE-QUEUE-ULID: the cell shows the instance's host part, the title all.
+// A worker id is `ROLE@HOST-PID-ULID-QUEUE@HOST-PID-ULID` (its instance, its queue, its
+// start): shown as "ROLE@HOST-PID QUEUE", the whole id in the title.
+function shortWorker(worker) {
+  const m = (worker || "").match(/^([a-z]+@.+?)-[0-9A-HJKMNP-TV-Z]{26}-([a-z0-9_]+)@/);
+  return m ? `${m[1]} ${m[2]}` : worker || "—";
+}
+
 function workerCell(worker) {
-  const td = el("td", worker ? worker.replace(/-[0-9A-HJKMNP-TV-Z]{26}$/, "").replace(/^[a-z]+@/, "") : "—");
+  const td = el("td", shortWorker(worker));
   if (worker) td.title = worker;
   return td;
 }
 
 const TIMELINE_TEXT = {
   enqueued: (e) => `enqueued${e.by ? " by " + e.by : ""}${e.detail ? " (" + e.detail + ")" : ""}`,
-  started: (e) => `attempt ${e.attempt} started on ${e.worker || "a worker"}`,
+  started: (e) => `attempt ${e.attempt} started on ${e.worker ? shortWorker(e.worker) : "a worker"}`,
   failed: (e) => `attempt ${e.attempt} failed: ${e.error}`,
   dead: (e) => e.attempt ? `attempt ${e.attempt} failed, job dead: ${e.error}` : "dead",
   done: (e) => `attempt ${e.attempt} done${e.detail ? " (" + e.detail + ")" : ""}`,
@@ -403,10 +409,12 @@ async function refreshCharts() {
   const queue = $("chart-queue").value;
   if (!queue) return;
   const range = $("chart-range").value;
+  const asked = ++state.chartsAsked; // an answer to an older choice is dropped
   $("charts-note").textContent = "";
   let s;
   try { s = await api(`/api/v1/queues/${encodeURIComponent(queue)}/series?range=${range}`); }
-  catch (e) { if (e.message !== "signed out") $("charts-note").textContent = e.message; return; }
+  catch (e) { if (e.message !== "signed out" && asked === state.chartsAsked) $("charts-note").textContent = e.message; return; }
+  if (asked !== state.chartsAsked) return;
   const per = range === "1h" ? "minute" : "15 minutes";
   $("charts-body").replaceChildren(
     VigilCharts.lineChart(s.points, [{ key: "enqueued", label: "enqueued" }, { key: "done", label: "done" },

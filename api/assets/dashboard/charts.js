@@ -61,6 +61,13 @@ const VigilCharts = (() => {
         pen = "L";
       });
       if (d) svg.append(svgEl("path", { d, class: `line ln-${l.key}` }));
+      // A point with no neighbour draws no line: mark it with a dot.
+      points.forEach((p, i) => {
+        const has = (j) => j >= 0 && j < points.length && points[j][l.key] != null;
+        if (has(i) && !has(i - 1) && !has(i + 1)) {
+          svg.append(svgEl("circle", { cx: x(i), cy: y(p[l.key]), r: 3, class: `dot ln-${l.key}` }));
+        }
+      });
     }
     const fig = document.createElement("figure");
     fig.className = "chart-box";

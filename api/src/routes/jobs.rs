@@ -160,8 +160,9 @@ async fn act(
     action: &'static str,
 ) -> ApiResult<Json<JobView>> {
     who.require_admin()?;
+    let before = state.engine().get(id).await?;
     if who.api_key.as_ref().is_some_and(|k| k.queues.is_some())
-        && let Some(job) = state.engine().get(id).await?
+        && let Some(job) = &before
     {
         who.require_queue(job.queue.as_str())?;
     }
@@ -169,6 +170,8 @@ async fn act(
         "job.retry" => state.engine().retry(id).await?,
         _ => state.engine().cancel(id).await?,
     };
+    // The attempts made before the action (a retried job may start again at once).
+    let attempts = before.map_or(job.attempts, |b| b.attempts);
     audit::record(
         state.engine(),
         Entry {
@@ -178,7 +181,7 @@ async fn act(
             target_id: &job.id,
             // `attempts` places the action between the job's attempts on its timeline.
             details: serde_json::json!({"queue": job.queue.as_str(), "status": job.status.as_str(),
-                "attempts": job.attempts}),
+                "attempts": attempts}),
             request_id: Some(request_id),
             job_id: Some(&job.id),
         },
