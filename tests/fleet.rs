@@ -217,6 +217,19 @@ async fn an_api_and_two_workers_are_each_observable() {
                 "{i}"
             );
             assert!(i["actors"].as_array().unwrap().len() >= 4, "{i}");
+            // Each queue actor says how many of its jobs run now, of how many at most.
+            let email = i["actors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == "queue:email")
+                .expect("the email queue's actor");
+            assert!(
+                email["concurrency"].as_u64().is_some_and(|c| c > 0),
+                "{email}"
+            );
+            assert!(email["in_flight"].is_u64(), "{email}");
+            assert!(email["worker"].is_string(), "{email}");
         }
     }
     let anonymous = reqwest::get(format!("{base}/api/v1/instances"))

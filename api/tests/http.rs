@@ -229,6 +229,7 @@ fn actor(healthy: bool) -> ActorHealth {
         last_error: (!healthy).then(|| "SMTP pool lost".into()),
         updated_at: Utc::now(),
         reported_at: Some(Utc::now()),
+        load: None,
     }
 }
 

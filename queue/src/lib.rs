@@ -49,8 +49,8 @@ pub use lease::{
     FailOutcome, LeaseBatch, LeasedJob, backoff_ceiling, new_worker_id, retry_delay, worker_of,
 };
 pub use model::{
-    ActorHealth, Companion, Enqueued, JobFilter, JobPage, NewJob, QueueStats, ScheduleInfo,
-    ScheduleRun,
+    ActorHealth, ActorLoad, Companion, Enqueued, JobFilter, JobPage, NewJob, QueueStats,
+    ScheduleInfo, ScheduleRun,
 };
 pub use redis_settings::{RedisConfigError, RedisMode};
 pub use schedule::{ScheduleError, next_tick, schedules};

@@ -153,4 +153,16 @@ pub struct ActorHealth {
     /// When the instance last published this entry (its heartbeat); absent in older reports.
     #[serde(default)]
     pub reported_at: Option<DateTime<Utc>>,
+    /// A queue actor's load: the jobs its worker runs now, of how many at most, and the
+    /// worker's id (absent for other actors and in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<ActorLoad>,
+}
+
+/// What a queue actor's worker is doing (see [`ActorHealth::load`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorLoad {
+    pub in_flight: u64,
+    pub concurrency: u64,
+    pub worker: String,
 }

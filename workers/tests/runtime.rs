@@ -353,3 +353,60 @@ fn scheduled_runs_that_fail_are_audited_with_their_schedule_and_error() {
         cleanup(&e).await;
     });
 }
+
+#[test]
+fn a_queue_actor_reports_its_jobs_in_flight_of_its_concurrency() {
+    system(async {
+        let prefix = vigil_testkit::redis::unique_prefix("load");
+        let e = engine(&prefix, |_| {}).await;
+        // Jobs hold until the gate opens.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let held = gate.clone();
+        let handler: Handler = Arc::new(move |_ctx, _payload| {
+            let gate = held.clone();
+            async move {
+                let _permit = gate.acquire().await.map_err(|e| JobError::retryable(e))?;
+                Ok(())
+            }
+            .boxed()
+        });
+        let rt = Runtime::builder(e.clone(), no_schedules(), &Registry::new())
+            .handler(EmailJob::QUEUE, handler)
+            .start()
+            .unwrap();
+        let concurrency = e.queue_settings(EmailJob::QUEUE).concurrency as u64;
+        assert!(concurrency > 2);
+        rt.engine()
+            .enqueue_raw(
+                (0..2)
+                    .map(|i| NewJob::new(EmailJob::QUEUE, json!({ "i": i })))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let load = || async {
+            e.actors()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.name == "queue:email" && a.instance == rt.instance())
+                .and_then(|a| a.load)
+        };
+        eventually(
+            Duration::from_secs(20),
+            "2 of the queue's jobs in flight",
+            || async { load().await.is_some_and(|l| l.in_flight == 2) },
+        )
+        .await;
+        let l = load().await.unwrap();
+        assert_eq!(l.concurrency, concurrency);
+        assert!(l.worker.starts_with(rt.instance()), "{}", l.worker);
+        gate.add_permits(2);
+        eventually(Duration::from_secs(20), "nothing in flight", || async {
+            load().await.is_some_and(|l| l.in_flight == 0)
+        })
+        .await;
+        rt.shutdown().await;
+        cleanup(&e).await;
+    });
+}

@@ -502,9 +502,13 @@ function renderActors(instances) {
     if (i.last_error) li.append(el("span", " — last error: " + i.last_error, "bad"));
     const actors = el("ul");
     for (const a of i.actors) {
-      actors.append(el("li", `${a.name}: ${a.healthy ? "healthy" : "unhealthy"}` +
+      const li = el("li", `${a.name}: ${a.healthy ? "healthy" : "unhealthy"}` +
+        (a.concurrency ? `, running ${a.in_flight} of ${a.concurrency}` : "") +
         (a.restarts ? `, ${a.restarts} restarts` : "") + (a.last_error ? ` (${a.last_error})` : ""),
-        a.healthy ? "" : "bad"));
+        a.healthy ? "" : "bad");
+      li.dataset.actor = a.name;
+      if (a.worker) li.title = a.worker;
+      actors.append(li);
     }
     li.append(actors);
     ul.append(li);

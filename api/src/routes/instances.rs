@@ -1,7 +1,7 @@
 //! `GET /api/v1/instances`: the fleet view. Every live vigil instance (each process reports
 //! its actors to Redis every few seconds, an API-only process reports an `api` entry), with
-//! its role, the queues it consumes, its actors' states and restarts, its last error and its
-//! heartbeat. An instance that stops reporting drops out when its report expires.
+//! its role, the queues it consumes, its actors' states, restarts and (queue actors) jobs in
+//! flight of their concurrency, its last error and its heartbeat. An instance that stops reporting drops out when its report expires.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +31,12 @@ pub struct InstanceActorView {
     pub last_error: Option<String>,
     /// When its state last changed.
     pub updated_at: DateTime<Utc>,
+    /// A queue actor's jobs running now on its worker.
+    pub in_flight: Option<u64>,
+    /// A queue actor's most jobs at once.
+    pub concurrency: Option<u64>,
+    /// A queue actor's current worker (a new one after each restart).
+    pub worker: Option<String>,
 }
 
 /// One live instance.
@@ -103,6 +109,9 @@ pub fn group(actors: Vec<ActorHealth>) -> Vec<InstanceView> {
                 actors: actors
                     .into_iter()
                     .map(|a| InstanceActorView {
+                        in_flight: a.load.as_ref().map(|l| l.in_flight),
+                        concurrency: a.load.as_ref().map(|l| l.concurrency),
+                        worker: a.load.map(|l| l.worker),
                         name: a.name,
                         healthy: a.healthy,
                         restarts: a.restarts,
@@ -136,6 +145,7 @@ pub async fn report_api_instance(engine: vigil_queue::Engine, instance: String) 
             last_error: None,
             updated_at: since,
             reported_at: Some(Utc::now()),
+            load: None,
         };
         if let Err(e) = engine.report_actors(&instance, &[entry], REPORT_TTL).await {
             tracing::debug!(error = %e, "could not publish the API instance report");

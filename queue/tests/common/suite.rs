@@ -385,6 +385,7 @@ async fn ticks_fleet_companions(e: &Engine) {
         last_error: None,
         updated_at: Utc::now(),
         reported_at: None,
+        load: None,
     };
     e.report_actors("i1", &[actor("i1")], Duration::from_secs(30))
         .await

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use vigil_queue::ActorHealth;
+use vigil_queue::{ActorHealth, ActorLoad};
 
 /// The health entries of one instance, by actor name.
 #[derive(Clone, Debug)]
@@ -41,12 +41,20 @@ impl HealthBoard {
             last_error: None,
             updated_at: Utc::now(),
             reported_at: None,
+            load: None,
         });
         entry.healthy = healthy;
         if last_error.is_some() || healthy {
             entry.last_error = last_error.or(entry.last_error.take().filter(|_| !healthy));
         }
         entry.updated_at = Utc::now();
+    }
+
+    /// Sets a queue actor's load (without touching its state or `updated_at`).
+    pub fn set_load(&self, name: &str, load: Option<ActorLoad>) {
+        if let Some(e) = self.lock().get_mut(name) {
+            e.load = load;
+        }
     }
 
     /// Counts a restart of `name` and returns the new count.

@@ -18,7 +18,7 @@ use apalis::prelude::WorkerBuilderExt;
 use apalis_core::worker::builder::WorkerBuilder;
 use vigil_jobs::Queue;
 use vigil_queue::backend::{JobObserver, WorkerControl};
-use vigil_queue::{Engine, VigilBackend, new_worker_id};
+use vigil_queue::{ActorLoad, Engine, VigilBackend, new_worker_id};
 
 use super::health::HealthBoard;
 use super::metrics::Metrics;
@@ -151,6 +151,7 @@ impl QueueActor {
             .data(data)
             .build(run_job);
         let queue = self.queue;
+        let concurrency = settings.concurrency.max(1) as u64;
         let task = tokio::spawn(async move {
             if let Err(e) = worker.run().await {
                 tracing::error!(%queue, error = %e, "worker stopped with an error");
@@ -158,23 +159,32 @@ impl QueueActor {
         });
         tracing::info!(%queue, worker = %worker_id, concurrency = settings.concurrency, "queue worker started");
         self.shared.health.set(&self.name, true, None);
+        let load = move |in_flight: usize, worker: &str| ActorLoad {
+            in_flight: in_flight as u64,
+            concurrency,
+            worker: worker.to_owned(),
+        };
+        self.shared
+            .health
+            .set_load(&self.name, Some(load(0, &worker_id)));
         self.shared
             .workers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(queue, RunningWorker { control, task });
         // Check the worker's liveness every 200 ms; stop (and be restarted) when it ended.
-        ctx.run_interval(Duration::from_millis(200), |act, ctx| {
+        ctx.run_interval(Duration::from_millis(200), move |act, ctx| {
             if act.shared.stopping() {
                 return;
             }
-            let (finished, last_error) = {
+            let (finished, last_error, in_flight) = {
                 let workers = act.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
                 match workers.get(&act.queue) {
-                    Some(w) => (w.task.is_finished(), w.control.last_error()),
-                    None => (true, None),
+                    Some(w) => (w.task.is_finished(), w.control.last_error(), w.control.inflight()),
+                    None => (true, None, 0),
                 }
             };
+            act.shared.health.set_load(&act.name, (!finished).then(|| load(in_flight, &worker_id)));
             if finished {
                 let count = act.shared.health.restarted(&act.name, "worker stopped unexpectedly");
                 act.shared.metrics.actor_restarts.with_label_values(&[act.name.as_str()]).inc();
