@@ -185,15 +185,21 @@ pub struct BenchArgs {
     /// Also run the latency mode: a paced stream at this many jobs per second.
     #[arg(long)]
     pub rate: Option<u64>,
-    /// What the jobs do: `noop` (the engine alone) or `audit` (real audit records through
+    /// What the jobs do: `noop` (the engine alone), `audit` (real audit records through
     /// the audit queue's batch handler into `--database`, beside a one-per-transaction
-    /// baseline in the same run).
+    /// baseline in the same run) or `email` (real emails through the email worker to
+    /// `--smtp`, deliveries recorded in `--database`, beside the same messages sent directly
+    /// in the same run).
     #[arg(long, value_enum, default_value_t = Workload::Noop)]
     pub workload: Workload,
-    /// The database `--workload audit` writes to. Use a scratch database: audit records are
-    /// append-only and cannot be deleted.
+    /// The database `--workload audit` and `--workload email` write to. Use a scratch
+    /// database: audit records are append-only and cannot be deleted.
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
+    /// The SMTP server `--workload email` sends to: smtp://HOST[:PORT] (plain SMTP, e.g. a
+    /// local test server).
+    #[arg(long, value_name = "URL")]
+    pub smtp: Option<String>,
 }
 
 /// What `vigil bench` jobs do.
@@ -203,4 +209,6 @@ pub enum Workload {
     Noop,
     /// Audit records written through the batch handler.
     Audit,
+    /// Emails sent through the email worker.
+    Email,
 }

@@ -10,12 +10,13 @@
 //! 3. with `--rate R`: a paced stream of R jobs/s, enqueue-to-start p50/p99.
 //!
 //! The first line also carries Redis's CPU time per job (`INFO cpu` before the enqueue and
-//! after the drain, divided by N: the whole life cycle). `--workload audit` measures real
-//! work instead ([`audit`]).
+//! after the drain, divided by N: the whole life cycle). `--workload audit` and
+//! `--workload email` measure real work instead ([`audit`], [`email`]).
 //!
 //! Keys live under a fresh `vigil-bench:<id>` prefix, deleted at the end.
 
 mod audit;
+mod email;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,12 +146,29 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
                 !args.spread && args.rate.is_none(),
                 "--spread and --rate measure no-op jobs: leave them out of --workload audit"
             );
+            anyhow::ensure!(
+                args.smtp.is_none(),
+                "--smtp is for --workload email (audit jobs send no email)"
+            );
             return audit::run(args, config).await;
         }
-        Workload::Noop => anyhow::ensure!(
-            args.database.is_none(),
-            "--database is for --workload audit (no-op jobs touch no database)"
-        ),
+        Workload::Email => {
+            anyhow::ensure!(
+                !args.spread && args.rate.is_none(),
+                "--spread and --rate measure no-op jobs: leave them out of --workload email"
+            );
+            return email::run(args, config).await;
+        }
+        Workload::Noop => {
+            anyhow::ensure!(
+                args.database.is_none(),
+                "--database is for --workload audit or email (no-op jobs touch no database)"
+            );
+            anyhow::ensure!(
+                args.smtp.is_none(),
+                "--smtp is for --workload email (no-op jobs send no email)"
+            );
+        }
     }
     let prefix = format!("vigil-bench:{}", vigil_queue::lease::new_ulid());
     let engine = engine(args, config, &prefix).await?;

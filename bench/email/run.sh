@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# `vigil bench --workload email`, RUNS times: real email jobs through the email worker
+# (deliveries recorded in PostgreSQL, messages sent with lettre) beside the same messages
+# sent directly with lettre over one connection, measured in the same run (the ratio
+# `vigil_vs_baseline`). Against a private redis-server, the SMTP sink next to this script
+# and a scratch PostgreSQL database (created, then dropped).
+#
+#   bench/email/run.sh [JOBS] [RUNS]          (defaults: 5000 emails, 3 runs)
+#   VIGIL=path/to/vigil  PG=postgres://postgres@127.0.0.1:5432  bench/email/run.sh
+#
+# Prints the JSON lines of every run, then the median ratio.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N="${1:-5000}"
+RUNS="${2:-3}"
+PG="${PG:-postgres://postgres@127.0.0.1:5432}"
+if [ -z "${VIGIL:-}" ]; then
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+  cargo build --release --bin vigil
+  VIGIL="$CARGO_TARGET_DIR/release/vigil"
+fi
+
+WORK="$(mktemp -d)"
+DB="vigil_bench_email_$$"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+PORT="$(free_port)"
+redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+  --logfile "$WORK/redis.log" &
+PIDS+=($!)
+node bench/email/smtp-sink.mjs 0 >"$WORK/sink.out" &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  redis-cli -p "$PORT" ping >/dev/null 2>&1 && grep -q listening "$WORK/sink.out" && break
+  sleep 0.05
+done
+SMTP_PORT="$(sed -nE 's/^listening ([0-9]+)$/\1/p' "$WORK/sink.out")"
+[ -n "$SMTP_PORT" ] || { echo "the SMTP sink did not start" >&2; exit 1; }
+psql -q "$PG/postgres" -c "CREATE DATABASE $DB"
+
+ratios=()
+for _ in $(seq 1 "$RUNS"); do
+  out="$("$VIGIL" bench --workload email --redis "redis://127.0.0.1:$PORT/0" \
+    --smtp "smtp://127.0.0.1:$SMTP_PORT" --database "$PG/$DB" -n "$N" 2>"$WORK/vigil.log")" \
+    || { cat "$WORK/vigil.log" >&2; exit 1; }
+  echo "$out"
+  ratios+=("$(sed -nE 's/.*"vigil_vs_baseline":([0-9.]+).*/\1/p' <<<"$out")")
+done
+echo
+echo "vigil_vs_baseline, median of $RUNS: $(printf '%s\n' "${ratios[@]}" | sort -g |
+  awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') (runs: ${ratios[*]}); $N emails per run,"
+echo "$(date -u '+%F %H:%M UTC'), $(nproc) cores; \`bench/email/run.sh $N $RUNS\`"

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# vigil beside BullMQ and Sidekiq: no-op drains against ONE private redis-server, in
+# interleaved rounds, with medians and ratios to vigil measured in the same run.
+#
+#   bench/peers/run.sh [JOBS] [ROUNDS]        (defaults: 50000 jobs, 3 rounds)
+#   VIGIL=path/to/vigil bench/peers/run.sh    (skip building vigil)
+#
+# Each run enqueues JOBS no-op jobs into an empty Redis, then drains the backlog at
+# concurrency 50 and times the drain only (not the enqueue):
+#   vigil    `vigil bench --redis ... -n JOBS --concurrency 50` (process_jobs_per_s)
+#   BullMQ   bullmq/drain.mjs: addBulk, then one Worker (concurrency 50)
+#   Sidekiq  sidekiq/drain.rb: push_bulk, then one `sidekiq -c 50` process (basic fetch)
+# and reports Redis's CPU time per job the same way for all three: INFO cpu
+# (used_cpu_sys + used_cpu_user) before the enqueue and after the drain, divided by JOBS.
+# The server is flushed between runs; the order of the systems rotates every round.
+#
+# Installs what is missing: node_modules (npm ci in bench/peers/bullmq), Debian's
+# ruby-sidekiq (apt-get), and builds vigil (cargo build --release --bin vigil). Prints one
+# JSON line per run, then a markdown table. Never touches any other Redis.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N="${1:-50000}"
+ROUNDS="${2:-3}"
+CONCURRENCY=50
+PEERS=bench/peers
+
+command -v redis-server >/dev/null || { echo "needs redis-server on PATH" >&2; exit 1; }
+command -v node >/dev/null || { echo "needs node (20 or later) and npm on PATH" >&2; exit 1; }
+if [ ! -d "$PEERS/bullmq/node_modules/bullmq" ]; then
+  (cd "$PEERS/bullmq" && npm ci --no-audit --no-fund)
+fi
+if ! command -v sidekiq >/dev/null || ! ruby -e 'require "sidekiq"' 2>/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y ruby-sidekiq
+fi
+if [ -z "${VIGIL:-}" ]; then
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+  cargo build --release --bin vigil
+  VIGIL="$CARGO_TARGET_DIR/release/vigil"
+fi
+
+WORK="$(mktemp -d)"
+REDIS_PID=""
+cleanup() {
+  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+PORT="$(free_port)"
+redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+  --logfile "$WORK/redis.log" &
+REDIS_PID=$!
+for _ in $(seq 1 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis-cli -p "$PORT" ping >/dev/null || { echo "redis-server on $PORT did not start" >&2; exit 1; }
+
+run_one() { # system -> one JSON line on stdout
+  redis-cli -p "$PORT" flushall >/dev/null
+  case "$1" in
+    vigil) "$VIGIL" bench --redis "redis://127.0.0.1:$PORT/0" -n "$N" \
+             --concurrency "$CONCURRENCY" >"$WORK/vigil.out" 2>"$WORK/vigil.log"
+           grep -m1 '"system":"vigil"' "$WORK/vigil.out" ;;
+    bullmq) node "$PEERS/bullmq/drain.mjs" "$PORT" "$N" "$CONCURRENCY" 2>"$WORK/bullmq.log" ;;
+    sidekiq) ruby "$PEERS/sidekiq/drain.rb" "$PORT" "$N" "$CONCURRENCY" 2>"$WORK/sidekiq.log" ;;
+  esac
+}
+field() { sed -E "s/.*\"$1\":\"?([^,\"}]*).*/\1/" <<<"$2"; }
+
+SYSTEMS=(vigil bullmq sidekiq)
+declare -A RATES CPUS
+for r in $(seq 0 $((ROUNDS - 1))); do
+  for i in 0 1 2; do
+    s="${SYSTEMS[$(((i + r) % 3))]}"
+    line="$(run_one "$s")" || { echo "the $s run failed; its log:" >&2; cat "$WORK/$s.log" >&2; exit 1; }
+    echo "$line"
+    RATES[$s]+="$(printf '%.0f' "$(field process_jobs_per_s "$line")") "
+    CPUS[$s]+="$(field redis_cpu_us_per_job "$line") "
+  done
+done
+
+median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+VERSION_vigil="$("$VIGIL" --version | cut -d" " -f2) ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+VERSION_bullmq="$(node -p "require('./$PEERS/bullmq/node_modules/bullmq/package.json').version")"
+VERSION_sidekiq="$(ruby -e 'require "sidekiq"; print Sidekiq::VERSION')"
+VIGIL_MEDIAN="$(median "${RATES[vigil]}")"
+echo
+echo "No-op jobs, $N per run, concurrency $CONCURRENCY, drain timed (backlog enqueued first), one"
+echo "private redis-server $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/') (no persistence), $ROUNDS interleaved rounds;"
+echo "$(date -u '+%F %H:%M UTC'), $(nproc) cores; \`bench/peers/run.sh $N $ROUNDS\`"
+echo
+echo "| system | version | jobs/s, median (runs) | ratio to vigil | Redis CPU µs/job, median (runs) |"
+echo "|---|---|---:|---:|---:|"
+for s in "${SYSTEMS[@]}"; do
+  v="VERSION_$s"; m="$(median "${RATES[$s]}")"; c="$(median "${CPUS[$s]}")"
+  printf '| %s | %s | %s (%s) | %s | %s (%s) |\n' "$s" "${!v}" "$m" \
+    "$(echo ${RATES[$s]} | tr ' ' ',' | sed 's/,/, /g')" \
+    "$(awk "BEGIN {printf \"%.2f\", $m / $VIGIL_MEDIAN}")" \
+    "$c" "$(echo ${CPUS[$s]} | tr ' ' ',' | sed 's/,/, /g')"
+done
