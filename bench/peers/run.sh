@@ -34,7 +34,7 @@ if ! command -v sidekiq >/dev/null || ! ruby -e 'require "sidekiq"' 2>/dev/null;
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y ruby-sidekiq
 fi
 if [ -z "${VIGIL:-}" ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vigil-target}"
   cargo build --release --bin vigil
   VIGIL="$CARGO_TARGET_DIR/release/vigil"
 fi
