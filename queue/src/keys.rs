@@ -6,10 +6,11 @@
 //! |---|---|---|
 //! | `P:{q}:job:<id>` | hash | a job until it is done (payload, status, attempts, errors, times, lease token) |
 //! | `P:{q}:fin` | hash | done jobs, one compact field each (id -> see `scripts::COMPLETE`), until pruned |
+//! | `P:{q}:fin:workers` | hash | the workers of done records: the last 12 characters of a worker id -> the id (one field per worker started) |
 //! | `P:{q}:pending` | list | ids due now (stale ids of cancelled jobs are skipped) |
 //! | `P:{q}:scheduled` | zset | delayed and retrying ids by due time (ms) |
 //! | `P:{q}:leases` | zset | running ids by lease expiry (ms) |
-//! | `P:{q}:s:<status>` | zset | the ledger: ids in that status by entry time (ms) |
+//! | `P:{q}:s:<status>` | zset | the ledger: ids in that status by entry time (ms); running ids are the `leases` set (by lease expiry) |
 //! | `P:{q}:paused` | string | present while the queue is paused |
 //! | `P:{q}:notify` | list | at most one wake-up token for idle workers |
 //! | `P:{q}:stat:<done\|failed>:<10 s bucket>` | string | counters, expire after 130 s |
@@ -74,7 +75,7 @@ impl Keys {
         SCRIPT_KEYS
             .iter()
             .map(|k| format!("{base}{k}"))
-            .chain(JobStatus::ALL.iter().map(|s| format!("{base}s:{s}")))
+            .chain(JobStatus::ALL.iter().map(|s| self.status(q, *s)))
             .collect()
     }
 
@@ -117,8 +118,13 @@ impl Keys {
         format!("{}leases", self.base(q))
     }
 
+    /// The ledger of status `s`: ids by the time they entered it. Running jobs are the lease
+    /// set (ids by lease expiry): one set per running job instead of two.
     pub fn status(&self, q: Queue, s: JobStatus) -> String {
-        format!("{}s:{s}", self.base(q))
+        match s {
+            JobStatus::Running => self.leases(q),
+            _ => format!("{}s:{s}", self.base(q)),
+        }
     }
 
     pub fn paused(&self, q: Queue) -> String {
@@ -136,6 +142,11 @@ impl Keys {
     /// Done jobs of `q`, one compact field per job.
     pub fn fin(&self, q: Queue) -> String {
         format!("{}fin", self.base(q))
+    }
+
+    /// The workers named in `fin` records: short name -> whole worker id.
+    pub fn fin_workers(&self, q: Queue) -> String {
+        format!("{}fin:workers", self.base(q))
     }
 
     pub fn outbox(&self, q: Queue) -> String {

@@ -17,6 +17,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local K = {pending = KEYS[1], scheduled = KEYS[2], leases = KEYS[3], notify = KEYS[4],
   paused = KEYS[5], job = KEYS[6], idem = KEYS[7], stat = KEYS[8], outbox = KEYS[9],
   lease = KEYS[10], fin = KEYS[11]}
+-- The ledger. Running jobs are the lease set itself (KEYS[14] is KEYS[3]): the scripts
+-- add and remove leases explicitly, and `move` leaves that set alone.
 local S = {pending = KEYS[12], scheduled = KEYS[13], running = KEYS[14], done = KEYS[15],
   failed = KEYS[16], dead = KEYS[17], cancelled = KEYS[18]}
 local function jk(id) return K.job .. id end
@@ -28,8 +30,8 @@ local function missing_or_done(id)
   return {'missing'}
 end
 local function move(id, from, to)
-  if from then redis.call('ZREM', S[from], id) end
-  redis.call('ZADD', S[to], now, id)
+  if from and from ~= 'running' then redis.call('ZREM', S[from], id) end
+  if to ~= 'running' then redis.call('ZADD', S[to], now, id) end
 end
 local function wake()
   if redis.call('LLEN', K.notify) == 0 then redis.call('RPUSH', K.notify, '1') end
@@ -244,8 +246,9 @@ return {more, next_due(), 0, out}
 /// A done job's hash is replaced by one field of `fin` (id -> compact record), version 2:
 /// `2|attempts|max_attempts|created_at|run_at-created_at|started_at-created_at|
 /// finished_at-started_at|len(idem)|len(errors)|len(worker)|` then idem, errors (JSON,
-/// empty when none), the worker of the last attempt and the payload, back to back (lengths
-/// in bytes; times in ms). `read::record_from_fin` reads it (and version 1, without the
+/// empty when none), the worker of the last attempt (the last 12 characters of its id,
+/// which `fin:workers` maps to the whole id) and the payload, back to back (lengths in
+/// bytes; times in ms). `read::record_from_fin` reads it (and version 1, without the
 /// worker, written before).
 pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -254,6 +257,7 @@ local n = tonumber(ARGV[1])
 local out = {}
 local done = 0
 local runs = {}
+local named = {}
 for i = 0, n - 1 do
   local id = ARGV[2 + 2 * i]
   local token = ARGV[3 + 2 * i]
@@ -265,6 +269,16 @@ for i = 0, n - 1 do
     local started = tonumber(f[7]) or now
     local idem, errors, worker = f[8] or '', f[9] or '', worker_of(token)
     if errors == '[]' then errors = '' end
+    if worker ~= '' then
+      -- The record keeps the worker's last 12 characters (its id's random tail); the full
+      -- id is written once per worker in `fin:workers`.
+      local short = string.sub(worker, -12)
+      if not named[short] then
+        redis.call('HSETNX', K.fin .. ':workers', short, worker)
+        named[short] = true
+      end
+      worker = short
+    end
     local head = table.concat({'2', tonumber(f[3]) or 0, tonumber(f[4]) or 0, created,
       (tonumber(f[6]) or created) - created, started - created, now - started, #idem, #errors,
       #worker}, '|')

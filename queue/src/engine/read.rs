@@ -43,18 +43,61 @@ impl Engine {
             let mut c = self.conn.clone();
             let answers: Vec<(HashMap<String, String>, Option<String>)> =
                 pipe.query_async(&mut c).await?;
+            let mut short_named: Vec<&str> = Vec::new();
             for (id, (map, done)) in mine.into_iter().zip(answers) {
-                let record = record_from_hash(id, queue, &map)
-                    .or_else(|| done.and_then(|v| record_from_fin(id, queue, &v)));
+                let record = match record_from_hash(id, queue, &map) {
+                    Some(r) => Some(r),
+                    None => done.and_then(|v| record_from_fin(id, queue, &v)).inspect(|r| {
+                        if r.worker.is_some() {
+                            short_named.push(id.as_str());
+                        }
+                    }),
+                };
                 if let Some(r) = record {
                     found.insert(id.as_str(), r);
                 }
             }
+            self.name_workers(queue, &short_named, &mut found).await?;
         }
         Ok(ids
             .iter()
             .filter_map(|id| found.remove(id.as_str()))
             .collect())
+    }
+
+    /// Replaces the short worker names of done records (`ids`) with the whole worker ids.
+    async fn name_workers<'a>(
+        &self,
+        queue: Queue,
+        ids: &[&'a str],
+        found: &mut HashMap<&'a str, JobRecord>,
+    ) -> Result<(), EngineError> {
+        let shorts: Vec<String> = ids
+            .iter()
+            .filter_map(|id| found.get(id).and_then(|r| r.worker.clone()))
+            .collect();
+        if shorts.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let names: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.fin_workers(queue))
+            .arg(&shorts)
+            .query_async(&mut c)
+            .await?;
+        let names: HashMap<&String, String> = shorts
+            .iter()
+            .zip(names)
+            .filter_map(|(s, n)| n.map(|n| (s, n)))
+            .collect();
+        for id in ids {
+            if let Some(r) = found.get_mut(id)
+                && let Some(name) = r.worker.as_ref().and_then(|w| names.get(w))
+            {
+                r.worker = Some(name.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Jobs matching `filter`, newest first (by the time they entered their status).
