@@ -17,6 +17,9 @@
 //! 4. Request bodies are `#[derive(Object)] #[oai(deny_unknown_fields)]`.
 //! 5. Add a variant to [`Tags`] and the struct to the tuple in [`service`]; add `pub mod`.
 //! 6. Test it in `api/tests/` with `common::TestApp` (in-process, real Redis and SQLite).
+//! 7. A list answers `models::list_envelope!` (`{count, next, previous, results}`), and a
+//!    request body gets an example (`#[oai(example)]` + `models::example!`) that succeeds
+//!    as sent: `api/tests/contract.rs` checks both for every route.
 
 pub mod alerts;
 pub mod api_keys;
@@ -274,6 +277,12 @@ fn state_rules(schemas: &mut serde_json::Map<String, serde_json::Value>) {
             json!({"minLength": 1, "maxLength": 100, "pattern": "\\S"}),
         ),
         ("AuditPayload", "target_id", json!({"maxLength": 200})),
+        (
+            "NewKeyRequest",
+            "name",
+            json!({"pattern": "^[A-Za-z0-9._@-]{1,100}$"}),
+        ),
+        ("PasswordGrant", "grant_type", json!({"enum": ["password"]})),
     ];
     for (schema, field, rules) in strings {
         if let Some(p) = schemas
