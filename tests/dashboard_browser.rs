@@ -327,7 +327,7 @@ async fn two_tabs_follow_the_live_stream_without_polling_or_429() {
 /// The email queue's count of `status`, from the API.
 async fn email_count(base: &str, token: &str, status: &str) -> u64 {
     let queues = get_json(base, token, "/api/v1/queues").await;
-    queues
+    queues["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -514,7 +514,7 @@ async fn a_phone_reaches_pause_and_status_at_390_px() {
         )
         .await;
     let queues = get_json(&base, &token, "/api/v1/queues").await;
-    let email = queues
+    let email = queues["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -855,7 +855,7 @@ async fn an_admin_disables_a_schedule_and_runs_it_now_from_the_dashboard() {
         })
         .await;
     let listed = get_json(&base, &token, "/api/v1/schedules").await;
-    let s = listed
+    let s = listed["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -932,7 +932,7 @@ async fn an_admin_filters_pages_and_verifies_the_audit_trail() {
         &token,
         "/api/v1/audit-logs?action=job.enqueue&page_size=1",
     )
-    .await["total"]
+    .await["count"]
         != json!(25)
     {
         assert!(
@@ -979,7 +979,7 @@ async fn an_admin_filters_pages_and_verifies_the_audit_trail() {
             t.starts_with("Chain verified:")
         })
         .await;
-    let total = get_json(&base, &token, "/api/v1/audit-logs?page_size=1").await["total"]
+    let total = get_json(&base, &token, "/api/v1/audit-logs?page_size=1").await["count"]
         .as_u64()
         .unwrap();
     assert!(total >= 26, "the enqueues and the sign-ins: {total}");

@@ -105,7 +105,7 @@ async fn a_pushed_brute_force_is_detected_within_seconds_and_polling_fills_in() 
         "/api/v1/events?ip=203.0.113.77&page_size=100",
     )
     .await;
-    assert_eq!(list["events"].as_array().unwrap().len(), 25);
+    assert_eq!(list["results"].as_array().unwrap().len(), 25);
     let alerts = get(&base, &token, "/api/v1/alerts?rule=okta_brute_force_ip").await;
     assert_eq!(alerts["results"][0]["count"], 25);
 

@@ -32,7 +32,7 @@ async fn listed(base: &str, token: &str, org: &str) -> usize {
         token,
         &format!("/api/v1/events?org={org}&page_size=1000"),
     )
-    .await["events"]
+    .await["results"]
         .as_array()
         .map_or(0, Vec::len)
 }

@@ -183,14 +183,14 @@ async fn an_api_and_two_workers_are_each_observable() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let instances = loop {
         let list = get_json(&base, &analyst, "/api/v1/instances").await;
-        let all = list.as_array().cloned().unwrap_or_default();
+        let all = list["results"].as_array().cloned().unwrap_or_default();
         let settled = all.len() == 3 && all.iter().all(|i| i["healthy"] == true);
         if settled || Instant::now() > deadline {
             break list;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let list = instances.as_array().expect("a list");
+    let list = instances["results"].as_array().expect("a list");
     let roles: Vec<&str> = list.iter().map(|i| i["role"].as_str().unwrap()).collect();
     assert_eq!(
         roles.iter().filter(|r| **r == "worker").count(),

@@ -16,7 +16,7 @@ const JOBS: usize = 40;
 
 async fn jobs(base: &str, token: &str) -> Vec<Value> {
     let page = get_json(base, token, "/api/v1/jobs?queue=email&page=1&page_size=100").await;
-    page["jobs"].as_array().cloned().unwrap_or_default()
+    page["results"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,7 +320,7 @@ async fn two_worker_processes_run_each_schedule_tick_once() {
             "/api/v1/jobs?queue=alert_escalation&page_size=100",
         )
         .await;
-        let keys: Vec<String> = page["jobs"]
+        let keys: Vec<String> = page["results"]
             .as_array()
             .unwrap()
             .iter()

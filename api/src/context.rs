@@ -296,6 +296,9 @@ async fn reshape_error(resp: Response, request_id: &str) -> Response {
                 && (text.is_empty() || text.contains("authorization error"))
             {
                 "a valid bearer token is required (Authorization: Bearer <token>)".to_owned()
+            } else if status == StatusCode::BAD_REQUEST && !text.is_empty() {
+                // poem-openapi's parse errors, reworded (no Rust type names).
+                crate::error::humanize(&text)
             } else if text.is_empty() {
                 status
                     .canonical_reason()

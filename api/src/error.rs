@@ -5,6 +5,8 @@
 //! ([`crate::context`]), which also fills in `request_id`. A 5xx body never carries the
 //! cause: the cause is logged with the request id instead.
 
+use std::sync::LazyLock;
+
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
@@ -82,7 +84,165 @@ fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
 }
 
 fn from_bad_request(err: poem::Error) -> ApiError {
-    ApiError::BadRequest(body("bad_request", err.to_string()))
+    ApiError::BadRequest(body("bad_request", humanize(&err.to_string())))
+}
+
+/// The API's OpenAPI document, to word parse errors.
+static SPEC: LazyLock<serde_json::Value> =
+    LazyLock::new(|| serde_json::from_str(&crate::routes::service("").spec()).unwrap_or_default());
+
+/// The name of the path parameters of type `ty` (poem names a path parameter `param<N>` in
+/// its errors), when every route agrees on it.
+fn path_param_named(ty: &str) -> Option<String> {
+    let needle = format!("#/components/schemas/{ty}");
+    let mut names = SPEC["paths"]
+        .as_object()?
+        .values()
+        .filter_map(|ops| ops.as_object())
+        .flat_map(|ops| ops.values())
+        .filter_map(|op| op["parameters"].as_array())
+        .flatten()
+        .filter(|p| p["in"] == "path" && p["schema"]["$ref"] == needle.as_str())
+        .filter_map(|p| p["name"].as_str());
+    let first = names.next()?;
+    names.all(|n| n == first).then(|| first.to_owned())
+}
+
+/// Every `<start>X<end>` in `s`, in order.
+fn all_between<'a>(s: &'a str, start: &str, end: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(start) {
+        let after = &rest[i + start.len()..];
+        match after.find(end) {
+            Some(j) => {
+                out.push(&after[..j]);
+                rest = &after[j + end.len()..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Rewords poem-openapi's parse errors for people and clients: the field by its name (not the
+/// Rust type's), the valid values of an enum listed, the fields of an object named.
+/// `failed to parse "StatusName": Expect a valid enumeration value.` for the `status` query
+/// parameter becomes `status: not a valid value; valid: pending, scheduled, ...`.
+pub fn humanize(raw: &str) -> String {
+    let mut field: Option<String> = None;
+    let mut rest = raw;
+    for prefix in ["failed to parse parameter `", "failed to parse path `"] {
+        if let Some(r) = raw.strip_prefix(prefix)
+            && let Some((name, tail)) = r.split_once("`: ")
+        {
+            field = Some(name.to_owned());
+            rest = tail;
+        }
+    }
+    if let Some(r) = raw.strip_prefix("parse request payload error: ") {
+        rest = r;
+    }
+    let schemas = &SPEC["components"]["schemas"];
+    let schema = |name: &str| schemas.get(name).filter(|s| s.is_object());
+    // The types named, innermost first, and the objects that held them.
+    let failed: Vec<&str> = all_between(rest, "failed to parse \"", "\"");
+    let expected: Vec<&str> = all_between(rest, "Expected input type \"", "\"");
+    let wrappers: Vec<&str> = all_between(rest, "(occurred while parsing \"", "\")");
+    // The objects among them (poem also wraps in `optional_<T>`, `list_<T>`).
+    let parents: Vec<&str> = wrappers
+        .iter()
+        .copied()
+        .filter(|p| schema(p).is_some_and(|s| s.get("properties").is_some()))
+        .collect();
+    let inner = expected.first().or(failed.first()).copied();
+    if let (Some(f), Some(t)) = (&field, inner)
+        && f.strip_prefix("param")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+    {
+        field = Some(path_param_named(t).unwrap_or_else(|| "path".to_owned()));
+    }
+    // The object that held the failing value, and the field it held it in.
+    let holder = parents.first().copied().or_else(|| {
+        failed
+            .iter()
+            .copied()
+            .find(|n| schema(n).is_some_and(|s| s.get("properties").is_some()))
+    });
+    if field.is_none()
+        && let (Some(t), Some(p)) = (inner, parents.first())
+        && let Some(props) = schema(p)
+            .and_then(|s| s.get("properties"))
+            .and_then(|v| v.as_object())
+    {
+        let needle = format!("\"#/components/schemas/{t}\"");
+        field = props
+            .iter()
+            .find(|(_, v)| v.to_string().contains(&needle))
+            .map(|(k, _)| k.clone());
+    }
+    let found = rest.split_once(", found ").map(|(_, v)| {
+        v.split(". (occurred while parsing")
+            .next()
+            .unwrap_or(v)
+            .trim_end_matches('.')
+            .to_owned()
+    });
+    let names = |v: Option<&serde_json::Value>| -> Option<String> {
+        let items: Vec<String> = v?
+            .as_array()?
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| i.to_string())
+            })
+            .collect();
+        (!items.is_empty()).then(|| items.join(", "))
+    };
+    let enum_values = inner.and_then(|t| names(schema(t).and_then(|s| s.get("enum"))));
+    let message = if let Some(valid) = enum_values {
+        match found {
+            Some(v) => format!("{v} is not a valid value; valid: {valid}"),
+            None => format!("not a valid value; valid: {valid}"),
+        }
+    } else if let Some(unknown) = all_between(rest, "unknown field `", "`").first() {
+        let valid = holder
+            .and_then(&schema)
+            .and_then(|s| s.get("properties"))
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        format!("unknown field `{unknown}`; valid: {valid}")
+    } else if rest.contains("expects an input value") || found.as_deref() == Some("null") {
+        let required = holder.and_then(|h| names(schema(h).and_then(|s| s.get("required"))));
+        match (&field, required) {
+            (Some(_), _) => "is required".to_owned(),
+            (None, Some(r)) => format!("a required field is missing or null; required: {r}"),
+            (None, None) => "a required value is missing".to_owned(),
+        }
+    } else if let (Some(t), Some(v)) = (expected.first(), &found) {
+        let what = match schema(t) {
+            Some(s) if s.get("properties").is_some() => "an object".to_owned(),
+            Some(_) => "a valid value".to_owned(),
+            None => t.replace('(', " ("),
+        };
+        format!("expected {what}, found {v}")
+    } else {
+        // Whatever else poem-openapi said, without the Rust type names.
+        let mut m = rest.to_owned();
+        for n in &failed {
+            m = m.replace(&format!("failed to parse \"{n}\": "), "");
+        }
+        for n in &wrappers {
+            m = m.replace(&format!(" (occurred while parsing \"{n}\")"), "");
+        }
+        m.trim_end_matches('.').to_owned()
+    };
+    match field {
+        Some(f) => format!("{f}: {message}"),
+        None => message,
+    }
 }
 
 impl ApiError {

@@ -67,9 +67,18 @@ pub use state::{ApiSettings, ApiState, LocalActors, SetupError};
 pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
     let http = &state.settings().http;
     let service = routes::service(&http.public_url);
-    let spec_json = service.spec();
-    let spec = service.spec_endpoint();
-    let docs = service.swagger_ui();
+    let spec_json = routes::spec_json(&service);
+    let docs_html = routes::docs_html(&service, &spec_json);
+    let served = spec_json.clone();
+    let spec = poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .body(served.clone())
+    });
+    let docs = Route::new().at(
+        "/",
+        poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
+    );
     let route = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)

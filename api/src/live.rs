@@ -34,15 +34,15 @@ pub const LIVE_ALERTS: u32 = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum LiveSection {
-    /// Every queue at a glance, as `GET /api/v1/queues`.
+    /// Every queue at a glance, as `GET /api/v1/queues`'s `results`.
     Queues,
     /// `{"changed_at"}`: job counts changed; reload the job list shown.
     Jobs,
     /// The newest alerts, as `GET /api/v1/alerts?page=1&page_size=20`.
     Alerts,
-    /// The fleet, as `GET /api/v1/instances`.
+    /// The fleet, as `GET /api/v1/instances`'s `results`.
     Instances,
-    /// The schedules, as `GET /api/v1/schedules`.
+    /// The schedules, as `GET /api/v1/schedules`'s `results`.
     Schedules,
 }
 

@@ -347,10 +347,10 @@ async fn security_events_are_validated_and_high_ones_open_an_alert_that_escalate
             json!({"source": "", "event_type": "x", "severity": 2, "description": "d"}),
             "source",
         ),
-        // poem-openapi names the object, not the missing field.
+        // The required fields are named (never the Rust type's name).
         (
             json!({"source": "edr", "event_type": "x", "severity": 2}),
-            "SecurityEventIn",
+            "required: source, event_type, severity, description",
         ),
         (
             json!({"source": "edr", "event_type": "x", "severity": 2, "description": "d", "details": [1]}),

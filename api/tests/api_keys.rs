@@ -37,7 +37,7 @@ async fn with_key(
 async fn list(app: &TestApp, admin: &str) -> Vec<Value> {
     let a = app.get("/api/v1/api-keys", Some(admin)).await;
     a.expect(200);
-    a.body.as_array().unwrap().clone()
+    a.body["results"].as_array().unwrap().clone()
 }
 
 #[tokio::test]

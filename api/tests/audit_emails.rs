@@ -44,8 +44,8 @@ async fn analysts_list_audit_logs_newest_first_with_filters_and_pages() {
         .get("/api/v1/audit-logs?page_size=5", Some(&analyst))
         .await;
     a.expect(200);
-    assert_eq!(a.body["total"], 12);
-    let seqs: Vec<i64> = a.body["records"]
+    assert_eq!(a.body["count"], 12);
+    let seqs: Vec<i64> = a.body["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -53,8 +53,8 @@ async fn analysts_list_audit_logs_newest_first_with_filters_and_pages() {
         .collect();
     assert_eq!(seqs, [12, 11, 10, 9, 8]);
     assert_eq!(a.body["next"], "/api/v1/audit-logs?page=2&page_size=5");
-    assert!(a.body.get("previous").is_none());
-    let first = &a.body["records"][0];
+    assert!(a.body["previous"].is_null());
+    let first = &a.body["results"][0];
     assert_eq!(first["event_id"], "e11");
     assert_eq!(first["details"], json!({"i": 11}));
     assert_eq!(first["hash"].as_str().unwrap().len(), 64);
@@ -67,7 +67,7 @@ async fn analysts_list_audit_logs_newest_first_with_filters_and_pages() {
         .await;
     a.expect(200);
     // Even i, not a multiple of 3: 2, 4, 8, 10.
-    assert_eq!(a.body["total"], 4, "{}", a.text);
+    assert_eq!(a.body["count"], 4, "{}", a.text);
 
     let a = app
         .get(
@@ -76,7 +76,7 @@ async fn analysts_list_audit_logs_newest_first_with_filters_and_pages() {
         )
         .await;
     a.expect(200);
-    assert_eq!(a.body["total"], 3);
+    assert_eq!(a.body["count"], 3);
     assert_eq!(
         a.body["next"],
         "/api/v1/audit-logs?page=2&page_size=2&target=job:J1"
@@ -89,7 +89,7 @@ async fn analysts_list_audit_logs_newest_first_with_filters_and_pages() {
         )
         .await;
     a.expect(200);
-    assert_eq!(a.body["total"], 3, "{}", a.text);
+    assert_eq!(a.body["count"], 3, "{}", a.text);
 
     let a = app
         .get(
@@ -181,14 +181,14 @@ async fn emails_are_listed_and_read_by_admins_only() {
 
     let a = app.get("/api/v1/emails?page_size=2", Some(&admin)).await;
     a.expect(200);
-    assert_eq!(a.body["total"], 3);
-    assert_eq!(a.body["emails"][0]["id"], ids[2]);
+    assert_eq!(a.body["count"], 3);
+    assert_eq!(a.body["results"][0]["id"], ids[2]);
     assert_eq!(a.body["next"], "/api/v1/emails?page=2&page_size=2");
 
     let a = app.get("/api/v1/emails?status=dead", Some(&admin)).await;
     a.expect(200);
-    assert_eq!(a.body["total"], 1);
-    let dead = &a.body["emails"][0];
+    assert_eq!(a.body["count"], 1);
+    let dead = &a.body["results"][0];
     assert_eq!(dead["status"], "dead");
     assert_eq!(dead["smtp_reply"], "550 5.1.1 no such user");
     assert_eq!(dead["attempts"], 1);

@@ -61,7 +61,7 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
 
     let all = app.get("/api/v1/events?page_size=5", Some(&analyst)).await;
     all.expect(200);
-    let uuids: Vec<&str> = all.body["events"]
+    let uuids: Vec<&str> = all.body["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -69,7 +69,7 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
         .collect();
     assert_eq!(uuids, ["u11", "u10", "u9", "u8", "u7"]);
     assert!(
-        all.body["events"][0].get("raw").is_none(),
+        all.body["results"][0].get("raw").is_none(),
         "lists leave the raw event out"
     );
 
@@ -81,12 +81,20 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
         )
         .await;
     next.expect(200);
-    assert_eq!(next.body["events"][0]["uuid"], "u6");
+    assert_eq!(next.body["results"][0]["uuid"], "u6");
+    // The envelope: every matching event counted, `next` is the cursor's page.
+    assert_eq!(all.body["count"], 12, "{}", all.text);
+    assert!(all.body["previous"].is_null());
+    let linked = app
+        .get(all.body["next"].as_str().unwrap(), Some(&analyst))
+        .await;
+    assert_eq!(linked.expect(200).body["results"], next.body["results"]);
+    assert_eq!(next.body["count"], 12);
 
     let page2 = app
         .get("/api/v1/events?page_size=5&page=2", Some(&analyst))
         .await;
-    assert_eq!(page2.body["events"][0]["uuid"], "u6");
+    assert_eq!(page2.body["results"][0]["uuid"], "u6");
 
     let filtered = app
         .get(
@@ -94,7 +102,7 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
             Some(&analyst),
         )
         .await;
-    let got: Vec<&str> = filtered.body["events"]
+    let got: Vec<&str> = filtered.body["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -108,7 +116,7 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
             Some(&analyst),
         )
         .await;
-    assert_eq!(typed.body["events"].as_array().unwrap().len(), 3);
+    assert_eq!(typed.body["results"].as_array().unwrap().len(), 3);
 
     let window = app
         .get(
@@ -116,7 +124,7 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
             Some(&analyst),
         )
         .await;
-    let got: Vec<&str> = window.body["events"]
+    let got: Vec<&str> = window.body["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -125,12 +133,12 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
     assert_eq!(got, ["u3", "u2"]);
 
     // Events name their org and can be listed by it.
-    assert_eq!(all.body["events"][0]["org"], "beta");
+    assert_eq!(all.body["results"][0]["org"], "beta");
     let beta = app
         .get("/api/v1/events?org=beta&page_size=100", Some(&analyst))
         .await;
     beta.expect(200);
-    let got: Vec<&str> = beta.body["events"]
+    let got: Vec<&str> = beta.body["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -138,7 +146,10 @@ async fn analysts_list_events_newest_first_with_filters_and_cursors() {
         .collect();
     assert_eq!(got, ["u11", "u9", "u7", "u5", "u3", "u1"]);
     let none = app.get("/api/v1/events?org=nosuch", Some(&analyst)).await;
-    assert_eq!(none.expect(200).body["events"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        none.expect(200).body["results"].as_array().unwrap().len(),
+        0
+    );
 }
 
 #[tokio::test]

@@ -239,14 +239,17 @@ async fn instances_list_every_live_instance_for_any_role() {
     let analyst = app.analyst().await;
     let empty = app.get("/api/v1/instances", Some(&analyst)).await;
     empty.expect(200);
-    assert_eq!(empty.body, serde_json::json!([]));
+    assert_eq!(
+        empty.body,
+        serde_json::json!({"count": 0, "next": null, "previous": null, "results": []})
+    );
     app.engine
         .report_actors("worker@w1", &[actor(false)], Duration::from_secs(30))
         .await
         .unwrap();
     let a = app.get("/api/v1/instances", Some(&analyst)).await;
     a.expect(200);
-    let i = &a.body[0];
+    let i = &a.body["results"][0];
     assert_eq!(i["instance"], "worker@w1", "{}", a.text);
     assert_eq!(i["role"], "worker");
     assert_eq!(i["queues"], serde_json::json!(["email"]));

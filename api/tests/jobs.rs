@@ -178,8 +178,8 @@ async fn list_filters_and_pages() {
         .get("/api/v1/jobs?queue=email&page_size=2", Some(&analyst))
         .await;
     a.expect(200);
-    assert_eq!(a.body["total"], 3);
-    assert_eq!(a.body["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(a.body["count"], 3);
+    assert_eq!(a.body["results"].as_array().unwrap().len(), 2);
     assert!(a.body["next"].as_str().unwrap().contains("page=2"));
     assert!(a.body["previous"].is_null());
     let a = app
@@ -188,7 +188,7 @@ async fn list_filters_and_pages() {
             Some(&analyst),
         )
         .await;
-    assert_eq!(a.body["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(a.body["results"].as_array().unwrap().len(), 1);
     assert!(a.body["next"].is_null());
     let a = app
         .get(
@@ -196,7 +196,7 @@ async fn list_filters_and_pages() {
             Some(&analyst),
         )
         .await;
-    assert_eq!(a.body["total"], 1);
+    assert_eq!(a.body["count"], 1);
     // Bad parameters: 400 with the error shape.
     for bad in [
         "/api/v1/jobs?queue=emails",
@@ -282,7 +282,7 @@ async fn queues_list_pause_and_resume() {
     assert_eq!(a.body, json!({"queue": "email", "paused": true}));
     let a = app.get("/api/v1/queues", Some(&analyst)).await;
     a.expect(200);
-    let queues = a.body.as_array().unwrap();
+    let queues = a.body["results"].as_array().unwrap();
     let names: Vec<&str> = queues
         .iter()
         .map(|q| q["queue"].as_str().unwrap())
@@ -331,7 +331,7 @@ async fn schedules_list_next_runs() {
     let analyst = app.analyst().await;
     let a = app.get("/api/v1/schedules", Some(&analyst)).await;
     a.expect(200);
-    let list = a.body.as_array().unwrap();
+    let list = a.body["results"].as_array().unwrap();
     let okta = list.iter().find(|s| s["name"] == "okta_fetch").unwrap();
     assert_eq!(okta["queue"], "okta_fetch");
     assert_eq!(okta["cron"], "0 * * * * *");
@@ -473,15 +473,14 @@ async fn a_disabled_queue_is_reported_and_refuses_jobs() {
     );
     let queues = app.get("/api/v1/queues", Some(&token)).await;
     queues.expect(200);
-    for q in queues.body.as_array().unwrap() {
+    for q in queues.body["results"].as_array().unwrap() {
         let off = q["queue"] == "okta_fetch";
         assert_eq!(q["enabled"], !off, "{q}");
         assert_eq!(q["disabled_reason"].is_string(), off, "{q}");
     }
     let schedules = app.get("/api/v1/schedules", Some(&token)).await;
     schedules.expect(200);
-    let okta = schedules
-        .body
+    let okta = schedules.body["results"]
         .as_array()
         .unwrap()
         .iter()

@@ -292,7 +292,7 @@ async fn jobs_are_searched_by_payload_and_error_text_newest_created_first() {
         .get("/api/v1/jobs?queue=email&q=alice%40example", Some(&admin))
         .await;
     found.expect(200);
-    let ids: Vec<&str> = found.body["jobs"]
+    let ids: Vec<&str> = found.body["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -303,10 +303,10 @@ async fn jobs_are_searched_by_payload_and_error_text_newest_created_first() {
         vec![alice[1].as_str(), alice[0].as_str()],
         "newest created first"
     );
-    assert_eq!(found.body["total"], 2);
+    assert_eq!(found.body["count"], 2);
     let by_error = app.get("/api/v1/jobs?q=554", Some(&admin)).await;
-    assert_eq!(by_error.body["total"], 1, "{}", by_error.text);
-    assert_eq!(by_error.body["jobs"][0]["id"], bob[0].as_str());
+    assert_eq!(by_error.body["count"], 1, "{}", by_error.text);
+    assert_eq!(by_error.body["results"][0]["id"], bob[0].as_str());
     // Paging keeps the search in its links.
     let paged = app
         .get("/api/v1/jobs?q=alice&page_size=1", Some(&admin))
@@ -323,5 +323,5 @@ async fn jobs_are_searched_by_payload_and_error_text_newest_created_first() {
         )
         .await;
     none.expect(200);
-    assert_eq!(none.body["total"], 0, "{}", none.text);
+    assert_eq!(none.body["count"], 0, "{}", none.text);
 }

@@ -95,8 +95,7 @@ async fn a_distributed_guess_locks_the_account_whatever_the_source_address() {
     // Admins see the lock, and it is audited.
     let locks = app.get("/api/v1/auth/lockouts", Some(&admin)).await;
     locks.expect(200);
-    let victim = locks
-        .body
+    let victim = locks.body["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -187,8 +186,7 @@ async fn unknown_names_are_answered_and_locked_like_real_ones() {
         sign_in(base, &format!("127.0.5.{}", i + 1), "nobody", "guess").await;
     }
     let locks = app.get("/api/v1/auth/lockouts", Some(&admin)).await;
-    let nobody = locks
-        .body
+    let nobody = locks.body["results"]
         .as_array()
         .unwrap()
         .iter()

@@ -13,7 +13,7 @@ const S: &str = "/api/v1/schedules/okta_fetch";
 async fn listed(app: &TestApp, token: &str) -> serde_json::Value {
     let all = app.get("/api/v1/schedules", Some(token)).await;
     all.expect(200);
-    all.body
+    all.body["results"]
         .as_array()
         .unwrap()
         .iter()

@@ -17,8 +17,7 @@ async fn an_admin_manages_users_and_every_change_is_audited() {
 
     let list = app.get("/api/v1/users", Some(&admin)).await;
     list.expect(200);
-    let names: Vec<&str> = list
-        .body
+    let names: Vec<&str> = list.body["results"]
         .as_array()
         .unwrap()
         .iter()

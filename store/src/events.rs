@@ -543,6 +543,8 @@ pub struct EventPage {
     pub events: Vec<StoredEvent>,
     /// Pass back as [`EventQuery::cursor`] for the next (older) page; `None` on the last one.
     pub next_cursor: Option<String>,
+    /// Events matching the filters (whatever the cursor or page).
+    pub total: u64,
 }
 
 fn parse_cursor(c: &str) -> Result<(i64, i64), StoreError> {
@@ -606,6 +608,9 @@ pub async fn list(db: &Db, q: &EventQuery) -> Result<EventPage, StoreError> {
         sql.push_str(&format!(" AND published < {}", ph()));
         args.push(Arg::I(to_millis(u)));
     }
+    // The filters alone, for the count.
+    let count_sql = sql.replacen(&format!("SELECT {COLUMNS}"), "SELECT COUNT(*) AS n", 1);
+    let count_args = args.len();
     if let Some(c) = &q.cursor {
         let (p, id) = parse_cursor(c)?;
         sql.push_str(&format!(
@@ -622,6 +627,14 @@ pub async fn list(db: &Db, q: &EventQuery) -> Result<EventPage, StoreError> {
         sql.push_str(&format!(" OFFSET {}", ph()));
         args.push(Arg::I(i64::try_from(q.offset).unwrap_or(i64::MAX)));
     }
+    let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
+    for a in &args[..count_args] {
+        count = match a {
+            Arg::S(s) => count.bind(*s),
+            Arg::I(i) => count.bind(*i),
+        };
+    }
+    let total: i64 = count.fetch_one(db.pool()).await?.try_get("n")?;
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for a in args {
         query = match a {
@@ -645,6 +658,7 @@ pub async fn list(db: &Db, q: &EventQuery) -> Result<EventPage, StoreError> {
     Ok(EventPage {
         events,
         next_cursor,
+        total: u64::try_from(total).unwrap_or(0),
     })
 }
 

@@ -119,6 +119,11 @@ async fn filters_and_pagination_newest_first() {
         .await
         .unwrap();
         assert_eq!(fail_starts.events.len(), 5, "{kind:?}"); // i in 0,6,12,18,24
+        assert_eq!(
+            fail_starts.total, 5,
+            "{kind:?}: the total counts the filters' matches"
+        );
+        assert_eq!(page.total, 30, "{kind:?}");
         let window = events::list(
             &t.db,
             &q(&|q| {
@@ -144,6 +149,7 @@ async fn filters_and_pagination_newest_first() {
             .await
             .unwrap();
             seen.extend(page.events.iter().map(|e| e.uuid.clone()));
+            assert_eq!(page.total, 30, "{kind:?}: every page counts every match");
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
                 None => break,

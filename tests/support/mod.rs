@@ -443,7 +443,7 @@ pub async fn wait_for_audit(base: &str, token: &str, query: &str, want: &[(&str,
             &format!("/api/v1/audit-logs{query}{sep}page_size=100"),
         )
         .await;
-        let records = page["records"].as_array().cloned().unwrap_or_default();
+        let records = page["results"].as_array().cloned().unwrap_or_default();
         let has = |(action, target): &(&str, &str)| {
             records.iter().any(|r| {
                 r["action"] == *action

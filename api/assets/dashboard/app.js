@@ -246,8 +246,8 @@ async function refreshJobs() {
   if ($("filter-q").value.trim()) params.set("q", $("filter-q").value.trim());
   reflectFilters();
   const page = await api("/api/v1/jobs?" + params);
-  const jobs = list(page, "jobs", "results");
-  state.total = page.total || 0;
+  const jobs = list(page, "results");
+  state.total = page.count || 0;
   const body = $("jobs-body");
   body.replaceChildren();
   for (const j of jobs) {
@@ -424,7 +424,7 @@ async function refreshCharts() {
       { title: `${queue}: enqueue-to-start wait and run time`, unit: " ms" }));
 }
 
-const reloadSchedules = async () => renderSchedules(await api("/api/v1/schedules"));
+const reloadSchedules = async () => renderSchedules(list(await api("/api/v1/schedules"), "results"));
 
 // Schedules: each with its next and last run; admins switch one off or on (every instance)
 // and run it now; a click shows its last runs with each job's status.
@@ -740,7 +740,7 @@ async function refreshAudit() {
   $("audit-note").textContent = "";
   const body = $("audit-body");
   body.replaceChildren();
-  const records = list(page, "results", "records");
+  const records = list(page, "results");
   for (const r of records) {
     const tr = el("tr");
     tr.append(el("td", r.seq ?? r.sequence ?? r.id), el("td", when(r.occurred_at || r.time || r.at)),
@@ -749,7 +749,7 @@ async function refreshAudit() {
   }
   if (!records.length) body.append(emptyRow("No audit record matches.", 5));
   labelCells(body);
-  const total = page.total ?? page.count ?? records.length;
+  const total = page.count ?? records.length;
   const pages = Math.max(1, Math.ceil(total / AUDIT_PAGE));
   $("audit-page").textContent = `page ${state.auditPage} of ${pages} (${total} records)`;
   $("audit-prev").disabled = state.auditPage <= 1;

@@ -125,6 +125,21 @@ struct TokenScheme(Principal);
 )]
 struct KeyScheme(Principal);
 
+// The same bearer token, documented as OAuth2's password flow on `POST /api/v1/auth/token`
+// so the docs' Authorize takes a username and password. Only registered: `BearerAuth`
+// extracts the token.
+/// Sign in with a username and password (OAuth2 password flow: `POST /api/v1/auth/token`
+/// with `grant_type=password&username=…&password=…`); the access token is then sent as
+/// `Authorization: Bearer <token>`.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "OAuth2Password",
+    ty = "oauth2",
+    flows(password(token_url = "/api/v1/auth/token"))
+)]
+#[allow(dead_code)]
+struct PasswordScheme(poem_openapi::auth::Bearer);
+
 /// The header of [`KeyScheme`].
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -136,11 +151,13 @@ impl<'a> ApiExtractor<'a> for BearerAuth {
     fn register(registry: &mut Registry) {
         TokenScheme::register(registry);
         KeyScheme::register(registry);
+        PasswordScheme::register(registry);
     }
 
     fn security_schemes() -> Vec<&'static str> {
         let mut all = TokenScheme::security_schemes();
         all.extend(KeyScheme::security_schemes());
+        all.extend(PasswordScheme::security_schemes());
         all
     }
 

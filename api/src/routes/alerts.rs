@@ -32,7 +32,7 @@ use crate::auth::BearerAuth;
 use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
-use crate::routes::models::encode;
+use crate::routes::models::{Severity, encode, example, list_envelope};
 use crate::state::ApiState;
 
 /// The alerts routes.
@@ -66,27 +66,6 @@ impl From<AlertStatusName> for AlertStatus {
             AlertStatusName::Open => AlertStatus::Open,
             AlertStatusName::Acknowledged => AlertStatus::Acknowledged,
             AlertStatusName::Resolved => AlertStatus::Resolved,
-        }
-    }
-}
-
-/// How bad an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum SeverityName {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl SeverityName {
-    fn as_str(self) -> &'static str {
-        match self {
-            SeverityName::Low => "low",
-            SeverityName::Medium => "medium",
-            SeverityName::High => "high",
-            SeverityName::Critical => "critical",
         }
     }
 }
@@ -328,18 +307,12 @@ pub async fn alert_list(db: &vigil_store::Db, query: &AlertQuery) -> ApiResult<A
     })
 }
 
-/// A page of alerts, newest first.
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct AlertList {
-    /// Alerts matching the filters, on every page.
-    pub count: u64,
-    /// The next page's URL, if any.
-    pub next: Option<String>,
-    /// The previous page's URL, if any.
-    pub previous: Option<String>,
-    pub results: Vec<AlertView>,
-}
+list_envelope!(
+    /// A page of alerts, newest first.
+    AlertList,
+    AlertView,
+    {}
+);
 
 /// What to do with an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -362,7 +335,7 @@ impl From<AlertActionName> for AlertAction {
 
 /// A status change.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct AlertChange {
     pub action: AlertActionName,
     /// Why (kept in the alert's history and the audit trail).
@@ -372,7 +345,7 @@ pub struct AlertChange {
 
 /// A security event reported by another system or a person.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct SecurityEventIn {
     /// What reported it, e.g. `edr`, `vuln-scanner`, `jane@example.com`.
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -380,14 +353,25 @@ pub struct SecurityEventIn {
     /// What happened, e.g. `malware.detected`.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub event_type: String,
-    /// 1 Low, 2 Medium, 3 High, 4 Critical. High and Critical open an alert at once.
-    #[oai(validator(minimum(value = "1"), maximum(value = "4")))]
-    pub severity: i64,
+    /// `low`, `medium`, `high`, `critical`, or its number 1 to 4. High and Critical open an
+    /// alert at once.
+    pub severity: Severity,
     #[oai(validator(min_length = 1, max_length = 4000))]
     pub description: String,
     /// Any JSON object with more context.
     pub details: Option<serde_json::Value>,
 }
+
+example!(
+    AlertChange,
+    serde_json::json!({"action": "acknowledge", "comment": "Looking into it."})
+);
+example!(
+    SecurityEventIn,
+    serde_json::json!({"source": "edr", "event_type": "malware.detected", "severity": "high",
+                       "description": "Cobalt Strike beacon on laptop-42",
+                       "details": {"host": "laptop-42"}})
+);
 
 /// A stored security event.
 #[derive(Debug, Clone, Object)]
@@ -427,7 +411,8 @@ impl AlertsApi {
         auth: BearerAuth,
         state: Data<&ApiState>,
         status: Query<Option<AlertStatusName>>,
-        severity: Query<Option<SeverityName>>,
+        /// `low`, `medium`, `high`, `critical`, or 1 to 4.
+        severity: Query<Option<Severity>>,
         /// A rule id, e.g. `okta_brute_force_ip`.
         #[oai(validator(min_length = 1, max_length = 100))]
         rule: Query<Option<String>>,
@@ -711,7 +696,7 @@ impl AlertsApi {
             uuid: uuid::Uuid::new_v4().to_string(),
             source: input.source.clone(),
             event_type: input.event_type.clone(),
-            severity: input.severity,
+            severity: input.severity.level(),
             description: input.description.clone(),
             details: details_text,
             created_by: auth.0.actor().label(),

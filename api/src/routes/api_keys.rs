@@ -20,6 +20,7 @@ use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
 use crate::routes::models::QueueName;
+use crate::routes::models::{example, list_envelope};
 use crate::routes::users::RoleName;
 use crate::state::ApiState;
 
@@ -28,7 +29,7 @@ pub struct ApiKeysApi;
 
 /// A new API key.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct NewKeyRequest {
     /// A unique name: letters, digits, `.`, `_`, `@`, `-` (up to 100).
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -44,6 +45,12 @@ pub struct NewKeyRequest {
     /// When it stops working (must be in the future); absent = never.
     pub expires_at: Option<DateTime<Utc>>,
 }
+
+example!(
+    NewKeyRequest,
+    serde_json::json!({"name": "siem-forwarder", "role": "analyst", "queues": ["email"],
+                       "rate_per_minute": 600})
+);
 
 /// An API key (never its secret). Absent fields are left out, not `null`.
 #[derive(Debug, Clone, Object)]
@@ -103,6 +110,12 @@ pub enum KeyRevoked {
     #[oai(status = 204)]
     Done,
 }
+
+list_envelope!(
+    /// Every API key.
+    KeyList,
+    KeyView
+);
 
 #[OpenApi(tag = "Tags::ApiKeys")]
 impl ApiKeysApi {
@@ -188,14 +201,12 @@ impl ApiKeysApi {
         method = "get",
         operation_id = "list_api_keys"
     )]
-    async fn list(
-        &self,
-        auth: BearerAuth,
-        state: Data<&ApiState>,
-    ) -> ApiResult<Json<Vec<KeyView>>> {
+    async fn list(&self, auth: BearerAuth, state: Data<&ApiState>) -> ApiResult<Json<KeyList>> {
         auth.0.require_admin()?;
         let all = api_keys::list(state.db()).await?;
-        Ok(Json(all.into_iter().map(KeyView::from).collect()))
+        Ok(Json(KeyList::whole(
+            all.into_iter().map(KeyView::from).collect(),
+        )))
     }
 
     /// Revoke an API key (admin, as a person): it stops working at once on this instance

@@ -11,6 +11,7 @@ use vigil_store::audit::{self, AuditFilter, AuditRecord, Verification};
 use crate::auth::BearerAuth;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
+use crate::routes::models::list_envelope;
 use crate::state::ApiState;
 
 /// The audit-log routes.
@@ -61,21 +62,16 @@ impl From<AuditRecord> for AuditRecordView {
     }
 }
 
-/// A page of audit records.
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct AuditLogList {
-    /// Records matching the filter, on every page.
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    /// Newest first.
-    pub records: Vec<AuditRecordView>,
-    /// The next page's URL, if any.
-    pub next: Option<String>,
-    /// The previous page's URL, if any.
-    pub previous: Option<String>,
-}
+list_envelope!(
+    /// A page of audit records, newest first.
+    AuditLogList,
+    AuditRecordView,
+    {
+        /// The page shown (1-based).
+        page: u32,
+        page_size: u32,
+    }
+);
 
 /// The outcome of a chain walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -183,12 +179,12 @@ impl AuditLogsApi {
         };
         let shown = u64::from(page) * u64::from(page_size);
         Ok(Json(AuditLogList {
-            total: found.total,
+            count: found.total,
             page,
             page_size,
             next: (shown < found.total).then(|| url(page + 1)),
             previous: (page > 1).then(|| url(page - 1)),
-            records: found.items.into_iter().map(Into::into).collect(),
+            results: found.items.into_iter().map(Into::into).collect(),
         }))
     }
 

@@ -29,6 +29,7 @@ use crate::auth::{BearerAuth, password};
 use crate::context::{ClientIp, RequestId};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
+use crate::routes::models::{example, list_envelope};
 use crate::state::ApiState;
 
 /// The security event reported when a retired refresh token is presented again.
@@ -39,7 +40,7 @@ pub struct AuthApi;
 
 /// Username and password.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct LoginRequest {
     #[oai(validator(min_length = 1, max_length = 100))]
     pub username: String,
@@ -47,13 +48,85 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+example!(
+    LoginRequest,
+    serde_json::json!({"username": "alice", "password": "correct horse battery staple"})
+);
+
+/// OAuth2's password grant (RFC 6749 4.3), as the docs' **Authorize** sends it.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+pub struct PasswordGrant {
+    /// Must be `password`.
+    pub grant_type: String,
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub username: String,
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub password: String,
+    /// Ignored (vigil's roles come from the user).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Ignored.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Ignored.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+}
+
+/// A sign-in: JSON, or OAuth2's password grant as a form.
+#[derive(Debug, poem_openapi::ApiRequest)]
+pub enum SignIn {
+    /// `{"username", "password"}`.
+    Json(Json<LoginRequest>),
+    /// `grant_type=password&username=…&password=…` (what OAuth2 clients send).
+    Form(poem_openapi::payload::Form<PasswordGrant>),
+}
+
+impl SignIn {
+    /// The username and password, checked as the JSON body's are.
+    fn credentials(self) -> ApiResult<LoginRequest> {
+        match self {
+            SignIn::Json(body) => Ok(body.0),
+            SignIn::Form(form) => {
+                let f = form.0;
+                if f.grant_type != "password" {
+                    return Err(ApiError::bad_request(format!(
+                        "grant_type: `{}` is not supported; valid: password",
+                        f.grant_type
+                    )));
+                }
+                let len = |field: &str, v: &str, max: usize| {
+                    if v.is_empty() || v.chars().count() > max {
+                        Err(ApiError::bad_request(format!(
+                            "{field}: must be 1 to {max} characters"
+                        )))
+                    } else {
+                        Ok(())
+                    }
+                };
+                len("username", &f.username, 100)?;
+                len("password", &f.password, 1024)?;
+                Ok(LoginRequest {
+                    username: f.username,
+                    password: f.password,
+                })
+            }
+        }
+    }
+}
+
 /// A refresh token from an earlier sign-in or refresh.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct RefreshRequest {
     #[oai(validator(min_length = 1, max_length = 8192))]
     pub refresh_token: String,
 }
+
+example!(
+    RefreshRequest,
+    serde_json::json!({"refresh_token": "the refresh_token of the last sign-in or refresh"})
+);
 
 /// A new pair of tokens.
 #[derive(Debug, Clone, Object)]
@@ -184,6 +257,12 @@ pub(crate) async fn audit_auth(
     .await;
 }
 
+list_envelope!(
+    /// Locked account names, the latest first.
+    LockoutList,
+    LockoutView
+);
+
 #[OpenApi(tag = "Tags::Auth")]
 impl AuthApi {
     /// Sign in: exchange a username and password for an access and a refresh token.
@@ -197,9 +276,9 @@ impl AuthApi {
         state: Data<&ApiState>,
         rid: Data<&RequestId>,
         ip: Data<&ClientIp>,
-        body: Json<LoginRequest>,
+        body: SignIn,
     ) -> ApiResult<Json<TokenPair>> {
-        let LoginRequest { username, password } = body.0;
+        let LoginRequest { username, password } = body.credentials()?;
         let lockout = &state.settings().auth.lockout;
         if lockout.enabled
             && let Some(until) =
@@ -282,11 +361,11 @@ impl AuthApi {
         &self,
         auth: BearerAuth,
         state: Data<&ApiState>,
-    ) -> ApiResult<Json<Vec<LockoutView>>> {
+    ) -> ApiResult<Json<LockoutList>> {
         auth.0.require_admin()?;
         let now = Utc::now().timestamp_millis();
         let found = lockouts::list(state.db()).await?;
-        Ok(Json(
+        Ok(Json(LockoutList::whole(
             found
                 .into_iter()
                 .map(|l| LockoutView {
@@ -297,7 +376,7 @@ impl AuthApi {
                     last_failure_at: l.last_failure_at,
                 })
                 .collect(),
-        ))
+        )))
     }
 
     /// Unlock an account name now and forget its failures (admin; audited as `auth.unlock`).

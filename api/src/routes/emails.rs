@@ -11,6 +11,7 @@ use vigil_store::emails::{self, EmailRecord, EmailStatus};
 use crate::auth::BearerAuth;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
+use crate::routes::models::list_envelope;
 use crate::state::ApiState;
 
 /// The emails routes.
@@ -101,21 +102,16 @@ impl From<EmailRecord> for EmailView {
     }
 }
 
-/// A page of deliveries.
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct EmailList {
-    /// Deliveries matching the filter, on every page.
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    /// Newest first.
-    pub emails: Vec<EmailView>,
-    /// The next page's URL, if any.
-    pub next: Option<String>,
-    /// The previous page's URL, if any.
-    pub previous: Option<String>,
-}
+list_envelope!(
+    /// A page of deliveries, newest first.
+    EmailList,
+    EmailView,
+    {
+        /// The page shown (1-based).
+        page: u32,
+        page_size: u32,
+    }
+);
 
 #[OpenApi(tag = "Tags::Emails")]
 impl EmailsApi {
@@ -146,12 +142,12 @@ impl EmailsApi {
         };
         let shown = u64::from(page) * u64::from(page_size);
         Ok(Json(EmailList {
-            total: found.total,
+            count: found.total,
             page,
             page_size,
             next: (shown < found.total).then(|| url(page + 1)),
             previous: (page > 1).then(|| url(page - 1)),
-            emails: found.items.into_iter().map(Into::into).collect(),
+            results: found.items.into_iter().map(Into::into).collect(),
         }))
     }
 

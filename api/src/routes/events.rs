@@ -12,6 +12,7 @@ use vigil_store::events::{self, EventQuery, StoredEvent};
 use crate::auth::BearerAuth;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
+use crate::routes::models::{encode, list_envelope};
 use crate::state::ApiState;
 
 /// The events routes.
@@ -77,14 +78,17 @@ impl EventView {
     }
 }
 
-/// A page of events, newest first.
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct EventList {
-    pub events: Vec<EventView>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
-    pub next_cursor: Option<String>,
-}
+list_envelope!(
+    /// A page of events, newest first. `next` follows the cursor (stable while events
+    /// arrive); `previous` is given for `page` paging only.
+    EventList,
+    EventView,
+    {
+        /// Pass as `cursor` for the next (older) page; absent on the last page.
+        #[oai(skip_serializing_if_is_none)]
+        next_cursor: Option<String>,
+    }
+);
 
 #[OpenApi(tag = "Tags::Events")]
 impl EventsApi {
@@ -122,6 +126,7 @@ impl EventsApi {
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<EventList>> {
         let page_size = page_size.0.unwrap_or(50);
+        let page = page.0.unwrap_or(1);
         let query = EventQuery {
             event_type: event_type.0,
             actor: actor.0,
@@ -131,7 +136,7 @@ impl EventsApi {
             until: until.0,
             org: org.0,
             limit: page_size,
-            offset: u64::from(page.0.unwrap_or(1) - 1) * u64::from(page_size),
+            offset: u64::from(page - 1) * u64::from(page_size),
             cursor: cursor.0,
         };
         let found = events::list(state.db(), &query)
@@ -140,8 +145,38 @@ impl EventsApi {
                 StoreError::Invalid(why) => ApiError::bad_request(why),
                 other => other.into(),
             })?;
+        // The links keep the filters; `next` goes on with the cursor.
+        let link = |last: String| {
+            let mut q = vec![format!("page_size={page_size}"), last];
+            for (name, v) in [
+                ("event_type", &query.event_type),
+                ("actor", &query.actor),
+                ("outcome", &query.outcome),
+                ("ip", &query.ip),
+                ("org", &query.org),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{name}={}", encode(v)));
+                }
+            }
+            for (name, t) in [("since", query.since), ("until", query.until)] {
+                if let Some(t) = t {
+                    q.push(format!("{name}={}", encode(&t.to_rfc3339())));
+                }
+            }
+            format!("/api/v1/events?{}", q.join("&"))
+        };
+        let next = found
+            .next_cursor
+            .as_deref()
+            .map(|c| link(format!("cursor={}", encode(c))));
+        let previous =
+            (query.cursor.is_none() && page > 1).then(|| link(format!("page={}", page - 1)));
         Ok(Json(EventList {
-            events: found
+            count: found.total,
+            next,
+            previous,
+            results: found
                 .events
                 .into_iter()
                 .map(|e| EventView::new(e, false))

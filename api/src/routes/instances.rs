@@ -14,6 +14,7 @@ use vigil_queue::ActorHealth;
 use crate::auth::BearerAuth;
 use crate::error::ApiResult;
 use crate::routes::Tags;
+use crate::routes::models::list_envelope;
 use crate::state::ApiState;
 
 /// The instances routes.
@@ -60,6 +61,12 @@ pub struct InstanceView {
     pub actors: Vec<InstanceActorView>,
 }
 
+list_envelope!(
+    /// Every live instance.
+    InstanceList,
+    InstanceView
+);
+
 #[OpenApi(tag = "Tags::Instances")]
 impl InstancesApi {
     /// Every live instance: role, queues, actor states, restarts, last error, heartbeat.
@@ -72,8 +79,10 @@ impl InstancesApi {
         &self,
         _auth: BearerAuth,
         state: Data<&ApiState>,
-    ) -> ApiResult<Json<Vec<InstanceView>>> {
-        Ok(Json(group(state.engine().actors().await?)))
+    ) -> ApiResult<Json<InstanceList>> {
+        Ok(Json(InstanceList::whole(group(
+            state.engine().actors().await?,
+        ))))
     }
 }
 

@@ -22,7 +22,7 @@ use crate::auth::{BearerAuth, Principal};
 use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
-use crate::routes::models::{JobLinks, JobView, QueueName, StatusName, encode};
+use crate::routes::models::{JobLinks, JobView, QueueName, StatusName, encode, list_envelope};
 use crate::routes::payloads::{
     EnqueueAlertEscalation, EnqueueAudit, EnqueueEmail, EnqueueOktaFetch,
 };
@@ -34,17 +34,23 @@ pub struct JobsApi;
 
 /// A job for any registered queue (the queue is in the path).
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct EnqueueAny {
     /// The queue's payload (a JSON object; each job kind's example is listed in
     /// `GET /api/v1/queues`).
     pub payload: serde_json::Value,
-    /// Run no earlier than this time (RFC 3339). Give `run_at` or `delay_seconds`, not both.
+    /// Run no earlier than this time (RFC 3339). Exclusive with `delay_seconds`.
     pub run_at: Option<chrono::DateTime<Utc>>,
-    /// Run after this many seconds (at most 30 days).
+    /// Run after this many seconds (at most 30 days). Exclusive with `run_at`.
     #[oai(validator(maximum(value = "2592000")))]
     pub delay_seconds: Option<u64>,
 }
+
+crate::routes::models::example!(
+    EnqueueAny,
+    // For `POST /api/v1/queues/email/jobs`.
+    serde_json::json!({"payload": EmailJob::example()})
+);
 
 /// An accepted job.
 #[derive(Debug, Clone, Object)]
@@ -67,23 +73,20 @@ pub enum EnqueueResponse {
     Accepted(Json<EnqueuedView>),
 }
 
-/// A page of jobs.
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct JobList {
-    /// Jobs matching the filter, on every page.
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    /// Newest created first.
-    pub jobs: Vec<JobView>,
-    /// True when a text search stopped after 5,000 jobs (`total` counts matches among them).
-    pub truncated: Option<bool>,
-    /// The next page's URL, if any.
-    pub next: Option<String>,
-    /// The previous page's URL, if any.
-    pub previous: Option<String>,
-}
+list_envelope!(
+    /// A page of jobs, newest created first.
+    JobList,
+    JobView,
+    {
+        /// The page shown (1-based).
+        page: u32,
+        page_size: u32,
+        /// True when a text search stopped after 5,000 jobs (`count` counts matches among
+        /// them).
+        #[oai(skip_serializing_if_is_none)]
+        truncated: Option<bool>,
+    }
+);
 
 /// The longest accepted `Idempotency-Key`.
 const MAX_KEY: usize = 200;
@@ -396,13 +399,13 @@ impl JobsApi {
         let total = found.page.total;
         let shown = u64::from(search.page) * u64::from(search.page_size);
         Ok(Json(JobList {
-            total,
+            count: total,
             page: search.page,
             page_size: search.page_size,
             next: (shown < total).then(|| url(search.page + 1)),
             previous: (search.page > 1).then(|| url(search.page - 1)),
             truncated: found.truncated.then_some(true),
-            jobs: found.page.jobs.into_iter().map(Into::into).collect(),
+            results: found.page.jobs.into_iter().map(Into::into).collect(),
         }))
     }
 

@@ -17,12 +17,16 @@
 //! 4. Request bodies are `#[derive(Object)] #[oai(deny_unknown_fields)]`.
 //! 5. Add a variant to [`Tags`] and the struct to the tuple in [`service`]; add `pub mod`.
 //! 6. Test it in `api/tests/` with `common::TestApp` (in-process, real Redis and SQLite).
+//! 7. A list answers `models::list_envelope!` (`{count, next, previous, results}`), and a
+//!    request body gets an example (`#[oai(example)]` + `models::example!`) that succeeds
+//!    as sent: `api/tests/contract.rs` checks both for every route.
 
 pub mod alerts;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod emails;
+pub mod enqueue_bulk;
 pub mod events;
 pub mod health;
 pub mod instances;
@@ -43,13 +47,14 @@ use poem_openapi::{OpenApiService, Tags as TagsDerive};
 
 use crate::context::REQUEST_ID;
 
-/// Groups of operations in the docs.
+/// Groups of operations in the docs, in the docs' order ([`TAG_ORDER`]): Auth first.
 #[derive(TagsDerive)]
 pub enum Tags {
+    /// Sign in and renew tokens. In the docs, **Authorize** takes a username and password
+    /// (OAuth2 password flow on `POST /api/v1/auth/token`) and keeps the token across reloads.
+    Auth,
     /// Liveness, readiness and metrics.
     Health,
-    /// Sign in and renew tokens.
-    Auth,
     /// Enqueue, read, search, retry, cancel and delete jobs, one by one or in bulk.
     Jobs,
     /// Queue counts, pause and resume, and each queue's charts.
@@ -82,8 +87,10 @@ pub type Apis = (
     health::HealthApi,
     auth::AuthApi,
     oidc::OidcApi,
+    // poem-openapi implements OpenApi for tuples of up to 16: related groups share one.
     (
         jobs::JobsApi,
+        enqueue_bulk::EnqueueBulkApi,
         job_actions::JobActionsApi,
         job_timeline::JobTimelineApi,
     ),
@@ -100,14 +107,258 @@ pub type Apis = (
     okta_hooks::OktaHooksApi,
 );
 
+/// The tags as the docs list them (poem-openapi sorts them by name; [`spec_json`] puts them
+/// in this order): signing in comes first.
+pub const TAG_ORDER: [&str; 14] = [
+    "Auth",
+    "Jobs",
+    "Queues",
+    "Schedules",
+    "Alerts",
+    "Events",
+    "Emails",
+    "AuditLogs",
+    "Instances",
+    "Stream",
+    "Users",
+    "ApiKeys",
+    "OktaHooks",
+    "Health",
+];
+
+/// The OpenAPI document served at `/openapi.json` and in the docs: poem-openapi's, with the
+/// tags in [`TAG_ORDER`] and the rules poem-openapi cannot state but the job kinds check
+/// (422 naming the field), so a client generated from the spec sends what is accepted:
+/// exclusive fields (`run_at` or `delay_seconds`; an email's `body` or `template`; a bulk
+/// action's `ids` or `filter`), email addresses, the templates and their variables, and the
+/// `maxItems` of a bulk enqueue.
+pub fn spec_json(service: &OpenApiService<Apis, ()>) -> String {
+    let raw = service.spec();
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&raw) else {
+        return raw;
+    };
+    if let Some(tags) = doc.get_mut("tags").and_then(|t| t.as_array_mut()) {
+        let rank = |t: &serde_json::Value| {
+            let name = t.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+            TAG_ORDER
+                .iter()
+                .position(|o| *o == name)
+                .unwrap_or(TAG_ORDER.len())
+        };
+        tags.sort_by_key(rank);
+    }
+    // Request bodies refuse unknown fields (`deny_unknown_fields`, rule 4 above), which
+    // poem-openapi does not state.
+    let mut bodies: Vec<String> = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+        for op in paths
+            .values()
+            .filter_map(|o| o.as_object())
+            .flat_map(|o| o.values())
+        {
+            for (ty, c) in op["requestBody"]["content"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                if ty.starts_with("application/json") {
+                    bodies.extend(schema_name(&c["schema"]));
+                }
+            }
+        }
+    }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    {
+        while let Some(name) = bodies.pop() {
+            let Some(s) = schemas.get_mut(&name) else {
+                continue;
+            };
+            if s.get("properties").is_none() || s.get("additionalProperties").is_some() {
+                continue;
+            }
+            s["additionalProperties"] = false.into();
+            for p in s["properties"]
+                .as_object()
+                .into_iter()
+                .flat_map(|p| p.values())
+            {
+                bodies.extend(schema_name(p));
+                bodies.extend(schema_name(&p["items"]));
+                for a in p["allOf"].as_array().into_iter().flatten() {
+                    bodies.extend(schema_name(a));
+                }
+            }
+        }
+        for s in schemas.values_mut() {
+            if let Some(example) = s.get_mut("example") {
+                drop_nulls(example);
+            }
+        }
+        state_rules(schemas);
+    }
+    if let Some(flow) = doc.pointer_mut("/components/securitySchemes/OAuth2Password/flows/password")
+    {
+        flow["scopes"] = serde_json::json!({});
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or(raw)
+}
+
+/// The component a `$ref` names.
+fn schema_name(r: &serde_json::Value) -> Option<String> {
+    r.get("$ref")?
+        .as_str()?
+        .strip_prefix("#/components/schemas/")
+        .map(str::to_owned)
+}
+
+/// Leaves absent optional fields out of an example (poem-openapi writes them as null).
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// The rules of [`spec_json`], stated on the schemas.
+fn state_rules(schemas: &mut serde_json::Map<String, serde_json::Value>) {
+    use serde_json::json;
+    for s in schemas.values_mut() {
+        let has = |f: &str| s["properties"].get(f).is_some();
+        let exclusive_start = has("run_at") && has("delay_seconds");
+        // The list envelope (`models::list_envelope!`): `next` and `previous` are always
+        // there, a URL or null.
+        let envelope = ["count", "next", "previous", "results"]
+            .into_iter()
+            .all(has);
+        if exclusive_start {
+            s["not"] = json!({"required": ["run_at", "delay_seconds"]});
+        }
+        if envelope {
+            for f in ["next", "previous"] {
+                s["properties"][f]["nullable"] = true.into();
+                if let Some(required) = s["required"].as_array_mut() {
+                    required.push(f.into());
+                }
+            }
+        }
+    }
+    if let Some(jobs) = schemas.get_mut("BulkEnqueueIn") {
+        jobs["properties"]["jobs"]["maxItems"] = enqueue_bulk::MAX_BULK_ENQUEUE.into();
+    }
+    if let Some(bulk) = schemas.get_mut("BulkRequest") {
+        bulk["oneOf"] = json!([{"required": ["ids"]}, {"required": ["filter"]}]);
+    }
+    // What the kinds' validation refuses in strings: blanks, line breaks in a subject, the
+    // audit action's alphabet.
+    let blank = json!({"minLength": 1, "pattern": "\\S"});
+    let strings = [
+        (
+            "EmailPayload",
+            "subject",
+            json!({"minLength": 1, "pattern": "^[^\\r\\n]*\\S[^\\r\\n]*$"}),
+        ),
+        (
+            "EmailPayload",
+            "idempotency_key",
+            json!({"minLength": 1, "maxLength": 200, "pattern": "\\S"}),
+        ),
+        (
+            "AuditPayload",
+            "event_id",
+            json!({"minLength": 1, "maxLength": 100, "pattern": "\\S"}),
+        ),
+        (
+            "AuditPayload",
+            "action",
+            json!({"pattern": "^[a-z0-9._]{1,100}$"}),
+        ),
+        (
+            "AuditPayload",
+            "target_type",
+            json!({"minLength": 1, "maxLength": 100, "pattern": "\\S"}),
+        ),
+        ("AuditPayload", "target_id", json!({"maxLength": 200})),
+        (
+            "NewKeyRequest",
+            "name",
+            json!({"pattern": "^[A-Za-z0-9._@-]{1,100}$"}),
+        ),
+        ("PasswordGrant", "grant_type", json!({"enum": ["password"]})),
+    ];
+    for (schema, field, rules) in strings {
+        if let Some(p) = schemas
+            .get_mut(schema)
+            .and_then(|s| s["properties"].get_mut(field))
+            .and_then(|p| p.as_object_mut())
+        {
+            p.extend(
+                rules
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+    }
+    if let Some(body) = schemas.get_mut("EmailBodyPayload") {
+        body["anyOf"] = json!([
+            {"required": ["text"], "properties": {"text": blank}},
+            {"required": ["html"], "properties": {"html": blank}}
+        ]);
+    }
+    if let Some(email) = schemas.get_mut("EmailPayload") {
+        let templates = vigil_jobs::EmailJob::TEMPLATES;
+        email["properties"]["to"]["items"]["format"] = "email".into();
+        email["properties"]["template"]["enum"] = templates.iter().map(|(n, _)| *n).collect();
+        let mut one_of = vec![json!({
+            "required": ["body"],
+            "not": {"anyOf": [{"required": ["template"]}, {"required": ["vars"]}]}
+        })];
+        for (name, vars) in templates {
+            let vars: serde_json::Map<String, serde_json::Value> =
+                vars.iter().map(|v| ((*v).to_owned(), json!({}))).collect();
+            one_of.push(json!({
+                "required": ["template"],
+                "not": {"required": ["body"]},
+                "properties": {
+                    "template": {"enum": [name]},
+                    "vars": {"type": "object", "properties": vars, "additionalProperties": false}
+                }
+            }));
+        }
+        email["oneOf"] = one_of.into();
+    }
+}
+
+/// The Swagger UI page of `spec` (from [`spec_json`]): poem-openapi's, with
+/// `persistAuthorization` on, so the token Authorize got survives a reload.
+pub fn docs_html(service: &OpenApiService<Apis, ()>, spec: &str) -> String {
+    service
+        .swagger_ui_html()
+        .replacen(&service.spec(), spec, 1)
+        .replacen(
+            "deepLinking: true,",
+            "deepLinking: true,\n        persistAuthorization: true,",
+            1,
+        )
+}
+
 /// The OpenAPI service of every route group.
 pub fn service(public_url: &str) -> OpenApiService<Apis, ()> {
     let apis = (
         health::HealthApi,
         auth::AuthApi,
         oidc::OidcApi,
+        // poem-openapi implements OpenApi for tuples of up to 16: related groups share one.
         (
             jobs::JobsApi,
+            enqueue_bulk::EnqueueBulkApi,
             job_actions::JobActionsApi,
             job_timeline::JobTimelineApi,
         ),

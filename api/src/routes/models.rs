@@ -295,3 +295,189 @@ pub fn encode(value: &str) -> String {
         })
         .collect()
 }
+
+/// Declares a list route's answer: the one list envelope of every list route,
+/// `{count, next, previous, results}` (`next`/`previous` are the neighbouring pages' URLs,
+/// null when there is none), plus any fields given in braces after the item type. Without
+/// extra fields it also gets `whole(results)`, for a list that is always one page.
+macro_rules! list_envelope {
+    ($(#[$doc:meta])* $name:ident, $item:ty) => {
+        $crate::routes::models::list_envelope!($(#[$doc])* $name, $item, {});
+
+        impl $name {
+            /// Every item on one page.
+            pub fn whole(results: Vec<$item>) -> Self {
+                Self {
+                    count: results.len() as u64,
+                    next: None,
+                    previous: None,
+                    results,
+                }
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $item:ty, { $($(#[$fdoc:meta])* $field:ident : $fty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, poem_openapi::Object)]
+        pub struct $name {
+            /// Items matching the request, on every page.
+            pub count: u64,
+            /// The next page's URL; null on the last page.
+            pub next: Option<String>,
+            /// The previous page's URL; null on the first page.
+            pub previous: Option<String>,
+            pub results: Vec<$item>,
+            $($(#[$fdoc])* pub $field: $fty,)*
+        }
+    };
+}
+pub(crate) use list_envelope;
+
+/// A severity, taken as its name (`low`, `medium`, `high`, `critical`, any case) or its
+/// number (1 to 4) wherever a request gives one; answers use the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Low = 1,
+    Medium = 2,
+    High = 3,
+    Critical = 4,
+}
+
+impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// The name, lower case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// 1 (low) to 4 (critical).
+    pub fn level(self) -> i64 {
+        self as i64
+    }
+
+    fn of_level(n: i64) -> Option<Severity> {
+        Self::ALL.into_iter().find(|s| s.level() == n)
+    }
+
+    fn of_text(s: &str) -> Option<Severity> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+            .or_else(|| s.parse().ok().and_then(Self::of_level))
+    }
+
+    fn refusal(given: impl std::fmt::Display) -> String {
+        format!("`{given}` is not a severity; valid: low, medium, high, critical, or 1 to 4")
+    }
+}
+
+impl Type for Severity {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "Severity".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Reference(Self::name().into_owned())
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| MetaSchema {
+            description: Some(
+                "A severity: its name (`low`, `medium`, `high`, `critical`) or its number, \
+                 1 (low) to 4 (critical).",
+            ),
+            one_of: vec![
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    enum_items: Self::ALL
+                        .into_iter()
+                        .map(|s| serde_json::Value::from(s.as_str()))
+                        .collect(),
+                    ..MetaSchema::new("string")
+                })),
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    minimum: Some(1.0),
+                    maximum: Some(4.0),
+                    ..MetaSchema::new_with_format("integer", "int64")
+                })),
+            ],
+            ..MetaSchema::ANY
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for Severity {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        match value {
+            Some(serde_json::Value::String(s)) => {
+                Self::of_text(&s).ok_or_else(|| ParseError::custom(Self::refusal(s)))
+            }
+            Some(serde_json::Value::Number(n)) => n
+                .as_i64()
+                .and_then(Self::of_level)
+                .ok_or_else(|| ParseError::custom(Self::refusal(n))),
+            other => Err(ParseError::custom(Self::refusal(other.unwrap_or_default()))),
+        }
+    }
+}
+
+impl ParseFromParameter for Severity {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Self::of_text(value).ok_or_else(|| ParseError::custom(Self::refusal(value)))
+    }
+}
+
+impl ToJSON for Severity {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::from(self.as_str()))
+    }
+}
+
+/// A request body's documented example, written as JSON (so it reads like what a client
+/// sends). The examples are posted as-is by `api/tests/contract.rs`: a broken one fails there
+/// (and here, at startup, so it cannot ship).
+pub fn example_of<T: ParseFromJSON>(value: serde_json::Value) -> T {
+    match T::parse_from_json(Some(value)) {
+        Ok(v) => v,
+        Err(e) => panic!(
+            "a documented example does not fit its schema: {}",
+            e.message()
+        ),
+    }
+}
+
+/// Implements `poem_openapi::types::Example` for `$ty` from a JSON value.
+macro_rules! example {
+    ($ty:ty, $json:expr) => {
+        impl poem_openapi::types::Example for $ty {
+            fn example() -> Self {
+                $crate::routes::models::example_of($json)
+            }
+        }
+    };
+}
+pub(crate) use example;

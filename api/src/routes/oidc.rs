@@ -56,11 +56,16 @@ pub struct SsoInfo {
 
 /// The one-time code of a finished sign-in.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ExchangeRequest {
     #[oai(validator(min_length = 1, max_length = 100))]
     pub code: String,
 }
+
+crate::routes::models::example!(
+    ExchangeRequest,
+    serde_json::json!({"code": "the code the sign-in page received"})
+);
 
 /// The tokens of a single sign-on, with the vigil user name it maps to.
 #[derive(Debug, Clone, Object)]

@@ -42,11 +42,11 @@ pub struct EmailBodyPayload {
     pub html: Option<String>,
 }
 
-/// `email`: send one email, with either `body` or `template` (+ `vars`).
+/// `email`: send one email, with either `body` or `template` (+ its `vars`), not both.
 #[derive(Debug, Clone, Object, Serialize)]
 #[oai(deny_unknown_fields)]
 pub struct EmailPayload {
-    /// 1 to 50 recipient addresses.
+    /// 1 to 50 recipient email addresses.
     #[oai(validator(min_items = 1, max_items = 50))]
     pub to: Vec<String>,
     /// One line, at most 998 characters.
@@ -54,10 +54,14 @@ pub struct EmailPayload {
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<EmailBodyPayload>,
-    /// Template name, e.g. `alert_notification`, `generic`.
+    /// Template name: `alert_notification`, `alert_escalation` or `generic` (another is
+    /// refused with 422). Exclusive with `body`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
-    /// Template variables.
+    /// The template's variables: `generic` takes `title`, `message`, `url`; the alert
+    /// templates `alert_id`, `rule`, `summary`, `severity`, `status`, `count`, `first_seen`,
+    /// `last_seen`, `opened_at`, `level`, `policy`, `waited_minutes`, `group_key`, `url`,
+    /// `events`. Another name is refused with 422.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vars: Option<BTreeMap<String, serde_json::Value>>,
     /// Deduplicates sends across jobs.
@@ -115,17 +119,26 @@ pub struct AlertEscalationPayload {
 }
 
 macro_rules! enqueue_request {
-    ($(#[$doc:meta])* $name:ident, $payload:ty) => {
+    ($(#[$doc:meta])* $name:ident, $payload:ty, $kind:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Object)]
-        #[oai(deny_unknown_fields)]
+        #[oai(deny_unknown_fields, example)]
         pub struct $name {
             pub payload: $payload,
-            /// Run no earlier than this time (RFC 3339). Give `run_at` or `delay_seconds`, not both.
+            /// Run no earlier than this time (RFC 3339). Exclusive with `delay_seconds`.
             pub run_at: Option<DateTime<Utc>>,
-            /// Run after this many seconds (at most 30 days).
+            /// Run after this many seconds (at most 30 days). Exclusive with `run_at`.
             #[oai(validator(maximum(value = "2592000")))]
             pub delay_seconds: Option<u64>,
+        }
+
+        /// The job kind's own example payload, to run now.
+        impl poem_openapi::types::Example for $name {
+            fn example() -> Self {
+                crate::routes::models::example_of(
+                    serde_json::json!({"payload": <$kind as vigil_jobs::Job>::example()}),
+                )
+            }
         }
 
         impl $name {
@@ -144,20 +157,24 @@ macro_rules! enqueue_request {
 enqueue_request!(
     /// Enqueue an `okta_fetch` job.
     EnqueueOktaFetch,
-    OktaFetchPayload
+    OktaFetchPayload,
+    vigil_jobs::OktaFetchJob
 );
 enqueue_request!(
     /// Enqueue an `email` job.
     EnqueueEmail,
-    EmailPayload
+    EmailPayload,
+    vigil_jobs::EmailJob
 );
 enqueue_request!(
     /// Enqueue an `audit` job.
     EnqueueAudit,
-    AuditPayload
+    AuditPayload,
+    vigil_jobs::AuditJob
 );
 enqueue_request!(
     /// Enqueue an `alert_escalation` job.
     EnqueueAlertEscalation,
-    AlertEscalationPayload
+    AlertEscalationPayload,
+    vigil_jobs::AlertEscalationJob
 );

@@ -10,7 +10,7 @@ use crate::auth::BearerAuth;
 use crate::context::RequestId;
 use crate::error::ApiResult;
 use crate::routes::Tags;
-use crate::routes::models::{CountsView, QueueName};
+use crate::routes::models::{CountsView, QueueName, list_envelope};
 use crate::state::ApiState;
 
 /// The queues routes.
@@ -45,16 +45,18 @@ pub struct PauseView {
     pub paused: bool,
 }
 
+list_envelope!(
+    /// Every queue.
+    QueueList,
+    QueueView
+);
+
 #[OpenApi(tag = "Tags::Queues")]
 impl QueuesApi {
     /// Every queue: jobs per status, paused flag, last-minute throughput.
     #[oai(path = "/api/v1/queues", method = "get", operation_id = "list_queues")]
-    async fn list(
-        &self,
-        _auth: BearerAuth,
-        state: Data<&ApiState>,
-    ) -> ApiResult<Json<Vec<QueueView>>> {
-        Ok(Json(queue_views(&state).await?))
+    async fn list(&self, _auth: BearerAuth, state: Data<&ApiState>) -> ApiResult<Json<QueueList>> {
+        Ok(Json(QueueList::whole(queue_views(&state).await?)))
     }
 
     /// Pause a queue: every instance stops starting its jobs; running jobs finish (admin).

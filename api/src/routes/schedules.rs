@@ -15,7 +15,7 @@ use crate::auth::BearerAuth;
 use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
-use crate::routes::models::{JobLinks, QueueName};
+use crate::routes::models::{JobLinks, QueueName, list_envelope};
 use crate::state::ApiState;
 
 /// The schedules routes.
@@ -58,13 +58,15 @@ pub struct ScheduleRunDetail {
     pub links: Option<JobLinks>,
 }
 
-/// A schedule's last runs, newest first.
-#[derive(Debug, Clone, Object)]
-pub struct ScheduleRuns {
-    pub schedule: String,
-    pub count: u64,
-    pub results: Vec<ScheduleRunDetail>,
-}
+list_envelope!(
+    /// A schedule's last runs, newest first.
+    ScheduleRuns,
+    ScheduleRunDetail,
+    {
+        /// The schedule's name.
+        schedule: String,
+    }
+);
 
 /// A schedule.
 #[derive(Debug, Clone, Object)]
@@ -87,6 +89,12 @@ pub struct ScheduleView {
     pub last_run: Option<ScheduleRunView>,
 }
 
+list_envelope!(
+    /// Every schedule.
+    ScheduleList,
+    ScheduleView
+);
+
 #[OpenApi(tag = "Tags::Schedules")]
 impl SchedulesApi {
     /// Every schedule: cron expression, queue, next run, last run and its job.
@@ -99,8 +107,8 @@ impl SchedulesApi {
         &self,
         _auth: BearerAuth,
         state: Data<&ApiState>,
-    ) -> ApiResult<Json<Vec<ScheduleView>>> {
-        Ok(Json(schedule_views(&state).await?))
+    ) -> ApiResult<Json<ScheduleList>> {
+        Ok(Json(ScheduleList::whole(schedule_views(&state).await?)))
     }
 
     /// Switch a schedule off on every instance: its ticks are skipped until it is switched
@@ -222,6 +230,8 @@ impl SchedulesApi {
         Ok(Json(ScheduleRuns {
             schedule: name.0,
             count: results.len() as u64,
+            next: None,
+            previous: None,
             results,
         }))
     }

@@ -21,6 +21,7 @@ use crate::auth::{BearerAuth, password};
 use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
+use crate::routes::models::{example, list_envelope};
 use crate::state::ApiState;
 
 /// The shortest password accepted (as `vigil user add`).
@@ -81,7 +82,7 @@ impl From<User> for UserView {
 
 /// What to change (at least one field).
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct UserChange {
     /// `true` disables the user (their tokens stop working), `false` enables them again.
     pub disabled: Option<bool>,
@@ -91,6 +92,8 @@ pub struct UserChange {
     #[oai(write_only, validator(min_length = 12, max_length = 1024))]
     pub password: Option<String>,
 }
+
+example!(UserChange, serde_json::json!({"role": "analyst"}));
 
 /// A sign-in session (one token family: a sign-in and every refresh after it).
 #[derive(Debug, Clone, Object)]
@@ -127,18 +130,28 @@ pub struct SessionsRevoked {
     pub revoked: Vec<String>,
 }
 
+list_envelope!(
+    /// Every user.
+    UserList,
+    UserView
+);
+
+list_envelope!(
+    /// A user's sessions.
+    SessionList,
+    SessionView
+);
+
 #[OpenApi(tag = "Tags::Users")]
 impl UsersApi {
     /// Every user (admin).
     #[oai(path = "/api/v1/users", method = "get", operation_id = "list_users")]
-    async fn list(
-        &self,
-        auth: BearerAuth,
-        state: Data<&ApiState>,
-    ) -> ApiResult<Json<Vec<UserView>>> {
+    async fn list(&self, auth: BearerAuth, state: Data<&ApiState>) -> ApiResult<Json<UserList>> {
         auth.0.require_admin()?;
         let all = users::list(state.db()).await?;
-        Ok(Json(all.into_iter().map(UserView::from).collect()))
+        Ok(Json(UserList::whole(
+            all.into_iter().map(UserView::from).collect(),
+        )))
     }
 
     /// Enable, disable, change the role of, or set a new password for a user (admin);
@@ -248,7 +261,7 @@ impl UsersApi {
         auth: BearerAuth,
         state: Data<&ApiState>,
         username: Path<String>,
-    ) -> ApiResult<Json<Vec<SessionView>>> {
+    ) -> ApiResult<Json<SessionList>> {
         auth.0.require_admin()?;
         if users::find(state.db(), &username.0).await?.is_none() {
             return Err(ApiError::not_found(format!(
@@ -258,7 +271,9 @@ impl UsersApi {
         }
         let now = Utc::now().timestamp_millis();
         let found = sessions::list_for_user(state.db(), &username.0, now).await?;
-        Ok(Json(found.into_iter().map(SessionView::from).collect()))
+        Ok(Json(SessionList::whole(
+            found.into_iter().map(SessionView::from).collect(),
+        )))
     }
 
     /// Revoke every session of a user (admin): their refresh tokens and the access tokens of

@@ -46,6 +46,59 @@ pub struct EmailJob {
 impl EmailJob {
     pub const MAX_RECIPIENTS: usize = 50;
     pub const MAX_SUBJECT: usize = 998;
+    /// The templates a job may name, each with the variables it takes (the workers' templates
+    /// render exactly these; an alert template also takes what the escalator sends).
+    pub const TEMPLATES: [(&'static str, &'static [&'static str]); 3] = [
+        ("alert_notification", ALERT_VARS),
+        ("alert_escalation", ALERT_VARS),
+        ("generic", &["title", "message", "url"]),
+    ];
+}
+
+/// The variables of the two alert templates.
+const ALERT_VARS: &[&str] = &[
+    "alert_id",
+    "rule",
+    "summary",
+    "severity",
+    "status",
+    "count",
+    "first_seen",
+    "last_seen",
+    "opened_at",
+    "level",
+    "policy",
+    "waited_minutes",
+    "group_key",
+    "url",
+    "events",
+];
+
+/// A template name and its variables checked against [`EmailJob::TEMPLATES`].
+fn check_template(
+    name: &str,
+    vars: &BTreeMap<String, serde_json::Value>,
+) -> Result<(), ValidationError> {
+    let Some((_, known)) = EmailJob::TEMPLATES.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = EmailJob::TEMPLATES.iter().map(|(n, _)| *n).collect();
+        return Err(ValidationError::new(
+            "template",
+            format!(
+                "unknown email template `{name}`; valid: {}",
+                names.join(", ")
+            ),
+        ));
+    };
+    match vars.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(ValidationError::new(
+            format!("vars.{k}"),
+            format!(
+                "template `{name}` has no variable `{k}`; valid: {}",
+                known.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 impl Validate for EmailJob {
@@ -89,8 +142,17 @@ impl Validate for EmailJob {
                     Ok(())
                 }
             }
-            (None, Some(name)) => non_empty("template", name, 100),
+            (None, Some(name)) => {
+                non_empty("template", name, 100)?;
+                check_template(name, &self.vars)
+            }
         }?;
+        if self.template.is_none() && !self.vars.is_empty() {
+            return Err(ValidationError::new(
+                "vars",
+                "template variables need a template",
+            ));
+        }
         if let Some(key) = &self.idempotency_key {
             non_empty("idempotency_key", key, 200)?;
         }

@@ -74,6 +74,33 @@ mod tests {
     }
 
     #[test]
+    fn unknown_templates_and_template_variables_are_refused_naming_the_valid_ones() {
+        let ok = json!({"to": ["a@b.c"], "subject": "hi", "template": "generic",
+            "vars": {"title": "t", "message": "m", "url": "https://x.example"}});
+        assert!(email(ok).is_ok());
+        let err = email(json!({"to": ["a@b.c"], "subject": "hi", "template": "nope"})).unwrap_err();
+        assert_eq!(err.field, "template");
+        assert!(
+            err.message.contains("unknown email template `nope`"),
+            "{err}"
+        );
+        assert!(err.message.contains("generic"), "{err}");
+        let err = email(
+            json!({"to": ["a@b.c"], "subject": "hi", "template": "generic",
+            "vars": {"titel": "t"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "vars.titel");
+        assert!(err.message.contains("title"), "{err}");
+        let err = email(
+            json!({"to": ["a@b.c"], "subject": "hi", "body": {"text": "x"},
+            "vars": {"title": "t"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "vars");
+    }
+
+    #[test]
     fn unknown_fields_are_rejected_with_their_name() {
         let err =
             email(json!({"to": ["a@b.c"], "subject": "hi", "body": {"text": "x"}, "bcc": []}))

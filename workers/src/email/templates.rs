@@ -131,6 +131,15 @@ mod tests {
     }
 
     #[test]
+    fn the_templates_are_the_ones_jobs_may_name() {
+        let named: Vec<&str> = vigil_jobs::EmailJob::TEMPLATES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(named, NAMES);
+    }
+
+    #[test]
     fn html_is_escaped_and_links_must_be_http() {
         let v = vars(json!({
             "alert_id": 7, "rule": "<script>alert(1)</script>", "severity": "High",
