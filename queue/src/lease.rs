@@ -91,6 +91,14 @@ pub fn retry_delay(settings: &QueueSettings, attempt: u32) -> Duration {
     Duration::from_millis(rand::random_range(0..=ceiling))
 }
 
+/// The worker named in a fencing token (`worker:attempt`); none for an empty or odd token.
+pub fn worker_of(token: &str) -> Option<String> {
+    token
+        .rsplit_once(':')
+        .filter(|(w, attempt)| !w.is_empty() && attempt.parse::<u32>().is_ok())
+        .map(|(w, _)| w.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,12 +119,4 @@ mod tests {
             assert!(retry_delay(&s, n) <= backoff_ceiling(&s, n));
         }
     }
-}
-
-/// The worker named in a fencing token (`worker:attempt`); none for an empty or odd token.
-pub fn worker_of(token: &str) -> Option<String> {
-    token
-        .rsplit_once(':')
-        .filter(|(w, attempt)| !w.is_empty() && attempt.parse::<u32>().is_ok())
-        .map(|(w, _)| w.to_owned())
 }

@@ -365,7 +365,7 @@ fn a_queue_actor_reports_its_jobs_in_flight_of_its_concurrency() {
         let handler: Handler = Arc::new(move |_ctx, _payload| {
             let gate = held.clone();
             async move {
-                let _permit = gate.acquire().await.map_err(|e| JobError::retryable(e))?;
+                let _permit = gate.acquire().await.map_err(JobError::retryable)?;
                 Ok(())
             }
             .boxed()

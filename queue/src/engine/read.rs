@@ -47,11 +47,13 @@ impl Engine {
             for (id, (map, done)) in mine.into_iter().zip(answers) {
                 let record = match record_from_hash(id, queue, &map) {
                     Some(r) => Some(r),
-                    None => done.and_then(|v| record_from_fin(id, queue, &v)).inspect(|r| {
-                        if r.worker.is_some() {
-                            short_named.push(id.as_str());
-                        }
-                    }),
+                    None => done
+                        .and_then(|v| record_from_fin(id, queue, &v))
+                        .inspect(|r| {
+                            if r.worker.is_some() {
+                                short_named.push(id.as_str());
+                            }
+                        }),
                 };
                 if let Some(r) = record {
                     found.insert(id.as_str(), r);
