@@ -5,7 +5,7 @@
 //! ([`crate::context`]), which also fills in `request_id`. A 5xx body never carries the
 //! cause: the cause is logged with the request id instead.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
@@ -87,15 +87,25 @@ fn from_bad_request(err: poem::Error) -> ApiError {
     ApiError::BadRequest(body("bad_request", humanize(&err.to_string())))
 }
 
-/// The API's OpenAPI document, to word parse errors.
-static SPEC: LazyLock<serde_json::Value> =
-    LazyLock::new(|| serde_json::from_str(&crate::routes::service("").spec()).unwrap_or_default());
+/// The API's OpenAPI document, to word parse errors: given once by [`crate::app`] (which
+/// builds the service), so this module needs nothing from the routes that use it.
+static SPEC: OnceLock<serde_json::Value> = OnceLock::new();
+static NO_SPEC: serde_json::Value = serde_json::Value::Null;
+
+/// Hands the served OpenAPI document (JSON) to the error wording; the first call wins.
+pub fn word_errors_with(spec_json: &str) {
+    let _ = SPEC.set(serde_json::from_str(spec_json).unwrap_or_default());
+}
+
+fn spec() -> &'static serde_json::Value {
+    SPEC.get().unwrap_or(&NO_SPEC)
+}
 
 /// The name of the path parameters of type `ty` (poem names a path parameter `param<N>` in
 /// its errors), when every route agrees on it.
 fn path_param_named(ty: &str) -> Option<String> {
     let needle = format!("#/components/schemas/{ty}");
-    let mut names = SPEC["paths"]
+    let mut names = spec()["paths"]
         .as_object()?
         .values()
         .filter_map(|ops| ops.as_object())
@@ -143,7 +153,7 @@ pub fn humanize(raw: &str) -> String {
     if let Some(r) = raw.strip_prefix("parse request payload error: ") {
         rest = r;
     }
-    let schemas = &SPEC["components"]["schemas"];
+    let schemas = &spec()["components"]["schemas"];
     let schema = |name: &str| schemas.get(name).filter(|s| s.is_object());
     // The types named, innermost first, and the objects that held them.
     let failed: Vec<&str> = all_between(rest, "failed to parse \"", "\"");

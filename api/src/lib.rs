@@ -68,6 +68,7 @@ pub fn app(state: ApiState) -> BoxEndpoint<'static, Response> {
     let http = &state.settings().http;
     let service = routes::service(&http.public_url);
     let spec_json = routes::spec_json(&service);
+    error::word_errors_with(&spec_json);
     let docs_html = routes::docs_html(&service, &spec_json);
     let served = spec_json.clone();
     let spec = poem::endpoint::make_sync(move |_| {

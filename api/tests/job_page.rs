@@ -229,6 +229,13 @@ async fn a_queues_series_counts_each_transition_per_minute_and_per_quarter_hour(
     bad.code();
     let unknown = app.get("/api/v1/queues/nope/series", Some(&analyst)).await;
     assert!(unknown.status.is_client_error(), "{}", unknown.text);
+    // The error names the path parameter and lists the queues (no Rust type names).
+    let message = unknown.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("queue:") && message.contains("email"),
+        "{}",
+        unknown.text
+    );
     app.get("/api/v1/queues/email/series", None)
         .await
         .expect(401);
