@@ -264,8 +264,9 @@ async fn stopped_workers_give_unfinished_jobs_back() {
     e.enqueue_raw((0..5).map(|i| NewJob::new(Q, json!({ "i": i }))).collect())
         .await
         .unwrap();
+    // Running in Redis and held by the worker (the lease reply has reached it).
     eventually(Duration::from_secs(5), "two running", || async {
-        counts(e, Q).await.running == 2
+        counts(e, Q).await.running == 2 && control.inflight() == 2
     })
     .await;
     control.stop_leasing();
