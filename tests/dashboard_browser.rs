@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Deployment, PASSWORD, get_json, post_json, wait_status};
+use support::{Daemon, Deployment, PASSWORD, get_json, post_json, wait_status};
 use vigil_testkit::oidc::OidcProvider;
 use vigil_testkit::smtp::{SmtpServer, Stage};
 use vigil_testkit::webdriver::{Driver, Session, chromium_available};
@@ -43,6 +43,31 @@ async fn sign_in(browser: &Session, base: &str, user: &str) {
             t.contains("email")
         })
         .await;
+}
+
+/// `vigil run` sending mail to `smtp_port`, with `env` set and one admin (`admin`): the
+/// deployment, its daemon, its base URL and the admin's token.
+async fn run_with_admin(
+    smtp_port: u16,
+    env: &[(&str, &str)],
+) -> (Deployment, Daemon, String, String) {
+    let vigil = Deployment::new(smtp_port, env);
+    vigil.add_user("admin", "admin");
+    let daemon = vigil.start("run").await;
+    let base = vigil.base();
+    let token = vigil.token("admin").await;
+    (vigil, daemon, base, token)
+}
+
+/// Chooses `value` in the select `id` as a user would (the page hears `change`), once the
+/// page offers it; waits for that up to 20 s.
+async fn choose(browser: &Session, id: &str, value: &str) {
+    let script = format!(
+        "const s = document.getElementById('{id}'); \
+         if (![...s.options].some((o) => o.value === '{value}')) return false; \
+         s.value = '{value}'; s.dispatchEvent(new Event('change')); return true;"
+    );
+    wait_js(browser, &script, |v| v == &json!(true)).await;
 }
 
 async fn enqueue_email(base: &str, token: &str, body: Value) -> String {
@@ -259,17 +284,14 @@ async fn requests_counted(base: &str, needle: &str) -> u64 {
 async fn two_tabs_follow_the_live_stream_without_polling_or_429() {
     require_chromium();
     let smtp = SmtpServer::start().await;
-    let vigil = Deployment::new(
+    let (vigil, daemon, base, token) = run_with_admin(
         smtp.port(),
         &[
             ("VIGIL_RATE_LIMIT__AUTHENTICATED_PER_MINUTE", "5"),
             ("VIGIL_RATE_LIMIT__READ_PER_MINUTE", "60"),
         ],
-    );
-    vigil.add_user("admin", "admin");
-    let daemon = vigil.start("run").await;
-    let base = vigil.base();
-    let token = vigil.token("admin").await;
+    )
+    .await;
     let driver = Driver::start().await;
     let tabs = [
         driver.session(1280, 900).await,
@@ -358,17 +380,14 @@ async fn an_admin_searches_by_payload_and_bulk_retries_50_dead_jobs_by_filter() 
     require_chromium();
     let smtp = SmtpServer::start().await;
     smtp.inject(Stage::Data, "554 5.7.1 message refused", Some(50));
-    let vigil = Deployment::new(
+    let (vigil, daemon, base, token) = run_with_admin(
         smtp.port(),
         &[
             ("VIGIL_QUEUES__EMAIL__MAX_ATTEMPTS", "1"),
             ("VIGIL_RATE_LIMIT__ENABLED", "false"),
         ],
-    );
-    vigil.add_user("admin", "admin");
-    let daemon = vigil.start("run").await;
-    let base = vigil.base();
-    let token = vigil.token("admin").await;
+    )
+    .await;
     let needle = enqueue_email(
         &base,
         &token,
@@ -463,11 +482,8 @@ async fn within_width(browser: &Session, css: &str) -> bool {
 async fn a_phone_reaches_pause_and_status_at_390_px() {
     require_chromium();
     let smtp = SmtpServer::start().await;
-    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
-    vigil.add_user("admin", "admin");
-    let daemon = vigil.start("run").await;
-    let base = vigil.base();
-    let token = vigil.token("admin").await;
+    let (vigil, daemon, base, token) =
+        run_with_admin(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]).await;
     let id = enqueue_email(
         &base,
         &token,
@@ -787,19 +803,13 @@ async fn the_alert_page_shows_each_notification_and_retries_a_dead_one() {
     assert_eq!(alert["status"], "open", "{alert}");
 
     // The list's filters: no low-severity alert; critical ones include this one.
-    let pick = |value: &str| {
-        format!(
-            "const s = document.getElementById('alerts-severity'); s.value = '{value}'; \
-             s.dispatchEvent(new Event('change')); return 0;"
-        )
-    };
-    browser.execute(&pick("low"), vec![]).await;
+    choose(&browser, "alerts-severity", "low").await;
     browser
         .wait_text("#alerts-note", Duration::from_secs(20), |t| {
             t == "No alert matches these filters."
         })
         .await;
-    browser.execute(&pick("critical"), vec![]).await;
+    choose(&browser, "alerts-severity", "critical").await;
     browser
         .wait_text(
             &format!("tr[data-alert='{id}']"),
@@ -818,11 +828,8 @@ async fn the_alert_page_shows_each_notification_and_retries_a_dead_one() {
 async fn an_admin_disables_a_schedule_and_runs_it_now_from_the_dashboard() {
     require_chromium();
     let smtp = SmtpServer::start().await;
-    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
-    vigil.add_user("admin", "admin");
-    let daemon = vigil.start("run").await;
-    let base = vigil.base();
-    let token = vigil.token("admin").await;
+    let (vigil, daemon, base, token) =
+        run_with_admin(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]).await;
     let driver = Driver::start().await;
     let browser = driver.session(1280, 900).await;
     sign_in(&browser, &base, "admin").await;
@@ -911,11 +918,8 @@ async fn an_admin_disables_a_schedule_and_runs_it_now_from_the_dashboard() {
 async fn an_admin_filters_pages_and_verifies_the_audit_trail() {
     require_chromium();
     let smtp = SmtpServer::start().await;
-    let vigil = Deployment::new(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]);
-    vigil.add_user("admin", "admin");
-    let daemon = vigil.start("run").await;
-    let base = vigil.base();
-    let token = vigil.token("admin").await;
+    let (vigil, daemon, base, token) =
+        run_with_admin(smtp.port(), &[("VIGIL_RATE_LIMIT__ENABLED", "false")]).await;
     for i in 0..25 {
         enqueue_email(
             &base,
@@ -1009,17 +1013,14 @@ async fn an_operator_sees_the_spike_opens_the_failing_job_and_retries_it_from_it
     require_chromium();
     let smtp = SmtpServer::start().await;
     smtp.inject(Stage::Data, "554 5.7.1 relay refused", Some(1));
-    let vigil = Deployment::new(
+    let (vigil, daemon, base, token) = run_with_admin(
         smtp.port(),
         &[
             ("VIGIL_QUEUES__EMAIL__MAX_ATTEMPTS", "1"),
             ("VIGIL_RATE_LIMIT__ENABLED", "false"),
         ],
-    );
-    vigil.add_user("admin", "admin");
-    let daemon = vigil.start("run").await;
-    let base = vigil.base();
-    let token = vigil.token("admin").await;
+    )
+    .await;
     let failing = enqueue_email(
         &base,
         &token,
@@ -1045,14 +1046,7 @@ async fn an_operator_sees_the_spike_opens_the_failing_job_and_retries_it_from_it
     sign_in(&browser, &base, "admin").await;
     // The chart of the email queue (the first queue offered may be another: choose email
     // once the stream has offered it).
-    wait_js(
-        &browser,
-        "const s = document.getElementById('chart-queue'); \
-         if (![...s.options].some((o) => o.value === 'email')) return false; \
-         s.value = 'email'; s.dispatchEvent(new Event('change')); return true;",
-        |v| v == &json!(true),
-    )
-    .await;
+    choose(&browser, "chart-queue", "email").await;
     let chart = "#charts-body figure:first-child svg";
     let label = browser
         .wait_text("#charts-body", Duration::from_secs(20), |t| {
@@ -1099,13 +1093,7 @@ async fn an_operator_sees_the_spike_opens_the_failing_job_and_retries_it_from_it
 
     // Find the failing job by its error text (among email jobs: the audit trail's jobs
     // quote it too) and open its page.
-    browser
-        .execute(
-            "const s = document.getElementById('filter-queue'); s.value = 'email'; \
-             s.dispatchEvent(new Event('change')); return 0;",
-            vec![],
-        )
-        .await;
+    choose(&browser, "filter-queue", "email").await;
     browser.type_into("#filter-q", "relay refused").await;
     browser
         .wait_text("#jobs-page", Duration::from_secs(20), |t| {
