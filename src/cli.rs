@@ -175,15 +175,15 @@ pub struct BenchArgs {
     /// Spread the jobs over every registered queue (on a Cluster: over the shards that own them).
     #[arg(long)]
     pub spread: bool,
-    /// Number of jobs.
-    #[arg(long, short, default_value_t = 100_000)]
+    /// Number of jobs (at least 1).
+    #[arg(long, short, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub n: u64,
     /// Worker concurrency while draining (no short flag: `-c` is `--config`); default 64,
     /// or with `--workload audit` the audit queue's own.
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// Also run the latency mode: a paced stream at this many jobs per second.
-    #[arg(long)]
+    /// Also run the latency mode: a paced stream at this many jobs per second (1 to 1,000,000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub rate: Option<u64>,
     /// What the jobs do: `noop` (the engine alone), `audit` (real audit records through
     /// the audit queue's batch handler into `--database`, beside a one-per-transaction

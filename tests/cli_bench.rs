@@ -70,6 +70,9 @@ fn the_audit_workload_writes_a_verified_chain_beside_its_baseline() {
     assert_eq!(l[0]["n"], 1500);
     assert_eq!(l[0]["chain_verified"], true);
     assert_eq!(l[0]["batch_size"], 256, "the audit queue's own batch size");
+    for line in &l {
+        assert!(line["process_jobs_per_s"].as_f64().unwrap() > 0.0, "{line}");
+    }
     assert_eq!(
         l[1]["n"], 1000,
         "the baseline runs N/10 jobs, at least 1,000"
@@ -86,7 +89,7 @@ fn the_audit_workload_writes_a_verified_chain_beside_its_baseline() {
         &[("VIGIL_DATABASE__URL", db.as_str())],
     );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("2500"), "{}", text(&out));
+    assert!(text(&out).contains("OK 2500 records"), "{}", text(&out));
 
     // Flags that do not apply are refused, naming them, before anything runs.
     for (args, says) in [
@@ -121,6 +124,20 @@ fn the_audit_workload_writes_a_verified_chain_beside_its_baseline() {
             &["bench", "--database", &db][..],
             "--database is for --workload audit",
         ),
+        (
+            &[
+                "bench",
+                "--workload",
+                "audit",
+                "--database",
+                &db,
+                "--smtp",
+                "smtp://127.0.0.1:25",
+            ][..],
+            "--smtp is for --workload email",
+        ),
+        (&["bench", "--rate", "0"][..], "--rate"),
+        (&["bench", "-n", "0"][..], "-n"),
     ] {
         let out = vigil(dir.path(), args, NO_ENV);
         assert!(!out.status.success(), "{args:?}");
@@ -170,7 +187,11 @@ fn the_email_workload_sends_through_the_worker_beside_its_baseline() {
         "{}",
         l[0]
     );
-    assert!(l[0]["redis_cpu_us_per_job"].as_f64().is_some(), "{}", l[0]);
+    assert!(
+        l[0]["redis_cpu_us_per_job"].as_f64().unwrap() > 0.0,
+        "Redis spent CPU on the jobs: {}",
+        l[0]
+    );
     assert_eq!(l[1]["n"], 40);
     assert!(l[1]["baseline"].as_str().unwrap().contains("directly"));
     assert!(l[1]["emails_per_s"].as_f64().unwrap() > 0.0, "{}", l[1]);
@@ -220,4 +241,25 @@ fn the_email_workload_sends_through_the_worker_beside_its_baseline() {
         assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
         assert!(!text(&out).contains("hunter2"), "{}", text(&out));
     }
+}
+
+#[test]
+fn a_closed_stdout_ends_the_bench_with_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = support::command(
+        dir.path(),
+        &["bench", "--redis", &shared_url(), "-n", "200"],
+        NO_ENV,
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The reader goes away before the first line, as `vigil bench | head -0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("while writing the results to stdout"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

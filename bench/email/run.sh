@@ -11,6 +11,7 @@
 # Prints the JSON lines of every run, then the median ratio.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/lib.sh
 N="${1:-5000}"
 RUNS="${2:-3}"
 PG="${PG:-postgres://postgres@127.0.0.1:5432}"
@@ -24,26 +25,18 @@ WORK="$(mktemp -d)"
 DB="vigil_bench_email_$$"
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}" ${REDIS_PID:-}; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-free_port() {
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-PORT="$(free_port)"
-redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
-  --logfile "$WORK/redis.log" &
-PIDS+=($!)
+start_redis "$WORK"
+
 node bench/email/smtp-sink.mjs 0 >"$WORK/sink.out" &
 PIDS+=($!)
 for _ in $(seq 1 100); do
-  redis-cli -p "$PORT" ping >/dev/null 2>&1 && grep -q listening "$WORK/sink.out" && break
+  grep -q listening "$WORK/sink.out" && break
   sleep 0.05
 done
 SMTP_PORT="$(sed -nE 's/^listening ([0-9]+)$/\1/p' "$WORK/sink.out")"
@@ -59,6 +52,5 @@ for _ in $(seq 1 "$RUNS"); do
   ratios+=("$(sed -nE 's/.*"vigil_vs_baseline":([0-9.]+).*/\1/p' <<<"$out")")
 done
 echo
-echo "vigil_vs_baseline, median of $RUNS: $(printf '%s\n' "${ratios[@]}" | sort -g |
-  awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') (runs: ${ratios[*]}); $N emails per run,"
+echo "vigil_vs_baseline, median of $RUNS: $(median "${ratios[*]}") (runs: ${ratios[*]}); $N emails per run,"
 echo "$(date -u '+%F %H:%M UTC'), $(nproc) cores; \`bench/email/run.sh $N $RUNS\`"

@@ -19,6 +19,7 @@
 # JSON line per run, then a markdown table. Never touches any other Redis.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/lib.sh
 N="${1:-50000}"
 ROUNDS="${2:-3}"
 CONCURRENCY=50
@@ -47,18 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-PORT="$(free_port)"
-redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
-  --logfile "$WORK/redis.log" &
-REDIS_PID=$!
-for _ in $(seq 1 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
-redis-cli -p "$PORT" ping >/dev/null || { echo "redis-server on $PORT did not start" >&2; exit 1; }
+start_redis "$WORK"
 
 run_one() { # system -> one JSON line on stdout
   redis-cli -p "$PORT" flushall >/dev/null
@@ -84,7 +74,6 @@ for r in $(seq 0 $((ROUNDS - 1))); do
   done
 done
 
-median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 VERSION_vigil="$("$VIGIL" --version | cut -d" " -f2) ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 VERSION_bullmq="$(node -p "require('./$PEERS/bullmq/node_modules/bullmq/package.json').version")"
 VERSION_sidekiq="$(ruby -e 'require "sidekiq"; print Sidekiq::VERSION')"

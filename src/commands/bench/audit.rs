@@ -10,20 +10,17 @@
 //! It prints one JSON line per run and the ratio, then verifies the chain. Audit records are
 //! append-only, so the database must be a scratch one; its schema is migrated first.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::Utc;
 use serde_json::json;
 use vigil_jobs::{AuditActor, AuditJob, Job as _, QueueSettings};
-use vigil_queue::{NewJob, QueuesSettings, RedisSettings, SchedulesSettings, bench};
+use vigil_queue::{NewJob, QueuesSettings, RedisSettings};
 use vigil_store::Db;
 use vigil_workers::audit::AuditWriter;
-use vigil_workers::runtime::Runtime;
 
-use super::{Timings, connect, process_round, round3};
+use super::{Timings, clean_up, connect, emit, round3, runtime, scratch_db};
 use crate::cli::BenchArgs;
 
 /// One measured drain.
@@ -34,13 +31,11 @@ struct Drain {
 }
 
 pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()> {
-    let url = args.database.as_deref().context(
+    let db = scratch_db(
+        args,
         "--workload audit needs --database URL (a scratch database: audit records cannot be deleted)",
-    )?;
-    let db = Db::connect(url, 8)
-        .await
-        .with_context(|| format!("while connecting to {}", vigil_store::db::redact_url(url)))?;
-    db.migrate().await.context("while applying migrations")?;
+    )
+    .await?;
     let n = args.n.max(1) as usize;
     let tag = vigil_queue::lease::new_ulid();
 
@@ -67,29 +62,23 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
         verified.is_ok(),
         "the audit chain does not verify: {verified}"
     );
-    println!(
-        "{}",
-        json!({
-            "system": "vigil",
-            "workload": "audit",
-            "database": format!("{:?}", db.kind()).to_lowercase(),
-            "n": measured.n,
-            "process_jobs_per_s": process_round(measured.jobs_per_s),
-            "batch_size": measured.settings.batch_size,
-            "batch_linger_ms": measured.settings.batch_linger_ms,
-            "concurrency": measured.settings.concurrency,
-            "chain_verified": true,
-        })
-    );
-    println!(
-        "{}",
-        json!({
-            "baseline": "audit jobs one record per transaction, 8 in flight (before batch handlers)",
-            "n": baseline.n,
-            "process_jobs_per_s": process_round(baseline.jobs_per_s),
-            "batched_vs_baseline": round3(measured.jobs_per_s / baseline.jobs_per_s.max(1e-9)),
-        })
-    );
+    emit(json!({
+        "system": "vigil",
+        "workload": "audit",
+        "database": format!("{:?}", db.kind()).to_lowercase(),
+        "n": measured.n,
+        "process_jobs_per_s": f64::round(measured.jobs_per_s),
+        "batch_size": measured.settings.batch_size,
+        "batch_linger_ms": measured.settings.batch_linger_ms,
+        "concurrency": measured.settings.concurrency,
+        "chain_verified": true,
+    }))?;
+    emit(json!({
+        "baseline": "audit jobs one record per transaction, 8 in flight (before batch handlers)",
+        "n": baseline.n,
+        "process_jobs_per_s": f64::round(baseline.jobs_per_s),
+        "batched_vs_baseline": round3(measured.jobs_per_s / baseline.jobs_per_s.max(1e-9)),
+    }))?;
     db.close().await;
     Ok(())
 }
@@ -126,27 +115,17 @@ async fn drain(
             )
         })
         .collect();
-    for chunk in jobs.chunks(1_000) {
-        engine.enqueue_many(chunk.to_vec()).await?;
-    }
+    // The engine sends them in slices of its own, one script call each.
+    engine.enqueue_many(jobs).await?;
     let timings = Arc::new(Timings::default());
-    let rt = Runtime::builder(
-        engine.clone(),
-        SchedulesSettings(BTreeMap::new()),
-        &prometheus::Registry::new(),
-    )
-    .name("bench")
-    .schedules(false)
-    .observer(timings.clone())
-    .batch_job::<AuditJob>(AuditWriter::new(db.clone(), None).start_writer())
-    .start()?;
+    let rt = runtime(&engine, &timings)
+        .batch_job::<AuditJob>(AuditWriter::new(db.clone(), None).start_writer())
+        .start()?;
     let outcome = timings
         .wait_done(n as u64, Duration::from_secs(900), "the audit drain")
         .await;
     rt.shutdown().await;
-    if let Err(e) = bench::cleanup(&engine).await {
-        eprintln!("vigil bench: could not delete keys under {prefix}: {e}");
-    }
+    clean_up(&engine, &prefix).await;
     let took = outcome?;
     Ok(Drain {
         n,

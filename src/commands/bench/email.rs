@@ -25,13 +25,12 @@ use lettre::transport::smtp::client::Tls;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 use vigil_jobs::{AuditJob, EmailBody, EmailJob, Job as _};
-use vigil_queue::{NewJob, QueuesSettings, RedisSettings, SchedulesSettings, bench};
+use vigil_queue::{NewJob, QueuesSettings, RedisSettings, bench};
 use vigil_store::Db;
 use vigil_store::emails::{self, EmailStatus};
 use vigil_workers::email::{Mailer, SendRateLimiter, SmtpSettings, SmtpTls};
-use vigil_workers::runtime::Runtime;
 
-use super::{Timings, connect, process_round, round3};
+use super::{Timings, clean_up, connect, cpu_us_per_job, emit, round3, runtime, scratch_db};
 use crate::cli::BenchArgs;
 
 const TO: &str = "bench@example.com";
@@ -70,13 +69,11 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
     let smtp = parse_smtp(args.smtp.as_deref().context(
         "--workload email needs --smtp smtp://HOST:PORT (the SMTP server the emails go to)",
     )?)?;
-    let url = args.database.as_deref().context(
+    let db = scratch_db(
+        args,
         "--workload email needs --database URL (a scratch database: every delivery is recorded)",
-    )?;
-    let db = Db::connect(url, 8)
-        .await
-        .with_context(|| format!("while connecting to {}", vigil_store::db::redact_url(url)))?;
-    db.migrate().await.context("while applying migrations")?;
+    )
+    .await?;
     let n = args.n.max(1) as usize;
     let concurrency = args
         .concurrency
@@ -91,29 +88,23 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
         recorded == n as u64,
         "{n} emails were drained but {recorded} deliveries were recorded as sent"
     );
-    println!(
-        "{}",
-        json!({
-            "system": "vigil",
-            "workload": "email",
-            "database": format!("{:?}", db.kind()).to_lowercase(),
-            "n": n,
-            "process_jobs_per_s": process_round(measured.jobs_per_s),
-            "concurrency": concurrency,
-            "smtp_pool_max_size": concurrency,
-            "recorded_sent": recorded,
-            "redis_cpu_us_per_job": measured.cpu_us_per_job.map(|v| (v * 10.0).round() / 10.0),
-        })
-    );
-    println!(
-        "{}",
-        json!({
-            "baseline": "the same messages sent directly with lettre: one SMTP connection, one at a time, no queue, no database",
-            "n": n,
-            "emails_per_s": process_round(baseline),
-            "vigil_vs_baseline": round3(measured.jobs_per_s / baseline.max(1e-9)),
-        })
-    );
+    emit(json!({
+        "system": "vigil",
+        "workload": "email",
+        "database": format!("{:?}", db.kind()).to_lowercase(),
+        "n": n,
+        "process_jobs_per_s": f64::round(measured.jobs_per_s),
+        "concurrency": concurrency,
+        "smtp_pool_max_size": concurrency,
+        "recorded_sent": recorded,
+        "redis_cpu_us_per_job": measured.cpu_us_per_job.map(|v| (v * 10.0).round() / 10.0),
+    }))?;
+    emit(json!({
+        "baseline": "the same messages sent directly with lettre: one SMTP connection, one at a time, no queue, no database",
+        "n": n,
+        "emails_per_s": f64::round(baseline),
+        "vigil_vs_baseline": round3(measured.jobs_per_s / baseline.max(1e-9)),
+    }))?;
     db.close().await;
     Ok(())
 }
@@ -222,34 +213,20 @@ async fn drain(
     let jobs: Vec<NewJob> = (0..n)
         .map(|_| NewJob::new(EmailJob::QUEUE, payload.clone()))
         .collect();
-    for chunk in jobs.chunks(1_000) {
-        engine.enqueue_many(chunk.to_vec()).await?;
-    }
+    // The engine sends them in slices of its own, one script call each.
+    engine.enqueue_many(jobs).await?;
     let timings = Arc::new(Timings::default());
-    let rt = Runtime::builder(
-        engine.clone(),
-        SchedulesSettings(BTreeMap::new()),
-        &prometheus::Registry::new(),
-    )
-    .name("bench")
-    .schedules(false)
-    .observer(timings.clone())
-    .job::<EmailJob>(mailer)
-    .start()?;
+    let rt = runtime(&engine, &timings).job::<EmailJob>(mailer).start()?;
     let outcome = timings
         .wait_done(n as u64, Duration::from_secs(900), "the email drain")
         .await;
     let cpu_after = bench::used_cpu_seconds(&engine).await;
     rt.shutdown().await;
-    if let Err(e) = bench::cleanup(&engine).await {
-        eprintln!("vigil bench: could not delete keys under {prefix}: {e}");
-    }
+    clean_up(&engine, &prefix).await;
     let took = outcome?;
     Ok(Drain {
         jobs_per_s: n as f64 / took.as_secs_f64().max(1e-9),
-        cpu_us_per_job: cpu_before
-            .zip(cpu_after)
-            .map(|(a, b)| (b - a).max(0.0) * 1e6 / n as f64),
+        cpu_us_per_job: cpu_us_per_job(cpu_before, cpu_after, n),
     })
 }
 

@@ -31,7 +31,8 @@ use vigil_queue::{
     Engine, EngineSettings, LeasedJob, Queue, QueuesSettings, RedisSettings, SchedulesSettings,
     bench,
 };
-use vigil_workers::runtime::{Handler, Runtime};
+use vigil_store::db::Db;
+use vigil_workers::runtime::{Handler, Runtime, RuntimeBuilder};
 
 use crate::cli::{BenchArgs, Workload};
 use vigil_jobs::{AuditJob, Job as _};
@@ -140,25 +141,22 @@ fn queues_of(args: &BenchArgs) -> Vec<Queue> {
 
 /// Runs the benchmark.
 pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()> {
+    if args.workload != Workload::Noop {
+        anyhow::ensure!(
+            !args.spread && args.rate.is_none(),
+            "--spread and --rate measure no-op jobs: leave them out of --workload {}",
+            format!("{:?}", args.workload).to_lowercase()
+        );
+    }
     match args.workload {
         Workload::Audit => {
-            anyhow::ensure!(
-                !args.spread && args.rate.is_none(),
-                "--spread and --rate measure no-op jobs: leave them out of --workload audit"
-            );
             anyhow::ensure!(
                 args.smtp.is_none(),
                 "--smtp is for --workload email (audit jobs send no email)"
             );
             return audit::run(args, config).await;
         }
-        Workload::Email => {
-            anyhow::ensure!(
-                !args.spread && args.rate.is_none(),
-                "--spread and --rate measure no-op jobs: leave them out of --workload email"
-            );
-            return email::run(args, config).await;
-        }
+        Workload::Email => return email::run(args, config).await,
         Workload::Noop => {
             anyhow::ensure!(
                 args.database.is_none(),
@@ -173,10 +171,7 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
     let prefix = format!("vigil-bench:{}", vigil_queue::lease::new_ulid());
     let engine = engine(args, config, &prefix).await?;
     let outcome = measure(args, &engine).await;
-    let cleaned = bench::cleanup(&engine).await;
-    if let Err(e) = cleaned {
-        eprintln!("vigil bench: could not delete keys under {prefix}: {e}");
-    }
+    clean_up(&engine, &prefix).await;
     outcome
 }
 
@@ -197,26 +192,15 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
     let enqueue = n as f64 / began.elapsed().as_secs_f64().max(1e-9);
 
     let timings = Arc::new(Timings::default());
-    let rt = Runtime::builder(
-        engine.clone(),
-        SchedulesSettings(BTreeMap::new()),
-        &prometheus::Registry::new(),
-    )
-    .name("bench")
-    .schedules(false)
-    .observer(timings.clone());
     let rt = queues
         .iter()
-        .fold(rt, |rt, q| rt.handler(*q, noop()))
+        .fold(runtime(engine, &timings), |rt, q| rt.handler(*q, noop()))
         .start()?;
     let drain = timings
         .wait_done(n as u64, Duration::from_secs(600), "drain")
         .await?;
     let process = n as f64 / drain.as_secs_f64();
-    let cpu_per_job_us = match (cpu_before, bench::used_cpu_seconds(engine).await) {
-        (Some(a), Some(b)) => Some((b - a).max(0.0) * 1e6 / n as f64),
-        _ => None,
-    };
+    let cpu_per_job_us = cpu_us_per_job(cpu_before, bench::used_cpu_seconds(engine).await, n);
     // Finished jobs stay until their retention: what each one holds, payload included.
     let per_job = match (memory_before, bench::used_memory(engine).await) {
         (Some(a), Some(b)) => Some((b.saturating_sub(a)) as f64 / n as f64),
@@ -230,32 +214,29 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
         "redis": engine.connector().describe(),
         "queues": queues.len(),
         "n": n,
-        "redis_bytes_per_finished_job": per_job.map(process_round),
-        "enqueue_jobs_per_s": process_round(enqueue),
-        "process_jobs_per_s": process_round(process),
+        "redis_bytes_per_finished_job": per_job.map(f64::round),
+        "enqueue_jobs_per_s": f64::round(enqueue),
+        "process_jobs_per_s": f64::round(process),
         "p50_ms": round3(bench::percentile_ms(&mut held, 50.0)),
         "p99_ms": round3(bench::percentile_ms(&mut held, 99.0)),
-        "redis_cpu_us_per_job": cpu_per_job_us.map(|v| (v * 10.0).round() / 10.0),
+        "redis_cpu_us_per_job": cpu_per_job_us,
     });
-    println!("{line}");
-    println!(
-        "{}",
-        json!({
+    emit(line)?;
+    emit(json!({
             "baseline": "redis LPUSH, pipelined, same single connection",
             "n": n,
             "concurrency": noop_concurrency(args),
-            "lpush_ops_per_s": process_round(baseline),
+            "lpush_ops_per_s": f64::round(baseline),
             "enqueue_vs_lpush": round3(enqueue / baseline),
             "process_vs_lpush": round3(process / baseline),
-            "hash_per_job_bytes": hash_per_job.map(process_round),
+            "hash_per_job_bytes": hash_per_job.map(f64::round),
             "finished_job_bytes_vs_hash_per_job": per_job
                 .zip(hash_per_job)
                 .map(|(v, h)| round3(v / h.max(1.0))),
             "p50_p99_meaning": "per job, from start to outcome recorded in Redis",
-        })
-    );
+    }))?;
 
-    if let Some(rate) = args.rate.filter(|r| *r > 0) {
+    if let Some(rate) = args.rate {
         timings
             .pickup
             .lock()
@@ -275,24 +256,59 @@ async fn measure(args: &BenchArgs, engine: &Engine) -> anyhow::Result<()> {
             .await?;
         let mut pickup =
             std::mem::take(&mut *timings.pickup.lock().unwrap_or_else(|e| e.into_inner()));
-        println!(
-            "{}",
-            json!({
+        emit(json!({
                 "system": "vigil",
                 "mode": "latency",
                 "rate_jobs_per_s": rate,
                 "n": count,
                 "enqueue_to_start_p50_ms": round3(bench::percentile_ms(&mut pickup, 50.0)),
                 "enqueue_to_start_p99_ms": round3(bench::percentile_ms(&mut pickup, 99.0)),
-            })
-        );
+        }))?;
     }
     rt.shutdown().await;
     Ok(())
 }
 
-pub(crate) fn process_round(v: f64) -> f64 {
-    v.round()
+/// Prints one JSON result line. A closed stdout (`vigil bench | head -1`) is an error the
+/// caller returns after cleaning up, not a panic.
+pub(crate) fn emit(line: serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{line}").context("while writing the results to stdout")
+}
+
+/// The bench's runtime: named `bench`, no schedules, its own metrics, `timings` seeing every job.
+pub(crate) fn runtime(engine: &Engine, timings: &Arc<Timings>) -> RuntimeBuilder {
+    Runtime::builder(
+        engine.clone(),
+        SchedulesSettings(BTreeMap::new()),
+        &prometheus::Registry::new(),
+    )
+    .name("bench")
+    .schedules(false)
+    .observer(timings.clone())
+}
+
+/// Deletes the bench's keys under `prefix`; what it could not delete is said, not fatal.
+pub(crate) async fn clean_up(engine: &Engine, prefix: &str) {
+    if let Err(e) = bench::cleanup(engine).await {
+        eprintln!("vigil bench: could not delete keys under {prefix}: {e}");
+    }
+}
+
+/// Redis CPU per job in µs, one decimal, from `INFO cpu` seconds before and after `n` jobs.
+pub(crate) fn cpu_us_per_job(before: Option<f64>, after: Option<f64>, n: usize) -> Option<f64> {
+    let us = (after? - before?).max(0.0) * 1e6 / n.max(1) as f64;
+    Some((us * 10.0).round() / 10.0)
+}
+
+/// The scratch database of `--workload audit|email`, migrated; `missing` says why it is needed.
+pub(crate) async fn scratch_db(args: &BenchArgs, missing: &'static str) -> anyhow::Result<Db> {
+    let url = args.database.as_deref().context(missing)?;
+    let db = Db::connect(url, 8)
+        .await
+        .with_context(|| format!("while connecting to {}", vigil_store::db::redact_url(url)))?;
+    db.migrate().await.context("while applying migrations")?;
+    Ok(db)
 }
 
 pub(crate) fn round3(v: f64) -> f64 {

@@ -1,0 +1,24 @@
+# Shared by the bench scripts (source it): a private redis-server and a median.
+
+# A TCP port on 127.0.0.1 nothing listens on (below 50000).
+free_port() {
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+# start_redis DIR: a redis-server without persistence in DIR on a free port; sets PORT and
+# REDIS_PID, and exits the script when it does not answer within 5 s.
+start_redis() {
+  PORT="$(free_port)"
+  redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$1" \
+    --logfile "$1/redis.log" &
+  REDIS_PID=$!
+  for _ in $(seq 1 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && return; sleep 0.05; done
+  echo "redis-server on $PORT did not start (log: $1/redis.log)" >&2
+  exit 1
+}
+
+# median "v1 v2 ...": the middle value (the lower middle of an even count).
+median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
