@@ -181,6 +181,18 @@ async fn every_request_body_example_posted_as_is_succeeds() {
                 a.status,
                 a.text
             );
+            // A bulk answer is 2xx even when items are refused: its example's items must all
+            // be taken.
+            if let Some(results) = a.body["results"].as_array() {
+                assert!(
+                    results.iter().all(|r| r.get("error").is_none()),
+                    "{id}: its example has refused items: {}",
+                    a.text
+                );
+            }
+            if id == "bulk_jobs" {
+                assert_eq!(a.body["skipped"], 0, "{id}: {}", a.text);
+            }
             posted.push(id);
         }
     }
@@ -215,6 +227,12 @@ async fn swagger_authorize_signs_in_with_a_username_and_password() {
         docs.text.contains("\"OAuth2Password\""),
         "the docs carry the spec"
     );
+    // ... the served one, with what vigil adds to poem's (the bulk limit, closed bodies).
+    assert!(
+        docs.text.contains("\"maxItems\": 1000"),
+        "the docs carry vigil's spec"
+    );
+    assert!(docs.text.contains("\"additionalProperties\": false"));
 
     // What Swagger's Authorize sends.
     let form = format!(

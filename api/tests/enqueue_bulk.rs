@@ -73,13 +73,16 @@ async fn invalid_items_are_refused_one_by_one_and_do_not_block_the_others() {
         {"payload": email("d@example.com"), "idempotency_key": "k-1"},
         {"payload": email("e@example.com"), "idempotency_key": "k-1"},
         {"payload": {"to": ["f@example.com"], "subject": "hi", "template": "no_such_template"}},
+        // 150 characters but 300 bytes: over the engine's 200-byte limit, refused alone.
+        {"payload": email("g@example.com"), "idempotency_key": "é".repeat(150)},
+        {"payload": email("h@example.com"), "delay_seconds": 2_592_001},
     ]});
     let a = app
         .post("/api/v1/jobs/email/bulk", Some(&admin), body)
         .await;
     a.expect(202);
     let r = a.body["results"].as_array().unwrap();
-    assert_eq!(r.len(), 8);
+    assert_eq!(r.len(), 10);
     assert_eq!(a.body["count"], 4, "{}", a.text);
     for ok in [0, 2, 5] {
         assert!(r[ok]["id"].is_string(), "{}", r[ok]);
@@ -93,7 +96,9 @@ async fn invalid_items_are_refused_one_by_one_and_do_not_block_the_others() {
     assert!(err(3).contains("not both"), "{}", err(3));
     assert!(err(4).contains("JSON object"), "{}", err(4));
     assert!(err(7).contains("no_such_template"), "{}", err(7));
-    for bad in [1, 3, 4, 7] {
+    assert!(err(8).starts_with("idempotency_key:"), "{}", err(8));
+    assert!(err(9).starts_with("delay_seconds:"), "{}", err(9));
+    for bad in [1, 3, 4, 7, 8, 9] {
         assert!(r[bad].get("id").is_none(), "{}", r[bad]);
         assert_eq!(r[bad]["index"], bad);
     }

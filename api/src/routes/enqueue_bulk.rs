@@ -5,7 +5,7 @@
 //! one request against the write budget and one `job.bulk_enqueue` audit record naming the
 //! count and the new jobs' ids (not one companion per job: a companion costs a relay per job).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -18,14 +18,13 @@ use crate::auth::BearerAuth;
 use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::Tags;
+use crate::routes::jobs::{MAX_KEY, admit, key_ok, start_at};
 use crate::state::ApiState;
 
 /// The most jobs one bulk enqueue takes.
 pub const MAX_BULK_ENQUEUE: usize = 1000;
 /// The longest delay, as on the single enqueue routes (30 days).
 const MAX_DELAY: u64 = 2_592_000;
-/// The longest idempotency key.
-const MAX_KEY: usize = 200;
 
 /// The bulk enqueue route.
 pub struct EnqueueBulkApi;
@@ -119,16 +118,14 @@ fn check(queue: Queue, item: BulkJobIn, now: DateTime<Utc>) -> Result<NewJob, St
     if !item.payload.is_object() {
         return Err("payload: must be a JSON object".to_owned());
     }
-    if item.run_at.is_some() && item.delay_seconds.is_some() {
-        return Err("run_at: give run_at or delay_seconds, not both".to_owned());
-    }
     if item.delay_seconds.is_some_and(|d| d > MAX_DELAY) {
         return Err(format!(
             "delay_seconds: must be at most {MAX_DELAY} (30 days)"
         ));
     }
+    let run_at = start_at(item.run_at, item.delay_seconds, now)?;
     if let Some(k) = &item.idempotency_key
-        && (k.is_empty() || k.chars().count() > MAX_KEY || k.chars().any(|c| c.is_control()))
+        && !key_ok(k)
     {
         return Err(format!(
             "idempotency_key: must be 1 to {MAX_KEY} printable characters"
@@ -136,10 +133,6 @@ fn check(queue: Queue, item: BulkJobIn, now: DateTime<Utc>) -> Result<NewJob, St
     }
     vigil_jobs::registry::validate(queue, &item.payload)
         .map_err(|e| format!("payload.{}: {}", e.field, e.message))?;
-    let run_at = item.run_at.or_else(|| {
-        item.delay_seconds
-            .map(|d| now + Duration::seconds(d as i64))
-    });
     Ok(NewJob {
         run_at,
         idempotency_key: item.idempotency_key,
@@ -170,7 +163,6 @@ impl EnqueueBulkApi {
         body: Json<BulkEnqueueIn>,
     ) -> ApiResult<BulkEnqueueResponse> {
         let who = &auth.0;
-        who.require_admin()?;
         let queue: Queue = queue.0.parse().map_err(|_| {
             let known: Vec<&str> = Queue::all().iter().map(|q| q.as_str()).collect();
             ApiError::not_found(format!(
@@ -179,12 +171,7 @@ impl EnqueueBulkApi {
                 known.join(", ")
             ))
         })?;
-        who.require_queue(queue.as_str())?;
-        if let Some(why) = state.disabled(queue) {
-            return Err(ApiError::conflict(format!(
-                "queue {queue} is disabled ({why}): nothing would run these jobs"
-            )));
-        }
+        admit(&state, who, queue)?;
         let items = body.0.jobs;
         if items.len() > MAX_BULK_ENQUEUE {
             return Err(ApiError::unprocessable(format!(

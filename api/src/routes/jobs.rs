@@ -88,8 +88,8 @@ list_envelope!(
     }
 );
 
-/// The longest accepted `Idempotency-Key`.
-const MAX_KEY: usize = 200;
+/// The longest accepted `Idempotency-Key`, in bytes (the engine's limit).
+pub(crate) const MAX_KEY: usize = 200;
 
 async fn enqueue(
     state: &ApiState,
@@ -103,26 +103,15 @@ async fn enqueue(
     ),
     key: Option<String>,
 ) -> ApiResult<EnqueueResponse> {
-    who.require_admin()?;
-    who.require_queue(queue.as_str())?;
-    if let Some(why) = state.disabled(queue) {
-        return Err(ApiError::conflict(format!(
-            "queue {queue} is disabled ({why}): nothing would run this job"
-        )));
-    }
-    if run_at.is_some() && delay.is_some() {
-        return Err(ApiError::unprocessable(
-            "run_at: give run_at or delay_seconds, not both",
-        ));
-    }
+    admit(state, who, queue)?;
+    let run_at = start_at(run_at, delay, Utc::now()).map_err(ApiError::unprocessable)?;
     if let Some(k) = &key
-        && (k.is_empty() || k.len() > MAX_KEY || k.chars().any(|c| c.is_control()))
+        && !key_ok(k)
     {
         return Err(ApiError::bad_request(format!(
             "Idempotency-Key must be 1 to {MAX_KEY} printable characters"
         )));
     }
-    let run_at = run_at.or_else(|| delay.map(|d| Utc::now() + Duration::seconds(d as i64)));
     // The job and its `job.enqueue` audit record are written in one step.
     let id = state.engine().next_id(queue);
     let companion = audit::companion(Entry {
@@ -153,6 +142,39 @@ async fn enqueue(
         duplicate: done.duplicate,
         run_at: job.run_at,
     })))
+}
+
+/// Whether `who` may enqueue on `queue` now: an admin, allowed the queue (API keys), and the
+/// queue enabled (409 when nothing would run its jobs).
+pub(crate) fn admit(state: &ApiState, who: &Principal, queue: Queue) -> ApiResult<()> {
+    who.require_admin()?;
+    who.require_queue(queue.as_str())?;
+    match state.disabled(queue) {
+        Some(why) => Err(ApiError::conflict(format!(
+            "queue {queue} is disabled ({why}): nothing would run this job"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// When a job enqueued at `now` is due: `run_at`, or `delay` seconds from now; both given is
+/// a mistake (the message names the field).
+pub(crate) fn start_at(
+    run_at: Option<chrono::DateTime<Utc>>,
+    delay: Option<u64>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<chrono::DateTime<Utc>>, &'static str> {
+    match (run_at, delay) {
+        (Some(_), Some(_)) => Err("run_at: give run_at or delay_seconds, not both"),
+        (Some(at), None) => Ok(Some(at)),
+        (None, delay) => Ok(delay.map(|d| now + Duration::seconds(d as i64))),
+    }
+}
+
+/// An idempotency key vigil keeps: 1 to [`MAX_KEY`] bytes (the engine's limit), no control
+/// characters.
+pub(crate) fn key_ok(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY && !key.chars().any(char::is_control)
 }
 
 async fn act(

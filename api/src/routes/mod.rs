@@ -339,14 +339,26 @@ fn state_rules(schemas: &mut serde_json::Map<String, serde_json::Value>) {
 /// The Swagger UI page of `spec` (from [`spec_json`]): poem-openapi's, with
 /// `persistAuthorization` on, so the token Authorize got survives a reload.
 pub fn docs_html(service: &OpenApiService<Apis, ()>, spec: &str) -> String {
-    service
-        .swagger_ui_html()
-        .replacen(&service.spec(), spec, 1)
-        .replacen(
-            "deepLinking: true,",
-            "deepLinking: true,\n        persistAuthorization: true,",
-            1,
-        )
+    let html = service.swagger_ui_html();
+    // poem's page inlines its own document as `let spec = <JSON>;` (JSON holds no raw
+    // newline, so the first `;\n` after it ends it): the served document goes there, without
+    // making poem's document a second time to search for it.
+    const INLINE: &str = "let spec = ";
+    let html = match html
+        .find(INLINE)
+        .map(|i| i + INLINE.len())
+        .and_then(|start| {
+            let end = start + html[start..].find(";\n")?;
+            Some(format!("{}{spec}{}", &html[..start], &html[end..]))
+        }) {
+        Some(patched) => patched,
+        None => html,
+    };
+    html.replacen(
+        "deepLinking: true,",
+        "deepLinking: true,\n        persistAuthorization: true,",
+        1,
+    )
 }
 
 /// The OpenAPI service of every route group.
