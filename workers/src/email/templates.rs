@@ -8,8 +8,11 @@ use std::sync::LazyLock;
 
 use minijinja::Environment;
 
-/// The template names a job may ask for.
-pub const NAMES: [&str; 3] = ["alert_notification", "alert_escalation", "generic"];
+/// The template names a job may ask for: the email job kind's list (one source for the
+/// enqueue check and the renderer).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    vigil_jobs::EmailJob::TEMPLATES.iter().map(|(n, _)| *n)
+}
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -53,8 +56,8 @@ pub struct Rendered {
 /// Why a template could not be rendered (permanent: the job asks for something impossible).
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown email template `{0}` (known: alert_notification, alert_escalation, generic)")]
-    Unknown(String),
+    #[error("unknown email template `{name}` (known: {known})")]
+    Unknown { name: String, known: String },
     #[error("email template `{name}` failed to render: {source}")]
     Render {
         name: String,
@@ -62,10 +65,17 @@ pub enum TemplateError {
     },
 }
 
+fn unknown(name: &str) -> TemplateError {
+    TemplateError::Unknown {
+        name: name.to_owned(),
+        known: names().collect::<Vec<_>>().join(", "),
+    }
+}
+
 /// Checks that every template compiled (for `vigil check-config` and startup): renders each
 /// with no variables, so a broken template stops vigil at start instead of killing jobs.
 pub fn check() -> Result<(), TemplateError> {
-    for name in NAMES {
+    for name in names() {
         render(name, "check", &BTreeMap::new())?;
     }
     Ok(())
@@ -78,8 +88,8 @@ pub fn render(
     subject: &str,
     vars: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Rendered, TemplateError> {
-    if !NAMES.contains(&name) {
-        return Err(TemplateError::Unknown(name.to_owned()));
+    if !names().any(|n| n == name) {
+        return Err(unknown(name));
     }
     let mut ctx = vars.clone();
     if let Some(url) = ctx.get("url")
@@ -96,9 +106,7 @@ pub fn render(
     let value = minijinja::Value::from(minijinja::value::Serde(&ctx));
     let one = |ext: &str| -> Result<String, TemplateError> {
         let full = format!("{name}.{ext}");
-        let tmpl = ENV
-            .get_template(&full)
-            .map_err(|_| TemplateError::Unknown(name.to_owned()))?;
+        let tmpl = ENV.get_template(&full).map_err(|_| unknown(name))?;
         tmpl.render(&value).map_err(|source| TemplateError::Render {
             name: full.clone(),
             source,
@@ -121,7 +129,7 @@ mod tests {
 
     #[test]
     fn every_template_renders_with_and_without_variables() {
-        for name in NAMES {
+        for name in names() {
             let empty = render(name, "s", &BTreeMap::new()).unwrap();
             assert!(
                 !empty.text.is_empty() && empty.html.contains("<html"),
@@ -131,12 +139,17 @@ mod tests {
     }
 
     #[test]
-    fn the_templates_are_the_ones_jobs_may_name() {
-        let named: Vec<&str> = vigil_jobs::EmailJob::TEMPLATES
-            .iter()
-            .map(|(n, _)| *n)
-            .collect();
-        assert_eq!(named, NAMES);
+    fn every_template_a_job_may_name_has_its_text_and_html() {
+        let names: Vec<&str> = names().collect();
+        assert_eq!(names, ["alert_notification", "alert_escalation", "generic"]);
+        for name in names {
+            for ext in ["txt", "html"] {
+                assert!(
+                    ENV.get_template(&format!("{name}.{ext}")).is_ok(),
+                    "{name}.{ext}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -157,7 +170,7 @@ mod tests {
         assert!(r.text.contains("High alert #7"));
         assert!(matches!(
             render("nope", "s", &v),
-            Err(TemplateError::Unknown(_))
+            Err(TemplateError::Unknown { .. })
         ));
     }
 }
