@@ -33,6 +33,15 @@ local function move(id, from, to)
   if from and from ~= 'running' then redis.call('ZREM', S[from], id) end
   if to ~= 'running' then redis.call('ZADD', S[to], now, id) end
 end
+-- One call for many arguments (`key` first when given), in slices Lua's unpack can take.
+-- Hot scripts gather their per-job writes and issue them through this: a redis.call costs
+-- more than the command it runs.
+local function many(cmd, key, args)
+  for i = 1, #args, 4000 do
+    local j = math.min(i + 3999, #args)
+    if key then redis.call(cmd, key, unpack(args, i, j)) else redis.call(cmd, unpack(args, i, j)) end
+  end
+end
 local function wake()
   if redis.call('LLEN', K.notify) == 0 then redis.call('RPUSH', K.notify, '1') end
 end
@@ -91,8 +100,8 @@ pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
 local window = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local out = {}
-local woke = false
 local fresh = 0
+local pushed, later, entered = {}, {}, {pending = {}, scheduled = {}}
 for i = 0, n - 1 do
   local b = 3 + i * 7
   local id, payload, delay, maxa, idem = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4]
@@ -124,16 +133,23 @@ for i = 0, n - 1 do
     local run_at = now + math.max(delay, 0)
     local status = 'pending'
     if run_at > now then status = 'scheduled' end
-    redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', 0,
-      'max_attempts', maxa, 'created_at', now, 'run_at', run_at)
-    if idem ~= '' then redis.call('HSET', jk(id), 'idem', idem) end
-    if status == 'pending' then
-      redis.call('LPUSH', K.pending, id)
-      woke = true
+    if idem ~= '' then
+      redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', 0,
+        'max_attempts', maxa, 'created_at', now, 'run_at', run_at, 'idem', idem)
     else
-      redis.call('ZADD', K.scheduled, run_at, id)
+      redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', 0,
+        'max_attempts', maxa, 'created_at', now, 'run_at', run_at)
     end
-    redis.call('ZADD', S[status], now, id)
+    if status == 'pending' then
+      pushed[#pushed + 1] = id
+      entered.pending[#entered.pending + 1] = now
+      entered.pending[#entered.pending + 1] = id
+    else
+      later[#later + 1] = run_at
+      later[#later + 1] = id
+      entered.scheduled[#entered.scheduled + 1] = now
+      entered.scheduled[#entered.scheduled + 1] = id
+    end
     if companion ~= '' then redis.call('HSET', K.outbox, id, companion) end
     fresh = fresh + 1
     out[#out + 1] = id
@@ -142,7 +158,11 @@ for i = 0, n - 1 do
     out[#out + 1] = run_at
   end
 end
-if woke then wake() end
+many('LPUSH', K.pending, pushed)
+many('ZADD', K.scheduled, later)
+many('ZADD', S.pending, entered.pending)
+many('ZADD', S.scheduled, entered.scheduled)
+if #pushed > 0 then wake() end
 if fresh > 0 then series_add('e', fresh) end
 return out
 "#,
@@ -202,6 +222,7 @@ end
 local out = {}
 local handed = {}
 local waits = {}
+local left, leased = {}, {}
 local taken = 0
 local rounds = 0
 while taken < n and rounds < 8 do
@@ -217,8 +238,9 @@ while taken < n and rounds < 8 do
       local att = (tonumber(f[2]) or 0) + 1
       local token = worker .. ':' .. att
       redis.call('HSET', k, 'status', 'running', 'attempts', att, 'started_at', now, 'token', token)
-      move(id, 'pending', 'running')
-      redis.call('ZADD', K.leases, now + lease, id)
+      left[#left + 1] = id
+      leased[#leased + 1] = now + lease
+      leased[#leased + 1] = id
       local run_at = tonumber(f[6]) or now
       hist_add(waits, 'w', now - run_at)
       out[#out + 1] = {id, att, tonumber(f[3]), token, f[4], tonumber(f[5]), run_at, now}
@@ -227,6 +249,8 @@ while taken < n and rounds < 8 do
     end
   end
 end
+many('ZREM', S.pending, left)
+many('ZADD', K.leases, leased)
 if taken > 0 then
   redis.call('SET', req, table.concat(handed, ','), 'PX', lease)
   series_flush(waits)
@@ -257,42 +281,53 @@ local n = tonumber(ARGV[1])
 local out = {}
 local done = 0
 local runs = {}
-local named = {}
+local shorts, named, seen = {}, {}, {}
+local recs, gone, unleased, entered = {}, {}, {}, {}
 for i = 0, n - 1 do
   local id = ARGV[2 + 2 * i]
   local token = ARGV[3 + 2 * i]
   local k = jk(id)
   local f = redis.call('HMGET', k, 'status', 'token', 'attempts', 'max_attempts', 'created_at',
     'run_at', 'started_at', 'idem', 'errors', 'payload')
-  if f[1] == 'running' and f[2] == token then
+  -- `seen`: the hash is deleted only after the loop, so an id given twice counts once
+  if f[1] == 'running' and f[2] == token and not seen[id] then
+    seen[id] = true
     local created = tonumber(f[5]) or now
     local started = tonumber(f[7]) or now
-    local idem, errors, worker = f[8] or '', f[9] or '', worker_of(token)
+    local idem, errors = f[8] or '', f[9] or ''
     if errors == '[]' then errors = '' end
-    if worker ~= '' then
-      -- The record keeps the worker's last 12 characters (its id's random tail); the full
-      -- id is written once per worker in `fin:workers`.
-      local short = string.sub(worker, -12)
-      if not named[short] then
+    -- The record keeps the worker's last 12 characters (its id's random tail); the full
+    -- id is written once per worker in `fin:workers`.
+    local short = shorts[token]
+    if not short then
+      local worker = worker_of(token)
+      short = string.sub(worker, -12)
+      if worker ~= '' and not named[short] then
         redis.call('HSETNX', K.fin .. ':workers', short, worker)
         named[short] = true
       end
-      worker = short
+      shorts[token] = short
     end
     local head = table.concat({'2', tonumber(f[3]) or 0, tonumber(f[4]) or 0, created,
       (tonumber(f[6]) or created) - created, started - created, now - started, #idem, #errors,
-      #worker}, '|')
-    redis.call('HSET', K.fin, id, head .. '|' .. idem .. errors .. worker .. (f[10] or ''))
+      #short}, '|')
+    recs[#recs + 1] = id
+    recs[#recs + 1] = head .. '|' .. idem .. errors .. short .. (f[10] or '')
     hist_add(runs, 'r', now - started)
-    redis.call('DEL', k)
-    redis.call('ZREM', K.leases, id)
-    move(id, 'running', 'done')
+    gone[#gone + 1] = k
+    unleased[#unleased + 1] = id
+    entered[#entered + 1] = now
+    entered[#entered + 1] = id
     out[#out + 1] = 1
     done = done + 1
   else
     out[#out + 1] = 0
   end
 end
+many('HSET', K.fin, recs)
+many('DEL', nil, gone)
+many('ZREM', K.leases, unleased)
+many('ZADD', S.done, entered)
 if done > 0 then
   bump('done', done)
   series_add('d', done)
