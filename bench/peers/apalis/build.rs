@@ -3,7 +3,10 @@
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
-    for (krate, var) in [("apalis", "APALIS_VERSION"), ("apalis-redis", "APALIS_REDIS_VERSION")] {
+    for (krate, var) in [
+        ("apalis", "APALIS_VERSION"),
+        ("apalis-redis", "APALIS_REDIS_VERSION"),
+    ] {
         let header = format!("name = \"{krate}\"\nversion = \"");
         let version = lock
             .find(&header)

@@ -4,7 +4,9 @@
 //!
 //! What it measures, the same way `vigil bench` and the other peers do:
 //! - enqueue N no-op jobs (argument: the job's index) with the storage's `push_bulk`
-//!   (1,000 per call, one batch-push script each) into an empty queue;
+//!   (1,000 per call, one batch-push script each) into an empty queue, and move them from
+//!   the scheduled set, where apalis-redis puts every job, to the active list (see
+//!   [`promote`]: without it, 8,000 jobs or more never drain);
 //! - then one apalis worker on that storage, `concurrency(C)` (apalis's in-flight limit for
 //!   one worker), drains the backlog. The storage keeps apalis-redis's defaults (fetch
 //!   batches of 10, results persisted, events published) except `lock_tasks(false)`: no
@@ -17,9 +19,10 @@
 //! - Checks: every index ran exactly once, and Redis's done set holds N jobs; otherwise it
 //!   says what it saw on stderr and exits 1 (a lost job would leave the drain unfinished: it
 //!   gives up after 900 s).
+//!
 //! Prints one JSON line.
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
@@ -55,6 +58,56 @@ async fn cpu_seconds(conn: &mut redis::aio::MultiplexedConnection) -> Result<f64
     Ok(field("used_cpu_sys")? + field("used_cpu_user")?)
 }
 
+/// Moves the enqueued jobs from apalis-redis's scheduled set to its active list, 1,000 at a
+/// time, as the worker's first fetch would have done in one go. apalis-redis 1.0.0 gives
+/// every pushed job a run time (now at the earliest) and so puts it in the scheduled set;
+/// its fetch script moves all due jobs to the active list with one `unpack` of their ids,
+/// which Redis's Lua refuses above 7,999 values ("too many results to unpack"): the worker
+/// stops with that error at its first fetch, and a backlog of 8,000 or more jobs enqueued
+/// before it started is never drained. After this the fetch finds nothing due and takes the
+/// active list as it is; the keys are as the fetch would have left them (ids in the same
+/// order, the signal list set), and Redis's CPU for the move is counted (it runs between
+/// the two INFO readings), its time is not (it is part of the enqueue here).
+async fn promote(conn: &mut redis::aio::MultiplexedConnection, n: usize) -> Result<(), Error> {
+    let (scheduled, active, signal) = (
+        format!("{QUEUE}:scheduled"),
+        format!("{QUEUE}:active"),
+        format!("{QUEUE}:signal"),
+    );
+    let mut moved = 0;
+    loop {
+        let popped: Vec<(String, f64)> = redis::cmd("ZPOPMIN")
+            .arg(&scheduled)
+            .arg(ENQUEUE_CHUNK)
+            .query_async(conn)
+            .await?;
+        if popped.is_empty() {
+            break;
+        }
+        moved += popped.len();
+        let mut push = redis::cmd("RPUSH");
+        push.arg(&active);
+        for (id, _) in &popped {
+            push.arg(id);
+        }
+        push.query_async::<()>(conn).await?;
+    }
+    redis::pipe()
+        .cmd("DEL")
+        .arg(&signal)
+        .ignore()
+        .cmd("LPUSH")
+        .arg(&signal)
+        .arg(1)
+        .ignore()
+        .query_async::<()>(conn)
+        .await?;
+    if moved != n {
+        return Err(format!("{n} jobs enqueued, {moved} in the scheduled set").into());
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() {
     if let Err(e) = run().await {
@@ -86,9 +139,16 @@ async fn run() -> Result<(), Error> {
 
     let cpu_before = cpu_seconds(&mut info).await?;
     for start in (0..n).step_by(ENQUEUE_CHUNK) {
-        let chunk = (start..n.min(start + ENQUEUE_CHUNK)).map(|i| i as u32).collect();
-        storage.push_bulk(chunk).await.map_err(|e| format!("enqueue: {e}"))?;
+        let chunk = (start..n.min(start + ENQUEUE_CHUNK))
+            .map(|i| i as u32)
+            .collect();
+        storage
+            .push_bulk(chunk)
+            .await
+            .map_err(|e| format!("enqueue: {e}"))?;
     }
+
+    promote(&mut info, n).await?;
 
     let seen = Arc::new(Seen {
         ran: (0..n).map(|_| AtomicBool::new(false)).collect(),
@@ -139,7 +199,11 @@ async fn run() -> Result<(), Error> {
             ).into());
         }
     }
-    let drained = *seen.finished.get().ok_or("notified before the last job ran")? - began;
+    let drained = *seen
+        .finished
+        .get()
+        .ok_or("notified before the last job ran")?
+        - began;
     running
         .await
         .map_err(|e| format!("the worker task: {e}"))?
