@@ -14,6 +14,9 @@ use redis::Script;
 const PRELUDE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Numbers handed to redis.call are printed with '%.17g' (slow for 13-digit times): hot
+-- scripts pass times and counts as strings made with '%d'.
+local now_s = string.format('%d', now)
 local K = {pending = KEYS[1], scheduled = KEYS[2], leases = KEYS[3], notify = KEYS[4],
   paused = KEYS[5], job = KEYS[6], idem = KEYS[7], stat = KEYS[8], outbox = KEYS[9],
   lease = KEYS[10], fin = KEYS[11]}
@@ -131,23 +134,23 @@ for i = 0, n - 1 do
     out[#out + 1] = run_at or now
   else
     local run_at = now + math.max(delay, 0)
-    local status = 'pending'
-    if run_at > now then status = 'scheduled' end
+    local status, run_at_s = 'pending', now_s
+    if run_at > now then status, run_at_s = 'scheduled', string.format('%d', run_at) end
     if idem ~= '' then
-      redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', 0,
-        'max_attempts', maxa, 'created_at', now, 'run_at', run_at, 'idem', idem)
+      redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', '0',
+        'max_attempts', maxa, 'created_at', now_s, 'run_at', run_at_s, 'idem', idem)
     else
-      redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', 0,
-        'max_attempts', maxa, 'created_at', now, 'run_at', run_at)
+      redis.call('HSET', jk(id), 'payload', payload, 'status', status, 'attempts', '0',
+        'max_attempts', maxa, 'created_at', now_s, 'run_at', run_at_s)
     end
     if status == 'pending' then
       pushed[#pushed + 1] = id
-      entered.pending[#entered.pending + 1] = now
+      entered.pending[#entered.pending + 1] = now_s
       entered.pending[#entered.pending + 1] = id
     else
-      later[#later + 1] = run_at
+      later[#later + 1] = run_at_s
       later[#later + 1] = id
-      entered.scheduled[#entered.scheduled + 1] = now
+      entered.scheduled[#entered.scheduled + 1] = now_s
       entered.scheduled[#entered.scheduled + 1] = id
     end
     if companion ~= '' then redis.call('HSET', K.outbox, id, companion) end
@@ -223,6 +226,7 @@ local out = {}
 local handed = {}
 local waits = {}
 local left, leased = {}, {}
+local until_s = string.format('%d', now + lease)
 local taken = 0
 local rounds = 0
 while taken < n and rounds < 8 do
@@ -236,15 +240,17 @@ while taken < n and rounds < 8 do
       'run_at')
     if f[1] == 'pending' then
       local att = (tonumber(f[2]) or 0) + 1
-      local token = worker .. ':' .. att
-      redis.call('HSET', k, 'status', 'running', 'attempts', att, 'started_at', now, 'token', token)
+      local att_s = string.format('%d', att)
+      local token = worker .. ':' .. att_s
+      redis.call('HSET', k, 'status', 'running', 'attempts', att_s, 'started_at', now_s,
+        'token', token)
       left[#left + 1] = id
-      leased[#leased + 1] = now + lease
+      leased[#leased + 1] = until_s
       leased[#leased + 1] = id
       local run_at = tonumber(f[6]) or now
       hist_add(waits, 'w', now - run_at)
       out[#out + 1] = {id, att, tonumber(f[3]), token, f[4], tonumber(f[5]), run_at, now}
-      handed[#handed + 1] = id .. ':' .. att
+      handed[#handed + 1] = id .. ':' .. att_s
       taken = taken + 1
     end
   end
@@ -308,15 +314,15 @@ for i = 0, n - 1 do
       end
       shorts[token] = short
     end
-    local head = table.concat({'2', tonumber(f[3]) or 0, tonumber(f[4]) or 0, created,
-      (tonumber(f[6]) or created) - created, started - created, now - started, #idem, #errors,
-      #short}, '|')
+    local head = string.format('2|%s|%s|%d|%d|%d|%d|%d|%d|%d|', f[3] or '0', f[4] or '0',
+      created, (tonumber(f[6]) or created) - created, started - created, now - started, #idem,
+      #errors, #short)
     recs[#recs + 1] = id
-    recs[#recs + 1] = head .. '|' .. idem .. errors .. short .. (f[10] or '')
+    recs[#recs + 1] = head .. idem .. errors .. short .. (f[10] or '')
     hist_add(runs, 'r', now - started)
     gone[#gone + 1] = k
     unleased[#unleased + 1] = id
-    entered[#entered + 1] = now
+    entered[#entered + 1] = now_s
     entered[#entered + 1] = id
     out[#out + 1] = 1
     done = done + 1
