@@ -333,7 +333,7 @@ commas() { sed -E ':a; s/([0-9])([0-9]{3})($|[^0-9.])/\1,\2\3/; ta' <<<"$1"; }
 runs() { commas "$(echo $1 | sed 's/ /, /g')"; }
 echo
 echo "\`vigil api\` alone (no workers) on $(nproc) cores, loaded by wrk 4 over loopback (-t$THREADS; -c$CONNECTIONS, bulk"
-echo "-c$BULK_CONNECTIONS), $DURATION s per run, $ROUNDS rounds with the route order rotated, after a ${WARMUP} s warm-up of each;"
+echo "-c$BULK_CONNECTIONS), $DURATION s per run, $ROUNDS round(s), the route order rotated each round, after a ${WARMUP} s warm-up of each;"
 echo "a private redis-server $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/') (no persistence, flushed before each run) and a scratch"
 echo "PostgreSQL database; an admin API key; rate limits on, out of reach; every answer 2xx."
 echo "The job: the email kind's example (a ${#PAYLOAD}-byte payload). vigil $("$VIGIL" --version | cut -d' ' -f2) ($(git rev-parse --short HEAD 2>/dev/null || echo '?')),"
