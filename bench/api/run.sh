@@ -59,7 +59,8 @@
 # bulk request shapes are also checked once with curl before any timing.
 # CPU seconds of each run: vigil from /proc/PID/stat (utime + stime), redis-server from
 # INFO cpu (used_cpu_sys + used_cpu_user), wrk from /usr/bin/time, "other" = the machine's
-# busy time (/proc/stat) minus those three (other builds on a shared machine, this script);
+# busy time (/proc/stat) minus those three (other builds on a shared machine, this script,
+# kernel time charged to no process);
 # per job: vigil's and Redis's CPU over the jobs written (the baseline: over its requests).
 #
 # Installs wrk with apt-get when it is missing (sudo when not root); builds vigil
@@ -336,8 +337,9 @@ echo "\`vigil api\` alone (no workers) on $(nproc) cores, loaded by wrk 4 over l
 echo "-c$BULK_CONNECTIONS), $DURATION s per run, $ROUNDS round(s), the route order rotated each round, after a ${WARMUP} s warm-up of each;"
 echo "a private redis-server $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/') (no persistence, flushed before each run) and a scratch"
 echo "PostgreSQL database; an admin API key; rate limits on, out of reach; every answer 2xx."
-echo "The job: the email kind's example (a ${#PAYLOAD}-byte payload). vigil $("$VIGIL" --version | cut -d' ' -f2) ($(git rev-parse --short HEAD 2>/dev/null || echo '?')),"
-echo "$(date -u '+%F %H:%M UTC'); \`$COMMAND\`"
+echo "The job: the email kind's example (a ${#PAYLOAD}-byte payload). vigil $("$VIGIL" --version | cut -d' ' -f2) ($VIGIL,"
+echo "file dated $(date -u -r "$VIGIL" '+%F %H:%M UTC'); this tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')); $(date -u '+%F %H:%M UTC');"
+echo "\`$COMMAND\`"
 echo
 echo "| route | req/s, median (runs) | jobs/s, median | ratio to the baseline's req/s, median (runs) | CPU s per run, vigil / Redis / wrk / other | CPU µs per job, vigil / Redis |"
 echo "|---|---:|---:|---:|---:|---:|"
@@ -357,6 +359,7 @@ echo
 echo "Ratios are taken within each round: the route's jobs/s (the baseline's req/s) over the"
 echo "baseline's req/s. Bulk jobs/s over single-enqueue jobs/s, same round: $(median "$BULK_VS_ONE")"
 echo "(runs: $(runs "$BULK_VS_ONE")). CPU medians are per column (the baseline: per request);"
-echo "\"other\" is the machine's busy time minus vigil, Redis and wrk (other builds, this script)."
+echo "\"other\" is the machine's busy time minus vigil, Redis and wrk: other processes (builds on a"
+echo "shared machine, this script) and kernel time charged to no process (softirqs)."
 echo "The issue's targets are absolute rates (this machine, this run): enqueue >= 15,000 req/s"
 echo "(median $(commas "$(median "${RATES[enqueue]}")")), bulk >= 100,000 jobs/s (median $(commas "$(median "${JOBS[bulk]}")"))."
