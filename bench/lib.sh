@@ -23,3 +23,16 @@ start_redis() {
 
 # median "v1 v2 ...": the middle value (the lower middle of an even count).
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# redis_settled PORT: waits (up to 60 s) until the server on PORT has freed everything a previous
+# run deleted. `vigil bench` removes its keys with UNLINK, which frees them on Redis's
+# background thread: that CPU time and memory would otherwise land in the next run's
+# `INFO` readings.
+redis_settled() {
+  for _ in $(seq 1 1200); do
+    [ "$(redis-cli -p "$1" info memory | tr -d '\r' | sed -n 's/^lazyfree_pending_objects://p')" = 0 ] && return
+    sleep 0.05
+  done
+  echo "redis-server on $1 still freeing after 60 s" >&2
+  exit 1
+}

@@ -43,6 +43,7 @@ for r in $(seq 0 $((ROUNDS - 1))); do
   for i in $(seq 0 $((K - 1))); do
     n="${SIZES[$(((i + r) % K))]}"
     redis-cli -p "$PORT" flushall >/dev/null
+    redis_settled "$PORT"
     "$VIGIL" bench --redis "redis://127.0.0.1:$PORT/0" -n "$n" --concurrency "$CONCURRENCY" \
       >"$WORK/out" 2>"$WORK/log" || { echo "the $n-job run failed; its log:" >&2; cat "$WORK/log" >&2; exit 1; }
     line="$(grep -m1 '"system":"vigil"' "$WORK/out")"

@@ -67,6 +67,7 @@ start_redis "$WORK"
 
 run_one() { # system -> one JSON line on stdout
   redis-cli -p "$PORT" flushall >/dev/null
+  redis_settled "$PORT"
   case "$1" in
     vigil) "$VIGIL" bench --redis "redis://127.0.0.1:$PORT/0" -n "$N" \
              --concurrency "$CONCURRENCY" >"$WORK/vigil.out" 2>"$WORK/vigil.log"
