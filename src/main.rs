@@ -4,6 +4,9 @@
 
 use clap::Parser;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = vigil::cli::Cli::parse();
     // Before anything parses a queue name (config sections, API routes, schedules).
