@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `vigil bench --workload email`, RUNS times: real email jobs through the email worker
-# (deliveries recorded in PostgreSQL, messages sent with lettre) beside the same messages
-# sent directly with lettre over one connection, measured in the same run (the ratio
+# (deliveries recorded in PostgreSQL, messages sent over vigil's SMTP pool) beside the same
+# messages sent directly with lettre over one connection, measured in the same run (the ratio
 # `vigil_vs_baseline`). Against a private redis-server, the SMTP sink next to this script
 # and a scratch PostgreSQL database (created, then dropped).
 #

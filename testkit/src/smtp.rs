@@ -8,17 +8,24 @@
 //!   always;
 //! - make the server slow ([`SmtpServer::delay_data`]): accept, but reply to DATA late;
 //! - take it down and up again ([`SmtpServer::stop`], [`SmtpServer::restart`]) on the same
-//!   port: while down, connections are refused and open ones are closed.
+//!   port: while down, connections are refused and open ones are closed;
+//! - count connections and `QUIT`s ([`SmtpServer::connections`], [`SmtpServer::quits`]).
 //!
-//! No TLS and no AUTH: tests of those need a real MTA.
+//! [`SmtpServer::start_with`] makes it secure its sessions as a submission server does
+//! ([`SmtpOptions`]): `STARTTLS` (required before `MAIL`) or TLS from the first byte, with a
+//! certificate for `127.0.0.1` / `localhost` from a throwaway CA ([`SmtpServer::ca_pem`]), and
+//! `AUTH PLAIN` (required before `MAIL`) with one user and password.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 /// One accepted message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +207,34 @@ struct State {
     data_delay: Option<Duration>,
     connections: u64,
     data_ended: u64,
+    quits: u64,
+}
+
+/// How a server from [`SmtpServer::start_with`] secures its sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SmtpTlsMode {
+    /// Plain text only (what [`SmtpServer::start`] serves).
+    #[default]
+    None,
+    /// Plain text upgraded by `STARTTLS`, which `MAIL` requires.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+/// What [`SmtpServer::start_with`] asks of its clients.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpOptions {
+    pub tls: SmtpTlsMode,
+    /// `AUTH PLAIN` with this user and password, required before `MAIL`.
+    pub auth: Option<(String, String)>,
+}
+
+/// The options, with the TLS acceptor built.
+struct Security {
+    tls: SmtpTlsMode,
+    acceptor: Option<TlsAcceptor>,
+    auth: Option<(String, String)>,
 }
 
 /// The server. Stops when dropped.
@@ -207,6 +242,8 @@ pub struct SmtpServer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     running: Option<watch::Sender<bool>>,
+    security: Arc<Security>,
+    ca_pem: Option<String>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -214,14 +251,32 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl SmtpServer {
-    /// Starts a server on a free port of 127.0.0.1.
+    /// Starts a plain-text server without AUTH on a free port of 127.0.0.1.
     pub async fn start() -> SmtpServer {
+        SmtpServer::start_with(SmtpOptions::default()).await
+    }
+
+    /// Starts a server asking for `options` on a free port of 127.0.0.1.
+    pub async fn start_with(options: SmtpOptions) -> SmtpServer {
+        let (acceptor, ca_pem) = match options.tls {
+            SmtpTlsMode::None => (None, None),
+            SmtpTlsMode::Starttls | SmtpTlsMode::Implicit => {
+                let certs = crate::certs::server_certs();
+                (Some(acceptor(&certs)), Some(certs.ca_pem))
+            }
+        };
         let listener = bind("127.0.0.1:0".parse().expect("an address")).await;
         let addr = listener.local_addr().expect("a local address");
         let mut server = SmtpServer {
             addr,
             state: Arc::new(Mutex::new(State::default())),
             running: None,
+            security: Arc::new(Security {
+                tls: options.tls,
+                acceptor,
+                auth: options.auth,
+            }),
+            ca_pem,
         };
         server.serve(listener);
         server
@@ -230,7 +285,22 @@ impl SmtpServer {
     fn serve(&mut self, listener: TcpListener) {
         let (tx, rx) = watch::channel(true);
         self.running = Some(tx);
-        tokio::spawn(accept_loop(listener, self.state.clone(), rx));
+        tokio::spawn(accept_loop(
+            listener,
+            self.state.clone(),
+            self.security.clone(),
+            rx,
+        ));
+    }
+
+    /// The PEM of the CA that signed the server's certificate (TLS modes only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// How many `QUIT` commands arrived so far.
+    pub fn quits(&self) -> u64 {
+        lock(&self.state).quits
     }
 
     /// The port it listens on.
@@ -335,9 +405,26 @@ async fn bind(addr: SocketAddr) -> TcpListener {
     }
 }
 
+/// A TLS acceptor serving the certificate of `certs`.
+fn acceptor(certs: &crate::certs::ServerCerts) -> TlsAcceptor {
+    let chain = CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the test certificate");
+    let key = PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).expect("the test key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("a server config");
+    TlsAcceptor::from(Arc::new(config))
+}
+
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<Mutex<State>>,
+    security: Arc<Security>,
     running: watch::Receiver<bool>,
 ) {
     let mut stopped = running.clone();
@@ -347,10 +434,11 @@ async fn accept_loop(
                 let Ok((stream, _)) = accepted else { continue };
                 lock(&state).connections += 1;
                 let state = state.clone();
+                let security = security.clone();
                 let mut stop = running.clone();
                 tokio::spawn(async move {
                     tokio::select! {
-                        _ = session(stream, state) => {}
+                        _ = session(stream, state, security) => {}
                         _ = stop.wait_for(|up| !*up) => {}
                     }
                 });
@@ -385,36 +473,131 @@ fn path_arg(rest: &str) -> String {
 
 const MAX_LINE: usize = 1 << 20;
 
-async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+async fn session(
+    stream: TcpStream,
+    state: Arc<Mutex<State>>,
+    security: Arc<Security>,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    write
-        .write_all(b"220 vigil-testkit ESMTP ready\r\n")
-        .await?;
+    let Some(acceptor) = &security.acceptor else {
+        return dialogue(stream, &state, &security, false, true)
+            .await
+            .map(drop);
+    };
+    if security.tls == SmtpTlsMode::Implicit {
+        let stream = acceptor.accept(stream).await?;
+        return dialogue(stream, &state, &security, true, true)
+            .await
+            .map(drop);
+    }
+    if let Some(stream) = dialogue(stream, &state, &security, false, true).await? {
+        let stream = acceptor.accept(stream).await?;
+        dialogue(stream, &state, &security, true, false).await?;
+    }
+    Ok(())
+}
+
+/// Writes one reply in one write (split writes meet Nagle + delayed ACK: 40 ms stalls).
+async fn reply<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut BufReader<S>,
+    text: &str,
+) -> std::io::Result<()> {
+    let stream = io.get_mut();
+    stream.write_all(format!("{text}\r\n").as_bytes()).await?;
+    stream.flush().await
+}
+
+/// Whether `AUTH PLAIN`'s response (base64 of `authzid\0user\0password`) names `user`.
+fn plain_matches(response: &str, user: &str, password: &str) -> bool {
+    use base64::Engine as _;
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(response.trim()) else {
+        return false;
+    };
+    let mut fields = decoded.split(|b| *b == 0);
+    let _authzid = fields.next();
+    fields.next() == Some(user.as_bytes())
+        && fields.next() == Some(password.as_bytes())
+        && fields.next().is_none()
+}
+
+/// One session's commands on `stream` (`encrypted`: TLS is on). Returns the stream when
+/// the client asked for `STARTTLS`, for the handshake.
+async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    state: &Mutex<State>,
+    security: &Security,
+    encrypted: bool,
+    greet: bool,
+) -> std::io::Result<Option<S>> {
+    let mut io = BufReader::new(stream);
+    if greet {
+        reply(&mut io, "220 vigil-testkit ESMTP ready").await?;
+    }
+    let starttls_due = security.tls == SmtpTlsMode::Starttls && !encrypted;
+    let mut authenticated = false;
     let mut from: Option<String> = None;
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line).await? == 0 {
-            return Ok(());
+        if io.read_line(&mut line).await? == 0 {
+            return Ok(None);
         }
         if line.len() > MAX_LINE {
-            write.write_all(b"500 5.5.2 line too long\r\n").await?;
-            return Ok(());
+            reply(&mut io, "500 5.5.2 line too long").await?;
+            return Ok(None);
         }
-        let cmd = line.trim_end_matches(['\r', '\n']);
+        let cmd = line.trim_end_matches(['\r', '\n']).to_owned();
         let (verb, rest) = match cmd.split_once(' ') {
             Some((v, r)) => (v.to_ascii_uppercase(), r),
             None => (cmd.to_ascii_uppercase(), ""),
         };
-        let reply: String = match verb.as_str() {
-            "EHLO" => format!(
-                "250-vigil-testkit greets {rest}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 26214400"
-            ),
+        let answer: String = match verb.as_str() {
+            "EHLO" => {
+                let mut ehlo =
+                    format!("250-vigil-testkit greets {rest}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n");
+                if starttls_due {
+                    ehlo.push_str("250-STARTTLS\r\n");
+                }
+                if security.auth.is_some() {
+                    ehlo.push_str("250-AUTH PLAIN\r\n");
+                }
+                ehlo.push_str("250 SIZE 26214400");
+                ehlo
+            }
             "HELO" => format!("250 vigil-testkit greets {rest}"),
-            "MAIL" => match injected(&state, Stage::Mail) {
+            "STARTTLS" if starttls_due => {
+                reply(&mut io, "220 2.0.0 Ready to start TLS").await?;
+                return Ok(Some(io.into_inner()));
+            }
+            "AUTH" if security.auth.is_some() => {
+                let (mechanism, initial) = rest.split_once(' ').unwrap_or((rest, ""));
+                if !mechanism.eq_ignore_ascii_case("PLAIN") {
+                    "504 5.5.4 mechanism not supported".to_owned()
+                } else {
+                    let mut response = initial.to_owned();
+                    if response.is_empty() {
+                        reply(&mut io, "334 ").await?;
+                        line.clear();
+                        if io.read_line(&mut line).await? == 0 {
+                            return Ok(None);
+                        }
+                        response = line.trim_end().to_owned();
+                    }
+                    let (user, password) = security.auth.as_ref().expect("AUTH is on");
+                    if plain_matches(&response, user, password) {
+                        authenticated = true;
+                        "235 2.7.0 Authentication successful".to_owned()
+                    } else {
+                        "535 5.7.8 Authentication credentials invalid".to_owned()
+                    }
+                }
+            }
+            "MAIL" if starttls_due => "530 5.7.0 Must issue a STARTTLS command first".to_owned(),
+            "MAIL" if security.auth.is_some() && !authenticated => {
+                "530 5.7.0 Authentication required".to_owned()
+            }
+            "MAIL" => match injected(state, Stage::Mail) {
                 Some(r) => r,
                 None => {
                     let upper = rest.to_ascii_uppercase();
@@ -430,7 +613,7 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             "RCPT" => {
                 if from.is_none() {
                     "503 5.5.1 need MAIL first".to_owned()
-                } else if let Some(r) = injected(&state, Stage::Rcpt) {
+                } else if let Some(r) = injected(state, Stage::Rcpt) {
                     r
                 } else if !rest.to_ascii_uppercase().starts_with("TO:") {
                     "501 5.5.4 syntax: RCPT TO:<address>".to_owned()
@@ -443,18 +626,16 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 if rcpts.is_empty() {
                     "503 5.5.1 need RCPT first".to_owned()
                 } else {
-                    write
-                        .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                        .await?;
+                    reply(&mut io, "354 End data with <CR><LF>.<CR><LF>").await?;
                     let mut data = String::new();
                     loop {
                         line.clear();
-                        if reader.read_line(&mut line).await? == 0 {
-                            return Ok(());
+                        if io.read_line(&mut line).await? == 0 {
+                            return Ok(None);
                         }
                         if data.len() > 50 * MAX_LINE {
-                            write.write_all(b"552 5.3.4 message too big\r\n").await?;
-                            return Ok(());
+                            reply(&mut io, "552 5.3.4 message too big").await?;
+                            return Ok(None);
                         }
                         if line == ".\r\n" || line == ".\n" {
                             break;
@@ -464,7 +645,7 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                         data.push_str(text);
                     }
                     let delay = {
-                        let mut st = lock(&state);
+                        let mut st = lock(state);
                         st.data_ended += 1;
                         st.data_delay
                     };
@@ -473,10 +654,10 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                     }
                     let envelope_from = from.take().unwrap_or_default();
                     let envelope_to = std::mem::take(&mut rcpts);
-                    match injected(&state, Stage::Data) {
+                    match injected(state, Stage::Data) {
                         Some(r) => r,
                         None => {
-                            let mut st = lock(&state);
+                            let mut st = lock(state);
                             st.messages.push(Received {
                                 mail_from: envelope_from,
                                 rcpt_to: envelope_to,
@@ -495,13 +676,13 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             "NOOP" => "250 2.0.0 Ok".to_owned(),
             "VRFY" => "252 2.1.5 cannot verify".to_owned(),
             "QUIT" => {
-                write.write_all(b"221 2.0.0 Bye\r\n").await?;
-                return Ok(());
+                lock(state).quits += 1;
+                reply(&mut io, "221 2.0.0 Bye").await?;
+                return Ok(None);
             }
             _ => "502 5.5.2 command not recognized".to_owned(),
         };
-        // One write per reply: split writes meet Nagle + delayed ACK (40 ms stalls).
-        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+        reply(&mut io, &answer).await?;
     }
 }
 

@@ -2,7 +2,8 @@
 //! (envelope, headers, both parts, template output), what is recorded, how failures are
 //! classified (server down → retryable then delivered; 4xx → retryable; 5xx → dead at once
 //! with the reply kept and audited), that a re-delivered job or a shared idempotency key sends
-//! one message, and that the shared rate limit caps the count across two mailers.
+//! one message, that sequential sends share one pooled connection, and that the shared rate
+//! limit caps the count across two mailers.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -185,6 +186,33 @@ async fn a_literal_body_arrives_as_sent_with_dots_kept() {
     assert!(m.header("Content-Type").unwrap().starts_with("text/plain"));
     let text = m.part("text/plain").unwrap();
     assert_eq!(text.replace("\r\n", "\n").trim_end(), body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_emails_share_one_smtp_connection() {
+    let server = SmtpServer::start().await;
+    let t = TestDb::sqlite().await;
+    let mut s = settings(&server);
+    s.pool_max_size = 1;
+    let mailer = Mailer::new(
+        &s,
+        t.db.clone(),
+        SendRateLimiter::Unlimited,
+        Arc::new(|_job: AuditJob| async {}),
+    )
+    .unwrap();
+    for i in 0..20 {
+        let job = text_job(&["a@example.com"], &format!("one connection {i}"), "hello");
+        let out = mailer.send(&format!("j-seq-{i}"), &job).await.unwrap();
+        assert!(matches!(out, SendOutcome::Sent { .. }), "{out:?}");
+    }
+    let got = server.wait_for(20, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 20);
+    assert_eq!(
+        got[19].header("Subject").as_deref(),
+        Some("one connection 19")
+    );
+    assert_eq!(server.connections(), 1, "the pool reused one connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,12 @@
 //! `vigil bench --workload email --smtp smtp://HOST:PORT --database URL`: real `email` jobs,
 //! drained from the `email` queue through the email worker the daemon runs (the mailer: the
-//! delivery recorded in the database, the message built and sent over lettre's pooled SMTP
-//! transport, the outcome recorded), beside a baseline measured in the same run:
+//! delivery recorded in the database, the message built and sent over vigil's SMTP pool, the
+//! outcome recorded), beside a baseline measured in the same run:
 //!
-//! 1. the baseline: the same messages sent straight with lettre over one SMTP connection,
-//!    one after another: no queue, no database (what sending costs by itself);
+//! 1. the baseline: the same messages sent straight with lettre's own pooled transport over
+//!    one SMTP connection, one after another: no queue, no database. (lettre's socket has no
+//!    `TCP_NODELAY`, so each of its messages waits for the server's delayed ACK; vigil's pool
+//!    does not: see `vigil_workers::email::smtp`.)
 //! 2. N email jobs drained with the email queue's concurrency (its default, or
 //!    `--concurrency`) and as many pooled SMTP connections.
 //!

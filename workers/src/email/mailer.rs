@@ -8,10 +8,12 @@
 //!    be built (unknown template, bad address) is dead at once.
 //! 3. takes the delivery (`sending`, compare-and-set: one attempt at a time), then a token
 //!    of the global rate limit.
-//! 4. sends over the pooled SMTP transport and records the outcome: `sent` with the server's
-//!    reply; `failed` + [`JobError::Retryable`] for connection errors, timeouts and 4xx
-//!    replies; `dead` + [`JobError::Permanent`] for 5xx replies, with the reply kept. A dead
-//!    delivery is reported to the [`AuditSink`] as `email.dead`.
+//! 4. sends over vigil's SMTP pool ([`super::smtp`]: lettre's SMTP client on sockets with
+//!    `TCP_NODELAY`, connections reused while they answer), within `smtp.timeout_seconds`,
+//!    and records the outcome: `sent` with the server's reply; `failed` +
+//!    [`JobError::Retryable`] for connection errors, timeouts and 4xx replies; `dead` +
+//!    [`JobError::Permanent`] for 5xx replies, with the reply kept. A dead delivery is
+//!    reported to the [`AuditSink`] as `email.dead`.
 //!
 //! Delivery is at-least-once only in one corner: a process that dies after the server
 //! accepted a message and before `sent` was recorded leaves the delivery `sending`; once its
@@ -20,12 +22,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use vigil_jobs::{AuditActor, AuditJob, EmailJob, Validate};
@@ -36,6 +37,7 @@ use super::breaker::{Breaker, BreakerTiming, Gate};
 use super::metrics::EmailMetrics;
 use super::ratelimit::{RateLimitError, SendRateLimiter};
 use super::settings::{SmtpSettings, SmtpTls};
+use super::smtp::{SendError, SmtpEndpoint, SmtpPool};
 use super::templates;
 use crate::JobError;
 use crate::alerts::NotificationTracker;
@@ -76,7 +78,7 @@ pub enum MailerError {
 #[derive(Clone)]
 pub struct Mailer {
     db: Db,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    smtp: SmtpPool,
     from: Mailbox,
     reply_to: Option<Mailbox>,
     message_id_domain: String,
@@ -162,15 +164,15 @@ fn checked(settings: &SmtpSettings) -> Result<Checked, MailerError> {
     })
 }
 
-/// Checks `[smtp]` as [`Mailer::new`] does, without building a transport (for
+/// Checks `[smtp]` as [`Mailer::new`] does, without building a pool (for
 /// `vigil check-config`).
 pub fn check_settings(settings: &SmtpSettings) -> Result<(), MailerError> {
     checked(settings).map(|_| ())
 }
 
 impl Mailer {
-    /// A mailer over a pooled SMTP transport built from `settings`. Nothing connects until
-    /// the first send.
+    /// A mailer over an SMTP pool built from `settings` (at most `pool_max_size` idle
+    /// connections). Nothing connects until the first send.
     pub fn new(
         settings: &SmtpSettings,
         db: Db,
@@ -183,23 +185,26 @@ impl Mailer {
             tls,
         } = checked(settings)?;
         let timeout = Duration::from_secs(settings.timeout_seconds.max(1));
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
-                .port(settings.port)
-                .tls(tls)
-                .timeout(Some(timeout))
-                .pool_config(PoolConfig::new().max_size(settings.pool_max_size.max(1)));
         // `checked` refused a user without a password and the reverse.
-        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(
+        let credentials = match (&settings.username, &settings.password) {
+            (Some(user), Some(password)) => Some(Credentials::new(
                 user.clone(),
                 password.expose_secret().to_owned(),
-            ));
-        }
+            )),
+            _ => None,
+        };
+        let endpoint = SmtpEndpoint {
+            host: settings.host.clone(),
+            port: settings.port,
+            tls,
+            credentials,
+            connect_timeout: timeout,
+        };
+        let max_idle = usize::try_from(settings.pool_max_size).unwrap_or(usize::MAX);
         let message_id_domain = from.email.domain().to_owned();
         Ok(Mailer {
             db,
-            transport: builder.build(),
+            smtp: SmtpPool::new(endpoint, max_idle),
             from,
             reply_to,
             message_id_domain,
@@ -381,11 +386,12 @@ impl Mailer {
             return Err(JobError::Retryable(msg));
         }
 
-        // lettre's async transport bounds the connect, not a server that stalls mid-dialogue:
-        // the whole exchange gets a deadline too. (A stall after DATA may still have been
-        // accepted: the retry can then duplicate the message, the price of not losing it.)
-        let sent = match tokio::time::timeout(self.send_timeout, self.transport.send(message)).await
-        {
+        // The pool bounds the connect, not a server that stalls mid-dialogue: the whole
+        // exchange gets a deadline too. (A stall after DATA may still have been accepted: the
+        // retry can then duplicate the message, the price of not losing it.)
+        let raw = message.formatted();
+        let send = self.smtp.send(message.envelope(), &raw);
+        let sent = match tokio::time::timeout(self.send_timeout, send).await {
             Ok(result) => result,
             Err(_) => {
                 let error = format!(
@@ -584,7 +590,11 @@ impl Mailer {
 /// Whether a send failed because the server could not be reached at all (connection refused
 /// or reset, network down, connect timed out), as opposed to a reply, a TLS or a client
 /// problem.
-fn unreachable(e: &lettre::transport::smtp::Error) -> bool {
+fn unreachable(e: &SendError) -> bool {
+    let e = match e {
+        SendError::Connect(_) => return true,
+        SendError::Smtp(e) => e,
+    };
     !e.is_response() && !e.is_client() && !e.is_tls() && !e.is_permanent() && {
         let text = e.to_string();
         text.starts_with("Connection error") || text.starts_with("network error") || e.is_timeout()

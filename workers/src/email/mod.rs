@@ -4,6 +4,8 @@
 //!   timeouts, the global send rate).
 //! - [`mailer`]: [`Mailer::send`], one attempt of an `email` job, every delivery recorded in
 //!   the `emails` table; [`AuditSink`] receives `email.dead` records.
+//! - [`smtp`]: the SMTP connection pool the mailer sends through (lettre's SMTP client on
+//!   sockets with `TCP_NODELAY`; TLS, AUTH, reuse and idle timeout as lettre's transport).
 //! - [`templates`]: `alert_notification`, `alert_escalation`, `generic` (text + HTML).
 //! - [`ratelimit`]: the Redis token bucket all instances share.
 //! - [`breaker`]: the SMTP circuit breaker all instances share (outages cost no attempts).
@@ -16,6 +18,7 @@ pub mod mailer;
 pub mod metrics;
 pub mod ratelimit;
 pub mod settings;
+pub mod smtp;
 pub mod templates;
 
 pub use crate::audit::{AuditSink, EngineAuditSink};
