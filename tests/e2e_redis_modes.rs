@@ -94,7 +94,11 @@ async fn vigil_runs_on_sentinel() {
 
 /// Under continuous API enqueues, `SENTINEL FAILOVER` with `redis.min_replicas_ack = 1`: every
 /// email the API acknowledged (202) is delivered exactly once. A client that gets a 503 retries
-/// with the same `Idempotency-Key`, as the error body tells it to. A job outcome written to the
+/// with the same `Idempotency-Key`, as the error body tells it to, and names the email itself
+/// with the payload's `idempotency_key`: a first try answered 503 "outcome unknown" may have
+/// run and then been lost with the old master (its write was not replica-acknowledged), so the
+/// retry is a second job, and only the delivery record in the database, keyed by the
+/// payload's key, keeps it from sending again. A job outcome written to the
 /// old master in its last moment is not replicated (outcomes are not replica-confirmed): that
 /// job runs again once its lease (5 s here) expires, and the mailer's delivery record keeps
 /// the second run from sending again.
@@ -132,7 +136,8 @@ async fn vigil_run_delivers_every_acknowledged_email_once_through_a_sentinel_fai
                         .bearer_auth(&token)
                         .header("Idempotency-Key", format!("failover-{i}"))
                         .json(&json!({"payload": {"to": ["soc@example.com"],
-                            "subject": format!("failover {i}"), "body": {"text": "x"}}}))
+                            "subject": format!("failover {i}"), "body": {"text": "x"},
+                            "idempotency_key": format!("failover-{i}")}}))
                         .send()
                         .await;
                     if let Ok(r) = res {
