@@ -3,10 +3,11 @@
 //! delivery recorded in the database, the message built and sent over vigil's SMTP pool, the
 //! outcome recorded), beside a baseline measured in the same run:
 //!
-//! 1. the baseline: the same messages sent straight with lettre's own pooled transport over
-//!    one SMTP connection, one after another: no queue, no database. (lettre's socket has no
-//!    `TCP_NODELAY`, so each of its messages waits for the server's delayed ACK; vigil's pool
-//!    does not: see `vigil_workers::email::smtp`.)
+//! 1. the baseline: the same messages sent straight over one connection of vigil's SMTP pool
+//!    (`vigil_workers::email::smtp`, a socket with `TCP_NODELAY`), one after another: no
+//!    queue, no database. The same messages through lettre's own pooled transport, one
+//!    connection, are printed beside it: lettre's socket has no `TCP_NODELAY`, so each of its
+//!    messages waits for the server's delayed ACK.
 //! 2. N email jobs drained with the email queue's concurrency (its default, or
 //!    `--concurrency`) and as many pooled SMTP connections.
 //!
@@ -30,6 +31,7 @@ use vigil_jobs::{AuditJob, EmailBody, EmailJob, Job as _};
 use vigil_queue::{NewJob, QueuesSettings, RedisSettings, bench};
 use vigil_store::Db;
 use vigil_store::emails::{self, EmailStatus};
+use vigil_workers::email::smtp::{SmtpEndpoint, SmtpPool};
 use vigil_workers::email::{Mailer, SendRateLimiter, SmtpSettings, SmtpTls};
 
 use super::{Timings, clean_up, connect, cpu_us_per_job, emit, round3, runtime, scratch_db};
@@ -82,7 +84,8 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
         .unwrap_or(EmailJob::settings().concurrency)
         .max(1);
 
-    let baseline = send_directly(&smtp, n).await?;
+    let baseline = send_directly(&smtp, n, Via::Pool).await?;
+    let lettre = send_directly(&smtp, n, Via::LettreTransport).await?;
     let sent_before = sent(&db).await?;
     let measured = drain(args, config, &db, &smtp, n, concurrency).await?;
     let recorded = sent(&db).await? - sent_before;
@@ -102,10 +105,12 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
         "redis_cpu_us_per_job": measured.cpu_us_per_job.map(|v| (v * 10.0).round() / 10.0),
     }))?;
     emit(json!({
-        "baseline": "the same messages sent directly with lettre: one SMTP connection, one at a time, no queue, no database",
+        "baseline": "the same messages sent directly over one connection of vigil's SMTP pool (TCP_NODELAY), one at a time, no queue, no database",
         "n": n,
         "emails_per_s": f64::round(baseline),
         "vigil_vs_baseline": round3(measured.jobs_per_s / baseline.max(1e-9)),
+        "lettre_transport_emails_per_s": f64::round(lettre),
+        "vigil_vs_lettre_transport": round3(measured.jobs_per_s / lettre.max(1e-9)),
     }))?;
     db.close().await;
     Ok(())
@@ -130,16 +135,36 @@ fn settings(smtp: &SmtpTarget, pool: usize) -> SmtpSettings {
     }
 }
 
-/// The baseline: `n` messages as the mailer builds them for a plain-text job, sent one
-/// after another over one connection. Emails per second.
-async fn send_directly(smtp: &SmtpTarget, n: usize) -> anyhow::Result<f64> {
+/// How [`send_directly`] sends.
+#[derive(Clone, Copy)]
+enum Via {
+    /// One connection of vigil's SMTP pool (`TCP_NODELAY`).
+    Pool,
+    /// lettre's own pooled transport, one connection.
+    LettreTransport,
+}
+
+/// A baseline: `n` messages as the mailer builds them for a plain-text job, sent one after
+/// another over one connection. Emails per second.
+async fn send_directly(smtp: &SmtpTarget, n: usize, via: Via) -> anyhow::Result<f64> {
     let s = settings(smtp, 1);
+    let timeout = Duration::from_secs(s.timeout_seconds);
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
         .port(s.port)
         .tls(Tls::None)
-        .timeout(Some(Duration::from_secs(s.timeout_seconds)))
+        .timeout(Some(timeout))
         .pool_config(PoolConfig::new().max_size(1))
         .build();
+    let pool = SmtpPool::new(
+        SmtpEndpoint {
+            host: s.host.clone(),
+            port: s.port,
+            tls: Tls::None,
+            credentials: None,
+            connect_timeout: timeout,
+        },
+        1,
+    );
     let from: Mailbox = s.from.parse().context("the default From mailbox")?;
     let to: Mailbox = TO.parse().context("the bench recipient")?;
     let domain = from.email.domain().to_owned();
@@ -160,7 +185,19 @@ async fn send_directly(smtp: &SmtpTarget, n: usize) -> anyhow::Result<f64> {
                     .body(TEXT.to_owned()),
             )
             .context("while building the baseline message")?;
-        transport.send(message).await.with_context(|| {
+        let sent = match via {
+            Via::Pool => pool
+                .send(message.envelope(), &message.formatted())
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::from),
+            Via::LettreTransport => transport
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::from),
+        };
+        sent.with_context(|| {
             format!(
                 "the baseline could not send to the SMTP server at {}:{}",
                 smtp.host, smtp.port
