@@ -31,8 +31,8 @@ use vigil_jobs::{AuditJob, EmailBody, EmailJob, Job as _};
 use vigil_queue::{NewJob, QueuesSettings, RedisSettings, bench};
 use vigil_store::Db;
 use vigil_store::emails::{self, EmailStatus};
-use vigil_workers::email::smtp::{SmtpEndpoint, SmtpPool};
-use vigil_workers::email::{Mailer, SendRateLimiter, SmtpSettings, SmtpTls};
+use vigil_workers::email::smtp::SmtpPool;
+use vigil_workers::email::{Mailer, SendRateLimiter, SmtpSettings, SmtpTls, smtp_pool};
 
 use super::{Timings, clean_up, connect, cpu_us_per_job, emit, round3, runtime, scratch_db};
 use crate::cli::BenchArgs;
@@ -84,8 +84,8 @@ pub async fn run(args: &BenchArgs, config: &RedisSettings) -> anyhow::Result<()>
         .unwrap_or(EmailJob::settings().concurrency)
         .max(1);
 
-    let baseline = send_directly(&smtp, n, Via::Pool).await?;
-    let lettre = send_directly(&smtp, n, Via::LettreTransport).await?;
+    let baseline = send_directly(&smtp, n, Direct::pool(&smtp)?).await?;
+    let lettre = send_directly(&smtp, n, Direct::lettre(&smtp)).await?;
     let sent_before = sent(&db).await?;
     let measured = drain(args, config, &db, &smtp, n, concurrency).await?;
     let recorded = sent(&db).await? - sent_before;
@@ -135,36 +135,48 @@ fn settings(smtp: &SmtpTarget, pool: usize) -> SmtpSettings {
     }
 }
 
-/// How [`send_directly`] sends.
-#[derive(Clone, Copy)]
-enum Via {
+/// The one-connection sender a baseline uses.
+enum Direct {
     /// One connection of vigil's SMTP pool (`TCP_NODELAY`).
-    Pool,
+    Pool(SmtpPool),
     /// lettre's own pooled transport, one connection.
-    LettreTransport,
+    Lettre(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl Direct {
+    fn pool(smtp: &SmtpTarget) -> anyhow::Result<Direct> {
+        Ok(Direct::Pool(smtp_pool(&settings(smtp, 1))?))
+    }
+
+    fn lettre(smtp: &SmtpTarget) -> Direct {
+        let s = settings(smtp, 1);
+        Direct::Lettre(
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
+                .port(s.port)
+                .tls(Tls::None)
+                .timeout(Some(Duration::from_secs(s.timeout_seconds)))
+                .pool_config(PoolConfig::new().max_size(1))
+                .build(),
+        )
+    }
+
+    async fn send(&self, message: Message) -> anyhow::Result<()> {
+        match self {
+            Direct::Pool(pool) => {
+                pool.send(message.envelope(), &message.formatted()).await?;
+            }
+            Direct::Lettre(transport) => {
+                transport.send(message).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A baseline: `n` messages as the mailer builds them for a plain-text job, sent one after
 /// another over one connection. Emails per second.
-async fn send_directly(smtp: &SmtpTarget, n: usize, via: Via) -> anyhow::Result<f64> {
+async fn send_directly(smtp: &SmtpTarget, n: usize, sender: Direct) -> anyhow::Result<f64> {
     let s = settings(smtp, 1);
-    let timeout = Duration::from_secs(s.timeout_seconds);
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
-        .port(s.port)
-        .tls(Tls::None)
-        .timeout(Some(timeout))
-        .pool_config(PoolConfig::new().max_size(1))
-        .build();
-    let pool = SmtpPool::new(
-        SmtpEndpoint {
-            host: s.host.clone(),
-            port: s.port,
-            tls: Tls::None,
-            credentials: None,
-            connect_timeout: timeout,
-        },
-        1,
-    );
     let from: Mailbox = s.from.parse().context("the default From mailbox")?;
     let to: Mailbox = TO.parse().context("the bench recipient")?;
     let domain = from.email.domain().to_owned();
@@ -185,19 +197,7 @@ async fn send_directly(smtp: &SmtpTarget, n: usize, via: Via) -> anyhow::Result<
                     .body(TEXT.to_owned()),
             )
             .context("while building the baseline message")?;
-        let sent = match via {
-            Via::Pool => pool
-                .send(message.envelope(), &message.formatted())
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::from),
-            Via::LettreTransport => transport
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::from),
-        };
-        sent.with_context(|| {
+        sender.send(message).await.with_context(|| {
             format!(
                 "the baseline could not send to the SMTP server at {}:{}",
                 smtp.host, smtp.port

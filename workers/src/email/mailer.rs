@@ -170,6 +170,36 @@ pub fn check_settings(settings: &SmtpSettings) -> Result<(), MailerError> {
     checked(settings).map(|_| ())
 }
 
+/// The SMTP pool `[smtp]` asks for, checked as [`Mailer::new`] checks it (for a send outside
+/// the mailer, e.g. `vigil bench`'s direct baseline).
+pub fn smtp_pool(settings: &SmtpSettings) -> Result<SmtpPool, MailerError> {
+    Ok(pool_of(settings, checked(settings)?.tls))
+}
+
+/// The pool of `settings` with its checked `tls`: at most `pool_max_size` idle connections,
+/// each connect bounded by `timeout_seconds`.
+fn pool_of(settings: &SmtpSettings, tls: Tls) -> SmtpPool {
+    // `checked` refused a user without a password and the reverse.
+    let credentials = match (&settings.username, &settings.password) {
+        (Some(user), Some(password)) => Some(Credentials::new(
+            user.clone(),
+            password.expose_secret().to_owned(),
+        )),
+        _ => None,
+    };
+    let endpoint = SmtpEndpoint {
+        host: settings.host.clone(),
+        port: settings.port,
+        tls,
+        credentials,
+        connect_timeout: Duration::from_secs(settings.timeout_seconds.max(1)),
+    };
+    SmtpPool::new(
+        endpoint,
+        usize::try_from(settings.pool_max_size).unwrap_or(usize::MAX),
+    )
+}
+
 impl Mailer {
     /// A mailer over an SMTP pool built from `settings` (at most `pool_max_size` idle
     /// connections). Nothing connects until the first send.
@@ -185,26 +215,10 @@ impl Mailer {
             tls,
         } = checked(settings)?;
         let timeout = Duration::from_secs(settings.timeout_seconds.max(1));
-        // `checked` refused a user without a password and the reverse.
-        let credentials = match (&settings.username, &settings.password) {
-            (Some(user), Some(password)) => Some(Credentials::new(
-                user.clone(),
-                password.expose_secret().to_owned(),
-            )),
-            _ => None,
-        };
-        let endpoint = SmtpEndpoint {
-            host: settings.host.clone(),
-            port: settings.port,
-            tls,
-            credentials,
-            connect_timeout: timeout,
-        };
-        let max_idle = usize::try_from(settings.pool_max_size).unwrap_or(usize::MAX);
         let message_id_domain = from.email.domain().to_owned();
         Ok(Mailer {
             db,
-            smtp: SmtpPool::new(endpoint, max_idle),
+            smtp: pool_of(settings, tls),
             from,
             reply_to,
             message_id_domain,

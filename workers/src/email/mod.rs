@@ -24,7 +24,7 @@ pub mod templates;
 pub use crate::audit::{AuditSink, EngineAuditSink};
 pub use breaker::{Breaker, BreakerTiming};
 
-pub use mailer::{Mailer, MailerError, SendOutcome, check_settings};
+pub use mailer::{Mailer, MailerError, SendOutcome, check_settings, smtp_pool};
 pub use metrics::EmailMetrics;
 pub use ratelimit::{RateLimitError, SendRateLimiter};
 pub use settings::{SmtpSettings, SmtpTls};
