@@ -1,4 +1,5 @@
-# Shared by the bench scripts (source it): a private redis-server and a median.
+# Shared by the bench scripts (source it): a private redis-server, the binary to measure,
+# Debian installs, a JSON field and a median.
 
 # A TCP port on 127.0.0.1 nothing listens on, below the kernel's range for outgoing
 # connections (32768 and up), so one held by a client cannot pass the probe and then fail.
@@ -35,4 +36,34 @@ redis_settled() {
   done
   echo "redis-server on $1 still freeing after 60 s" >&2
   exit 1
+}
+
+# vigil_binary: sets VIGIL to the binary to measure: $VIGIL when given, else a release build
+# (cargo build --release --bin vigil, CARGO_TARGET_DIR outside the clone).
+vigil_binary() {
+  if [ -z "${VIGIL:-}" ]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vigil-target}"
+    cargo build --release --bin vigil
+    VIGIL="$CARGO_TARGET_DIR/release/vigil"
+  fi
+}
+
+# apt_install PACKAGE...: Debian packages (sudo when not root; the package lists refreshed
+# once if the first try fails).
+apt_install() {
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "$@" \
+    || { $sudo apt-get update && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "$@"; }
+}
+
+# field NAME LINE: the value of NAME in a one-line JSON object (a number or a plain string).
+field() { sed -E "s/.*\"$1\":\"?([^,\"}]*).*/\1/" <<<"$2"; }
+
+# private_redis: a scratch directory WORK and a private redis-server in it (PORT), both
+# removed when the script exits. For scripts with nothing else to clean up.
+private_redis() {
+  WORK="$(mktemp -d)"
+  REDIS_PID=""
+  trap 'if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi; rm -rf "$WORK"' EXIT
+  start_redis "$WORK"
 }

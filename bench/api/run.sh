@@ -90,15 +90,9 @@ for tool in curl jq psql; do
 done
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
 if ! command -v wrk >/dev/null; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y wrk \
-    || { $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y wrk; }
+  apt_install wrk
 fi
-if [ -z "${VIGIL:-}" ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vigil-target}"
-  cargo build --release --bin vigil
-  VIGIL="$CARGO_TARGET_DIR/release/vigil"
-fi
+vigil_binary
 
 WORK="$(mktemp -d)"
 DB="vigil_bench_api_$$_$RANDOM"
@@ -297,7 +291,6 @@ run_one() {
     "$held" "$p50" "$p99" "$vcpu" "$rcpu" "$wcpu" "$other" \
     "$(awk "BEGIN {print $vcpu * 1e6 / $done_n}")" "$(awk "BEGIN {print $rcpu * 1e6 / $done_n}")"
 }
-field() { sed -E "s/.*\"$1\":\"?([^,\"}]*).*/\1/" <<<"$2"; }
 
 ROUTES=(baseline enqueue bulk)
 for route in "${ROUTES[@]}"; do reset_redis; run_wrk "$route" "$WARMUP"; done

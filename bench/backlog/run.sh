@@ -21,22 +21,9 @@ SIZES=("$@")
 CONCURRENCY=50
 
 command -v redis-server >/dev/null || { echo "needs redis-server on PATH" >&2; exit 1; }
-if [ -z "${VIGIL:-}" ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vigil-target}"
-  cargo build --release --bin vigil
-  VIGIL="$CARGO_TARGET_DIR/release/vigil"
-fi
+vigil_binary
+private_redis
 
-WORK="$(mktemp -d)"
-REDIS_PID=""
-cleanup() {
-  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-start_redis "$WORK"
-
-field() { sed -E "s/.*\"$1\":\"?([^,\"}]*).*/\1/" <<<"$2"; }
 declare -A RATES CPUS BYTES
 K="${#SIZES[@]}"
 for r in $(seq 0 $((ROUNDS - 1))); do

@@ -16,11 +16,7 @@ source bench/lib.sh
 N="${1:-5000}"
 RUNS="${2:-3}"
 PG="${PG:-postgres://postgres@127.0.0.1:5432}"
-if [ -z "${VIGIL:-}" ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vigil-target}"
-  cargo build --release --bin vigil
-  VIGIL="$CARGO_TARGET_DIR/release/vigil"
-fi
+vigil_binary
 
 WORK="$(mktemp -d)"
 DB="vigil_bench_email_$$"

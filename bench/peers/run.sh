@@ -40,8 +40,7 @@ if [ ! -d "$PEERS/bullmq/node_modules/bullmq" ]; then
   (cd "$PEERS/bullmq" && npm ci --no-audit --no-fund)
 fi
 if ! command -v sidekiq >/dev/null || ! ruby -e 'require "sidekiq"' 2>/dev/null; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y ruby-sidekiq
+  apt_install ruby-sidekiq
 fi
 APALIS_TARGET_DIR="${APALIS_TARGET_DIR:-/var/tmp/vigil-apalis-target}"
 APALIS="$APALIS_TARGET_DIR/release/drain"
@@ -49,21 +48,8 @@ if [ ! -x "$APALIS" ] || [ -n "$(find "$PEERS/apalis" -newer "$APALIS" -type f |
   CARGO_TARGET_DIR="$APALIS_TARGET_DIR" \
     cargo build --release --locked --manifest-path "$PEERS/apalis/Cargo.toml"
 fi
-if [ -z "${VIGIL:-}" ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vigil-target}"
-  cargo build --release --bin vigil
-  VIGIL="$CARGO_TARGET_DIR/release/vigil"
-fi
-
-WORK="$(mktemp -d)"
-REDIS_PID=""
-cleanup() {
-  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-start_redis "$WORK"
+vigil_binary
+private_redis
 
 run_one() { # system -> one JSON line on stdout
   redis-cli -p "$PORT" flushall >/dev/null
@@ -77,7 +63,6 @@ run_one() { # system -> one JSON line on stdout
     apalis-redis) "$APALIS" "$PORT" "$N" "$CONCURRENCY" 2>"$WORK/apalis-redis.log" ;;
   esac
 }
-field() { sed -E "s/.*\"$1\":\"?([^,\"}]*).*/\1/" <<<"$2"; }
 
 SYSTEMS=(vigil bullmq sidekiq apalis-redis)
 declare -A RATES CPUS VERSION
