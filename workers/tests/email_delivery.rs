@@ -33,6 +33,17 @@ fn settings(server: &SmtpServer) -> SmtpSettings {
     }
 }
 
+/// A mailer with `s` that sends unlimited and drops its audit records.
+fn unaudited_mailer(s: &SmtpSettings, db: &Db) -> Mailer {
+    Mailer::new(
+        s,
+        db.clone(),
+        SendRateLimiter::Unlimited,
+        Arc::new(|_job: AuditJob| async {}),
+    )
+    .unwrap()
+}
+
 fn mailer(server: &SmtpServer, db: &Db, limiter: SendRateLimiter) -> (Mailer, Audits) {
     let audits: Audits = Arc::default();
     let sink = audits.clone();
@@ -194,13 +205,7 @@ async fn sequential_emails_share_one_smtp_connection() {
     let t = TestDb::sqlite().await;
     let mut s = settings(&server);
     s.pool_max_size = 1;
-    let mailer = Mailer::new(
-        &s,
-        t.db.clone(),
-        SendRateLimiter::Unlimited,
-        Arc::new(|_job: AuditJob| async {}),
-    )
-    .unwrap();
+    let mailer = unaudited_mailer(&s, &t.db);
     for i in 0..20 {
         let job = text_job(&["a@example.com"], &format!("one connection {i}"), "hello");
         let out = mailer.send(&format!("j-seq-{i}"), &job).await.unwrap();
@@ -245,13 +250,7 @@ async fn a_server_slower_than_the_timeout_is_retryable() {
     let t = TestDb::sqlite().await;
     let mut s = settings(&server);
     s.timeout_seconds = 1;
-    let mailer = Mailer::new(
-        &s,
-        t.db.clone(),
-        SendRateLimiter::Unlimited,
-        Arc::new(|_job: AuditJob| async {}),
-    )
-    .unwrap();
+    let mailer = unaudited_mailer(&s, &t.db);
     server.delay_data(Some(Duration::from_secs(3)));
     let job = text_job(&["a@example.com"], "slow", "hello");
     let err = mailer.send("j-slow", &job).await.unwrap_err();
@@ -461,13 +460,7 @@ async fn bench_emails_per_second() {
     let t = TestDb::postgres().await;
     let mut s = settings(&server);
     s.pool_max_size = 8;
-    let mailer = Mailer::new(
-        &s,
-        t.db.clone(),
-        SendRateLimiter::Unlimited,
-        Arc::new(|_job: AuditJob| async {}),
-    )
-    .unwrap();
+    let mailer = unaudited_mailer(&s, &t.db);
     let n: usize = std::env::var("VIGIL_BENCH_EMAILS")
         .ok()
         .and_then(|v| v.parse().ok())
