@@ -205,6 +205,11 @@ fn the_email_workload_sends_through_the_worker_beside_its_baseline() {
         "{}",
         l[1]
     );
+    assert!(
+        l[1]["vigil_vs_lettre_transport"].as_f64().unwrap() > 0.0,
+        "{}",
+        l[1]
+    );
     // The two baselines' 40 messages each and the worker's 40 reached the server.
     let got = rt.block_on(server.wait_for(120, Duration::from_secs(10)));
     assert_eq!(got.len(), 120);

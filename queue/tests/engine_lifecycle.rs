@@ -432,3 +432,27 @@ async fn reap_when_expired(e: &vigil_queue::Engine) -> (u64, u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn an_ack_that_names_a_job_twice_finishes_it_once() {
+    let t = TestEngine::new("ack-twice").await;
+    let e = &t.engine;
+    e.enqueue_raw(raw(2)).await.unwrap();
+    let batch = e.lease(Q, "w1", 10).await.unwrap();
+    assert_eq!(batch.jobs.len(), 2);
+    let (a, b) = (&batch.jobs[0], &batch.jobs[1]);
+    let pairs = vec![
+        (a.id.clone(), a.token.clone()),
+        (a.id.clone(), a.token.clone()),
+        (b.id.clone(), b.token.clone()),
+    ];
+    assert_eq!(
+        e.complete_many(Q, &pairs).await.unwrap(),
+        vec![true, false, true],
+        "the second mention of a job is not a second completion"
+    );
+    let c = counts(e, Q).await;
+    assert_eq!((c.done, c.running), (2, 0));
+    let done = e.get(&a.id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.attempts), (JobStatus::Done, 1));
+}
